@@ -9,6 +9,10 @@ pub const MAX_SHARES: usize = 256;
 pub const DEFAULT_MAX_SEGMENT_SIZE: u64 = 1 << 20;
 /// Files of this many bytes or fewer live entirely in their `URI:LIT:` cap.
 pub const LIT_THRESHOLD: u64 = 55;
+/// The most segments a file may have (1 TiB at the default segment size). Encoder and decoder
+/// keep 32 bytes per block of hash trees in memory; this bounds that, and what a hostile UEB
+/// could make a downloader allocate.
+pub const MAX_SEGMENTS: u64 = 1 << 20;
 
 /// How a file is to be erasure coded: `k` of `n` shares, in segments of at most
 /// `max_segment_size` bytes.
@@ -80,6 +84,11 @@ impl Geometry {
         }
         let segment_size = next_multiple(max_segment_size.min(size), k as u64);
         let num_segments = size.div_ceil(segment_size);
+        if num_segments > MAX_SEGMENTS {
+            return Err(Error::InvalidParams(format!(
+                "{size} bytes in segments of {segment_size} would make {num_segments} segments, over the limit of {MAX_SEGMENTS}: use a larger maximum segment size"
+            )));
+        }
         let tail_size = match size % segment_size {
             0 => segment_size,
             t => t,
@@ -160,5 +169,7 @@ mod tests {
         assert!(EncodingParams::new(1, 257, 1).is_err());
         assert!(EncodingParams::new(1, 1, 0).is_err());
         assert!(Geometry::new(EncodingParams::default(), 0).is_err());
+        assert!(Geometry::new(EncodingParams::new(1, 1, 1).unwrap(), MAX_SEGMENTS + 1).is_err());
+        assert!(Geometry::new(EncodingParams::new(1, 1, 1).unwrap(), MAX_SEGMENTS).is_ok());
     }
 }
