@@ -18,6 +18,15 @@ impl Cryptor {
         }
     }
 
+    /// Writes `input` XOR the keystream from file offset `position` into `output` (same
+    /// length): encryption and a copy in one pass.
+    pub fn apply_at_into(&mut self, position: u64, input: &[u8], output: &mut [u8]) {
+        self.cipher.seek(position);
+        self.cipher
+            .apply_keystream_b2b(input, output)
+            .expect("input and output have the same length");
+    }
+
     /// XORs the keystream from file offset `position` into `data`.
     pub fn apply_at(&mut self, position: u64, data: &mut [u8]) {
         self.cipher.seek(position);
@@ -47,5 +56,8 @@ mod tests {
         let mut part = vec![0u8; 333];
         Cryptor::new(&key).apply_at(555, &mut part);
         assert_eq!(part, whole[555..888]);
+        let mut copied = vec![0u8; 333];
+        Cryptor::new(&key).apply_at_into(555, &vec![0u8; 333], &mut copied);
+        assert_eq!(copied, part);
     }
 }

@@ -9,41 +9,47 @@
 
 use crate::cap::ChkCap;
 use crate::crypt::Cryptor;
-use crate::hash::{tagged_hash, tags};
+use crate::hash::{tagged_hash, tags, Hash, TaggedHasher};
 use crate::layout::{self, ShareLayout, MAX_HEADER_SIZE};
 use crate::merkle::{self, HashTree};
 use crate::params::Geometry;
 use crate::ueb::{Ueb, MAX_UEB_SIZE};
 use crate::zfec::{DecodingMatrix, Zfec};
 use crate::Error;
+use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::fmt;
 use std::io::Write;
+
+/// Bytes decoded, hashed and decrypted at a time: small enough to stay in cache between the
+/// three passes; a multiple of SHA-256's 64-byte block.
+const STRIPE: usize = 16 * 1024;
 
 /// Where a decoder reads one share from: a file, a peer, a test's buffer.
 pub trait ShareSource {
     /// The share number this source claims to hold (the hash chain proves it or not).
     fn share_num(&self) -> usize;
     /// Exactly `len` bytes at `offset`; an error if the share is shorter or unreadable.
-    fn read_at(&mut self, offset: u64, len: u64) -> std::io::Result<Vec<u8>>;
+    /// A source that holds the share in memory lends the bytes instead of copying them.
+    fn read_at(&mut self, offset: u64, len: u64) -> std::io::Result<Cow<'_, [u8]>>;
 }
 
-impl ShareSource for (usize, Vec<u8>) {
+/// A share held in memory (owned or borrowed), with its share number.
+impl<T: AsRef<[u8]>> ShareSource for (usize, T) {
     fn share_num(&self) -> usize {
         self.0
     }
 
-    fn read_at(&mut self, offset: u64, len: u64) -> std::io::Result<Vec<u8>> {
-        let end = offset
-            .checked_add(len)
-            .filter(|&e| e <= self.1.len() as u64);
+    fn read_at(&mut self, offset: u64, len: u64) -> std::io::Result<Cow<'_, [u8]>> {
+        let share = self.1.as_ref();
+        let end = offset.checked_add(len).filter(|&e| e <= share.len() as u64);
         match end {
-            Some(end) => Ok(self.1[offset as usize..end as usize].to_vec()),
+            Some(end) => Ok(Cow::Borrowed(&share[offset as usize..end as usize])),
             None => Err(std::io::Error::new(
                 std::io::ErrorKind::UnexpectedEof,
                 format!(
                     "{len} bytes at {offset} run past the share's end ({} bytes)",
-                    self.1.len()
+                    share.len()
                 ),
             )),
         }
@@ -168,64 +174,42 @@ impl<'c, S: ShareSource> Decoder<'c, S> {
             .take()
             .expect("set by the first verified share");
         let mut cryptor = Cryptor::new(&self.cap.key.0);
-        let mut matrix: Option<DecodingMatrix> = None;
+        let mut matrix = None;
         let mut segment = Vec::with_capacity(geometry.segment_size as usize);
         for s in 0..geometry.num_segments {
-            let blocks = self.verified_blocks(&geometry, s)?;
-            let nums: Vec<usize> = blocks.iter().map(|(num, _)| *num).collect();
-            if matrix.as_ref().is_none_or(|m| m.share_nums() != nums) {
-                matrix = Some(
-                    self.zfec
-                        .decoding_matrix(&nums)
-                        .expect("k distinct verified share numbers"),
+            let crypttext_hash = loop {
+                let decoded = decode_segment(
+                    &mut self.active,
+                    &self.zfec,
+                    &mut matrix,
+                    &mut cryptor,
+                    &geometry,
+                    s,
+                    &mut segment,
                 );
-            }
-            let block_refs: Vec<&[u8]> = blocks.iter().map(|(_, b)| &b[..]).collect();
-            let block_len = geometry.block_len(s) as usize;
-            segment.resize(block_len * geometry.k, 0);
-            self.zfec.decode_with(
-                matrix.as_ref().expect("just set"),
-                &nums,
-                &block_refs,
-                &mut segment,
-            );
-            segment.truncate(geometry.segment_len(s) as usize);
+                match decoded {
+                    Ok(hash) => break hash,
+                    Err(BadBlock {
+                        position,
+                        check,
+                        detail,
+                    }) => {
+                        let share = self.active.remove(position);
+                        self.fault(share.index, share.num, check, detail);
+                        self.fill_active()?;
+                    }
+                }
+            };
             let expected = crypttext_tree.leaf(s as usize).expect("a leaf per segment");
-            if &tagged_hash(tags::CRYPTTEXT_SEGMENT, &segment) != expected {
+            if &crypttext_hash != expected {
                 return Err(Error::SegmentHashMismatch { segment: s });
             }
-            cryptor.apply_at(s * geometry.segment_size, &mut segment);
             out.write_all(&segment).map_err(Error::Output)?;
         }
         out.flush().map_err(Error::Output)?;
         Ok(DecodeReport {
             faults: self.faults,
         })
-    }
-
-    /// `k` blocks of segment `s`, each verified against its share's block tree.
-    fn verified_blocks(&mut self, g: &Geometry, s: u64) -> Result<Vec<(usize, Vec<u8>)>, Error> {
-        loop {
-            let mut blocks = Vec::with_capacity(g.k);
-            let mut failed = None;
-            for (i, share) in self.active.iter_mut().enumerate() {
-                match read_block(share, g, s) {
-                    Ok(block) => blocks.push((share.num, block)),
-                    Err((check, detail)) => {
-                        failed = Some((i, check, detail));
-                        break;
-                    }
-                }
-            }
-            match failed {
-                None => return Ok(blocks),
-                Some((i, check, detail)) => {
-                    let share = self.active.remove(i);
-                    self.fault(share.index, share.num, check, detail);
-                    self.fill_active()?;
-                }
-            }
-        }
     }
 
     /// Adopts candidates until `k` shares are active, or fails with what went wrong.
@@ -346,27 +330,82 @@ impl<'c, S: ShareSource> Decoder<'c, S> {
     }
 }
 
-/// Reads block `s` of a verified share and checks it against the share's block tree.
-fn read_block<S: ShareSource>(
-    share: &mut VerifiedShare<S>,
+/// A block that failed: the position of its share among the active ones, and why.
+struct BadBlock {
+    position: usize,
+    check: ShareCheck,
+    detail: String,
+}
+
+/// Reads block `s` of every active share and checks each against its share's block tree;
+/// then, stripe by stripe so the bytes stay in cache, erasure-decodes the segment into
+/// `segment`, hashes its crypttext and decrypts it in place. Returns the crypttext hash: the
+/// caller must check it before letting any of `segment` out. `matrix` caches the decoding
+/// matrix while the set of shares stays the same.
+fn decode_segment<S: ShareSource>(
+    active: &mut [VerifiedShare<S>],
+    zfec: &Zfec,
+    matrix: &mut Option<DecodingMatrix>,
+    cryptor: &mut Cryptor,
     g: &Geometry,
     s: u64,
-) -> Result<Vec<u8>, (ShareCheck, String)> {
-    let block = share
-        .source
-        .read_at(share.layout.block_offset(s), g.block_len(s))
-        .map_err(|e| (ShareCheck::Read, e.to_string()))?;
-    let leaf = share
-        .block_tree
-        .leaf(s as usize)
-        .expect("the header check fixed the tree size");
-    if &tagged_hash(tags::BLOCK, &block) != leaf {
-        return Err((
-            ShareCheck::Block { segment: s },
-            "the block's hash is not in the share's block hash tree".into(),
-        ));
+    segment: &mut Vec<u8>,
+) -> Result<Hash, BadBlock> {
+    let nums: Vec<usize> = active.iter().map(|share| share.num).collect();
+    let block_len = g.block_len(s) as usize;
+    let mut blocks = Vec::with_capacity(active.len());
+    for (position, share) in active.iter_mut().enumerate() {
+        let offset = share.layout.block_offset(s);
+        let leaf = share
+            .block_tree
+            .leaf(s as usize)
+            .expect("the header check fixed the tree size");
+        let block = share
+            .source
+            .read_at(offset, block_len as u64)
+            .map_err(|e| BadBlock {
+                position,
+                check: ShareCheck::Read,
+                detail: e.to_string(),
+            })?;
+        if &tagged_hash(tags::BLOCK, &block) != leaf {
+            return Err(BadBlock {
+                position,
+                check: ShareCheck::Block { segment: s },
+                detail: "the block's hash is not in the share's block hash tree".into(),
+            });
+        }
+        blocks.push(block);
     }
-    Ok(block)
+    if matrix.as_ref().is_none_or(|m| m.share_nums() != nums) {
+        *matrix = Some(
+            zfec.decoding_matrix(&nums)
+                .expect("k distinct verified share numbers"),
+        );
+    }
+    let matrix = matrix.as_ref().expect("just set");
+    let blocks: Vec<&[u8]> = blocks.iter().map(|b| &b[..]).collect();
+    let (len, start) = (g.segment_len(s) as usize, s * g.segment_size);
+    segment.resize(block_len * g.k, 0);
+    let mut hasher = TaggedHasher::new(tags::CRYPTTEXT_SEGMENT);
+    for piece in 0..g.k {
+        for at in (0..block_len).step_by(STRIPE) {
+            let range = at..(at + STRIPE).min(block_len);
+            let (from, to) = (
+                piece * block_len + range.start,
+                piece * block_len + range.end,
+            );
+            zfec.decode_piece_range(matrix, &nums, &blocks, piece, range, &mut segment[from..to]);
+            // Padding (past `len`) is decoded but neither hashed nor decrypted.
+            if from < len {
+                let crypttext = &mut segment[from..to.min(len)];
+                hasher.update(crypttext);
+                cryptor.apply_at(start + from as u64, crypttext);
+            }
+        }
+    }
+    segment.truncate(len);
+    Ok(hasher.finish())
 }
 
 enum ShareError {
@@ -377,9 +416,10 @@ enum ShareError {
 }
 
 fn read<S: ShareSource>(source: &mut S, offset: u64, len: u64) -> Result<Vec<u8>, ShareError> {
-    source
-        .read_at(offset, len)
-        .map_err(|e| ShareError::Fault(ShareCheck::Read, e.to_string()))
+    match source.read_at(offset, len) {
+        Ok(bytes) => Ok(bytes.into_owned()),
+        Err(e) => Err(ShareError::Fault(ShareCheck::Read, e.to_string())),
+    }
 }
 
 fn be_uint(bytes: &[u8]) -> u64 {

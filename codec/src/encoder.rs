@@ -6,7 +6,7 @@
 
 use crate::cap::{ChkCap, Key};
 use crate::crypt::Cryptor;
-use crate::hash::{tagged_hash, tags, Hash, TaggedHasher};
+use crate::hash::{tags, Hash, TaggedHasher};
 use crate::layout::{self, ShareLayout};
 use crate::merkle::HashTree;
 use crate::params::{EncodingParams, Geometry};
@@ -83,6 +83,10 @@ fn for_each_chunk(mut input: impl Read, mut f: impl FnMut(&[u8])) -> Result<u64,
     }
 }
 
+/// Bytes encrypted, hashed or erasure coded at a time: small enough to stay in the core's
+/// cache between the passes over them.
+const STRIPE: usize = 32 * 1024;
+
 /// Encodes one file, segment by segment.
 pub struct Encoder {
     key: Key,
@@ -143,63 +147,104 @@ impl Encoder {
         &mut self,
         input: &mut impl Read,
     ) -> Result<SegmentBlocks<'_>, Error> {
-        let s = self.next_segment;
-        if s >= self.geometry.num_segments {
-            return Err(Error::InputSizeMismatch {
-                expected: self.geometry.size,
-                read: self.geometry.size + 1,
-            });
-        }
-        let len = self.geometry.segment_len(s) as usize;
+        let len = self.next_segment_len()?;
         self.segment.resize(len, 0);
         if let Err(e) = input.read_exact(&mut self.segment) {
             return Err(match e.kind() {
                 std::io::ErrorKind::UnexpectedEof => Error::InputSizeMismatch {
                     expected: self.geometry.size,
-                    read: s * self.geometry.segment_size,
+                    read: self.next_segment * self.geometry.segment_size,
                 },
                 _ => Error::Input(e),
             });
         }
-        Ok(self.encode_buffered_segment())
+        self.encrypt_and_hash(None);
+        Ok(self.code_segment())
     }
 
     /// Encodes the next segment from `plaintext`, which must be exactly its length.
-    pub fn encode_segment(&mut self, mut plaintext: &[u8]) -> Result<SegmentBlocks<'_>, Error> {
-        let expected = self.geometry.segment_len(self.next_segment) as usize;
-        if plaintext.len() != expected {
+    pub fn encode_segment(&mut self, plaintext: &[u8]) -> Result<SegmentBlocks<'_>, Error> {
+        let len = self.next_segment_len()?;
+        if plaintext.len() != len {
             return Err(Error::InvalidParams(format!(
-                "segment {} must be {expected} bytes, got {}",
+                "segment {} must be {len} bytes, got {}",
                 self.next_segment,
                 plaintext.len()
             )));
         }
-        self.encode_segment_from(&mut plaintext)
+        self.segment.resize(len, 0);
+        self.encrypt_and_hash(Some(plaintext));
+        Ok(self.code_segment())
     }
 
-    fn encode_buffered_segment(&mut self) -> SegmentBlocks<'_> {
+    fn next_segment_len(&self) -> Result<usize, Error> {
+        let g = &self.geometry;
+        if self.next_segment >= g.num_segments {
+            return Err(Error::InputSizeMismatch {
+                expected: g.size,
+                read: g.size + 1,
+            });
+        }
+        Ok(g.segment_len(self.next_segment) as usize)
+    }
+
+    /// Encrypts the segment (from `plaintext`, or in place) and hashes its crypttext, in
+    /// cache-sized stripes so that each byte is loaded once for the three jobs.
+    fn encrypt_and_hash(&mut self, plaintext: Option<&[u8]>) {
+        let mut segment_hasher = TaggedHasher::new(tags::CRYPTTEXT_SEGMENT);
+        let start = self.next_segment * self.geometry.segment_size;
+        for (i, stripe) in self.segment.chunks_mut(STRIPE).enumerate() {
+            let position = start + (i * STRIPE) as u64;
+            match plaintext {
+                Some(p) => {
+                    self.cryptor
+                        .apply_at_into(position, &p[i * STRIPE..][..stripe.len()], stripe)
+                }
+                None => self.cryptor.apply_at(position, stripe),
+            }
+            self.crypttext_hasher.update(stripe);
+            segment_hasher.update(stripe);
+        }
+        self.segment_hashes.push(segment_hasher.finish());
+    }
+
+    /// Pads the encrypted segment, erasure codes it and hashes every block.
+    fn code_segment(&mut self) -> SegmentBlocks<'_> {
         let s = self.next_segment;
         let g = self.geometry;
-        self.cryptor.apply_at(s * g.segment_size, &mut self.segment);
-        self.crypttext_hasher.update(&self.segment);
-        self.segment_hashes
-            .push(tagged_hash(tags::CRYPTTEXT_SEGMENT, &self.segment));
         // Pad after hashing: the hashes cover the crypttext, the blocks the padded segment.
         let block_len = g.block_len(s) as usize;
         self.segment.resize(block_len * g.k, 0);
-        let pieces: Vec<&[u8]> = self.segment.chunks(block_len.max(1)).take(g.k).collect();
-        self.zfec.encode_parity(&pieces, &mut self.parity);
-        let blocks = SegmentBlocks {
+        let pieces: Vec<&[u8]> = self.segment.chunks(block_len).collect();
+        for p in self.parity.iter_mut() {
+            p.resize(block_len, 0);
+        }
+        // Erasure code and hash the blocks stripe by stripe, for the same reason.
+        let mut hashers = vec![TaggedHasher::new(tags::BLOCK); g.n];
+        // A multiple of SHA-256's 64-byte block, so no stripe is split inside the hasher.
+        let stripe = (STRIPE / g.k).max(64) & !63;
+        for at in (0..block_len).step_by(stripe) {
+            let range = at..(at + stripe).min(block_len);
+            self.zfec
+                .encode_parity_range(&pieces, &mut self.parity, range.clone());
+            let blocks = pieces
+                .iter()
+                .copied()
+                .chain(self.parity.iter().map(|p| &p[..]));
+            for (hasher, block) in hashers.iter_mut().zip(blocks) {
+                hasher.update(&block[range.clone()]);
+            }
+        }
+        for (hashes, hasher) in self.block_hashes.iter_mut().zip(hashers) {
+            hashes.push(hasher.finish());
+        }
+        self.next_segment += 1;
+        SegmentBlocks {
             segment: s,
             offset: self.layout.block_offset(s),
             pieces,
             parity: &self.parity,
-        };
-        for (share, hashes) in self.block_hashes.iter_mut().enumerate() {
-            hashes.push(tagged_hash(tags::BLOCK, blocks.block(share)));
         }
-        self.next_segment += 1;
-        blocks
     }
 
     /// After the last segment: the hash trees, the UEB and the cap.

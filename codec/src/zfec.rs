@@ -6,6 +6,7 @@
 //! zfec's (that crate's own `ReedSolomon` evaluates elsewhere and would not match Tahoe).
 
 use reed_solomon_erasure::galois_8 as gf;
+use std::ops::Range;
 
 /// Bytes per pass of the multiply-accumulate loops: keeps each pass's inputs and outputs in
 /// the core's cache while it works on them.
@@ -59,17 +60,32 @@ impl Zfec {
     /// Computes the `n - k` parity blocks of `pieces` (the `k` primary blocks, all the same
     /// length) into `parity`, which is resized to fit.
     pub fn encode_parity(&self, pieces: &[&[u8]], parity: &mut [Vec<u8>]) {
+        let len = pieces.first().map_or(0, |p| p.len());
+        for out in parity.iter_mut() {
+            out.resize(len, 0);
+        }
+        self.encode_parity_range(pieces, parity, 0..len);
+    }
+
+    /// [`Zfec::encode_parity`] for bytes `range` of every block only, so that a caller can
+    /// work through blocks in cache-sized stripes. `parity` must already have the pieces'
+    /// length.
+    pub fn encode_parity_range(
+        &self,
+        pieces: &[&[u8]],
+        parity: &mut [Vec<u8>],
+        range: Range<usize>,
+    ) {
         assert_eq!(pieces.len(), self.k, "encode needs exactly k pieces");
         assert_eq!(
             parity.len(),
             self.n - self.k,
             "encode makes exactly n-k parity blocks"
         );
-        let len = pieces.first().map_or(0, |p| p.len());
+        let inputs: Vec<&[u8]> = pieces.iter().map(|p| &p[range.clone()]).collect();
         for (j, out) in parity.iter_mut().enumerate() {
-            out.resize(len, 0);
             let row = &self.matrix[(self.k + j) * self.k..(self.k + j + 1) * self.k];
-            multiply_accumulate(row, pieces, out);
+            multiply_accumulate(row, &inputs, &mut out[range.clone()]);
         }
     }
 
@@ -122,21 +138,36 @@ impl Zfec {
         blocks: &[&[u8]],
         out: &mut [u8],
     ) {
+        let len = blocks.first().map_or(0, |b| b.len());
+        assert_eq!(out.len(), self.k * len);
+        for (p, piece) in out.chunks_mut(len.max(1)).take(self.k).enumerate() {
+            self.decode_piece_range(matrix, share_nums, blocks, p, 0..len, piece);
+        }
+    }
+
+    /// Rebuilds bytes `range` of primary piece `piece` into `out` (`range.len()` bytes), so
+    /// that a caller can decode in cache-sized stripes.
+    pub fn decode_piece_range(
+        &self,
+        matrix: &DecodingMatrix,
+        share_nums: &[usize],
+        blocks: &[&[u8]],
+        piece: usize,
+        range: Range<usize>,
+        out: &mut [u8],
+    ) {
         let k = self.k;
         assert_eq!(
             matrix.share_nums, share_nums,
             "decoding matrix made for other shares"
         );
         assert_eq!(blocks.len(), k);
-        let len = blocks[0].len();
-        assert_eq!(out.len(), k * len);
-        for (p, piece) in out.chunks_mut(len.max(1)).take(k).enumerate() {
-            if let Some(i) = share_nums.iter().position(|&s| s == p) {
-                // A primary share carries its piece as is.
-                piece.copy_from_slice(blocks[i]);
-            } else {
-                multiply_accumulate(&matrix.inverse[p * k..(p + 1) * k], blocks, piece);
-            }
+        if let Some(i) = share_nums.iter().position(|&s| s == piece) {
+            // A primary share carries its piece as is.
+            out.copy_from_slice(&blocks[i][range]);
+        } else {
+            let inputs: Vec<&[u8]> = blocks.iter().map(|b| &b[range.clone()]).collect();
+            multiply_accumulate(&matrix.inverse[piece * k..(piece + 1) * k], &inputs, out);
         }
     }
 }
@@ -160,13 +191,21 @@ fn multiply_accumulate(row: &[u8], inputs: &[&[u8]], out: &mut [u8]) {
     for start in (0..out.len()).step_by(CHUNK) {
         let end = (start + CHUNK).min(out.len());
         let out = &mut out[start..end];
-        out.fill(0);
+        // The first term writes `out`, the others add to it: no pass to zero it first.
+        let mut written = false;
         for (&c, input) in row.iter().zip(inputs) {
-            match c {
-                0 => {}
-                1 => xor_into(&input[start..end], out),
-                c => gf::mul_slice_xor(c, &input[start..end], out),
+            let input = &input[start..end];
+            match (c, written) {
+                (0, _) => continue,
+                (1, false) => out.copy_from_slice(input),
+                (1, true) => xor_into(input, out),
+                (c, false) => gf::mul_slice(c, input, out),
+                (c, true) => gf::mul_slice_xor(c, input, out),
             }
+            written = true;
+        }
+        if !written {
+            out.fill(0);
         }
     }
 }

@@ -304,3 +304,21 @@ fn input_shorter_or_longer_than_promised_is_an_error() {
         Err(Error::InputSizeMismatch { expected: 200, .. })
     ));
 }
+
+#[test]
+fn slice_and_stream_encoding_agree() {
+    let params = EncodingParams::new(3, 7, 1000).unwrap();
+    let bytes = data(4321, 9);
+    let (streamed, _) = encode(&bytes, params, [4; 16]);
+    let mut encoder = cairn_codec::Encoder::new(Key([4; 16]), params, bytes.len() as u64).unwrap();
+    let segment_size = encoder.geometry().segment_size as usize;
+    for segment in bytes.chunks(segment_size) {
+        encoder.encode_segment(segment).unwrap();
+    }
+    assert_eq!(encoder.finish().unwrap().cap, streamed);
+    // A segment of the wrong length is refused, and so is one past the end.
+    let mut encoder = cairn_codec::Encoder::new(Key([4; 16]), params, 10).unwrap();
+    assert!(encoder.encode_segment(&bytes[..9]).is_err());
+    encoder.encode_segment(&bytes[..10]).unwrap();
+    assert!(encoder.encode_segment(&bytes[..10]).is_err());
+}
