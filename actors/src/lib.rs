@@ -1,7 +1,29 @@
-//! cairn's mesh logic as sans-IO actors (introducer, storage server, vdrive, uploader,
-//! downloader) and the protocol messages between them.
+//! cairn's mesh logic as sans-IO actors, and the protocol messages between them.
 //!
-//! Not yet built: this crate is laid out so the workspace has its final shape; the actors arrive
-//! with the actors-and-simulator work. It will never touch sockets, files, clocks or threads.
+//! Each actor ([`actor::Actor`]) is a state machine: the host hands it an input (start, a
+//! message, a timer, a local request) with a [`actor::Context`], and the actor answers only
+//! by recording effects (send, set a timer, reply, spawn, stop). Nothing here touches
+//! sockets, files, clocks or threads, or draws an unseeded random number: the simulator
+//! (`sim`) and the real runtime (`net`) host the very same code.
+//!
+//! The actors: [`introducer`], [`storage`] server, [`vdrive`], and the [`client`], which
+//! spawns an [`uploader`] or a [`downloader`] per operation. Their messages are in
+//! [`protocol`]; their durable state goes through the traits in [`store`].
 
+pub mod actor;
+pub mod client;
+pub mod downloader;
+pub mod ids;
+pub mod introducer;
+pub mod local;
+pub mod placement;
+pub mod protocol;
+pub mod storage;
+pub mod store;
+pub mod uploader;
+pub mod vdrive;
+
+pub use actor::{Actor, Addr, Context, Effect, Input, OpId, Service, Time, TimerId};
 pub use cairn_codec as codec;
+pub use ids::{NodeId, NodeKey, ShareNum, StorageIndex};
+pub use protocol::{Message, Request, RequestId, Response};

@@ -1,0 +1,210 @@
+//! The actor model every part of cairn is written in: inputs in, effects out.
+//!
+//! An actor is a plain state machine. Its host (the simulator, or the tokio runtime in `net`)
+//! hands it one [`Input`] at a time with a [`Context`]; the actor answers only by recording
+//! [`Effect`]s in that context. Time and randomness come from the context too, so an actor run
+//! is a pure function of its inputs and its seed: that is what makes the simulator
+//! deterministic and a failing run replayable.
+
+use crate::ids::NodeId;
+use crate::local::{LocalId, LocalRequest, LocalResponse};
+use crate::protocol::Message;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::time::Duration;
+
+/// A point in time: nanoseconds since the host's epoch (the start of a simulation, or the
+/// process's start for the real runtime). Only differences mean anything.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
+pub struct Time(pub u64);
+
+impl Time {
+    /// `self + d`, saturating.
+    pub fn after(self, d: Duration) -> Time {
+        Time(
+            self.0
+                .saturating_add(d.as_nanos().min(u64::MAX as u128) as u64),
+        )
+    }
+
+    /// How long after `earlier` this is (zero if it is not after).
+    pub fn since(self, earlier: Time) -> Duration {
+        Duration::from_nanos(self.0.saturating_sub(earlier.0))
+    }
+}
+
+impl fmt::Debug for Time {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:.6}s", self.0 as f64 / 1e9)
+    }
+}
+
+/// A long-running operation's number, unique within its node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct OpId(pub u64);
+
+/// Which actor of a node: the services a node may run, and the operations it spawns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Service {
+    Introducer,
+    Storage,
+    Vdrive,
+    /// The node's client: knows the grid, runs uploads and downloads for local users.
+    Client,
+    Upload(OpId),
+    Download(OpId),
+}
+
+/// Where an actor lives: a node and one of its services.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Addr {
+    pub node: NodeId,
+    pub service: Service,
+}
+
+impl Addr {
+    pub fn new(node: NodeId, service: Service) -> Self {
+        Addr { node, service }
+    }
+}
+
+/// An actor's own name for one of its timers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TimerId(pub u64);
+
+/// One thing that happens to an actor.
+#[derive(Debug)]
+pub enum Input {
+    /// The actor has just been created (or re-created after a restart).
+    Start,
+    /// A message from another actor.
+    Message { from: Addr, msg: Message },
+    /// A timer the actor set has fired.
+    Timer(TimerId),
+    /// A request from this node's local user (the CLI, a test's workload).
+    Local { id: LocalId, request: LocalRequest },
+    /// Plaintext for an upload, answering [`Effect::Pull`]; empty when the input has ended.
+    Plaintext { data: Vec<u8> },
+    /// The local user has consumed an [`Effect::Output`]: more may follow.
+    OutputDrained,
+}
+
+/// One thing an actor asks its host to do.
+pub enum Effect {
+    /// Deliver `msg` to the actor at `to` (maybe: networks lose messages).
+    Send { to: Addr, msg: Message },
+    /// Fire `Input::Timer(id)` at `at` (replaces an earlier timer with the same id).
+    SetTimer { id: TimerId, at: Time },
+    /// Forget a timer.
+    CancelTimer { id: TimerId },
+    /// Answer a local request; the request is finished.
+    Reply {
+        to: LocalId,
+        response: LocalResponse,
+    },
+    /// Verified plaintext for a local download, in order.
+    Output { to: LocalId, data: Vec<u8> },
+    /// Ask the local user for up to `max` more bytes of an upload's plaintext.
+    Pull { from: LocalId, max: usize },
+    /// Start another actor on this node (an upload or download, say).
+    Spawn {
+        service: Service,
+        actor: Box<dyn Actor>,
+    },
+    /// This actor is finished: remove it.
+    Stop,
+}
+
+impl fmt::Debug for Effect {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Effect::Send { to, msg } => write!(f, "Send({to:?}, {msg:?})"),
+            Effect::SetTimer { id, at } => write!(f, "SetTimer({id:?}, {at:?})"),
+            Effect::CancelTimer { id } => write!(f, "CancelTimer({id:?})"),
+            Effect::Reply { to, response } => write!(f, "Reply({to:?}, {response:?})"),
+            Effect::Output { to, data } => write!(f, "Output({to:?}, {} bytes)", data.len()),
+            Effect::Pull { from, max } => write!(f, "Pull({from:?}, {max})"),
+            Effect::Spawn { service, .. } => write!(f, "Spawn({service:?})"),
+            Effect::Stop => write!(f, "Stop"),
+        }
+    }
+}
+
+/// A message-driven state machine. See the module docs.
+pub trait Actor: Send {
+    /// Handles one input, recording what to do in `ctx`.
+    fn handle(&mut self, input: Input, ctx: &mut Context<'_>);
+}
+
+/// What an actor sees of the world while it handles one input, and where it writes its
+/// effects.
+pub struct Context<'a> {
+    now: Time,
+    me: Addr,
+    rng: &'a mut ChaCha8Rng,
+    effects: Vec<Effect>,
+}
+
+impl<'a> Context<'a> {
+    /// A context for one input to the actor at `me`; `rng` is that actor's seeded generator.
+    pub fn new(now: Time, me: Addr, rng: &'a mut ChaCha8Rng) -> Self {
+        Context {
+            now,
+            me,
+            rng,
+            effects: Vec::new(),
+        }
+    }
+
+    /// The current time.
+    pub fn now(&self) -> Time {
+        self.now
+    }
+
+    /// This actor's address.
+    pub fn me(&self) -> Addr {
+        self.me
+    }
+
+    /// This actor's random number generator (seeded by the host).
+    pub fn rng(&mut self) -> &mut ChaCha8Rng {
+        self.rng
+    }
+
+    /// Records an effect.
+    pub fn push(&mut self, effect: Effect) {
+        self.effects.push(effect);
+    }
+
+    /// Sends a message.
+    pub fn send(&mut self, to: Addr, msg: Message) {
+        self.push(Effect::Send { to, msg });
+    }
+
+    /// Sets (or moves) a timer to fire `after` from now.
+    pub fn set_timer(&mut self, id: TimerId, after: Duration) {
+        let at = self.now.after(after);
+        self.push(Effect::SetTimer { id, at });
+    }
+
+    /// Cancels a timer.
+    pub fn cancel_timer(&mut self, id: TimerId) {
+        self.push(Effect::CancelTimer { id });
+    }
+
+    /// Answers a local request.
+    pub fn reply(&mut self, to: LocalId, response: LocalResponse) {
+        self.push(Effect::Reply { to, response });
+    }
+
+    /// The effects recorded so far, in order.
+    pub fn effects(&self) -> &[Effect] {
+        &self.effects
+    }
+
+    /// Takes the recorded effects, for the host to carry out.
+    pub fn into_effects(self) -> Vec<Effect> {
+        self.effects
+    }
+}

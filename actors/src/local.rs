@@ -1,0 +1,112 @@
+//! What a node's local user (the CLI through the gateway, a simulated client) asks of it, and
+//! the answers.
+
+use crate::ids::{NodeId, ShareNum};
+use crate::vdrive::{VdriveError, VdriveOp, VdriveReply};
+use cairn_codec::{ChkCap, EncodingParams, Key};
+use std::collections::BTreeMap;
+
+/// Matches a local request to its answers; unique per node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct LocalId(pub u64);
+
+/// A local user's request, sent to the node's client actor.
+#[derive(Debug)]
+pub enum LocalRequest {
+    /// Upload `size` bytes (pulled with `Effect::Pull`) under `key`, placing shares until
+    /// `happy` servers hold distinct shares.
+    Upload {
+        key: Key,
+        params: EncodingParams,
+        happy: usize,
+        size: u64,
+    },
+    /// Download a file; its plaintext comes out through `Effect::Output`.
+    Download { cap: ChkCap },
+    /// A vdrive operation.
+    Vdrive(VdriveOp),
+    /// What the client knows of the grid.
+    Status,
+}
+
+/// The final answer to a [`LocalRequest`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LocalResponse {
+    Uploaded(Result<UploadReceipt, UploadError>),
+    Downloaded(Result<DownloadReceipt, DownloadError>),
+    Vdrive(Result<VdriveReply, VdriveError>),
+    Status(StatusReport),
+}
+
+/// What a successful upload did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UploadReceipt {
+    pub cap: ChkCap,
+    /// Which servers hold which shares.
+    pub placement: BTreeMap<ShareNum, Vec<NodeId>>,
+    /// The servers-of-happiness measure reached.
+    pub happiness: usize,
+}
+
+/// Why an upload failed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum UploadError {
+    #[error(
+        "upload needs {happy} servers holding distinct shares but reached only {achieved}: \
+         {known} servers known, {reachable} reachable, {accepting} accepting; {detail}"
+    )]
+    NotHappy {
+        happy: usize,
+        achieved: usize,
+        known: usize,
+        reachable: usize,
+        accepting: usize,
+        detail: String,
+    },
+    #[error("invalid upload: {0}")]
+    Invalid(String),
+    #[error("the upload's plaintext ended early or ran long: {0}")]
+    Input(String),
+    #[error("the upload did not finish before its deadline")]
+    Deadline,
+}
+
+/// What a successful download did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DownloadReceipt {
+    pub bytes: u64,
+    /// Shares found bad (each also reported to its server), as readable lines.
+    pub faults: Vec<String>,
+}
+
+/// Why a download failed. No unverified byte was output.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DownloadError {
+    #[error("not enough good shares: the file needs {needed} but {found} could be had ({detail})")]
+    NotEnoughShares {
+        needed: usize,
+        found: usize,
+        detail: String,
+    },
+    #[error("the file cannot be read: {0}")]
+    Corrupt(String),
+    #[error("the download did not finish before its deadline")]
+    Deadline,
+}
+
+/// What a client knows of the grid.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StatusReport {
+    pub introducer_connected: bool,
+    pub servers: Vec<ServerStatus>,
+}
+
+/// One storage server as the client sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServerStatus {
+    pub id: NodeId,
+    pub address: String,
+    pub free_space: u64,
+    /// Whether the server answered recently.
+    pub reachable: bool,
+}

@@ -1,0 +1,262 @@
+//! The messages actors exchange, as they travel: serde types, encoded with postcard.
+//!
+//! Every request carries an id (so its answer can be matched) and a deadline (after which
+//! nobody waits for it, so nobody should work on it). Every answer is checked by the
+//! requester, never trusted. Everything decoded from the network is size-bounded: a frame by
+//! [`MAX_MESSAGE_SIZE`], and each field by the checks of the actor that receives it.
+
+use crate::actor::Time;
+use crate::ids::{verify_signature, NodeId, NodeKey, ShareNum, StorageIndex};
+use crate::vdrive::{VdriveError, VdriveOp, VdriveReply};
+use serde::{Deserialize, Serialize};
+
+/// The largest encoded message: a block of a 1 MiB segment at k=1, with room to spare.
+pub const MAX_MESSAGE_SIZE: usize = 4 << 20;
+/// The largest block a storage server accepts in one write, or returns in one read.
+pub const MAX_DATA_PER_MESSAGE: u64 = 2 << 20;
+
+/// Matches an answer to its request; unique per requester.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct RequestId(pub u64);
+
+/// Everything that travels between actors.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Message {
+    Request {
+        id: RequestId,
+        deadline: Time,
+        body: Request,
+    },
+    Response {
+        id: RequestId,
+        body: Response,
+    },
+    /// From the introducer to a subscriber: the storage servers it knows (all of them on
+    /// subscribing, then each change).
+    Announcements(Vec<Announcement>),
+}
+
+/// What one actor asks of another.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Request {
+    /// Storage server -> introducer: "I serve storage" (repeated periodically).
+    Announce(Announcement),
+    /// Client -> introducer: send me the storage servers, now and as they change.
+    Subscribe,
+    /// Client -> storage: reserve space for these shares of a file, `share_size` bytes each.
+    Allocate {
+        si: StorageIndex,
+        shares: Vec<ShareNum>,
+        share_size: u64,
+        lease: LeaseSecret,
+    },
+    /// Client -> storage: bytes of a share being uploaded.
+    Write {
+        si: StorageIndex,
+        share: ShareNum,
+        offset: u64,
+        #[serde(with = "serde_bytes")]
+        data: Vec<u8>,
+    },
+    /// Client -> storage: the share is complete; make it visible (atomically, durably).
+    Close { si: StorageIndex, share: ShareNum },
+    /// Client -> storage: give up on a share being uploaded; free its space.
+    Abort { si: StorageIndex, share: ShareNum },
+    /// Client -> storage: bytes of a complete share.
+    Read {
+        si: StorageIndex,
+        share: ShareNum,
+        offset: u64,
+        len: u64,
+    },
+    /// Client -> storage: which complete shares of this file do you hold?
+    List { si: StorageIndex },
+    /// Client -> storage: keep this file's shares until `expires` (adds or renews a lease).
+    RenewLease {
+        si: StorageIndex,
+        lease: LeaseSecret,
+        expires: Time,
+    },
+    /// Client -> storage: this share failed a check (for the operator; nothing is deleted).
+    AdviseCorrupt {
+        si: StorageIndex,
+        share: ShareNum,
+        reason: String,
+    },
+    /// Client -> vdrive.
+    Vdrive(VdriveOp),
+}
+
+/// The answer to a [`Request`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Response {
+    /// Done, nothing to return.
+    Ok,
+    /// To [`Request::Allocate`]: shares already held complete, and shares now allocated.
+    Allocated {
+        already_have: Vec<ShareNum>,
+        allocated: Vec<ShareNum>,
+    },
+    /// To [`Request::Read`].
+    Data(#[serde(with = "serde_bytes")] Vec<u8>),
+    /// To [`Request::List`]: each complete share and its size.
+    Shares(Vec<(ShareNum, u64)>),
+    /// To [`Request::Vdrive`].
+    Vdrive(Result<VdriveReply, VdriveError>),
+    /// The request failed.
+    Err(RemoteError),
+}
+
+/// Why a remote actor refused or failed a request.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum RemoteError {
+    #[error("the server has no such share")]
+    NoSuchShare,
+    #[error("that share was not allocated (or was already closed or aborted)")]
+    NotAllocated,
+    #[error("not enough space: {free} bytes free")]
+    Full { free: u64 },
+    #[error("the bytes asked for are outside the share ({size} bytes)")]
+    OutOfBounds { size: u64 },
+    #[error("the request is malformed: {0}")]
+    Malformed(String),
+    #[error("this node does not offer that service")]
+    Unsupported,
+    #[error("the node's disk failed: {0}")]
+    Disk(String),
+}
+
+/// A secret that lets its holder renew (and, later, cancel) a lease on a file's shares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct LeaseSecret(pub [u8; 32]);
+
+/// A storage server's signed claim to serve storage.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Announcement {
+    pub node: NodeId,
+    pub public_key: [u8; 32],
+    /// Where the node listens (a transport address: `host:port`, or a simulated name).
+    pub address: String,
+    pub free_space: u64,
+    /// Increases with every announcement of the node: the newest wins.
+    pub seq: u64,
+    pub signature: Vec<u8>,
+}
+
+/// The bytes an announcement's signature covers.
+#[derive(Serialize)]
+struct SignedPart<'a> {
+    domain: &'static str,
+    node: NodeId,
+    public_key: [u8; 32],
+    address: &'a str,
+    free_space: u64,
+    seq: u64,
+}
+
+impl Announcement {
+    /// The largest address accepted.
+    pub const MAX_ADDRESS_LEN: usize = 256;
+
+    /// A signed announcement by `key`'s node.
+    pub fn new(key: &NodeKey, address: String, free_space: u64, seq: u64) -> Self {
+        let mut a = Announcement {
+            node: key.id(),
+            public_key: key.public_key(),
+            address,
+            free_space,
+            seq,
+            signature: Vec::new(),
+        };
+        a.signature = key.sign(&a.signed_bytes());
+        a
+    }
+
+    fn signed_bytes(&self) -> Vec<u8> {
+        let part = SignedPart {
+            domain: "cairn announcement v1",
+            node: self.node,
+            public_key: self.public_key,
+            address: &self.address,
+            free_space: self.free_space,
+            seq: self.seq,
+        };
+        postcard::to_stdvec(&part).expect("serialising to memory cannot fail")
+    }
+
+    /// Whether the announcement is well-formed and signed by the key its node id names.
+    pub fn verify(&self) -> bool {
+        self.address.len() <= Self::MAX_ADDRESS_LEN
+            && NodeId::of_public_key(&self.public_key) == self.node
+            && verify_signature(&self.public_key, &self.signed_bytes(), &self.signature)
+    }
+}
+
+impl Message {
+    /// The wire form.
+    pub fn encode(&self) -> Vec<u8> {
+        postcard::to_stdvec(self).expect("serialising to memory cannot fail")
+    }
+
+    /// Parses the wire form; refuses anything over [`MAX_MESSAGE_SIZE`].
+    pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        if bytes.len() > MAX_MESSAGE_SIZE {
+            return Err(DecodeError::TooLarge { size: bytes.len() });
+        }
+        postcard::from_bytes(bytes).map_err(|e| DecodeError::Malformed(e.to_string()))
+    }
+}
+
+/// Why bytes from the network are not a message.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    #[error("a {size}-byte message is over the {MAX_MESSAGE_SIZE}-byte limit")]
+    TooLarge { size: usize },
+    #[error("malformed message: {0}")]
+    Malformed(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn announcements_verify_and_tampering_is_caught() {
+        let key = NodeKey::from_seed([7; 32]);
+        let a = Announcement::new(&key, "10.0.0.1:99".into(), 1000, 1);
+        assert!(a.verify());
+        let mut more_space = a.clone();
+        more_space.free_space += 1;
+        assert!(!more_space.verify());
+        let mut other_node = a.clone();
+        other_node.node = NodeKey::from_seed([8; 32]).id();
+        assert!(!other_node.verify());
+    }
+
+    #[test]
+    fn messages_round_trip() {
+        let msg = Message::Request {
+            id: RequestId(5),
+            deadline: Time(77),
+            body: Request::Write {
+                si: StorageIndex([3; 16]),
+                share: ShareNum(2),
+                offset: 9,
+                data: vec![1, 2, 3],
+            },
+        };
+        assert_eq!(Message::decode(&msg.encode()), Ok(msg));
+        assert!(matches!(
+            Message::decode(&vec![0; MAX_MESSAGE_SIZE + 1]),
+            Err(DecodeError::TooLarge { .. })
+        ));
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = Message::decode(&bytes);
+        }
+    }
+}

@@ -1,0 +1,57 @@
+//! The durable state of actors goes through these small traits, so that the same actor runs
+//! over real files (`net`) and over the simulator's faulty disk (`sim`).
+//!
+//! A store's methods are synchronous: the host decides how they run (in the simulator, at
+//! once; in the real runtime, off the I/O threads). What a method has returned `Ok` for is
+//! durable: it survives a crash of the process.
+
+use crate::ids::{ShareNum, StorageIndex};
+use std::io;
+
+/// Where a storage server keeps shares.
+///
+/// A share is first *incoming*: created with its final size, written in any order, invisible
+/// to readers. [`ShareStore::commit`] makes it durable and visible at once; a crash before
+/// that leaves no trace of it a reader could see.
+pub trait ShareStore: Send {
+    /// Starts an incoming share of `size` bytes. Fails if it exists (incoming or complete).
+    fn create(&mut self, si: StorageIndex, share: ShareNum, size: u64) -> io::Result<()>;
+    /// Writes into an incoming share.
+    fn write(
+        &mut self,
+        si: StorageIndex,
+        share: ShareNum,
+        offset: u64,
+        data: &[u8],
+    ) -> io::Result<()>;
+    /// Makes an incoming share durable and visible, atomically.
+    fn commit(&mut self, si: StorageIndex, share: ShareNum) -> io::Result<()>;
+    /// Deletes an incoming share.
+    fn abort(&mut self, si: StorageIndex, share: ShareNum) -> io::Result<()>;
+    /// Reads `len` bytes at `offset` of a complete share (fewer at its end).
+    fn read(
+        &mut self,
+        si: StorageIndex,
+        share: ShareNum,
+        offset: u64,
+        len: u64,
+    ) -> io::Result<Vec<u8>>;
+    /// The complete shares of a file, with their sizes.
+    fn list(&mut self, si: StorageIndex) -> io::Result<Vec<(ShareNum, u64)>>;
+    /// Incoming shares left over from before a restart (to be aborted).
+    fn incoming(&mut self) -> io::Result<Vec<(StorageIndex, ShareNum)>>;
+    /// Bytes taken by all shares, complete and incoming.
+    fn used_bytes(&mut self) -> io::Result<u64>;
+    /// Bytes the store could still take (free disk space, before any reserve).
+    fn available_bytes(&mut self) -> io::Result<u64>;
+}
+
+/// An append-only log of records, for actors that keep their state as a history of changes
+/// (the vdrive).
+pub trait Journal: Send {
+    /// Appends one record; when this returns `Ok` the record is durable.
+    fn append(&mut self, record: &[u8]) -> io::Result<()>;
+    /// Every complete record, oldest first. A record torn by a crash mid-append is not
+    /// returned, nor is anything after it.
+    fn records(&mut self) -> io::Result<Vec<Vec<u8>>>;
+}
