@@ -84,8 +84,9 @@ pub enum Input {
     Timer(TimerId),
     /// A request from this node's local user (the CLI, a test's workload).
     Local { id: LocalId, request: LocalRequest },
-    /// Plaintext for an upload, answering [`Effect::Pull`]; empty when the input has ended.
-    Plaintext { data: Vec<u8> },
+    /// Plaintext for an upload, answering [`Effect::Pull`]: the bytes at `offset` (fewer than
+    /// asked only at the end of the input).
+    Plaintext { offset: u64, data: Vec<u8> },
     /// The local user has consumed an [`Effect::Output`]: more may follow.
     OutputDrained,
 }
@@ -105,8 +106,13 @@ pub enum Effect {
     },
     /// Verified plaintext for a local download, in order.
     Output { to: LocalId, data: Vec<u8> },
-    /// Ask the local user for up to `max` more bytes of an upload's plaintext.
-    Pull { from: LocalId, max: usize },
+    /// Ask the local user for up to `max` bytes of an upload's plaintext at `offset` (an
+    /// uploader re-reads earlier bytes only to rebuild a share whose server died).
+    Pull {
+        from: LocalId,
+        offset: u64,
+        max: usize,
+    },
     /// Start another actor on this node (an upload or download, say).
     Spawn {
         service: Service,
@@ -124,7 +130,7 @@ impl fmt::Debug for Effect {
             Effect::CancelTimer { id } => write!(f, "CancelTimer({id:?})"),
             Effect::Reply { to, response } => write!(f, "Reply({to:?}, {response:?})"),
             Effect::Output { to, data } => write!(f, "Output({to:?}, {} bytes)", data.len()),
-            Effect::Pull { from, max } => write!(f, "Pull({from:?}, {max})"),
+            Effect::Pull { from, offset, max } => write!(f, "Pull({from:?}, {offset}, {max})"),
             Effect::Spawn { service, .. } => write!(f, "Spawn({service:?})"),
             Effect::Stop => write!(f, "Stop"),
         }

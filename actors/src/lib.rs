@@ -16,6 +16,7 @@ pub mod downloader;
 pub mod ids;
 pub mod introducer;
 pub mod local;
+pub mod memstore;
 pub mod placement;
 pub mod protocol;
 pub mod storage;
