@@ -8,22 +8,13 @@
 //! next candidate takes its place.
 
 use crate::cap::ChkCap;
-use crate::crypt::Cryptor;
-use crate::hash::{tagged_hash, tags, Hash, TaggedHasher};
-use crate::layout::{self, ShareLayout, MAX_HEADER_SIZE};
-use crate::merkle::{self, HashTree};
-use crate::params::Geometry;
 use crate::ueb::{Ueb, MAX_UEB_SIZE};
-use crate::zfec::{DecodingMatrix, Zfec};
+use crate::verify::{self, Rejection, SegmentDecoder, ShareError, ShareHashes};
 use crate::Error;
 use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::fmt;
 use std::io::Write;
-
-/// Bytes decoded, hashed and decrypted at a time: small enough to stay in cache between the
-/// three passes; a multiple of SHA-256's 64-byte block.
-const STRIPE: usize = 16 * 1024;
 
 /// Where a decoder reads one share from: a file, a peer, a test's buffer.
 pub trait ShareSource {
@@ -118,12 +109,10 @@ pub struct DecodeReport {
 }
 
 /// A share that passed every check that does not depend on its blocks.
-struct VerifiedShare<S> {
+struct ActiveShare<S> {
     source: S,
     index: usize,
-    num: usize,
-    layout: ShareLayout,
-    block_tree: HashTree,
+    hashes: ShareHashes,
 }
 
 /// Decodes the file `cap` names from `sources` (any order; at least `k` must be good) into
@@ -133,78 +122,49 @@ pub fn decode<S: ShareSource>(
     sources: Vec<S>,
     out: &mut impl Write,
 ) -> Result<DecodeReport, Error> {
-    Decoder::new(cap, sources)?.run(out)
+    Decoder {
+        cap,
+        candidates: sources.into_iter().enumerate().collect(),
+        active: Vec::new(),
+        ueb: None,
+        faults: Vec::new(),
+    }
+    .run(out)
 }
 
 struct Decoder<'c, S> {
     cap: &'c ChkCap,
-    zfec: Zfec,
     candidates: VecDeque<(usize, S)>,
-    active: Vec<VerifiedShare<S>>,
-    /// Learned from the first share whose UEB matches the cap.
-    file: Option<(Geometry, Ueb)>,
-    /// The segment hashes, from the first share whose crypttext tree verifies.
-    crypttext_tree: Option<HashTree>,
+    active: Vec<ActiveShare<S>>,
+    /// From the first share whose UEB matches the cap.
+    ueb: Option<Ueb>,
     faults: Vec<ShareFault>,
 }
 
-impl<'c, S: ShareSource> Decoder<'c, S> {
-    fn new(cap: &'c ChkCap, sources: Vec<S>) -> Result<Self, Error> {
-        let zfec = Zfec::new(cap.k, cap.n).map_err(|e| Error::InvalidParams(e.to_string()))?;
-        Ok(Decoder {
-            cap,
-            zfec,
-            candidates: sources.into_iter().enumerate().collect(),
-            active: Vec::new(),
-            file: None,
-            crypttext_tree: None,
-            faults: Vec::new(),
-        })
-    }
-
+impl<S: ShareSource> Decoder<'_, S> {
     fn run(mut self, out: &mut impl Write) -> Result<DecodeReport, Error> {
         self.fill_active()?;
         let geometry = self
-            .file
+            .ueb
             .as_ref()
             .expect("set by the first verified share")
-            .0;
-        let crypttext_tree = self
-            .crypttext_tree
-            .take()
-            .expect("set by the first verified share");
-        let mut cryptor = Cryptor::new(&self.cap.key.0);
-        let mut matrix = None;
-        let mut segment = Vec::with_capacity(geometry.segment_size as usize);
+            .geometry;
+        let crypttext_tree = self.active[0].hashes.crypttext_tree().clone();
+        let mut decoder = SegmentDecoder::new(self.cap, geometry, crypttext_tree)?;
+        let mut plaintext = Vec::with_capacity(geometry.segment_size as usize);
         for s in 0..geometry.num_segments {
-            let crypttext_hash = loop {
-                let decoded = decode_segment(
-                    &mut self.active,
-                    &self.zfec,
-                    &mut matrix,
-                    &mut cryptor,
-                    &geometry,
-                    s,
-                    &mut segment,
-                );
-                match decoded {
-                    Ok(hash) => break hash,
-                    Err(BadBlock {
-                        position,
-                        check,
-                        detail,
-                    }) => {
-                        let share = self.active.remove(position);
-                        self.fault(share.index, share.num, check, detail);
-                        self.fill_active()?;
-                    }
-                }
-            };
-            let expected = crypttext_tree.leaf(s as usize).expect("a leaf per segment");
-            if &crypttext_hash != expected {
-                return Err(Error::SegmentHashMismatch { segment: s });
+            while let Err(failure) =
+                decode_segment(&mut self.active, &mut decoder, s, &mut plaintext)
+            {
+                let BadBlock {
+                    position,
+                    rejection,
+                } = failure?;
+                let share = self.active.remove(position);
+                self.fault(share.index, share.hashes.share, rejection);
+                self.fill_active()?;
             }
-            out.write_all(&segment).map_err(Error::Output)?;
+            out.write_all(&plaintext).map_err(Error::Output)?;
         }
         out.flush().map_err(Error::Output)?;
         Ok(DecodeReport {
@@ -218,7 +178,7 @@ impl<'c, S: ShareSource> Decoder<'c, S> {
             let position = self
                 .candidates
                 .iter()
-                .position(|(_, s)| !self.active.iter().any(|a| a.num == s.share_num()));
+                .position(|(_, s)| !self.active.iter().any(|a| a.hashes.share == s.share_num()));
             let Some((index, source)) = position.and_then(|p| self.candidates.remove(p)) else {
                 return Err(Error::NotEnoughShares {
                     needed: self.cap.k,
@@ -229,14 +189,15 @@ impl<'c, S: ShareSource> Decoder<'c, S> {
             let num = source.share_num();
             match self.verify_share(index, source) {
                 Ok(share) => self.active.push(share),
-                Err(ShareError::Fault(check, detail)) => self.fault(index, num, check, detail),
+                Err(ShareError::Rejected(rejection)) => self.fault(index, num, rejection),
                 Err(ShareError::Fatal(e)) => return Err(e),
             }
         }
         Ok(())
     }
 
-    fn fault(&mut self, source: usize, share: usize, check: ShareCheck, detail: String) {
+    fn fault(&mut self, source: usize, share: usize, rejection: Rejection) {
+        let Rejection { check, detail } = rejection;
         self.faults.push(ShareFault {
             source,
             share,
@@ -246,189 +207,73 @@ impl<'c, S: ShareSource> Decoder<'c, S> {
     }
 
     /// Reads and checks everything of a share but its blocks.
-    fn verify_share(
-        &mut self,
-        index: usize,
-        mut source: S,
-    ) -> Result<VerifiedShare<S>, ShareError> {
+    fn verify_share(&mut self, index: usize, mut source: S) -> Result<ActiveShare<S>, ShareError> {
         let num = source.share_num();
-        if num >= self.cap.n {
-            return Err(ShareError::Fault(
-                ShareCheck::Header,
-                format!("share number {num} is not below N={}", self.cap.n),
-            ));
-        }
-        let header = read(&mut source, 0, MAX_HEADER_SIZE)?;
-        let layout = ShareLayout::parse(&header)
-            .map_err(|e| ShareError::Fault(ShareCheck::Header, e.to_string()))?;
-        let ueb_len = be_uint(&read(&mut source, layout.ueb, layout.ueb_length_size())?);
-        if ueb_len > MAX_UEB_SIZE {
-            return Err(ShareError::Fault(
-                ShareCheck::UebHash,
-                format!("claims a {ueb_len}-byte UEB"),
-            ));
-        }
-        let ueb_bytes = read(&mut source, layout.ueb + layout.ueb_length_size(), ueb_len)?;
-        if Ueb::hash(&ueb_bytes) != self.cap.ueb_hash {
-            return Err(ShareError::Fault(
-                ShareCheck::UebHash,
-                "the UEB's hash is not the one in the cap".into(),
-            ));
-        }
-        let (geometry, ueb) = self.learn_file(&ueb_bytes)?;
-        layout
-            .check_matches(&geometry)
-            .map_err(|e| ShareError::Fault(ShareCheck::Header, e.to_string()))?;
-
-        let tree_size = layout.tree_size();
-        let crypttext_nodes = hashes(&read(&mut source, layout.crypttext_hash_tree, tree_size)?);
-        let crypttext_tree =
-            HashTree::verified_from_nodes(crypttext_nodes, &ueb.crypttext_root_hash)
-                .map_err(|e| ShareError::Fault(ShareCheck::CrypttextHashTree, e.to_string()))?;
-        let block_nodes = hashes(&read(&mut source, layout.block_hashes, tree_size)?);
-        let block_tree = HashTree::from_nodes(block_nodes)
-            .map_err(|e| ShareError::Fault(ShareCheck::BlockHashTree, e.to_string()))?;
-        let chain = layout::decode_chain(&read(
-            &mut source,
-            layout.share_hashes,
-            layout.ueb - layout.share_hashes,
-        )?);
-        merkle::verify_chain(
-            merkle::node_count(self.cap.n),
-            num,
-            &block_tree.root(),
-            &chain,
-            &ueb.share_root_hash,
-        )
-        .map_err(|e| ShareError::Fault(ShareCheck::ShareHashChain, e.to_string()))?;
-        self.crypttext_tree.get_or_insert(crypttext_tree);
-        Ok(VerifiedShare {
+        let layout =
+            verify::check_header(self.cap, num, &read(&mut source, 0, verify::HEADER_FETCH)?)?;
+        let prefix = read(&mut source, layout.ueb, layout.ueb_length_size())?;
+        let len = prefix
+            .iter()
+            .fold(0u64, |acc, &b| acc << 8 | u64::from(b))
+            .min(MAX_UEB_SIZE + 1);
+        let body = match len > MAX_UEB_SIZE {
+            true => Vec::new(), // check_ueb refuses the claimed length before anything is read
+            false => read(&mut source, layout.ueb + layout.ueb_length_size(), len)?,
+        };
+        let ueb = verify::check_ueb(self.cap, &layout, &[prefix, body].concat())?;
+        let (offset, len) = verify::trees_region(&layout);
+        let trees = read(&mut source, offset, len)?;
+        let hashes = verify::check_trees(&ueb, num, &layout, &trees)?;
+        self.ueb.get_or_insert(ueb);
+        Ok(ActiveShare {
             source,
             index,
-            num,
-            layout,
-            block_tree,
+            hashes,
         })
-    }
-
-    /// Parses the (hash-verified) UEB the first time and checks it against the cap.
-    fn learn_file(&mut self, ueb_bytes: &[u8]) -> Result<(Geometry, Ueb), ShareError> {
-        if let Some((g, ueb)) = &self.file {
-            // Same hash as the one already parsed, so the same bytes.
-            return Ok((*g, ueb.clone()));
-        }
-        let ueb = Ueb::parse(ueb_bytes).map_err(ShareError::Fatal)?;
-        let g = ueb.geometry;
-        if (g.k, g.n, g.size) != (self.cap.k, self.cap.n, self.cap.size) {
-            return Err(ShareError::Fatal(Error::CapMismatch(format!(
-                "the cap says k={} N={} size={} but its UEB says k={} N={} size={}",
-                self.cap.k, self.cap.n, self.cap.size, g.k, g.n, g.size
-            ))));
-        }
-        self.file = Some((g, ueb.clone()));
-        Ok((g, ueb))
     }
 }
 
 /// A block that failed: the position of its share among the active ones, and why.
 struct BadBlock {
     position: usize,
-    check: ShareCheck,
-    detail: String,
+    rejection: Rejection,
 }
 
-/// Reads block `s` of every active share and checks each against its share's block tree;
-/// then, stripe by stripe so the bytes stay in cache, erasure-decodes the segment into
-/// `segment`, hashes its crypttext and decrypts it in place. Returns the crypttext hash: the
-/// caller must check it before letting any of `segment` out. `matrix` caches the decoding
-/// matrix while the set of shares stays the same.
+/// Reads block `s` of every active share, checks each against its share's block tree, and
+/// decodes the segment's plaintext into `plaintext`. The outer error is fatal; the inner
+/// names a share to replace.
 fn decode_segment<S: ShareSource>(
-    active: &mut [VerifiedShare<S>],
-    zfec: &Zfec,
-    matrix: &mut Option<DecodingMatrix>,
-    cryptor: &mut Cryptor,
-    g: &Geometry,
+    active: &mut [ActiveShare<S>],
+    decoder: &mut SegmentDecoder,
     s: u64,
-    segment: &mut Vec<u8>,
-) -> Result<Hash, BadBlock> {
-    let nums: Vec<usize> = active.iter().map(|share| share.num).collect();
-    let block_len = g.block_len(s) as usize;
+    plaintext: &mut Vec<u8>,
+) -> Result<(), Result<BadBlock, Error>> {
+    let geometry = *decoder.geometry();
     let mut blocks = Vec::with_capacity(active.len());
     for (position, share) in active.iter_mut().enumerate() {
-        let offset = share.layout.block_offset(s);
-        let leaf = share
-            .block_tree
-            .leaf(s as usize)
-            .expect("the header check fixed the tree size");
-        let block = share
-            .source
-            .read_at(offset, block_len as u64)
-            .map_err(|e| BadBlock {
+        let (offset, len) = share.hashes.block_region(&geometry, s);
+        let bad = |rejection| {
+            Ok(BadBlock {
                 position,
-                check: ShareCheck::Read,
-                detail: e.to_string(),
-            })?;
-        if &tagged_hash(tags::BLOCK, &block) != leaf {
-            return Err(BadBlock {
-                position,
-                check: ShareCheck::Block { segment: s },
-                detail: "the block's hash is not in the share's block hash tree".into(),
-            });
+                rejection,
+            })
+        };
+        let block = match share.source.read_at(offset, len) {
+            Ok(block) => block,
+            Err(e) => return Err(bad(Rejection::new(ShareCheck::Read, e.to_string()))),
+        };
+        if let Err(rejection) = share.hashes.check_block(s, &block) {
+            return Err(bad(rejection));
         }
-        blocks.push(block);
+        blocks.push((share.hashes.share, block));
     }
-    if matrix.as_ref().is_none_or(|m| m.share_nums() != nums) {
-        *matrix = Some(
-            zfec.decoding_matrix(&nums)
-                .expect("k distinct verified share numbers"),
-        );
-    }
-    let matrix = matrix.as_ref().expect("just set");
-    let blocks: Vec<&[u8]> = blocks.iter().map(|b| &b[..]).collect();
-    let (len, start) = (g.segment_len(s) as usize, s * g.segment_size);
-    segment.resize(block_len * g.k, 0);
-    let mut hasher = TaggedHasher::new(tags::CRYPTTEXT_SEGMENT);
-    for piece in 0..g.k {
-        for at in (0..block_len).step_by(STRIPE) {
-            let range = at..(at + STRIPE).min(block_len);
-            let (from, to) = (
-                piece * block_len + range.start,
-                piece * block_len + range.end,
-            );
-            zfec.decode_piece_range(matrix, &nums, &blocks, piece, range, &mut segment[from..to]);
-            // Padding (past `len`) is decoded but neither hashed nor decrypted.
-            if from < len {
-                let crypttext = &mut segment[from..to.min(len)];
-                hasher.update(crypttext);
-                cryptor.apply_at(start + from as u64, crypttext);
-            }
-        }
-    }
-    segment.truncate(len);
-    Ok(hasher.finish())
+    let blocks: Vec<(usize, &[u8])> = blocks.iter().map(|(n, b)| (*n, &b[..])).collect();
+    decoder.decode(s, &blocks, plaintext).map_err(Err)
 }
 
-enum ShareError {
-    /// This share is bad; another may do.
-    Fault(ShareCheck, String),
-    /// The file itself cannot be decoded: another share would not help.
-    Fatal(Error),
-}
-
-fn read<S: ShareSource>(source: &mut S, offset: u64, len: u64) -> Result<Vec<u8>, ShareError> {
+fn read<S: ShareSource>(source: &mut S, offset: u64, len: u64) -> Result<Vec<u8>, Rejection> {
     match source.read_at(offset, len) {
         Ok(bytes) => Ok(bytes.into_owned()),
-        Err(e) => Err(ShareError::Fault(ShareCheck::Read, e.to_string())),
+        Err(e) => Err(Rejection::new(ShareCheck::Read, e.to_string())),
     }
-}
-
-fn be_uint(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0u64, |acc, &b| acc << 8 | u64::from(b))
-}
-
-fn hashes(bytes: &[u8]) -> Vec<crate::Hash> {
-    bytes
-        .chunks_exact(32)
-        .map(|c| c.try_into().expect("32 bytes"))
-        .collect()
 }

@@ -20,6 +20,7 @@ pub mod layout;
 pub mod merkle;
 pub mod params;
 pub mod ueb;
+pub mod verify;
 pub mod zfec;
 
 pub use cap::{Cap, ChkCap, Key, LitCap, StorageIndex, VerifierCap};
