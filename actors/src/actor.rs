@@ -14,8 +14,9 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::time::Duration;
 
-/// A point in time: nanoseconds since the host's epoch (the start of a simulation, or the
-/// process's start for the real runtime). Only differences mean anything.
+/// A point in time: nanoseconds since the host's epoch — the start of a simulation, or the
+/// Unix epoch for the real runtime, so that times stay comparable across restarts and
+/// between nodes (announcement sequence numbers and lease expiries rely on that).
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
 pub struct Time(pub u64);
 

@@ -1,1 +1,532 @@
-//! (being written)
+//! The storage server: holds shares for the grid.
+//!
+//! Clients allocate space for shares of a file, write them in pieces, and close them (which
+//! makes them visible, atomically) or abort them; anyone may list and read complete shares.
+//! The server enforces the limits a peer cannot be trusted with — space (keeping
+//! [`StorageConfig::reserved_space`] free), share and message sizes, bounds — and announces
+//! itself to the introducer periodically. Shares live in a [`ShareStore`], leases in a
+//! [`Journal`]; in memory the server keeps only what those bound: the sizes of incoming
+//! shares, the leases of files it holds, and a short log of corruption advisories.
+
+mod leases;
+
+use crate::actor::{Actor, Addr, Context, Input, Time, TimerId};
+use crate::ids::{NodeKey, ShareNum, StorageIndex};
+use crate::protocol::{
+    Announcement, LeaseSecret, Message, RemoteError, Request, RequestId, Response,
+    MAX_DATA_PER_MESSAGE,
+};
+use crate::store::{Journal, ShareStore};
+use leases::Leases;
+use rand::RngCore;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::io;
+use std::time::Duration;
+
+pub use leases::MAX_LEASES_PER_FILE;
+
+/// The largest share accepted (a segment count times a block size can be large, but not
+/// this large); anything bigger is a malformed request.
+pub const MAX_SHARE_SIZE: u64 = 1 << 40;
+/// How long the lease taken by an allocation lasts (Tahoe's default: 31 days).
+pub const ALLOCATION_LEASE: Duration = Duration::from_secs(31 * 24 * 3600);
+/// How many corruption advisories are kept for the operator (the oldest go first).
+pub const MAX_CORRUPTION_ADVISORIES: usize = 32;
+/// The longest advisory reason kept, in bytes (longer ones are cut).
+pub const MAX_ADVISORY_REASON: usize = 256;
+/// The shortest announcement interval used, whatever the configuration says: a zero interval
+/// would make the server announce in a loop without time passing.
+pub const MIN_ANNOUNCE_INTERVAL: Duration = Duration::from_secs(1);
+
+const ANNOUNCE_TIMER: TimerId = TimerId(0);
+
+/// How a storage server behaves.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StorageConfig {
+    /// Space the server leaves free: new shares are refused rather than go below it.
+    pub reserved_space: u64,
+    /// How often the server announces itself to the introducer.
+    pub announce_interval: Duration,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            reserved_space: 0,
+            announce_interval: Duration::from_secs(60),
+        }
+    }
+}
+
+/// A client's report that a share failed a check.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CorruptionAdvisory {
+    /// The file.
+    pub si: StorageIndex,
+    /// The share the client found bad.
+    pub share: ShareNum,
+    /// The client's reason, cut to [`MAX_ADVISORY_REASON`] bytes.
+    pub reason: String,
+}
+
+/// What a storage server holds in memory, for operators and tests.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StorageStatus {
+    /// Shares being uploaded.
+    pub incoming_shares: usize,
+    /// Files with at least one lease.
+    pub leased_files: usize,
+    /// Leases, over all files.
+    pub leases: usize,
+    /// Corruption advisories received since start.
+    pub advisories_received: u64,
+    /// The latest advisories, oldest first.
+    pub recent_advisories: Vec<CorruptionAdvisory>,
+}
+
+/// The storage server actor. See the module docs.
+pub struct StorageServer {
+    key: NodeKey,
+    address: String,
+    introducer: Option<Addr>,
+    store: Box<dyn ShareStore>,
+    leases: Leases,
+    config: StorageConfig,
+    /// The size of every share being uploaded: the store's incoming shares, exactly.
+    incoming: BTreeMap<(StorageIndex, ShareNum), u64>,
+    advisories: VecDeque<CorruptionAdvisory>,
+    advisories_received: u64,
+    next_request: u64,
+    last_seq: u64,
+}
+
+impl StorageServer {
+    /// A server for node `key`, reachable at `address`, announcing itself to `introducer`
+    /// (if any), keeping shares in `store` and leases in the journal `leases`.
+    pub fn new(
+        key: NodeKey,
+        address: String,
+        introducer: Option<Addr>,
+        store: Box<dyn ShareStore>,
+        leases: Box<dyn Journal>,
+        config: StorageConfig,
+    ) -> Self {
+        StorageServer {
+            key,
+            address,
+            introducer,
+            store,
+            leases: Leases::new(leases),
+            config,
+            incoming: BTreeMap::new(),
+            advisories: VecDeque::new(),
+            advisories_received: 0,
+            next_request: 0,
+            last_seq: 0,
+        }
+    }
+
+    /// What the server holds in memory.
+    pub fn status(&self) -> StorageStatus {
+        let (leased_files, leases) = self.leases.counts();
+        StorageStatus {
+            incoming_shares: self.incoming.len(),
+            leased_files,
+            leases,
+            advisories_received: self.advisories_received,
+            recent_advisories: self.advisories.iter().cloned().collect(),
+        }
+    }
+
+    fn start(&mut self, ctx: &mut Context<'_>) {
+        self.next_request = ctx.rng().next_u64();
+        self.abort_leftovers();
+        let store = &mut self.store;
+        let holds = |si| store.list(si).is_ok_and(|shares| !shares.is_empty());
+        if let Err(e) = self.leases.replay(ctx.now(), holds) {
+            tracing::error!("storage: cannot read the lease journal, starting without leases: {e}");
+        }
+        if self.address.len() > Announcement::MAX_ADDRESS_LEN {
+            tracing::error!(
+                "storage: address is over {} bytes; the introducer will refuse it",
+                Announcement::MAX_ADDRESS_LEN
+            );
+        }
+        self.announce(ctx);
+    }
+
+    /// Shares left incoming by a crash can never be finished (their uploader has given up
+    /// on this server), so they only hold space.
+    fn abort_leftovers(&mut self) {
+        self.incoming.clear();
+        let leftovers = match self.store.incoming() {
+            Ok(leftovers) => leftovers,
+            Err(e) => {
+                tracing::error!("storage: cannot list leftover incoming shares: {e}");
+                return;
+            }
+        };
+        for (si, share) in leftovers {
+            if let Err(e) = self.store.abort(si, share) {
+                tracing::warn!(?si, share = share.0, "storage: cannot abort leftover: {e}");
+            }
+        }
+    }
+
+    fn announce(&mut self, ctx: &mut Context<'_>) {
+        let Some(introducer) = self.introducer else {
+            return;
+        };
+        let free = self.free_space().unwrap_or_else(|e| {
+            tracing::warn!("storage: cannot tell free space, announcing none: {e}");
+            0
+        });
+        // The time makes the seq grow across restarts too (a real host's clock counts from
+        // the Unix epoch; a simulation's keeps running through crashes); the max only
+        // matters if two announcements fall on the same instant.
+        let seq = ctx.now().0.max(self.last_seq.saturating_add(1));
+        self.last_seq = seq;
+        let announcement = Announcement::new(&self.key, self.address.clone(), free, seq);
+        let interval = self.config.announce_interval.max(MIN_ANNOUNCE_INTERVAL);
+        let message = Message::Request {
+            id: self.fresh_request_id(),
+            deadline: ctx.now().after(interval),
+            body: Request::Announce(announcement),
+        };
+        ctx.send(introducer, message);
+        ctx.set_timer(ANNOUNCE_TIMER, interval);
+    }
+
+    fn fresh_request_id(&mut self) -> RequestId {
+        self.next_request = self.next_request.wrapping_add(1);
+        RequestId(self.next_request)
+    }
+
+    fn on_request(
+        &mut self,
+        from: Addr,
+        id: RequestId,
+        deadline: Time,
+        body: Request,
+        ctx: &mut Context<'_>,
+    ) {
+        if ctx.now() > deadline {
+            tracing::trace!(?from, ?id, "storage: request past its deadline, ignored");
+            return;
+        }
+        let body = self.serve(body, ctx.now()).unwrap_or_else(Response::Err);
+        ctx.send(from, Message::Response { id, body });
+    }
+
+    fn serve(&mut self, request: Request, now: Time) -> Result<Response, RemoteError> {
+        match request {
+            Request::Allocate {
+                si,
+                shares,
+                share_size,
+                lease,
+            } => self.allocate(si, &shares, share_size, lease, now),
+            Request::Write {
+                si,
+                share,
+                offset,
+                data,
+            } => self.write(si, share, offset, &data),
+            Request::Close { si, share } => self.close(si, share),
+            Request::Abort { si, share } => self.abort(si, share),
+            Request::Read {
+                si,
+                share,
+                offset,
+                len,
+            } => self.read(si, share, offset, len),
+            Request::List { si } => Ok(Response::Shares(self.complete_shares(si)?)),
+            Request::RenewLease { si, lease, expires } => self.renew_lease(si, lease, expires, now),
+            Request::AdviseCorrupt { si, share, reason } => {
+                Ok(self.advise_corrupt(si, share, &reason))
+            }
+            Request::Announce(_) | Request::Subscribe | Request::Vdrive(_) => {
+                Err(RemoteError::Unsupported)
+            }
+        }
+    }
+
+    fn allocate(
+        &mut self,
+        si: StorageIndex,
+        shares: &[ShareNum],
+        share_size: u64,
+        lease: LeaseSecret,
+        now: Time,
+    ) -> Result<Response, RemoteError> {
+        if share_size == 0 || share_size > MAX_SHARE_SIZE {
+            return Err(RemoteError::Malformed(format!(
+                "share size {share_size} is not in 1..={MAX_SHARE_SIZE}"
+            )));
+        }
+        let free = self.free_space()?;
+        let plan = self.plan_allocation(si, shares, share_size, free)?;
+        if plan.already_have.is_empty() && plan.allocate.is_empty() {
+            return match plan.refused {
+                true => Err(RemoteError::Full { free }),
+                false => Ok(plan.into_response()),
+            };
+        }
+        self.create_all(si, &plan.allocate, share_size)?;
+        if let Err(e) = self.leases.grant(si, lease, now.after(ALLOCATION_LEASE)) {
+            // Without the lease the allocation did not happen: give the space back.
+            for &share in &plan.allocate {
+                self.drop_incoming(si, share);
+            }
+            return Err(disk(e));
+        }
+        Ok(plan.into_response())
+    }
+
+    /// Decides, without touching the store, what to do with each requested share.
+    fn plan_allocation(
+        &mut self,
+        si: StorageIndex,
+        shares: &[ShareNum],
+        share_size: u64,
+        mut budget: u64,
+    ) -> Result<AllocationPlan, RemoteError> {
+        let held: BTreeSet<ShareNum> = self.complete_shares(si)?.iter().map(|s| s.0).collect();
+        let mut plan = AllocationPlan::default();
+        for share in shares.iter().copied().collect::<BTreeSet<_>>() {
+            if held.contains(&share) {
+                plan.already_have.push(share);
+            } else if self.incoming.contains_key(&(si, share)) {
+                // Another upload (or this one, retrying) is writing it: not ours to give.
+            } else if share_size <= budget {
+                budget -= share_size;
+                plan.allocate.push(share);
+            } else {
+                plan.refused = true;
+            }
+        }
+        Ok(plan)
+    }
+
+    /// Creates every share of `shares`, or none of them.
+    fn create_all(
+        &mut self,
+        si: StorageIndex,
+        shares: &[ShareNum],
+        size: u64,
+    ) -> Result<(), RemoteError> {
+        for (done, &share) in shares.iter().enumerate() {
+            if let Err(e) = self.store.create(si, share, size) {
+                for &created in &shares[..done] {
+                    self.drop_incoming(si, created);
+                }
+                return Err(match e.kind() {
+                    io::ErrorKind::StorageFull => RemoteError::Full {
+                        free: self.free_space().unwrap_or(0),
+                    },
+                    _ => disk(e),
+                });
+            }
+            self.incoming.insert((si, share), size);
+        }
+        Ok(())
+    }
+
+    fn write(
+        &mut self,
+        si: StorageIndex,
+        share: ShareNum,
+        offset: u64,
+        data: &[u8],
+    ) -> Result<Response, RemoteError> {
+        if data.len() as u64 > MAX_DATA_PER_MESSAGE {
+            return Err(RemoteError::Malformed(format!(
+                "a write of {} bytes is over the {MAX_DATA_PER_MESSAGE}-byte limit",
+                data.len()
+            )));
+        }
+        let size = *self
+            .incoming
+            .get(&(si, share))
+            .ok_or(RemoteError::NotAllocated)?;
+        let end = offset.checked_add(data.len() as u64);
+        if end.is_none_or(|end| end > size) {
+            return Err(RemoteError::OutOfBounds { size });
+        }
+        self.store.write(si, share, offset, data).map_err(disk)?;
+        Ok(Response::Ok)
+    }
+
+    fn close(&mut self, si: StorageIndex, share: ShareNum) -> Result<Response, RemoteError> {
+        if !self.incoming.contains_key(&(si, share)) {
+            return Err(RemoteError::NotAllocated);
+        }
+        if let Err(e) = self.store.commit(si, share) {
+            // The share is in an unknown state: get rid of it rather than keep a record of
+            // it that may not match the store. The uploader will place it elsewhere.
+            self.drop_incoming(si, share);
+            return Err(disk(e));
+        }
+        self.incoming.remove(&(si, share));
+        Ok(Response::Ok)
+    }
+
+    /// Aborting what is not incoming succeeds: the abort may be a retry whose first answer
+    /// was lost.
+    fn abort(&mut self, si: StorageIndex, share: ShareNum) -> Result<Response, RemoteError> {
+        if self.incoming.remove(&(si, share)).is_none() {
+            return Ok(Response::Ok);
+        }
+        let result = self.store.abort(si, share);
+        self.forget_leases_if_empty(si);
+        result.map(|()| Response::Ok).map_err(disk)
+    }
+
+    fn read(
+        &mut self,
+        si: StorageIndex,
+        share: ShareNum,
+        offset: u64,
+        len: u64,
+    ) -> Result<Response, RemoteError> {
+        if len > MAX_DATA_PER_MESSAGE {
+            return Err(RemoteError::Malformed(format!(
+                "a read of {len} bytes is over the {MAX_DATA_PER_MESSAGE}-byte limit"
+            )));
+        }
+        let size = self
+            .complete_shares(si)?
+            .into_iter()
+            .find_map(|(n, size)| (n == share).then_some(size))
+            .ok_or(RemoteError::NoSuchShare)?;
+        if offset > size {
+            return Err(RemoteError::OutOfBounds { size });
+        }
+        let len = len.min(size - offset);
+        let mut data = self.store.read(si, share, offset, len).map_err(disk)?;
+        // A store returning more than asked must not make the answer overflow its frame.
+        data.truncate(len as usize);
+        Ok(Response::Data(data))
+    }
+
+    fn renew_lease(
+        &mut self,
+        si: StorageIndex,
+        lease: LeaseSecret,
+        expires: Time,
+        now: Time,
+    ) -> Result<Response, RemoteError> {
+        // Leases are kept only for files held here, so that they cannot fill memory.
+        if !self.holds(si)? {
+            return Err(RemoteError::NoSuchShare);
+        }
+        if expires > now {
+            self.leases.grant(si, lease, expires).map_err(disk)?;
+        }
+        Ok(Response::Ok)
+    }
+
+    fn advise_corrupt(&mut self, si: StorageIndex, share: ShareNum, reason: &str) -> Response {
+        let reason = truncate(reason, MAX_ADVISORY_REASON).to_string();
+        tracing::warn!(?si, share = share.0, %reason, "storage: a client reports a corrupt share");
+        self.advisories_received = self.advisories_received.saturating_add(1);
+        if self.advisories.len() == MAX_CORRUPTION_ADVISORIES {
+            self.advisories.pop_front();
+        }
+        self.advisories
+            .push_back(CorruptionAdvisory { si, share, reason });
+        Response::Ok
+    }
+
+    /// The complete shares of `si`, in share order.
+    fn complete_shares(&mut self, si: StorageIndex) -> Result<Vec<(ShareNum, u64)>, RemoteError> {
+        let mut shares = self.store.list(si).map_err(disk)?;
+        shares.sort_unstable();
+        Ok(shares)
+    }
+
+    /// Whether any share of `si` is here, complete or incoming.
+    fn holds(&mut self, si: StorageIndex) -> Result<bool, RemoteError> {
+        let incoming = self
+            .incoming
+            .range((si, ShareNum(0))..=(si, ShareNum(u8::MAX)))
+            .next()
+            .is_some();
+        Ok(incoming || !self.store.list(si).map_err(disk)?.is_empty())
+    }
+
+    /// Forgets an incoming share and asks the store to delete it (best effort: a share the
+    /// store cannot delete is aborted again at the next start).
+    fn drop_incoming(&mut self, si: StorageIndex, share: ShareNum) {
+        self.incoming.remove(&(si, share));
+        if let Err(e) = self.store.abort(si, share) {
+            tracing::warn!(?si, share = share.0, "storage: cannot abort a share: {e}");
+        }
+        self.forget_leases_if_empty(si);
+    }
+
+    fn forget_leases_if_empty(&mut self, si: StorageIndex) {
+        if !self.holds(si).unwrap_or(true) {
+            self.leases.forget(si);
+        }
+    }
+
+    /// Space for new shares: what the store can take, less the reserve.
+    fn free_space(&mut self) -> Result<u64, RemoteError> {
+        let available = self.store.available_bytes().map_err(disk)?;
+        Ok(available.saturating_sub(self.config.reserved_space))
+    }
+}
+
+impl Actor for StorageServer {
+    fn handle(&mut self, input: Input, ctx: &mut Context<'_>) {
+        match input {
+            Input::Start => self.start(ctx),
+            Input::Timer(ANNOUNCE_TIMER) => self.announce(ctx),
+            Input::Message {
+                from,
+                msg: Message::Request { id, deadline, body },
+            } => self.on_request(from, id, deadline, body, ctx),
+            // Answers to our announcements need nothing done; the rest is not for us.
+            Input::Message { .. }
+            | Input::Timer(_)
+            | Input::Local { .. }
+            | Input::Plaintext { .. }
+            | Input::OutputDrained => {}
+        }
+    }
+}
+
+/// What an allocation will do with each share asked for.
+#[derive(Default)]
+struct AllocationPlan {
+    already_have: Vec<ShareNum>,
+    allocate: Vec<ShareNum>,
+    /// Some share did not fit.
+    refused: bool,
+}
+
+impl AllocationPlan {
+    fn into_response(self) -> Response {
+        Response::Allocated {
+            already_have: self.already_have,
+            allocated: self.allocate,
+        }
+    }
+}
+
+fn disk(e: io::Error) -> RemoteError {
+    RemoteError::Disk(e.to_string())
+}
+
+/// The longest prefix of `s` of at most `max` bytes that ends on a character boundary.
+fn truncate(s: &str, max: usize) -> &str {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+#[cfg(test)]
+mod tests;

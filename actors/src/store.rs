@@ -42,7 +42,8 @@ pub trait ShareStore: Send {
     fn incoming(&mut self) -> io::Result<Vec<(StorageIndex, ShareNum)>>;
     /// Bytes taken by all shares, complete and incoming.
     fn used_bytes(&mut self) -> io::Result<u64>;
-    /// Bytes the store could still take (free disk space, before any reserve).
+    /// Bytes the store could still take (free disk space, before any reserve), with the full
+    /// size of every incoming share already counted as taken.
     fn available_bytes(&mut self) -> io::Result<u64>;
 }
 

@@ -1,0 +1,111 @@
+//! The storage server's leases: who asked to keep which file, until when.
+//!
+//! Leases are kept as a journal of grants (so they survive restarts) and, in memory, as a
+//! table bounded by what the server holds: only files with shares on the server have leases,
+//! and each file keeps at most [`MAX_LEASES_PER_FILE`]. Nothing expires files yet (garbage
+//! collection comes later); the table is what that collector will read.
+
+use crate::actor::Time;
+use crate::ids::StorageIndex;
+use crate::protocol::LeaseSecret;
+use crate::store::Journal;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::io;
+
+/// The most leases one file keeps. Past it, the lease that ends soonest is dropped: the
+/// file is kept until its latest lease ends, so dropping the earliest never shortens that.
+pub const MAX_LEASES_PER_FILE: usize = 32;
+
+/// One journal record: a lease granted or extended.
+#[derive(Serialize, Deserialize)]
+struct Grant {
+    si: StorageIndex,
+    secret: LeaseSecret,
+    expires: Time,
+}
+
+/// The leases of the files a server holds, over the journal that makes them durable.
+pub(super) struct Leases {
+    journal: Box<dyn Journal>,
+    files: BTreeMap<StorageIndex, BTreeMap<LeaseSecret, Time>>,
+}
+
+impl Leases {
+    pub(super) fn new(journal: Box<dyn Journal>) -> Self {
+        Leases {
+            journal,
+            files: BTreeMap::new(),
+        }
+    }
+
+    /// Rebuilds the table from the journal, keeping the unexpired leases of the files for
+    /// which `holds` is true. Stops at a record that does not decode: the journal drops torn
+    /// records itself, so such a record is damage, and what follows it cannot be trusted.
+    pub(super) fn replay(
+        &mut self,
+        now: Time,
+        mut holds: impl FnMut(StorageIndex) -> bool,
+    ) -> io::Result<()> {
+        self.files.clear();
+        for (index, record) in self.journal.records()?.iter().enumerate() {
+            let Ok(grant) = postcard::from_bytes::<Grant>(record) else {
+                tracing::warn!(
+                    index,
+                    "lease journal: undecodable record; replay stops there"
+                );
+                break;
+            };
+            if grant.expires > now && holds(grant.si) {
+                self.insert(grant);
+            }
+        }
+        Ok(())
+    }
+
+    /// Grants `secret` a lease on `si` until `expires` (or keeps a later one): durable first,
+    /// then in memory.
+    pub(super) fn grant(
+        &mut self,
+        si: StorageIndex,
+        secret: LeaseSecret,
+        expires: Time,
+    ) -> io::Result<()> {
+        let current = self.files.get(&si).and_then(|f| f.get(&secret));
+        if current.is_some_and(|&t| t >= expires) {
+            return Ok(());
+        }
+        let grant = Grant {
+            si,
+            secret,
+            expires,
+        };
+        let record = postcard::to_stdvec(&grant).map_err(io::Error::other)?;
+        self.journal.append(&record)?;
+        self.insert(grant);
+        Ok(())
+    }
+
+    /// Forgets the leases of a file the server no longer holds.
+    pub(super) fn forget(&mut self, si: StorageIndex) {
+        self.files.remove(&si);
+    }
+
+    /// How many files have leases, and how many leases there are.
+    pub(super) fn counts(&self) -> (usize, usize) {
+        let leases = self.files.values().map(BTreeMap::len).sum();
+        (self.files.len(), leases)
+    }
+
+    fn insert(&mut self, grant: Grant) {
+        let file = self.files.entry(grant.si).or_default();
+        let expires = file.entry(grant.secret).or_insert(grant.expires);
+        *expires = (*expires).max(grant.expires);
+        if file.len() > MAX_LEASES_PER_FILE {
+            let soonest = file.iter().min_by_key(|(_, &t)| t).map(|(s, _)| *s);
+            if let Some(secret) = soonest {
+                file.remove(&secret);
+            }
+        }
+    }
+}

@@ -1,0 +1,820 @@
+//! The storage server, driven through its inputs and judged by its effects.
+
+use super::*;
+use crate::actor::{Effect, Service};
+use crate::ids::NodeId;
+use crate::memstore::{MemJournal, MemShareStore};
+use proptest::prelude::*;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+const SI: StorageIndex = StorageIndex([4; 16]);
+const OTHER_SI: StorageIndex = StorageIndex([5; 16]);
+const LEASE: LeaseSecret = LeaseSecret([6; 32]);
+const CLIENT: Addr = Addr {
+    node: NodeId([9; 32]),
+    service: Service::Client,
+};
+const INTRODUCER: Addr = Addr {
+    node: NodeId([8; 32]),
+    service: Service::Introducer,
+};
+/// The harness's clock starts here (as the real host's, far from zero).
+const T0: Time = Time(1_700_000_000_000_000_000);
+
+/// A store whose every method fails while `failing` is set.
+#[derive(Clone)]
+struct FlakyStore {
+    inner: MemShareStore,
+    failing: Arc<AtomicBool>,
+}
+
+impl FlakyStore {
+    fn check(&self) -> io::Result<()> {
+        match self.failing.load(Ordering::Relaxed) {
+            true => Err(io::Error::other("simulated disk failure")),
+            false => Ok(()),
+        }
+    }
+}
+
+impl ShareStore for FlakyStore {
+    fn create(&mut self, si: StorageIndex, share: ShareNum, size: u64) -> io::Result<()> {
+        self.check()?;
+        self.inner.create(si, share, size)
+    }
+    fn write(&mut self, si: StorageIndex, share: ShareNum, at: u64, d: &[u8]) -> io::Result<()> {
+        self.check()?;
+        self.inner.write(si, share, at, d)
+    }
+    fn commit(&mut self, si: StorageIndex, share: ShareNum) -> io::Result<()> {
+        self.check()?;
+        self.inner.commit(si, share)
+    }
+    fn abort(&mut self, si: StorageIndex, share: ShareNum) -> io::Result<()> {
+        self.check()?;
+        self.inner.abort(si, share)
+    }
+    fn read(&mut self, si: StorageIndex, n: ShareNum, at: u64, len: u64) -> io::Result<Vec<u8>> {
+        self.check()?;
+        self.inner.read(si, n, at, len)
+    }
+    fn list(&mut self, si: StorageIndex) -> io::Result<Vec<(ShareNum, u64)>> {
+        self.check()?;
+        self.inner.list(si)
+    }
+    fn incoming(&mut self) -> io::Result<Vec<(StorageIndex, ShareNum)>> {
+        self.check()?;
+        self.inner.incoming()
+    }
+    fn used_bytes(&mut self) -> io::Result<u64> {
+        self.check()?;
+        self.inner.used_bytes()
+    }
+    fn available_bytes(&mut self) -> io::Result<u64> {
+        self.check()?;
+        self.inner.available_bytes()
+    }
+}
+
+/// A journal whose appends fail while `failing` is set.
+#[derive(Clone)]
+struct FlakyJournal {
+    inner: MemJournal,
+    failing: Arc<AtomicBool>,
+}
+
+impl Journal for FlakyJournal {
+    fn append(&mut self, record: &[u8]) -> io::Result<()> {
+        if self.failing.load(Ordering::Relaxed) {
+            return Err(io::Error::other("simulated journal failure"));
+        }
+        self.inner.append(record)
+    }
+    fn records(&mut self) -> io::Result<Vec<Vec<u8>>> {
+        self.inner.records()
+    }
+}
+
+/// One server over handles to its store and journal, with a clock.
+struct Harness {
+    server: StorageServer,
+    store: MemShareStore,
+    journal: MemJournal,
+    store_fails: Arc<AtomicBool>,
+    journal_fails: Arc<AtomicBool>,
+    config: StorageConfig,
+    rng: ChaCha8Rng,
+    now: Time,
+    next_id: u64,
+}
+
+impl Harness {
+    fn new(capacity: u64, config: StorageConfig) -> Self {
+        Self::over(MemShareStore::new(capacity), MemJournal::new(), config)
+    }
+
+    /// A server (not yet started) over existing storage, as after a restart.
+    fn over(store: MemShareStore, journal: MemJournal, config: StorageConfig) -> Self {
+        let store_fails = Arc::new(AtomicBool::new(false));
+        let journal_fails = Arc::new(AtomicBool::new(false));
+        let server = StorageServer::new(
+            NodeKey::from_seed([1; 32]),
+            "10.0.0.1:4000".into(),
+            Some(INTRODUCER),
+            Box::new(FlakyStore {
+                inner: store.clone(),
+                failing: store_fails.clone(),
+            }),
+            Box::new(FlakyJournal {
+                inner: journal.clone(),
+                failing: journal_fails.clone(),
+            }),
+            config.clone(),
+        );
+        Harness {
+            server,
+            store,
+            journal,
+            store_fails,
+            journal_fails,
+            config,
+            rng: ChaCha8Rng::seed_from_u64(1),
+            now: T0,
+            next_id: 0,
+        }
+    }
+
+    fn started(capacity: u64) -> Self {
+        let mut h = Self::new(capacity, StorageConfig::default());
+        h.input(Input::Start);
+        h
+    }
+
+    /// The same storage under a fresh server, started.
+    fn restart(self) -> Self {
+        let mut h = Self::over(self.store, self.journal, self.config);
+        h.now = self.now.after(Duration::from_secs(5));
+        h.input(Input::Start);
+        h
+    }
+
+    fn input(&mut self, input: Input) -> Vec<Effect> {
+        let me = Addr::new(NodeKey::from_seed([1; 32]).id(), Service::Storage);
+        let mut ctx = Context::new(self.now, me, &mut self.rng);
+        self.server.handle(input, &mut ctx);
+        ctx.into_effects()
+    }
+
+    /// Sends `body` from the client with a live deadline; returns the one answer.
+    fn request(&mut self, body: Request) -> Response {
+        self.next_id += 1;
+        let id = RequestId(self.next_id);
+        let msg = Message::Request {
+            id,
+            deadline: self.now.after(Duration::from_secs(10)),
+            body,
+        };
+        let effects = self.input(Input::Message { from: CLIENT, msg });
+        match &effects[..] {
+            [Effect::Send {
+                to,
+                msg: Message::Response { id: got, body },
+            }] if *to == CLIENT && *got == id => body.clone(),
+            other => panic!("expected one response, got {other:?}"),
+        }
+    }
+
+    fn allocate(&mut self, si: StorageIndex, shares: &[u8], size: u64) -> Response {
+        self.request(Request::Allocate {
+            si,
+            shares: shares.iter().map(|&n| ShareNum(n)).collect(),
+            share_size: size,
+            lease: LEASE,
+        })
+    }
+
+    fn write(&mut self, share: u8, offset: u64, data: &[u8]) -> Response {
+        self.request(Request::Write {
+            si: SI,
+            share: ShareNum(share),
+            offset,
+            data: data.to_vec(),
+        })
+    }
+
+    fn close(&mut self, share: u8) -> Response {
+        self.request(Request::Close {
+            si: SI,
+            share: ShareNum(share),
+        })
+    }
+
+    fn read(&mut self, share: u8, offset: u64, len: u64) -> Response {
+        self.request(Request::Read {
+            si: SI,
+            share: ShareNum(share),
+            offset,
+            len,
+        })
+    }
+
+    /// Uploads a complete share of `SI`.
+    fn upload(&mut self, share: u8, data: &[u8]) {
+        self.allocate(SI, &[share], data.len() as u64);
+        assert_eq!(self.write(share, 0, data), Response::Ok);
+        assert_eq!(self.close(share), Response::Ok);
+    }
+}
+
+fn allocated(already_have: &[u8], allocated: &[u8]) -> Response {
+    let nums = |v: &[u8]| v.iter().map(|&n| ShareNum(n)).collect();
+    Response::Allocated {
+        already_have: nums(already_have),
+        allocated: nums(allocated),
+    }
+}
+
+/// The announcements among `effects`.
+fn announcements(effects: &[Effect]) -> Vec<Announcement> {
+    effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Send {
+                to,
+                msg:
+                    Message::Request {
+                        body: Request::Announce(a),
+                        ..
+                    },
+            } if *to == INTRODUCER => Some(a.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn start_announces_signed_free_space_and_sets_the_timer() {
+    let mut h = Harness::new(
+        1000,
+        StorageConfig {
+            reserved_space: 100,
+            ..StorageConfig::default()
+        },
+    );
+    let effects = h.input(Input::Start);
+    let sent = announcements(&effects);
+    assert_eq!(sent.len(), 1);
+    assert!(sent[0].verify());
+    assert_eq!(sent[0].free_space, 900);
+    assert_eq!(sent[0].seq, T0.0);
+    assert_eq!(sent[0].address, "10.0.0.1:4000");
+    let timer_at = T0.after(Duration::from_secs(60));
+    assert!(effects.iter().any(
+        |e| matches!(e, Effect::SetTimer { id, at } if *id == ANNOUNCE_TIMER && *at == timer_at)
+    ));
+}
+
+#[test]
+fn the_timer_re_announces_with_a_newer_seq_and_current_free_space() {
+    let mut h = Harness::started(1000);
+    h.allocate(SI, &[0], 300);
+    h.now = h.now.after(Duration::from_secs(60));
+    let effects = h.input(Input::Timer(ANNOUNCE_TIMER));
+    let sent = announcements(&effects);
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].free_space, 700);
+    assert_eq!(sent[0].seq, h.now.0);
+    // Even at the same instant, the seq still grows.
+    let again = announcements(&h.input(Input::Timer(ANNOUNCE_TIMER)));
+    assert_eq!(again[0].seq, h.now.0 + 1);
+    // Timers that are not ours are ignored.
+    assert!(h.input(Input::Timer(TimerId(77))).is_empty());
+}
+
+#[test]
+fn without_an_introducer_nothing_is_announced() {
+    let mut server = StorageServer::new(
+        NodeKey::from_seed([1; 32]),
+        "here".into(),
+        None,
+        Box::new(MemShareStore::new(10)),
+        Box::new(MemJournal::new()),
+        StorageConfig::default(),
+    );
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    let mut ctx = Context::new(T0, CLIENT, &mut rng);
+    server.handle(Input::Start, &mut ctx);
+    assert!(ctx.effects().is_empty());
+}
+
+#[test]
+fn a_share_written_and_closed_reads_back() {
+    let mut h = Harness::started(1000);
+    assert_eq!(h.allocate(SI, &[2], 10), allocated(&[], &[2]));
+    assert_eq!(h.write(2, 5, b"world"), Response::Ok);
+    // Not readable until closed.
+    assert_eq!(h.read(2, 0, 10), Response::Err(RemoteError::NoSuchShare));
+    assert_eq!(h.write(2, 0, b"hello"), Response::Ok);
+    assert_eq!(h.close(2), Response::Ok);
+    assert_eq!(h.read(2, 0, 10), Response::Data(b"helloworld".to_vec()));
+    assert_eq!(h.read(2, 8, 100), Response::Data(b"ld".to_vec()));
+    assert_eq!(h.read(2, 10, 5), Response::Data(vec![]));
+    assert_eq!(
+        h.request(Request::List { si: SI }),
+        Response::Shares(vec![(ShareNum(2), 10)])
+    );
+    assert_eq!(h.server.status().incoming_shares, 0);
+}
+
+#[test]
+fn allocate_reports_held_shares_and_skips_uploads_in_progress() {
+    let mut h = Harness::started(1000);
+    h.upload(1, b"done");
+    assert_eq!(h.allocate(SI, &[3], 4), allocated(&[], &[3]));
+    // 1 is complete, 3 is being uploaded by someone, 0 and 2 are free; 2 is asked twice.
+    assert_eq!(
+        h.allocate(SI, &[2, 1, 3, 0, 2], 4),
+        allocated(&[1], &[0, 2])
+    );
+    assert_eq!(h.server.status().incoming_shares, 3);
+    // Every share in progress: nothing to give, but nothing full either.
+    assert_eq!(h.allocate(SI, &[3], 4), allocated(&[], &[]));
+    assert_eq!(h.allocate(SI, &[], 4), allocated(&[], &[]));
+}
+
+#[test]
+fn allocation_keeps_the_reserve_counting_this_request() {
+    let config = StorageConfig {
+        reserved_space: 300,
+        ..StorageConfig::default()
+    };
+    let mut h = Harness::new(1000, config);
+    h.input(Input::Start);
+    // 700 bytes above the reserve: two 300-byte shares fit, the third does not.
+    assert_eq!(h.allocate(SI, &[0, 1, 2], 300), allocated(&[], &[0, 1]));
+    assert_eq!(
+        h.allocate(OTHER_SI, &[0], 101),
+        Response::Err(RemoteError::Full { free: 100 })
+    );
+    assert_eq!(h.allocate(OTHER_SI, &[0], 100), allocated(&[], &[0]));
+    assert_eq!(h.store.available_bytes().unwrap(), 300);
+}
+
+#[test]
+fn a_full_server_still_reports_what_it_has() {
+    let mut h = Harness::started(10);
+    h.upload(0, b"0123456789");
+    assert_eq!(
+        h.allocate(SI, &[1], 10),
+        Response::Err(RemoteError::Full { free: 0 })
+    );
+    assert_eq!(h.allocate(SI, &[0, 1], 10), allocated(&[0], &[]));
+}
+
+#[test]
+fn allocate_refuses_absurd_share_sizes() {
+    let mut h = Harness::started(u64::MAX);
+    for size in [0, MAX_SHARE_SIZE + 1, u64::MAX] {
+        assert!(matches!(
+            h.allocate(SI, &[0], size),
+            Response::Err(RemoteError::Malformed(_))
+        ));
+    }
+    assert_eq!(
+        h.allocate(SI, &[255], MAX_SHARE_SIZE),
+        allocated(&[], &[255])
+    );
+}
+
+#[test]
+fn writes_are_checked_against_the_allocation() {
+    let mut h = Harness::started(1 << 30);
+    h.allocate(SI, &[0], 8);
+    assert_eq!(
+        h.write(0, 4, b"12345"),
+        Response::Err(RemoteError::OutOfBounds { size: 8 })
+    );
+    assert_eq!(
+        h.write(0, u64::MAX, b"1"),
+        Response::Err(RemoteError::OutOfBounds { size: 8 })
+    );
+    assert_eq!(h.write(0, 8, b""), Response::Ok);
+    assert_eq!(
+        h.write(1, 0, b"1"),
+        Response::Err(RemoteError::NotAllocated)
+    );
+    let huge = vec![0; MAX_DATA_PER_MESSAGE as usize + 1];
+    h.allocate(SI, &[1], 1 << 29);
+    assert!(matches!(
+        h.write(1, 0, &huge),
+        Response::Err(RemoteError::Malformed(_))
+    ));
+    // Once closed, a share is immutable.
+    assert_eq!(h.close(0), Response::Ok);
+    assert_eq!(
+        h.write(0, 0, b"x"),
+        Response::Err(RemoteError::NotAllocated)
+    );
+    assert_eq!(h.close(0), Response::Err(RemoteError::NotAllocated));
+}
+
+#[test]
+fn abort_gives_the_space_back_and_can_be_repeated() {
+    let mut h = Harness::started(100);
+    h.allocate(SI, &[0], 100);
+    let abort = Request::Abort {
+        si: SI,
+        share: ShareNum(0),
+    };
+    assert_eq!(h.request(abort.clone()), Response::Ok);
+    assert_eq!(h.request(abort), Response::Ok);
+    assert_eq!(h.server.status().leased_files, 0);
+    assert_eq!(h.allocate(SI, &[0], 100), allocated(&[], &[0]));
+    assert_eq!(h.close(0), Response::Ok);
+}
+
+#[test]
+fn reads_are_bounded_and_checked() {
+    let mut h = Harness::started(1000);
+    h.upload(0, b"abc");
+    assert_eq!(
+        h.read(0, 4, 1),
+        Response::Err(RemoteError::OutOfBounds { size: 3 })
+    );
+    assert_eq!(h.read(1, 0, 1), Response::Err(RemoteError::NoSuchShare));
+    assert!(matches!(
+        h.read(0, 0, MAX_DATA_PER_MESSAGE + 1),
+        Response::Err(RemoteError::Malformed(_))
+    ));
+    assert_eq!(
+        h.read(0, 1, MAX_DATA_PER_MESSAGE),
+        Response::Data(b"bc".to_vec())
+    );
+}
+
+#[test]
+fn expired_requests_get_no_answer() {
+    let mut h = Harness::started(1000);
+    let msg = Message::Request {
+        id: RequestId(1),
+        deadline: Time(h.now.0 - 1),
+        body: Request::List { si: SI },
+    };
+    assert!(h.input(Input::Message { from: CLIENT, msg }).is_empty());
+    // A deadline of exactly now is still live.
+    let msg = Message::Request {
+        id: RequestId(2),
+        deadline: h.now,
+        body: Request::List { si: SI },
+    };
+    assert_eq!(h.input(Input::Message { from: CLIENT, msg }).len(), 1);
+}
+
+#[test]
+fn other_services_are_unsupported_and_stray_messages_ignored() {
+    let mut h = Harness::started(1000);
+    let key = NodeKey::from_seed([3; 32]);
+    for body in [
+        Request::Subscribe,
+        Request::Announce(Announcement::new(&key, "x".into(), 1, 1)),
+        Request::Vdrive(crate::vdrive::VdriveOp::List { path: "/".into() }),
+    ] {
+        assert_eq!(h.request(body), Response::Err(RemoteError::Unsupported));
+    }
+    let stray = [
+        Message::Response {
+            id: RequestId(1),
+            body: Response::Ok,
+        },
+        Message::Announcements(vec![]),
+    ];
+    for msg in stray {
+        assert!(h
+            .input(Input::Message {
+                from: INTRODUCER,
+                msg
+            })
+            .is_empty());
+    }
+}
+
+#[test]
+fn disk_failures_are_answered_not_panicked() {
+    let mut h = Harness::started(1000);
+    h.upload(0, b"abc");
+    h.allocate(SI, &[1], 3);
+    h.store_fails.store(true, Ordering::Relaxed);
+    let is_disk = |r: Response| matches!(r, Response::Err(RemoteError::Disk(_)));
+    assert!(is_disk(h.allocate(SI, &[2], 3)));
+    assert!(is_disk(h.write(1, 0, b"x")));
+    assert!(is_disk(h.read(0, 0, 1)));
+    assert!(is_disk(h.request(Request::List { si: SI })));
+    assert!(is_disk(h.close(1)));
+    h.store_fails.store(false, Ordering::Relaxed);
+    // The failed close forgot the share; the store's copy is aborted at the next start.
+    assert_eq!(
+        h.write(1, 0, b"x"),
+        Response::Err(RemoteError::NotAllocated)
+    );
+    let h = h.restart();
+    assert_eq!(h.store.counts(), (0, 1));
+}
+
+#[test]
+fn an_allocation_whose_lease_cannot_be_recorded_is_undone() {
+    let mut h = Harness::started(1000);
+    h.journal_fails.store(true, Ordering::Relaxed);
+    assert!(matches!(
+        h.allocate(SI, &[0, 1], 10),
+        Response::Err(RemoteError::Disk(_))
+    ));
+    assert_eq!(h.store.counts(), (0, 0));
+    assert_eq!(h.server.status().incoming_shares, 0);
+    h.journal_fails.store(false, Ordering::Relaxed);
+    assert_eq!(h.allocate(SI, &[0, 1], 10), allocated(&[], &[0, 1]));
+}
+
+#[test]
+fn restart_aborts_unfinished_uploads_and_keeps_complete_shares_and_leases() {
+    let mut h = Harness::started(1000);
+    h.upload(0, b"kept");
+    h.allocate(OTHER_SI, &[0], 100);
+    assert_eq!(h.server.status().leased_files, 2);
+    let mut h = h.restart();
+    assert_eq!(h.store.counts(), (0, 1));
+    assert_eq!(h.store.available_bytes().unwrap(), 996);
+    let status = h.server.status();
+    assert_eq!(
+        (status.incoming_shares, status.leased_files, status.leases),
+        (0, 1, 1)
+    );
+    assert_eq!(h.read(0, 0, 4), Response::Data(b"kept".to_vec()));
+    assert_eq!(h.allocate(OTHER_SI, &[0], 100), allocated(&[], &[0]));
+}
+
+#[test]
+fn leases_are_kept_only_for_files_held_and_bounded_per_file() {
+    let mut h = Harness::started(1000);
+    let renew = |si, secret: u8, expires| Request::RenewLease {
+        si,
+        lease: LeaseSecret([secret; 32]),
+        expires,
+    };
+    let later = h.now.after(Duration::from_secs(3600));
+    assert_eq!(
+        h.request(renew(SI, 1, later)),
+        Response::Err(RemoteError::NoSuchShare)
+    );
+    h.upload(0, b"x");
+    for secret in 0..=(MAX_LEASES_PER_FILE as u8 + 5) {
+        assert_eq!(h.request(renew(SI, secret, later)), Response::Ok);
+    }
+    // A lease already over is accepted and not kept.
+    assert_eq!(h.request(renew(SI, 200, Time(0))), Response::Ok);
+    let status = h.server.status();
+    assert_eq!(
+        (status.leased_files, status.leases),
+        (1, MAX_LEASES_PER_FILE)
+    );
+    let h = h.restart();
+    assert_eq!(h.server.status().leases, MAX_LEASES_PER_FILE);
+}
+
+#[test]
+fn a_damaged_lease_journal_replays_up_to_the_damage() {
+    let mut h = Harness::started(1000);
+    h.upload(0, b"x");
+    h.journal.clone().append(&[0xff; 3]).unwrap();
+    let h = h.restart();
+    assert_eq!(h.server.status().leases, 1);
+}
+
+#[test]
+fn corruption_advisories_are_logged_within_bounds() {
+    let mut h = Harness::started(1000);
+    for i in 0..(MAX_CORRUPTION_ADVISORIES + 3) {
+        let reason = format!("{i}:{}", "é".repeat(1000));
+        let advise = Request::AdviseCorrupt {
+            si: SI,
+            share: ShareNum(1),
+            reason,
+        };
+        assert_eq!(h.request(advise), Response::Ok);
+    }
+    let status = h.server.status();
+    assert_eq!(
+        status.advisories_received,
+        MAX_CORRUPTION_ADVISORIES as u64 + 3
+    );
+    assert_eq!(status.recent_advisories.len(), MAX_CORRUPTION_ADVISORIES);
+    assert!(status.recent_advisories[0].reason.starts_with("3:"));
+    assert!(status
+        .recent_advisories
+        .iter()
+        .all(|a| a.reason.len() <= MAX_ADVISORY_REASON));
+}
+
+/// A request a fuzzer might send: mostly plausible, over a few files and shares so that they
+/// collide, with sizes and offsets around the limits.
+fn request() -> impl Strategy<Value = Request> {
+    let si = (0u8..2).prop_map(|b| StorageIndex([b; 16]));
+    let share = prop_oneof![8 => 0u8..3, 1 => any::<u8>()].prop_map(ShareNum);
+    let size = prop_oneof![
+        8 => 1u64..40,
+        1 => Just(0),
+        1 => Just(MAX_SHARE_SIZE + 1),
+        1 => any::<u64>()
+    ];
+    let offset = prop_oneof![8 => 0u64..40, 1 => any::<u64>()];
+    let len = prop_oneof![
+        8 => 0u64..50,
+        1 => Just(MAX_DATA_PER_MESSAGE + 1),
+        1 => any::<u64>()
+    ];
+    let data = proptest::collection::vec(any::<u8>(), 0..30);
+    let secret = (0u8..40).prop_map(|b| LeaseSecret([b; 32]));
+    prop_oneof![
+        3 => (
+            si.clone(),
+            proptest::collection::vec(share.clone(), 0..6),
+            size,
+            secret.clone()
+        )
+            .prop_map(|(si, shares, share_size, lease)| Request::Allocate {
+                si,
+                shares,
+                share_size,
+                lease
+            }),
+        4 => (si.clone(), share.clone(), offset.clone(), data).prop_map(|(si, share, offset, data)| {
+            Request::Write {
+                si,
+                share,
+                offset,
+                data,
+            }
+        }),
+        2 => (si.clone(), share.clone()).prop_map(|(si, share)| Request::Close { si, share }),
+        1 => (si.clone(), share.clone()).prop_map(|(si, share)| Request::Abort { si, share }),
+        3 => (si.clone(), share.clone(), offset, len).prop_map(|(si, share, offset, len)| {
+            Request::Read {
+                si,
+                share,
+                offset,
+                len,
+            }
+        }),
+        1 => si.clone().prop_map(|si| Request::List { si }),
+        1 => (si.clone(), secret, any::<u64>()).prop_map(|(si, lease, t)| Request::RenewLease {
+            si,
+            lease,
+            expires: Time(t)
+        }),
+        1 => (si, share, ".{0,300}").prop_map(|(si, share, reason)| Request::AdviseCorrupt {
+            si,
+            share,
+            reason
+        }),
+        1 => Just(Request::Subscribe),
+    ]
+}
+
+/// One input to the server in a fuzzed run.
+#[derive(Clone, Debug)]
+enum Step {
+    /// A request, with a deadline that may have passed, after `wait` seconds.
+    Request {
+        body: Request,
+        expired: bool,
+        wait: u8,
+    },
+    /// Bytes off the wire: delivered only if they decode.
+    Bytes(Vec<u8>),
+    Timer(u64),
+    Restart,
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        8 => (request(), prop::bool::weighted(0.15), 0u8..3)
+            .prop_map(|(body, expired, wait)| Step::Request { body, expired, wait }),
+        2 => wire(request()).prop_map(Step::Bytes),
+        1 => (0u64..2).prop_map(Step::Timer),
+        1 => Just(Step::Restart),
+    ]
+}
+
+/// Checks what the server keeps in memory against what its store holds.
+fn assert_bounded(h: &mut Harness) -> Result<(), TestCaseError> {
+    let status = h.server.status();
+    let incoming = h.store.incoming().unwrap();
+    prop_assert_eq!(status.incoming_shares, incoming.len());
+    let files: BTreeSet<StorageIndex> = (0u8..2)
+        .map(|b| StorageIndex([b; 16]))
+        .filter(|si| !h.store.list(*si).unwrap().is_empty())
+        .chain(incoming.iter().map(|(si, _)| *si))
+        .collect();
+    prop_assert!(status.leased_files <= files.len());
+    prop_assert!(status.leases <= files.len() * MAX_LEASES_PER_FILE);
+    prop_assert!(status.recent_advisories.len() <= MAX_CORRUPTION_ADVISORIES);
+    Ok(())
+}
+
+/// Bytes off the wire: noise, or the encoding of `body` with a few bytes flipped and maybe cut
+/// short (which often still decodes, into something odd).
+fn wire(body: impl Strategy<Value = Request>) -> impl Strategy<Value = Vec<u8>> {
+    let flips = proptest::collection::vec((any::<prop::sample::Index>(), 1..=u8::MAX), 0..4);
+    let damaged = (
+        body,
+        any::<u64>(),
+        flips,
+        any::<Option<prop::sample::Index>>(),
+    )
+        .prop_map(|(body, deadline, flips, cut)| {
+            let id = RequestId(deadline.rotate_left(7));
+            let mut bytes = Message::Request {
+                id,
+                deadline: Time(deadline),
+                body,
+            }
+            .encode();
+            for (at, x) in flips {
+                let at = at.index(bytes.len());
+                bytes[at] ^= x;
+            }
+            if let Some(cut) = cut {
+                bytes.truncate(cut.index(bytes.len() + 1));
+            }
+            bytes
+        });
+    prop_oneof![proptest::collection::vec(any::<u8>(), 0..200), damaged]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    #[test]
+    fn fuzzed_requests_get_one_answer_each_and_memory_stays_bounded(
+        steps in proptest::collection::vec(step(), 1..120),
+        capacity in 0u64..600,
+        reserved_space in 0u64..100,
+    ) {
+        let config = StorageConfig { reserved_space, ..StorageConfig::default() };
+        let mut h = Harness::new(capacity, config);
+        h.input(Input::Start);
+        for (n, step) in steps.into_iter().enumerate() {
+            let id = RequestId(n as u64);
+            let msg = match step {
+                Step::Request { body, expired, wait } => {
+                    h.now = h.now.after(Duration::from_secs(wait.into()));
+                    let deadline = match expired {
+                        true => Time(h.now.0 - 1),
+                        false => h.now.after(Duration::from_secs(1)),
+                    };
+                    Message::Request { id, deadline, body }
+                }
+                Step::Bytes(bytes) => match Message::decode(&bytes) {
+                    Ok(msg) => msg,
+                    Err(_) => continue,
+                },
+                Step::Timer(t) => {
+                    h.input(Input::Timer(TimerId(t)));
+                    continue;
+                }
+                Step::Restart => {
+                    h = h.restart();
+                    assert_bounded(&mut h)?;
+                    continue;
+                }
+            };
+            let live = match &msg {
+                Message::Request { id, deadline, .. } => (h.now <= *deadline).then_some(*id),
+                _ => None,
+            };
+            let effects = h.input(Input::Message { from: CLIENT, msg });
+            let answers: Vec<_> = effects
+                .iter()
+                .filter_map(|e| match e {
+                    Effect::Send { to, msg: Message::Response { id, body } } if *to == CLIENT => {
+                        Some((*id, body))
+                    }
+                    _ => None,
+                })
+                .collect();
+            prop_assert_eq!(answers.len(), usize::from(live.is_some()));
+            prop_assert_eq!(answers.len(), effects.len());
+            if let (Some(id), Some((got, body))) = (live, answers.first()) {
+                prop_assert_eq!(id, *got);
+                if let Response::Data(data) = body {
+                    prop_assert!(data.len() as u64 <= MAX_DATA_PER_MESSAGE);
+                }
+            }
+            assert_bounded(&mut h)?;
+            let used = h.store.used_bytes().unwrap();
+            prop_assert!(used <= capacity);
+        }
+    }
+}

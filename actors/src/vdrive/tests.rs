@@ -1,0 +1,695 @@
+//! The vdrive, driven through its inputs and judged by its effects.
+
+use super::*;
+use crate::actor::{Effect, Service};
+use crate::ids::NodeId;
+use crate::memstore::MemJournal;
+use crate::protocol::MAX_MESSAGE_SIZE;
+use cairn_codec::{Cap, ChkCap, Key, LitCap};
+use proptest::prelude::*;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use std::io;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+const T0: Time = Time(5_000_000_000);
+const CLIENT: Addr = Addr {
+    node: NodeId([9; 32]),
+    service: Service::Client,
+};
+
+fn lit(text: &str) -> String {
+    Cap::Lit(LitCap {
+        data: text.as_bytes().to_vec(),
+    })
+    .to_string()
+}
+
+fn chk() -> String {
+    let cap = ChkCap {
+        key: Key([1; 16]),
+        ueb_hash: [2; 32],
+        k: 3,
+        n: 10,
+        size: 1_000_000,
+    };
+    Cap::Chk(cap).to_string()
+}
+
+/// How a [`FlakyJournal`]'s appends behave.
+const APPEND_OK: u8 = 0;
+/// The append fails and nothing is written.
+const APPEND_LOST: u8 = 1;
+/// The record is written but the append still reports failure (a failed sync, say).
+const APPEND_WRITTEN_BUT_FAILED: u8 = 2;
+/// Reading the records fails.
+const UNREADABLE: u8 = 3;
+
+#[derive(Clone)]
+struct FlakyJournal {
+    inner: MemJournal,
+    mode: Arc<AtomicU8>,
+}
+
+impl Journal for FlakyJournal {
+    fn append(&mut self, record: &[u8]) -> io::Result<()> {
+        match self.mode.load(Ordering::Relaxed) {
+            APPEND_LOST => Err(io::Error::other("simulated append failure")),
+            APPEND_WRITTEN_BUT_FAILED => {
+                self.inner.append(record)?;
+                Err(io::Error::other("simulated sync failure"))
+            }
+            _ => self.inner.append(record),
+        }
+    }
+
+    fn records(&mut self) -> io::Result<Vec<Vec<u8>>> {
+        match self.mode.load(Ordering::Relaxed) {
+            UNREADABLE => Err(io::Error::other("simulated read failure")),
+            _ => self.inner.records(),
+        }
+    }
+}
+
+struct Harness {
+    vdrive: Vdrive,
+    journal: MemJournal,
+    mode: Arc<AtomicU8>,
+    max_entries: usize,
+    rng: ChaCha8Rng,
+    now: Time,
+    next_id: u64,
+}
+
+impl Harness {
+    fn new() -> Self {
+        Self::over(MemJournal::new(), MAX_ENTRIES)
+    }
+
+    /// A started vdrive over `journal`.
+    fn over(journal: MemJournal, max_entries: usize) -> Self {
+        let mode = Arc::new(AtomicU8::new(APPEND_OK));
+        let flaky = FlakyJournal {
+            inner: journal.clone(),
+            mode: mode.clone(),
+        };
+        let mut h = Harness {
+            vdrive: Vdrive::with_max_entries(Box::new(flaky), max_entries),
+            journal,
+            mode,
+            max_entries,
+            rng: ChaCha8Rng::seed_from_u64(3),
+            now: T0,
+            next_id: 0,
+        };
+        assert!(h.input(Input::Start).is_empty());
+        h
+    }
+
+    /// A new vdrive over the same journal, as after a crash.
+    fn restart(&self) -> Self {
+        Self::over(self.journal.clone(), self.max_entries)
+    }
+
+    fn input(&mut self, input: Input) -> Vec<Effect> {
+        let me = Addr::new(NodeId([0; 32]), Service::Vdrive);
+        let mut ctx = Context::new(self.now, me, &mut self.rng);
+        self.vdrive.handle(input, &mut ctx);
+        ctx.into_effects()
+    }
+
+    /// Sends `body` with a live deadline; returns the one answer.
+    fn request(&mut self, body: Request) -> Response {
+        self.next_id += 1;
+        let id = RequestId(self.next_id);
+        let deadline = self.now.after(Duration::from_secs(1));
+        let msg = Message::Request { id, deadline, body };
+        match &self.input(Input::Message { from: CLIENT, msg })[..] {
+            [Effect::Send {
+                to,
+                msg: Message::Response { id: got, body },
+            }] if *to == CLIENT && *got == id => body.clone(),
+            other => panic!("expected one answer, got {other:?}"),
+        }
+    }
+
+    fn op(&mut self, op: VdriveOp) -> Result<VdriveReply, VdriveError> {
+        match self.request(Request::Vdrive(op)) {
+            Response::Vdrive(result) => result,
+            other => panic!("expected a vdrive answer, got {other:?}"),
+        }
+    }
+
+    fn mkdir(&mut self, path: &str) -> Result<VdriveReply, VdriveError> {
+        self.op(VdriveOp::Mkdir { path: path.into() })
+    }
+
+    fn link(&mut self, path: &str, cap: &str, replace: bool) -> Result<VdriveReply, VdriveError> {
+        self.op(VdriveOp::Link {
+            path: path.into(),
+            cap: cap.into(),
+            replace,
+        })
+    }
+
+    fn unlink(&mut self, path: &str) -> Result<VdriveReply, VdriveError> {
+        self.op(VdriveOp::Unlink { path: path.into() })
+    }
+
+    fn rename(&mut self, from: &str, to: &str) -> Result<VdriveReply, VdriveError> {
+        self.op(VdriveOp::Rename {
+            from: from.into(),
+            to: to.into(),
+        })
+    }
+
+    fn lookup(&mut self, path: &str) -> Result<VdriveReply, VdriveError> {
+        self.op(VdriveOp::Lookup { path: path.into() })
+    }
+
+    fn list(&mut self, path: &str) -> Result<VdriveReply, VdriveError> {
+        self.op(VdriveOp::List { path: path.into() })
+    }
+
+    /// Every path in the tree with what it stands for, depth first, in name order.
+    fn dump(&mut self) -> Vec<(String, EntryKind)> {
+        let mut out = Vec::new();
+        let mut todo = vec!["".to_string()];
+        while let Some(dir) = todo.pop() {
+            let path = if dir.is_empty() { "/" } else { &dir };
+            let Ok(VdriveReply::Entries(entries)) = self.list(path) else {
+                panic!("cannot list {path}");
+            };
+            for entry in entries.into_iter().rev() {
+                let child = format!("{dir}/{}", entry.name);
+                if entry.kind == EntryKind::Dir {
+                    todo.push(child.clone());
+                }
+                out.push((child, entry.kind));
+            }
+        }
+        out.sort();
+        out
+    }
+}
+
+const DONE: Result<VdriveReply, VdriveError> = Ok(VdriveReply::Done);
+
+fn entry(kind: EntryKind) -> Result<VdriveReply, VdriveError> {
+    Ok(VdriveReply::Entry(kind))
+}
+
+fn file(cap: &str) -> EntryKind {
+    EntryKind::File { cap: cap.into() }
+}
+
+fn not_found(path: &str) -> Result<VdriveReply, VdriveError> {
+    Err(VdriveError::NotFound(path.into()))
+}
+
+fn exists(path: &str) -> Result<VdriveReply, VdriveError> {
+    Err(VdriveError::AlreadyExists(path.into()))
+}
+
+fn is_invalid_path(result: Result<VdriveReply, VdriveError>) -> bool {
+    matches!(result, Err(VdriveError::InvalidPath(..)))
+}
+
+#[test]
+fn directories_and_links_list_in_name_order() {
+    let mut h = Harness::new();
+    assert_eq!(h.mkdir("/docs"), DONE);
+    assert_eq!(h.link("/docs/b", &chk(), false), DONE);
+    assert_eq!(h.link("/docs/a", &lit("hi"), false), DONE);
+    assert_eq!(h.mkdir("/docs/z"), DONE);
+    let names = |r: Result<VdriveReply, VdriveError>| -> Vec<String> {
+        match r {
+            Ok(VdriveReply::Entries(e)) => e.into_iter().map(|e| e.name).collect(),
+            other => panic!("{other:?}"),
+        }
+    };
+    assert_eq!(names(h.list("/docs")), vec!["a", "b", "z"]);
+    assert_eq!(names(h.list("/")), vec!["docs"]);
+    assert_eq!(h.lookup("/docs/b"), entry(file(&chk())));
+    assert_eq!(h.lookup("/docs/z"), entry(EntryKind::Dir));
+    assert_eq!(h.lookup("/"), entry(EntryKind::Dir));
+    assert_eq!(h.lookup("/nothing"), not_found("/nothing"));
+    assert_eq!(
+        h.list("/docs/a"),
+        Err(VdriveError::NotADirectory("/docs/a".into()))
+    );
+    assert_eq!(h.vdrive.entries(), 4);
+}
+
+#[test]
+fn malformed_paths_are_refused() {
+    let mut h = Harness::new();
+    h.mkdir("/d").unwrap();
+    let long_name = format!("/{}", "n".repeat(MAX_NAME_LEN + 1));
+    let long_path = "/abc".repeat(MAX_PATH_LEN / 4 + 1);
+    let bad = [
+        "", "d", "//", "/d/", "/d//e", "/.", "/..", "/d/./e", "/d/../e", "/d/\0", &long_name,
+        &long_path,
+    ];
+    for path in bad {
+        assert!(is_invalid_path(h.mkdir(path)), "mkdir {path:?}");
+        assert!(is_invalid_path(h.lookup(path)), "lookup {path:?}");
+        assert!(is_invalid_path(h.link(path, &chk(), true)), "link {path:?}");
+        assert!(is_invalid_path(h.rename("/d", path)), "rename to {path:?}");
+    }
+    // Errors quote long paths only in part.
+    let Err(VdriveError::InvalidPath(quoted, _)) = h.lookup(&"/x".repeat(100_000)) else {
+        panic!("a long path is invalid");
+    };
+    assert!(quoted.len() < 300);
+    let longest_name = format!("/{}", "n".repeat(MAX_NAME_LEN));
+    assert_eq!(h.mkdir(&longest_name), DONE);
+    assert_eq!(
+        h.mkdir("/with space/"),
+        Err(VdriveError::InvalidPath(
+            "/with space/".into(),
+            "empty component: a doubled or trailing /".into()
+        ))
+    );
+}
+
+#[test]
+fn the_root_always_exists_and_cannot_be_removed_or_moved() {
+    let mut h = Harness::new();
+    assert_eq!(h.mkdir("/"), exists("/"));
+    assert_eq!(h.link("/", &chk(), false), exists("/"));
+    assert_eq!(
+        h.link("/", &chk(), true),
+        Err(VdriveError::IsADirectory("/".into()))
+    );
+    assert!(is_invalid_path(h.unlink("/")));
+    assert!(is_invalid_path(h.rename("/", "/x")));
+    h.mkdir("/x").unwrap();
+    assert_eq!(h.rename("/x", "/"), exists("/"));
+}
+
+#[test]
+fn caps_are_parsed_before_they_are_linked() {
+    let mut h = Harness::new();
+    let too_long = lit(&"x".repeat(MAX_CAP_LEN));
+    for cap in ["", "URI:CHK:nope", "hello", &too_long] {
+        assert!(matches!(
+            h.link("/f", cap, false),
+            Err(VdriveError::InvalidCap(_))
+        ));
+    }
+    assert_eq!(h.lookup("/f"), not_found("/f"));
+    let verifier = match chk().parse::<Cap>() {
+        Ok(Cap::Chk(c)) => Cap::ChkVerifier(c.verifier()).to_string(),
+        _ => unreachable!(),
+    };
+    assert_eq!(h.link("/v", &verifier, false), DONE);
+}
+
+#[test]
+fn mkdir_needs_its_parent() {
+    let mut h = Harness::new();
+    assert_eq!(h.mkdir("/a/b"), not_found("/a"));
+    h.link("/f", &chk(), false).unwrap();
+    assert_eq!(
+        h.mkdir("/f/b"),
+        Err(VdriveError::NotADirectory("/f (in /f/b)".into()))
+    );
+    h.mkdir("/a").unwrap();
+    assert_eq!(h.mkdir("/a"), exists("/a"));
+    assert_eq!(h.mkdir("/a/b/c"), not_found("/a/b"));
+}
+
+#[test]
+fn link_replaces_a_file_only_when_asked_and_never_a_directory() {
+    let mut h = Harness::new();
+    h.mkdir("/d").unwrap();
+    h.link("/f", &lit("one"), false).unwrap();
+    assert_eq!(h.link("/f", &lit("two"), false), exists("/f"));
+    assert_eq!(h.link("/f", &lit("two"), true), DONE);
+    assert_eq!(h.lookup("/f"), entry(file(&lit("two"))));
+    assert_eq!(h.link("/d", &lit("x"), false), exists("/d"));
+    assert_eq!(
+        h.link("/d", &lit("x"), true),
+        Err(VdriveError::IsADirectory("/d".into()))
+    );
+    assert_eq!(h.link("/new", &lit("x"), true), DONE);
+    assert_eq!(h.vdrive.entries(), 3);
+}
+
+#[test]
+fn unlink_removes_files_and_empty_directories() {
+    let mut h = Harness::new();
+    h.mkdir("/d").unwrap();
+    h.link("/d/f", &chk(), false).unwrap();
+    assert!(matches!(h.unlink("/d"), Err(VdriveError::IsADirectory(m)) if m.contains("not empty")));
+    assert_eq!(h.unlink("/d/f"), DONE);
+    assert_eq!(h.unlink("/d/f"), not_found("/d/f"));
+    assert_eq!(h.unlink("/d"), DONE);
+    assert_eq!(h.dump(), vec![]);
+    assert_eq!(h.vdrive.entries(), 0);
+}
+
+#[test]
+fn rename_moves_files_and_trees_but_replaces_nothing() {
+    let mut h = Harness::new();
+    h.mkdir("/a").unwrap();
+    h.mkdir("/a/sub").unwrap();
+    h.link("/a/sub/f", &chk(), false).unwrap();
+    h.mkdir("/b").unwrap();
+    assert_eq!(h.rename("/a/sub", "/b/moved"), DONE);
+    assert_eq!(h.lookup("/b/moved/f"), entry(file(&chk())));
+    assert_eq!(h.lookup("/a/sub"), not_found("/a/sub"));
+    assert_eq!(h.rename("/b/moved/f", "/g"), DONE);
+    assert_eq!(h.rename("/g", "/b"), exists("/b"));
+    assert_eq!(h.rename("/g", "/g"), exists("/g"));
+    assert_eq!(h.rename("/missing", "/h"), not_found("/missing"));
+    assert_eq!(h.rename("/g", "/nowhere/h"), not_found("/nowhere"));
+    assert!(is_invalid_path(h.rename("/b", "/b/moved/inside")));
+    assert_eq!(
+        h.rename("/g", "/g/inside"),
+        Err(VdriveError::NotADirectory("/g (in /g/inside)".into()))
+    );
+    // /a, /b, /b/moved and /g.
+    assert_eq!(h.vdrive.entries(), 4);
+}
+
+#[test]
+fn acknowledged_changes_survive_a_restart_exactly() {
+    let mut h = Harness::new();
+    h.mkdir("/a").unwrap();
+    h.link("/a/f", &lit("x"), false).unwrap();
+    h.link("/a/f", &lit("y"), true).unwrap();
+    h.mkdir("/b").unwrap();
+    h.rename("/a", "/b/a").unwrap();
+    h.link("/g", &chk(), false).unwrap();
+    h.unlink("/g").unwrap();
+    h.mkdir("/b").unwrap_err();
+    let before = h.dump();
+    assert_eq!(
+        h.journal.len(),
+        7,
+        "only changes that succeeded are journaled"
+    );
+    let mut again = h.restart();
+    assert_eq!(again.dump(), before);
+    assert_eq!(again.vdrive.entries(), h.vdrive.entries());
+    assert_eq!(again.vdrive.fault(), None);
+}
+
+#[test]
+fn a_change_the_journal_refused_is_not_made() {
+    let mut h = Harness::new();
+    h.mkdir("/a").unwrap();
+    h.mode.store(APPEND_LOST, Ordering::Relaxed);
+    assert!(matches!(h.mkdir("/b"), Err(VdriveError::Storage(_))));
+    assert!(matches!(h.unlink("/a"), Err(VdriveError::Storage(_))));
+    h.mode.store(APPEND_OK, Ordering::Relaxed);
+    assert_eq!(h.dump(), vec![("/a".into(), EntryKind::Dir)]);
+    assert_eq!(h.mkdir("/b"), DONE);
+}
+
+#[test]
+fn a_change_of_unknown_fate_is_settled_by_the_journal() {
+    let mut h = Harness::new();
+    h.mode.store(APPEND_WRITTEN_BUT_FAILED, Ordering::Relaxed);
+    assert!(matches!(h.mkdir("/a"), Err(VdriveError::Storage(_))));
+    h.mode.store(APPEND_OK, Ordering::Relaxed);
+    // The record did land: the vdrive re-read the journal and knows it, as a restart would.
+    assert_eq!(h.mkdir("/a"), exists("/a"));
+    assert_eq!(h.restart().dump(), h.dump());
+}
+
+#[test]
+fn an_unreadable_journal_is_retried_and_nothing_is_answered_from_an_empty_tree() {
+    let journal = MemJournal::new();
+    let mut first = Harness::over(journal.clone(), MAX_ENTRIES);
+    first.mkdir("/a").unwrap();
+    let mut h = first.restart();
+    h.mode.store(UNREADABLE, Ordering::Relaxed);
+    h.input(Input::Start);
+    assert!(matches!(h.lookup("/a"), Err(VdriveError::Storage(_))));
+    assert!(matches!(h.mkdir("/b"), Err(VdriveError::Storage(_))));
+    assert!(h.vdrive.fault().is_some());
+    h.mode.store(APPEND_OK, Ordering::Relaxed);
+    assert_eq!(h.lookup("/a"), entry(EntryKind::Dir));
+    assert_eq!(h.mkdir("/b"), DONE);
+    assert_eq!(h.vdrive.fault(), None);
+}
+
+#[test]
+fn a_damaged_journal_leaves_a_read_only_prefix() {
+    let mut h = Harness::new();
+    h.mkdir("/a").unwrap();
+    let mut raw = h.journal.clone();
+    raw.append(&[0xff, 0xff, 0xff]).unwrap();
+    let valid_later = postcard::to_stdvec(&VdriveOp::Mkdir { path: "/b".into() }).unwrap();
+    raw.append(&valid_later).unwrap();
+    let mut h = h.restart();
+    assert_eq!(h.dump(), vec![("/a".into(), EntryKind::Dir)]);
+    assert!(matches!(h.mkdir("/c"), Err(VdriveError::Storage(m)) if m.contains("read-only")));
+    assert!(h.vdrive.fault().is_some());
+    assert_eq!(h.journal.len(), 3);
+
+    // Records that decode but were not written by a vdrive are refused the same way.
+    for record in [
+        postcard::to_stdvec(&VdriveOp::Lookup { path: "/".into() }).unwrap(),
+        postcard::to_stdvec(&VdriveOp::Unlink { path: "/x".into() }).unwrap(),
+        [valid_later.clone(), vec![0]].concat(),
+    ] {
+        let mut journal = MemJournal::new();
+        journal.append(&record).unwrap();
+        let mut h = Harness::over(journal, MAX_ENTRIES);
+        assert!(h.vdrive.fault().is_some());
+        assert!(matches!(h.mkdir("/c"), Err(VdriveError::Storage(_))));
+    }
+}
+
+#[test]
+fn the_tree_is_bounded_but_full_trees_can_still_rename_and_unlink() {
+    let mut h = Harness::over(MemJournal::new(), 3);
+    h.mkdir("/a").unwrap();
+    h.mkdir("/b").unwrap();
+    h.link("/a/f", &chk(), false).unwrap();
+    assert!(matches!(h.mkdir("/c"), Err(VdriveError::Storage(m)) if m.contains("full")));
+    assert!(matches!(
+        h.link("/c", &chk(), false),
+        Err(VdriveError::Storage(_))
+    ));
+    assert_eq!(h.link("/a/f", &lit("z"), true), DONE);
+    assert_eq!(h.rename("/a/f", "/b/f"), DONE);
+    assert_eq!(h.unlink("/b/f"), DONE);
+    assert_eq!(h.mkdir("/c"), DONE);
+    assert_eq!(h.restart().dump(), h.dump());
+}
+
+#[test]
+fn a_directory_is_bounded_so_its_listing_fits() {
+    let mut h = Harness::new();
+    h.mkdir("/d").unwrap();
+    for i in 0..MAX_DIR_ENTRIES {
+        assert_eq!(h.link(&format!("/d/{i}"), &chk(), false), DONE);
+    }
+    let full = |r| matches!(r, Err(VdriveError::Storage(m)) if m.contains("full"));
+    assert!(full(h.mkdir("/d/last")));
+    assert!(full(h.link("/d/last", &chk(), false)));
+    h.link("/z", &chk(), false).unwrap();
+    assert!(full(h.rename("/z", "/d/z")));
+    assert_eq!(
+        h.link("/d/0", &lit("z"), true),
+        DONE,
+        "replacing adds no name"
+    );
+    assert_eq!(
+        h.rename("/d/0", "/d/zero"),
+        DONE,
+        "a rename within a full directory"
+    );
+    assert_eq!(h.rename("/d/zero", "/zero"), DONE);
+    assert_eq!(h.rename("/z", "/d/z"), DONE);
+}
+
+#[test]
+fn a_full_directory_listing_fits_a_message() {
+    let worst = DirEntry {
+        name: "n".repeat(MAX_NAME_LEN),
+        kind: EntryKind::File {
+            cap: "c".repeat(MAX_CAP_LEN),
+        },
+    };
+    let msg = Message::Response {
+        id: RequestId(u64::MAX),
+        body: Response::Vdrive(Ok(VdriveReply::Entries(vec![worst; MAX_DIR_ENTRIES]))),
+    };
+    assert!(msg.encode().len() <= MAX_MESSAGE_SIZE);
+}
+
+#[test]
+fn expired_foreign_and_stray_messages() {
+    let mut h = Harness::new();
+    let expired = Message::Request {
+        id: RequestId(1),
+        deadline: Time(T0.0 - 1),
+        body: Request::Vdrive(VdriveOp::Mkdir { path: "/a".into() }),
+    };
+    assert!(h
+        .input(Input::Message {
+            from: CLIENT,
+            msg: expired
+        })
+        .is_empty());
+    assert_eq!(h.lookup("/a"), not_found("/a"));
+    assert_eq!(
+        h.request(Request::Subscribe),
+        Response::Err(RemoteError::Unsupported)
+    );
+    let stray = Message::Announcements(vec![]);
+    assert!(h
+        .input(Input::Message {
+            from: CLIENT,
+            msg: stray
+        })
+        .is_empty());
+    assert!(h.input(Input::Timer(crate::actor::TimerId(1))).is_empty());
+}
+
+/// A path a fuzzer might send: mostly over a few names, so that operations collide.
+fn path() -> impl Strategy<Value = String> {
+    let name = prop_oneof![Just("a"), Just("b"), Just("c")];
+    prop_oneof![
+        8 => proptest::collection::vec(name, 0..4).prop_map(|parts| format!("/{}", parts.join("/"))),
+        1 => ".{0,20}",
+        1 => Just("/a/../b".to_string()),
+    ]
+}
+
+fn cap() -> impl Strategy<Value = String> {
+    prop_oneof![Just(chk()), Just(lit("x")), Just(lit("y")), ".{0,10}"]
+}
+
+fn vdrive_op() -> impl Strategy<Value = VdriveOp> {
+    prop_oneof![
+        3 => path().prop_map(|path| VdriveOp::Mkdir { path }),
+        3 => (path(), cap(), any::<bool>()).prop_map(|(path, cap, replace)| VdriveOp::Link { path, cap, replace }),
+        2 => path().prop_map(|path| VdriveOp::Unlink { path }),
+        2 => (path(), path()).prop_map(|(from, to)| VdriveOp::Rename { from, to }),
+        1 => path().prop_map(|path| VdriveOp::List { path }),
+        1 => path().prop_map(|path| VdriveOp::Lookup { path }),
+    ]
+}
+
+#[derive(Clone, Debug)]
+enum Step {
+    Op { op: VdriveOp, expired: bool },
+    Bytes(Vec<u8>),
+    Restart,
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        10 => (vdrive_op(), prop::bool::weighted(0.1)).prop_map(|(op, expired)| Step::Op { op, expired }),
+        2 => wire(vdrive_op().prop_map(Request::Vdrive)).prop_map(Step::Bytes),
+        1 => Just(Step::Restart),
+    ]
+}
+
+/// What an acknowledged change must have done, checked right after it.
+fn check_effect(h: &mut Harness, op: &VdriveOp) -> Result<(), TestCaseError> {
+    match op {
+        VdriveOp::Mkdir { path } => prop_assert_eq!(h.lookup(path), entry(EntryKind::Dir)),
+        VdriveOp::Link { path, cap, .. } => prop_assert_eq!(h.lookup(path), entry(file(cap))),
+        VdriveOp::Unlink { path } => prop_assert_eq!(h.lookup(path), not_found(path)),
+        VdriveOp::Rename { from, to } => {
+            prop_assert_eq!(h.lookup(from), not_found(from));
+            prop_assert!(h.lookup(to).is_ok());
+        }
+        VdriveOp::List { .. } | VdriveOp::Lookup { .. } => {}
+    }
+    Ok(())
+}
+
+/// Bytes off the wire: noise, or the encoding of `body` with a few bytes flipped and maybe cut
+/// short (which often still decodes, into something odd).
+fn wire(body: impl Strategy<Value = Request>) -> impl Strategy<Value = Vec<u8>> {
+    let flips = proptest::collection::vec((any::<prop::sample::Index>(), 1..=u8::MAX), 0..4);
+    let damaged = (
+        body,
+        any::<u64>(),
+        flips,
+        any::<Option<prop::sample::Index>>(),
+    )
+        .prop_map(|(body, deadline, flips, cut)| {
+            let id = RequestId(deadline.rotate_left(7));
+            let mut bytes = Message::Request {
+                id,
+                deadline: Time(deadline),
+                body,
+            }
+            .encode();
+            for (at, x) in flips {
+                let at = at.index(bytes.len());
+                bytes[at] ^= x;
+            }
+            if let Some(cut) = cut {
+                bytes.truncate(cut.index(bytes.len() + 1));
+            }
+            bytes
+        });
+    prop_oneof![proptest::collection::vec(any::<u8>(), 0..200), damaged]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    #[test]
+    fn fuzzed_operations_are_answered_once_bounded_and_replayed_exactly(
+        steps in proptest::collection::vec(step(), 1..60),
+        max_entries in 1usize..8,
+    ) {
+        let mut h = Harness::over(MemJournal::new(), max_entries);
+        for (n, step) in steps.into_iter().enumerate() {
+            let (msg, op) = match step {
+                Step::Op { op, expired } => {
+                    let deadline = if expired { Time(T0.0 - 1) } else { T0 };
+                    let body = Request::Vdrive(op.clone());
+                    (Message::Request { id: RequestId(n as u64), deadline, body }, Some(op))
+                }
+                Step::Bytes(bytes) => match Message::decode(&bytes) {
+                    Ok(msg) => (msg, None),
+                    Err(_) => continue,
+                },
+                Step::Restart => {
+                    let before = h.dump();
+                    h = h.restart();
+                    prop_assert_eq!(h.dump(), before);
+                    continue;
+                }
+            };
+            let live = match &msg {
+                Message::Request { id, deadline, .. } => (h.now <= *deadline).then_some(*id),
+                _ => None,
+            };
+            let records = h.journal.len();
+            let effects = h.input(Input::Message { from: CLIENT, msg });
+            let answers: Vec<(RequestId, Response)> = effects
+                .into_iter()
+                .filter_map(|e| match e {
+                    Effect::Send { to, msg: Message::Response { id, body } } if to == CLIENT => Some((id, body)),
+                    _ => None,
+                })
+                .collect();
+            prop_assert_eq!(answers.iter().map(|a| a.0).collect::<Vec<_>>(), live.into_iter().collect::<Vec<_>>());
+            let done = matches!(answers.first(), Some((_, Response::Vdrive(Ok(VdriveReply::Done)))));
+            prop_assert_eq!(h.journal.len(), records + usize::from(done), "a record per change");
+            if let (true, Some(op)) = (done, op) {
+                check_effect(&mut h, &op)?;
+            }
+            prop_assert!(h.vdrive.entries() <= max_entries);
+            prop_assert_eq!(h.vdrive.fault(), None);
+        }
+        let before = h.dump();
+        prop_assert_eq!(h.restart().dump(), before);
+    }
+}
