@@ -86,7 +86,8 @@ pub enum Input {
     /// A request from this node's local user (the CLI, a test's workload).
     Local { id: LocalId, request: LocalRequest },
     /// Plaintext for an upload, answering [`Effect::Pull`]: the bytes at `offset` (fewer than
-    /// asked only at the end of the input).
+    /// asked only at the end of the input; none for a pull at or past the end, which is how
+    /// an uploader checks that the input is not longer than promised).
     Plaintext { offset: u64, data: Vec<u8> },
     /// The local user has consumed an [`Effect::Output`]: more may follow.
     OutputDrained,

@@ -1,1 +1,381 @@
-//! (being written)
+//! The client: one per node. It keeps the node's picture of the grid (the storage servers the
+//! introducer announces) and serves the node's local user: it spawns an [`Uploader`] or a
+//! [`Downloader`] per transfer, forwards vdrive operations to the vdrive, and reports status.
+//!
+//! The client does no transfer work itself: a spawned operation talks to the local user
+//! directly (its pulls, plaintext and output are routed to it by the host), so a slow upload
+//! never holds up the node's other requests.
+//!
+//! Grid knowledge is soft state. The client subscribes to the introducer on start and again
+//! every `resubscribe_interval`, so a restarted introducer learns of it again; servers already
+//! known are kept meanwhile. A server counts as reachable while it has been heard of with a
+//! newer announcement within [`FRESH_INTERVALS`] resubscribe intervals: storage servers
+//! re-announce periodically with a rising `seq`, and each resubscription brings the newest.
+
+use crate::actor::{Actor, Addr, Context, Effect, Input, OpId, Service, Time, TimerId};
+use crate::downloader::Downloader;
+use crate::ids::NodeId;
+use crate::local::{LocalId, LocalRequest, LocalResponse, ServerStatus, StatusReport};
+use crate::protocol::{Announcement, Message, Request, RequestId, Response};
+use crate::uploader::{UploadConfig, Uploader};
+use crate::vdrive::{VdriveError, VdriveOp};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// The most storage servers a client remembers by default; when full, the one heard from
+/// least recently makes room.
+pub const MAX_KNOWN_SERVERS: usize = 100_000;
+/// A server is reported reachable while its newest announcement arrived within this many
+/// resubscribe intervals.
+pub const FRESH_INTERVALS: u32 = 3;
+
+/// The shortest resubscribe interval used, whatever the configuration says.
+pub const MIN_RESUBSCRIBE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Fires every `resubscribe_interval`.
+const RESUBSCRIBE: TimerId = TimerId(0);
+/// Fires at the earliest deadline among the requests in flight.
+const SWEEP: TimerId = TimerId(1);
+
+/// How a client talks to the grid.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientConfig {
+    /// How long to wait for the introducer, the vdrive, or a storage server (downloads).
+    pub request_timeout: Duration,
+    /// How often to subscribe to the introducer again (at least
+    /// [`MIN_RESUBSCRIBE_INTERVAL`]).
+    pub resubscribe_interval: Duration,
+    /// What every upload this client starts is given.
+    pub upload: UploadConfig,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        ClientConfig {
+            request_timeout: Duration::from_secs(60),
+            resubscribe_interval: Duration::from_secs(60),
+            upload: UploadConfig::default(),
+        }
+    }
+}
+
+/// A storage server the client has heard of.
+struct Known {
+    announcement: Announcement,
+    /// When its newest announcement arrived.
+    heard: Time,
+}
+
+/// The node's client actor (`Service::Client`). See the module docs.
+pub struct Client {
+    introducer: Option<Addr>,
+    vdrive: Option<Addr>,
+    config: ClientConfig,
+    max_servers: usize,
+    servers: BTreeMap<NodeId, Known>,
+    /// Subscribe requests in flight, with their deadlines.
+    subscribes: BTreeMap<RequestId, Time>,
+    /// When the introducer last answered a Subscribe.
+    introducer_answered: Option<Time>,
+    /// Vdrive requests in flight: whose they are and their deadlines.
+    vdrive_ops: BTreeMap<RequestId, (LocalId, Time)>,
+    next_request: u64,
+    next_op: u64,
+    sweep_at: Option<Time>,
+}
+
+impl Client {
+    /// A client that learns of servers from `introducer` and sends vdrive operations to
+    /// `vdrive` (either may be absent: a node with no grid, or no vdrive).
+    pub fn new(introducer: Option<Addr>, vdrive: Option<Addr>, config: ClientConfig) -> Self {
+        Client {
+            introducer,
+            vdrive,
+            config,
+            max_servers: MAX_KNOWN_SERVERS,
+            servers: BTreeMap::new(),
+            subscribes: BTreeMap::new(),
+            introducer_answered: None,
+            vdrive_ops: BTreeMap::new(),
+            next_request: 1,
+            next_op: 1,
+            sweep_at: None,
+        }
+    }
+
+    /// The same client remembering at most `max` servers (for tests and small simulations).
+    pub fn with_server_limit(mut self, max: usize) -> Self {
+        self.max_servers = max.max(1);
+        self
+    }
+
+    /// The storage servers known, in node id order.
+    pub fn servers(&self) -> Vec<NodeId> {
+        self.servers.keys().copied().collect()
+    }
+
+    /// Subscribes to the introducer (on start, and every interval after).
+    fn subscribe(&mut self, ctx: &mut Context<'_>) {
+        let Some(introducer) = self.introducer else {
+            return;
+        };
+        let (id, deadline) = self.send(introducer, Request::Subscribe, ctx);
+        self.subscribes.insert(id, deadline);
+        // A zero interval would resubscribe in a loop without time passing.
+        let interval = self
+            .config
+            .resubscribe_interval
+            .max(MIN_RESUBSCRIBE_INTERVAL);
+        ctx.set_timer(RESUBSCRIBE, interval);
+    }
+
+    /// Sends a request and makes sure the sweep timer will catch its deadline.
+    fn send(&mut self, to: Addr, body: Request, ctx: &mut Context<'_>) -> (RequestId, Time) {
+        let id = RequestId(self.next_request);
+        self.next_request += 1;
+        let deadline = ctx.now().after(self.config.request_timeout);
+        ctx.send(to, Message::Request { id, deadline, body });
+        if self.sweep_at.is_none_or(|at| deadline < at) {
+            self.sweep_at = Some(deadline);
+            ctx.push(Effect::SetTimer {
+                id: SWEEP,
+                at: deadline,
+            });
+        }
+        (id, deadline)
+    }
+
+    // ---- the grid ----
+
+    /// Keeps each announcement that is newer than what is known of its server and verifies.
+    /// Only the introducer is listened to: anyone else could replay old announcements.
+    fn on_announcements(&mut self, from: Addr, list: Vec<Announcement>, now: Time) {
+        if Some(from) != self.introducer {
+            tracing::debug!(
+                ?from,
+                "client: announcements not from the introducer, ignored"
+            );
+            return;
+        }
+        for a in list {
+            let newer = self
+                .servers
+                .get(&a.node)
+                .is_none_or(|k| k.announcement.seq < a.seq);
+            // Verify after the cheap check: a resubscription repeats what is known already.
+            if !newer {
+                continue;
+            }
+            if !a.verify() {
+                tracing::debug!(node = ?a.node, "client: announcement does not verify, ignored");
+                continue;
+            }
+            self.remember(a, now);
+        }
+    }
+
+    fn remember(&mut self, announcement: Announcement, now: Time) {
+        let node = announcement.node;
+        if !self.servers.contains_key(&node) && self.servers.len() >= self.max_servers {
+            self.forget_stalest();
+        }
+        let known = Known {
+            announcement,
+            heard: now,
+        };
+        self.servers.insert(node, known);
+    }
+
+    fn forget_stalest(&mut self) {
+        let stalest = self
+            .servers
+            .iter()
+            .min_by_key(|(node, k)| (k.heard, **node))
+            .map(|(node, _)| *node);
+        if let Some(node) = stalest {
+            tracing::info!(?node, "client: server table full, forgot the stalest");
+            self.servers.remove(&node);
+        }
+    }
+
+    fn status(&self, now: Time) -> StatusReport {
+        let fresh = self
+            .config
+            .resubscribe_interval
+            .saturating_mul(FRESH_INTERVALS);
+        let servers = self
+            .servers
+            .iter()
+            .map(|(&id, k)| ServerStatus {
+                id,
+                address: k.announcement.address.clone(),
+                free_space: k.announcement.free_space,
+                reachable: now.since(k.heard) <= fresh,
+            })
+            .collect();
+        // The introducer is answered once per interval: allow one interval and a timeout.
+        let patience = self
+            .config
+            .resubscribe_interval
+            .saturating_add(self.config.request_timeout);
+        StatusReport {
+            introducer_connected: self
+                .introducer_answered
+                .is_some_and(|at| now.since(at) <= patience),
+            servers,
+        }
+    }
+
+    // ---- local requests ----
+
+    fn on_local(&mut self, id: LocalId, request: LocalRequest, ctx: &mut Context<'_>) {
+        match request {
+            LocalRequest::Upload {
+                key,
+                params,
+                happy,
+                size,
+            } => {
+                let servers = self.servers();
+                let upload = self.config.upload.clone();
+                let actor = Uploader::new(id, key, params, happy, size, servers, upload);
+                self.spawn(Service::Upload, Box::new(actor), ctx);
+            }
+            LocalRequest::Download { cap } => {
+                let timeout = self.config.request_timeout;
+                let actor = Downloader::new(id, cap, self.servers(), timeout);
+                self.spawn(Service::Download, Box::new(actor), ctx);
+            }
+            LocalRequest::Vdrive(op) => self.vdrive_request(id, op, ctx),
+            LocalRequest::Status => {
+                let report = self.status(ctx.now());
+                ctx.reply(id, LocalResponse::Status(report));
+            }
+        }
+    }
+
+    fn spawn(
+        &mut self,
+        service: fn(OpId) -> Service,
+        actor: Box<dyn Actor>,
+        ctx: &mut Context<'_>,
+    ) {
+        let op = OpId(self.next_op);
+        self.next_op += 1;
+        ctx.push(Effect::Spawn {
+            service: service(op),
+            actor,
+        });
+    }
+
+    fn vdrive_request(&mut self, local: LocalId, op: VdriveOp, ctx: &mut Context<'_>) {
+        let Some(vdrive) = self.vdrive else {
+            let why = "no vdrive is configured for this node: set the vdrive's address in its \
+                       configuration";
+            return vdrive_reply(ctx, local, Err(VdriveError::Storage(why.into())));
+        };
+        let (id, deadline) = self.send(vdrive, Request::Vdrive(op), ctx);
+        self.vdrive_ops.insert(id, (local, deadline));
+    }
+
+    // ---- answers ----
+
+    fn on_response(&mut self, from: Addr, id: RequestId, body: Response, ctx: &mut Context<'_>) {
+        if self.subscribes.contains_key(&id) && Some(from) == self.introducer {
+            self.on_subscribed(id, body, ctx.now());
+        } else if self.vdrive_ops.contains_key(&id) && Some(from) == self.vdrive {
+            self.on_vdrive_answer(id, body, ctx);
+        }
+    }
+
+    fn on_subscribed(&mut self, id: RequestId, body: Response, now: Time) {
+        self.subscribes.remove(&id);
+        match body {
+            Response::Ok => self.introducer_answered = Some(now),
+            other => {
+                tracing::info!(answer = ?other, "client: the introducer refused to subscribe us")
+            }
+        }
+    }
+
+    fn on_vdrive_answer(&mut self, id: RequestId, body: Response, ctx: &mut Context<'_>) {
+        let result = match body {
+            Response::Vdrive(result) => result,
+            Response::Err(e) => Err(VdriveError::Storage(format!(
+                "the vdrive refused the request: {e}"
+            ))),
+            // Not an answer to a vdrive request: ignore it; the request times out if nothing
+            // better comes.
+            _ => return,
+        };
+        if let Some((local, _)) = self.vdrive_ops.remove(&id) {
+            vdrive_reply(ctx, local, result);
+        }
+    }
+
+    /// Requests past their deadline: a vdrive request is answered with an error; a
+    /// Subscribe is simply forgotten (the next interval tries again).
+    fn on_sweep(&mut self, ctx: &mut Context<'_>) {
+        self.sweep_at = None;
+        let now = ctx.now();
+        self.subscribes.retain(|_, deadline| *deadline > now);
+        let late: Vec<RequestId> = self
+            .vdrive_ops
+            .iter()
+            .filter(|(_, (_, deadline))| *deadline <= now)
+            .map(|(&id, _)| id)
+            .collect();
+        for id in late {
+            if let Some((local, _)) = self.vdrive_ops.remove(&id) {
+                let why = format!(
+                    "vdrive unreachable: no answer within {:?}; check that the vdrive node is \
+                     up and reachable",
+                    self.config.request_timeout
+                );
+                vdrive_reply(ctx, local, Err(VdriveError::Storage(why)));
+            }
+        }
+        let next = self
+            .subscribes
+            .values()
+            .chain(self.vdrive_ops.values().map(|(_, d)| d))
+            .min()
+            .copied();
+        if let Some(at) = next {
+            self.sweep_at = Some(at);
+            ctx.push(Effect::SetTimer { id: SWEEP, at });
+        }
+    }
+}
+
+fn vdrive_reply(
+    ctx: &mut Context<'_>,
+    to: LocalId,
+    result: Result<crate::vdrive::VdriveReply, VdriveError>,
+) {
+    ctx.reply(to, LocalResponse::Vdrive(result));
+}
+
+impl Actor for Client {
+    fn handle(&mut self, input: Input, ctx: &mut Context<'_>) {
+        match input {
+            Input::Start | Input::Timer(RESUBSCRIBE) => self.subscribe(ctx),
+            Input::Timer(SWEEP) => self.on_sweep(ctx),
+            Input::Message {
+                from,
+                msg: Message::Announcements(list),
+            } => self.on_announcements(from, list, ctx.now()),
+            Input::Message {
+                from,
+                msg: Message::Response { id, body },
+            } => self.on_response(from, id, body, ctx),
+            Input::Local { id, request } => self.on_local(id, request, ctx),
+            // Requests to a client, stray timers, plaintext and drained output (routed to
+            // the operations, not here): nothing to do.
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -94,7 +94,7 @@ impl Downloader {
         request_timeout: Duration,
     ) -> Self {
         let si = StorageIndex::from(cap.key.storage_index());
-        let servers = ring_order(si, servers);
+        let servers = crate::placement::permuted_ring(si, &servers);
         Downloader {
             local,
             cap,
@@ -611,19 +611,6 @@ impl Actor for Downloader {
             Input::Local { .. } | Input::Plaintext { .. } => {}
         }
     }
-}
-
-/// Servers in the file's permuted-ring order (temporary until placement.rs lands).
-fn ring_order(si: StorageIndex, mut servers: Vec<NodeId>) -> Vec<NodeId> {
-    use sha2::{Digest, Sha256};
-    servers.sort_by_cached_key(|node| {
-        Sha256::new()
-            .chain_update(si.0)
-            .chain_update(node.0)
-            .finalize()
-    });
-    servers.dedup();
-    servers
 }
 
 #[cfg(test)]

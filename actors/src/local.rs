@@ -107,6 +107,6 @@ pub struct ServerStatus {
     pub id: NodeId,
     pub address: String,
     pub free_space: u64,
-    /// Whether the server answered recently.
+    /// Whether the server's announcements are fresh (a newer one arrived recently).
     pub reachable: bool,
 }
