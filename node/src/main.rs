@@ -2,6 +2,7 @@
 
 mod cap;
 mod nodedir;
+mod simulate;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -10,7 +11,8 @@ use std::process::ExitCode;
 const EXIT_CODES: &str = "\
 Exit codes:
   0  success
-  1  the command failed (the message on stderr says why)
+  1  the command failed (the message on stderr says why), or a simulation found a
+     violation
   2  the command line was not understood";
 
 /// cairn: a decentralized, least-authority storage mesh, compatible with Tahoe-LAFS's
@@ -34,6 +36,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     Cap(cap::CapArgs),
+    Sim(simulate::SimArgs),
 }
 
 fn main() -> ExitCode {
@@ -43,10 +46,12 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Cap(args) => cap::run(args, cli.node_dir.as_deref()),
+        Command::Cap(args) => cap::run(args, cli.node_dir.as_deref()).map(|()| true),
+        Command::Sim(args) => simulate::run(args),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
         Err(e) => {
             eprintln!("cairn: error: {e:#}");
             ExitCode::FAILURE

@@ -1,0 +1,215 @@
+//! The standard chaos scenario: a small grid (one introducer with the vdrive, about twenty
+//! storage servers, a few clients) doing real uploads, downloads and vdrive operations while
+//! every kind of fault is injected — then healed, settled and checked.
+//!
+//! Invariants checked (each breach is a [`ChaosReport::violations`] line):
+//! - a download returns exactly the uploaded bytes or a typed error, never other bytes;
+//! - every successfully uploaded file whose shares still suffice (an oracle decodes the
+//!   shares sitting on the disks after the faults end) downloads correctly once the grid
+//!   has healed;
+//! - acknowledged vdrive changes survive, whole, a final crash and restart of the vdrive;
+//! - every operation ends within its deadline;
+//! - no actor panics, and every message survives its wire encoding.
+
+mod grid;
+mod workload;
+
+use crate::faults::{FaultKind, FaultPlan, FaultRates};
+use crate::{World, WorldConfig};
+use cairn_actors::Time;
+use grid::Grid;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+use workload::Workload;
+
+/// The scenario's knobs; [`ChaosConfig::default`] is the standard scenario.
+#[derive(Clone, Debug)]
+pub struct ChaosConfig {
+    pub storage_nodes: usize,
+    pub clients: usize,
+    /// Operations each client runs during the chaos phase.
+    pub ops_per_client: usize,
+    /// How long faults are injected.
+    pub chaos: Duration,
+    /// Whether faults are injected at all (off: a calm run of the same workload).
+    pub faults: bool,
+    /// Keep a readable trace (for replaying a failing seed).
+    pub trace: bool,
+}
+
+impl Default for ChaosConfig {
+    fn default() -> Self {
+        ChaosConfig {
+            storage_nodes: 20,
+            clients: 3,
+            ops_per_client: 8,
+            chaos: Duration::from_secs(300),
+            faults: true,
+            trace: false,
+        }
+    }
+}
+
+/// What one seed's run did and found.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ChaosReport {
+    pub seed: u64,
+    /// The trace digest: the same for the same seed, on any machine.
+    pub digest: String,
+    /// What broke; empty when nothing did.
+    pub violations: Vec<String>,
+    pub operations: OperationCounts,
+    /// Faults injected, by kind.
+    pub faults: BTreeMap<String, u64>,
+    pub events: u64,
+    pub virtual_seconds: f64,
+    pub wall_seconds: f64,
+    /// The readable trace, when asked for.
+    #[serde(skip)]
+    pub trace: Vec<String>,
+}
+
+/// How many operations of each kind were attempted and succeeded.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct OperationCounts {
+    pub uploads: u64,
+    pub uploads_ok: u64,
+    pub downloads: u64,
+    pub downloads_ok: u64,
+    pub vdrive: u64,
+    pub vdrive_ok: u64,
+}
+
+impl ChaosReport {
+    /// The command that replays this seed with full tracing.
+    pub fn replay_command(&self) -> String {
+        format!(
+            "RUST_LOG=cairn_sim=debug cairn sim chaos --seed {} --trace",
+            self.seed
+        )
+    }
+}
+
+/// Runs the chaos scenario for `seed`.
+pub fn run(seed: u64, config: &ChaosConfig) -> ChaosReport {
+    let wall = Instant::now();
+    let world_config = WorldConfig {
+        seed,
+        chaos: true,
+        trace_lines: config.trace,
+        user_delay: Duration::from_millis(1),
+        ..WorldConfig::default()
+    };
+    let grid = Grid::new(seed, config);
+    let workload = Workload::new(seed, &grid, config);
+    let mut world = World::new(world_config, workload);
+    grid.populate(&mut world);
+
+    let chaos_start = Time(0).after(Duration::from_secs(5));
+    let chaos_end = chaos_start.after(config.chaos);
+    if config.faults {
+        let plan = fault_plan(&grid, chaos_start, chaos_end);
+        if let Err(e) = world.schedule_fault_plan(&plan) {
+            world
+                .user_mut()
+                .violation(format!("the fault plan could not be scheduled: {e}"));
+        }
+    }
+    Workload::schedule_start(&mut world, chaos_start);
+    world.run_until(chaos_end);
+    // Heal: the plan undoes every lasting fault by its end. Let servers re-announce and
+    // in-flight operations finish, then check what must hold on a calm grid.
+    world.run_for(Duration::from_secs(120));
+    Workload::final_checks(&mut world, &grid);
+
+    let mut report = world.user_mut().report(seed);
+    for incident in world.incidents() {
+        report.violations.push(format!("{incident:?}"));
+    }
+    report.digest = world.digest();
+    report.events = world.counters().events;
+    report.faults = fault_counts(&world);
+    report.virtual_seconds = world.now().0 as f64 / 1e9;
+    report.wall_seconds = wall.elapsed().as_secs_f64();
+    report.trace = world.trace_lines().to_vec();
+    report
+}
+
+/// Every fault kind on, at rates that keep a file's shares mostly reachable.
+fn fault_plan(grid: &Grid, start: Time, end: Time) -> FaultPlan {
+    let mut plan = FaultPlan::new(start, end, grid.faultable_nodes());
+    plan.rates = FaultRates {
+        crash: 0.02,
+        partition: 0.01,
+        loss: 0.01,
+        duplication: 0.01,
+        delay_spike: 0.01,
+        slow_node: 0.01,
+        torn_write: 0.005,
+        bit_rot: 0.01,
+        disk_full: 0.005,
+    };
+    plan.max_down = 2;
+    plan.max_probability = 0.05;
+    plan
+}
+
+fn fault_counts<U: crate::LocalUser>(world: &World<U>) -> BTreeMap<String, u64> {
+    use FaultKind::*;
+    let kinds = [
+        Crash,
+        Restart,
+        Partition,
+        Heal,
+        SetLoss,
+        SetDuplication,
+        DelaySpike,
+        SlowNode,
+        LoseUnsyncedWrites,
+        TornWrite,
+        BitRot,
+        DiskFull,
+    ];
+    kinds
+        .into_iter()
+        .map(|k| (format!("{k:?}"), world.counters().faults_of(k)))
+        .filter(|(_, n)| *n > 0)
+        .collect()
+}
+
+/// Runs `seeds`, each single-threaded, as many at once as the machine has cores; hands each
+/// report to `on_report` in seed order.
+pub fn run_seeds(
+    seeds: std::ops::Range<u64>,
+    config: &ChaosConfig,
+    mut on_report: impl FnMut(ChaosReport),
+) {
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min((seeds.end - seeds.start) as usize);
+    let next = std::sync::atomic::AtomicU64::new(seeds.start);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::scope(|scope| {
+        for _ in 0..workers.max(1) {
+            let (tx, next, end) = (tx.clone(), &next, seeds.end);
+            scope.spawn(move || loop {
+                let seed = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if seed >= end || tx.send(run(seed, config)).is_err() {
+                    return;
+                }
+            });
+        }
+        drop(tx);
+        // Reports arrive in any order; hand them on in seed order.
+        let mut waiting = BTreeMap::new();
+        let mut expected = seeds.start;
+        for report in rx {
+            waiting.insert(report.seed, report);
+            while let Some(report) = waiting.remove(&expected) {
+                on_report(report);
+                expected += 1;
+            }
+        }
+    });
+}

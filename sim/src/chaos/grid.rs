@@ -1,0 +1,123 @@
+//! The chaos scenario's grid: who runs what, and how each node's actors are rebuilt from its
+//! disk after a restart.
+
+use super::ChaosConfig;
+use crate::{LocalUser, SimDisk, World};
+use cairn_actors::client::{Client, ClientConfig};
+use cairn_actors::introducer::Introducer;
+use cairn_actors::storage::{StorageConfig, StorageServer};
+use cairn_actors::uploader::UploadConfig;
+use cairn_actors::vdrive::Vdrive;
+use cairn_actors::{Actor, Addr, NodeId, NodeKey, Service};
+use sha2::{Digest, Sha256};
+use std::time::Duration;
+
+/// How long clients wait for one answer.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long an upload may take in all.
+pub const UPLOAD_DEADLINE: Duration = Duration::from_secs(300);
+/// Each storage server's disk.
+const STORAGE_CAPACITY: u64 = 8 << 20;
+
+/// The nodes of one run, with their keys' seeds.
+pub struct Grid {
+    /// Runs the introducer and the vdrive.
+    pub introducer: NodeId,
+    pub storage: Vec<(NodeId, [u8; 32])>,
+    pub clients: Vec<NodeId>,
+}
+
+impl Grid {
+    pub fn new(seed: u64, config: &ChaosConfig) -> Self {
+        let key_seed = |role: &str, i: usize| -> [u8; 32] {
+            let mut h = Sha256::new();
+            h.update(b"cairn chaos node key");
+            h.update(seed.to_le_bytes());
+            h.update(role.as_bytes());
+            h.update((i as u64).to_le_bytes());
+            h.finalize().into()
+        };
+        let id = |s: [u8; 32]| NodeKey::from_seed(s).id();
+        Grid {
+            introducer: id(key_seed("introducer", 0)),
+            storage: (0..config.storage_nodes)
+                .map(|i| key_seed("storage", i))
+                .map(|s| (id(s), s))
+                .collect(),
+            clients: (0..config.clients)
+                .map(|i| id(key_seed("client", i)))
+                .collect(),
+        }
+    }
+
+    pub fn introducer_addr(&self) -> Addr {
+        Addr::new(self.introducer, Service::Introducer)
+    }
+
+    pub fn vdrive_addr(&self) -> Addr {
+        Addr::new(self.introducer, Service::Vdrive)
+    }
+
+    pub fn client_addr(&self, i: usize) -> Addr {
+        Addr::new(self.clients[i], Service::Client)
+    }
+
+    /// The nodes faults may strike: every server (clients are the observers).
+    pub fn faultable_nodes(&self) -> Vec<NodeId> {
+        let mut nodes = vec![self.introducer];
+        nodes.extend(self.storage.iter().map(|(id, _)| *id));
+        nodes
+    }
+
+    /// Adds every node to `world`.
+    pub fn populate<U: LocalUser>(&self, world: &mut World<U>) {
+        let added = world.add_node(self.introducer, SimDisk::new(64 << 20), |disk: &SimDisk| {
+            let vdrive: Box<dyn Actor> = Box::new(Vdrive::new(Box::new(disk.clone())));
+            vec![
+                (
+                    Service::Introducer,
+                    Box::new(Introducer::new()) as Box<dyn Actor>,
+                ),
+                (Service::Vdrive, vdrive),
+            ]
+        });
+        added.expect("fresh node ids");
+        for (i, &(id, seed)) in self.storage.iter().enumerate() {
+            let introducer = Some(self.introducer_addr());
+            let config = StorageConfig {
+                reserved_space: 0,
+                announce_interval: Duration::from_secs(20),
+            };
+            let added =
+                world.add_node(id, SimDisk::new(STORAGE_CAPACITY), move |disk: &SimDisk| {
+                    let server = StorageServer::new(
+                        NodeKey::from_seed(seed),
+                        format!("sim-storage-{i}"),
+                        introducer,
+                        Box::new(disk.clone()),
+                        Box::new(disk.clone()),
+                        config.clone(),
+                    );
+                    vec![(Service::Storage, Box::new(server) as Box<dyn Actor>)]
+                });
+            added.expect("fresh node ids");
+        }
+        for &id in &self.clients {
+            let (introducer, vdrive) = (Some(self.introducer_addr()), Some(self.vdrive_addr()));
+            let config = ClientConfig {
+                request_timeout: REQUEST_TIMEOUT,
+                resubscribe_interval: Duration::from_secs(20),
+                upload: UploadConfig {
+                    request_timeout: REQUEST_TIMEOUT,
+                    deadline: UPLOAD_DEADLINE,
+                    window: 4,
+                },
+            };
+            let added = world.add_node(id, SimDisk::new(1 << 20), move |_: &SimDisk| {
+                let client = Client::new(introducer, vdrive, config.clone());
+                vec![(Service::Client, Box::new(client) as Box<dyn Actor>)]
+            });
+            added.expect("fresh node ids");
+        }
+    }
+}
