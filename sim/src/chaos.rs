@@ -11,7 +11,7 @@
 //! - every operation ends within its deadline;
 //! - no actor panics, and every message survives its wire encoding.
 
-mod grid;
+pub(crate) mod grid;
 mod workload;
 
 use crate::faults::{FaultKind, FaultPlan, FaultRates};

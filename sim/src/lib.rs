@@ -23,6 +23,7 @@ pub mod fingerprint;
 mod host;
 pub mod network;
 mod queue;
+pub mod scenario;
 mod trace;
 mod user;
 

@@ -64,6 +64,14 @@ impl<U: LocalUser> World<U> {
             print: d.print,
         };
         let sender = Addr::new(self.nodes.get(d.from).id, d.from_service);
+        if let Some(tap) = &mut self.tap {
+            tap(
+                self.now,
+                sender,
+                Addr::new(self.nodes.get(d.to).id, d.to_service),
+                &msg,
+            );
+        }
         let input = Input::Message { from: sender, msg };
         match self.dispatch(d.to, d.to_service, input, &record) {
             Ok(()) => self.counters.messages_delivered += 1,

@@ -73,7 +73,11 @@ pub struct World<U: LocalUser = NoUser> {
     trace: Trace,
     counters: Counters,
     incidents: Vec<Incident>,
+    tap: Option<Tap>,
 }
+
+/// Sees every message as it is delivered: `(time, from, to, message)`.
+pub type Tap = Box<dyn FnMut(Time, Addr, Addr, &cairn_actors::Message)>;
 
 impl<U: LocalUser> World<U> {
     /// An empty world at time zero.
@@ -93,6 +97,7 @@ impl<U: LocalUser> World<U> {
             trace: Trace::new(config.trace_lines),
             counters: Counters::default(),
             incidents: Vec::new(),
+            tap: None,
         }
     }
 
@@ -119,6 +124,12 @@ impl<U: LocalUser> World<U> {
         self.network.add_node(ix);
         self.start_actors(ix);
         Ok(())
+    }
+
+    /// Shows every delivered message to `tap` (for tests that check what was said, such as
+    /// a corruption advisory reaching its server). Observes only: the run is unchanged.
+    pub fn set_tap(&mut self, tap: impl FnMut(Time, Addr, Addr, &cairn_actors::Message) + 'static) {
+        self.tap = Some(Box::new(tap));
     }
 
     /// Overrides the link from `from` to `to` (one direction).

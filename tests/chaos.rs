@@ -1,0 +1,68 @@
+//! The chaos scenario in CI: determinism, and hundreds of seeds with every fault on, clean.
+
+use cairn::sim::chaos::{self, ChaosConfig};
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+/// How many seeds every test run checks.
+const SEEDS: u64 = 200;
+
+#[test]
+fn the_same_seed_gives_the_same_digest_and_neighbours_differ() {
+    let config = ChaosConfig::default();
+    let a = chaos::run(7, &config);
+    let b = chaos::run(7, &config);
+    let c = chaos::run(8, &config);
+    assert_eq!(a.digest, b.digest, "seed 7 twice");
+    assert_eq!(a.events, b.events);
+    assert_ne!(a.digest, c.digest, "seeds 7 and 8");
+    assert!(
+        a.events > 1000 && !a.faults.is_empty(),
+        "the run did something: {a:?}"
+    );
+}
+
+#[test]
+fn chaos_seeds_are_clean() {
+    let config = ChaosConfig::default();
+    let started = Instant::now();
+    let (mut events, mut faults, mut violated) = (0u64, BTreeMap::<String, u64>::new(), Vec::new());
+    let mut ops = [0u64; 6];
+    chaos::run_seeds(0..SEEDS, &config, |report| {
+        events += report.events;
+        for (kind, n) in &report.faults {
+            *faults.entry(kind.clone()).or_default() += n;
+        }
+        let o = &report.operations;
+        for (total, n) in ops.iter_mut().zip([
+            o.uploads,
+            o.uploads_ok,
+            o.downloads,
+            o.downloads_ok,
+            o.vdrive,
+            o.vdrive_ok,
+        ]) {
+            *total += n;
+        }
+        if !report.violations.is_empty() {
+            violated.push(format!(
+                "seed {}: {:?}\n  replay: {}",
+                report.seed,
+                report.violations,
+                report.replay_command()
+            ));
+        }
+    });
+    let secs = started.elapsed().as_secs_f64();
+    eprintln!(
+        "{SEEDS} chaos seeds: {events} events in {secs:.1} s ({:.0} events/s); uploads {}/{} ok, downloads {}/{} ok, vdrive {}/{} ok; faults {faults:?}",
+        events as f64 / secs, ops[1], ops[0], ops[3], ops[2], ops[5], ops[4]
+    );
+    assert!(
+        violated.is_empty(),
+        "{} seeds violated invariants:\n{}",
+        violated.len(),
+        violated.join("\n")
+    );
+    assert!(ops[0] > SEEDS && ops[2] > SEEDS, "the workload ran");
+}

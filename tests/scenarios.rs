@@ -1,0 +1,278 @@
+//! Named fault scenarios on a simulated grid, each its own test, each deterministic.
+
+use cairn::actors::local::{DownloadError, LocalResponse, UploadError};
+use cairn::actors::vdrive::{EntryKind, VdriveOp, VdriveReply};
+use cairn::actors::{Message, NodeId, Request, Service, ShareNum};
+use cairn::codec::{verify, ChkCap};
+use cairn::sim::faults::Fault;
+use cairn::sim::scenario::Scenario;
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeSet;
+use std::rc::Rc;
+use std::time::Duration;
+
+fn file(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(seed).wrapping_add(i as u8 >> 3))
+        .collect()
+}
+
+/// One server per share: N=10 shares on 10 servers.
+fn uploaded(seed: u64) -> (Scenario, Vec<u8>, ChkCap) {
+    let mut s = Scenario::new(seed, 10);
+    let data = file(20_000, 7);
+    let receipt = s
+        .upload(&data)
+        .expect("an upload to a healthy grid succeeds");
+    assert_eq!(receipt.happiness, 10);
+    (s, data, receipt.cap)
+}
+
+/// The distinct servers holding shares of `cap`.
+fn holders(s: &Scenario, cap: &ChkCap) -> Vec<NodeId> {
+    let set: BTreeSet<NodeId> = s.holders(cap).into_values().flatten().collect();
+    set.into_iter().collect()
+}
+
+#[test]
+fn losing_n_minus_k_servers_after_an_upload_leaves_the_file_readable() {
+    let (mut s, data, cap) = uploaded(1);
+    for node in holders(&s, &cap).into_iter().take(7) {
+        s.fault(Fault::Crash { node });
+    }
+    let (out, result) = s.download(&cap);
+    result.expect("3 of 10 shares are enough");
+    assert_eq!(out, data);
+}
+
+#[test]
+fn losing_n_minus_k_plus_one_servers_is_a_clear_failure_never_wrong_bytes() {
+    let (mut s, _, cap) = uploaded(2);
+    for node in holders(&s, &cap).into_iter().take(8) {
+        s.fault(Fault::Crash { node });
+    }
+    let (out, result) = s.download(&cap);
+    let Err(err @ DownloadError::NotEnoughShares { needed: 3, .. }) = result else {
+        panic!("{result:?}")
+    };
+    assert!(err.to_string().contains("the file needs 3"), "{err}");
+    assert!(out.is_empty(), "no byte may come out of a failed download");
+}
+
+#[test]
+fn a_partition_during_upload_still_reaches_happiness_or_fails_clearly() {
+    // 4 of 12 servers cut off from the client while it uploads: 8 remain, enough for happy=7.
+    let mut s = Scenario::new(3, 12);
+    let (client, servers) = (s.client(), s.storage());
+    let cut = |n: usize| Fault::Partition {
+        a: vec![client],
+        b: servers[..n].to_vec(),
+        one_way: false,
+    };
+    s.fault(cut(4));
+    let data = file(30_000, 3);
+    let receipt = s
+        .upload(&data)
+        .expect("8 reachable servers are enough for happy=7");
+    assert!(receipt.happiness >= 7);
+    s.fault(Fault::Heal);
+    let (out, result) = s.download(&receipt.cap);
+    result.expect("the file is readable once healed");
+    assert_eq!(out, data);
+
+    // 8 of 12 cut off: only 4 reachable, so happy=7 cannot be reached: a clear failure.
+    s.fault(cut(8));
+    let err = s
+        .upload(&file(30_000, 4))
+        .expect_err("4 servers cannot make happy=7");
+    let UploadError::NotHappy {
+        happy: 7,
+        achieved,
+        known: 12,
+        ..
+    } = &err
+    else {
+        panic!("{err:?}")
+    };
+    assert!(*achieved <= 4);
+    assert!(err.to_string().contains("unreachable"), "{err}");
+}
+
+#[test]
+fn a_server_serving_corrupt_blocks_is_detected_routed_around_and_advised() {
+    let (mut s, data, cap) = uploaded(4);
+    let si = cairn::actors::StorageIndex::from(cap.key.storage_index());
+    // Rot many bits of the server holding share 0, which a downloader tries first.
+    let victim = s.holders(&cap)[&ShareNum(0)][0];
+    s.fault(Fault::BitRot {
+        node: victim,
+        count: 64,
+    });
+    let advised = Rc::new(RefCell::new(Vec::new()));
+    let seen = advised.clone();
+    s.world.set_tap(move |_, from, to, msg| {
+        if let Message::Request {
+            body: Request::AdviseCorrupt { si: advised_si, .. },
+            ..
+        } = msg
+        {
+            seen.borrow_mut().push((from.service, to.node, *advised_si));
+        }
+    });
+    let (out, result) = s.download(&cap);
+    let receipt = result.expect("9 good shares remain");
+    assert_eq!(out, data, "only verified bytes come out");
+    assert_eq!(receipt.faults.len(), 1, "{:?}", receipt.faults);
+    assert!(
+        receipt.faults[0].contains(&format!("share 0 on server {victim}")),
+        "{:?}",
+        receipt.faults
+    );
+    let advised = advised.borrow();
+    assert!(
+        advised
+            .iter()
+            .any(|(from, to, a)| matches!(from, Service::Download(_)) && *to == victim && *a == si),
+        "the victim received a corruption advisory: {advised:?}"
+    );
+}
+
+#[test]
+fn a_crash_mid_write_never_leaves_a_partial_share_visible() {
+    let mut s = Scenario::new(5, 10);
+    let data = file(200_000, 5);
+    let servers = s.storage();
+    let victims: Vec<NodeId> = servers[..3].to_vec();
+    // Count the blocks written to the victims, to strike while shares are half written.
+    let writes = Rc::new(Cell::new(0u32));
+    let counter = writes.clone();
+    let watched = victims.clone();
+    s.world.set_tap(move |_, _, to, msg| {
+        if let Message::Request {
+            body: Request::Write { .. },
+            ..
+        } = msg
+        {
+            if watched.contains(&to.node) {
+                counter.set(counter.get() + 1);
+            }
+        }
+    });
+    let id = s.start_upload(&data);
+    let limit = s.world.now().after(Duration::from_secs(60));
+    s.world.run_until_or(limit, |_| writes.get() >= 6);
+    assert!(writes.get() >= 6, "the upload reached the victims");
+    for &node in &victims {
+        s.fault(Fault::LoseUnsyncedWrites { node });
+        s.fault(Fault::Crash { node });
+    }
+    s.world.run_for(Duration::from_secs(5));
+    for &node in &victims {
+        s.fault(Fault::Restart { node });
+    }
+    let (response, _) = s.wait(id);
+    s.world.run_for(Duration::from_secs(30));
+    let LocalResponse::Uploaded(result) = response else {
+        panic!("{response:?}")
+    };
+    let cap = result
+        .expect("7 healthy servers remain, so the upload re-places and succeeds")
+        .cap;
+    // Every complete share on every disk, the crashed ones included, passes every check.
+    let si = cap.key.storage_index().into();
+    let mut complete = 0;
+    for node in &servers {
+        let disk = s.world.disk(*node).expect("a disk");
+        for share in 0..cap.n {
+            if let Some(bytes) = disk.share(si, ShareNum(share as u8)) {
+                verify_share_fully(&cap, share, &bytes)
+                    .unwrap_or_else(|e| panic!("share {share} on {node:?}: {e}"));
+                complete += 1;
+            }
+        }
+    }
+    assert!(
+        complete >= 10,
+        "all ten shares were placed somewhere ({complete})"
+    );
+    let (out, result) = s.download(&cap);
+    result.expect("readable");
+    assert_eq!(out, data);
+}
+
+/// Runs every check a reader makes on one share: header, UEB, trees, every block.
+fn verify_share_fully(cap: &ChkCap, share: usize, bytes: &[u8]) -> Result<(), String> {
+    let layout = verify::check_header(cap, share, bytes).map_err(|r| r.detail)?;
+    let (offset, len) = verify::ueb_region(&layout);
+    let region =
+        &bytes[(offset as usize).min(bytes.len())..((offset + len) as usize).min(bytes.len())];
+    let ueb = verify::check_ueb(cap, &layout, region).map_err(|e| format!("{e:?}"))?;
+    let (offset, len) = verify::trees_region(&layout);
+    let trees = bytes
+        .get(offset as usize..(offset + len) as usize)
+        .ok_or("short share")?;
+    let hashes = verify::check_trees(&ueb, share, &layout, trees).map_err(|r| r.detail)?;
+    for segment in 0..ueb.geometry.num_segments {
+        let (offset, len) = hashes.block_region(&ueb.geometry, segment);
+        let block = bytes
+            .get(offset as usize..(offset + len) as usize)
+            .ok_or("short share")?;
+        hashes.check_block(segment, block).map_err(|r| r.detail)?;
+    }
+    Ok(())
+}
+
+#[test]
+fn with_the_introducer_down_known_servers_are_still_used() {
+    let (mut s, data, cap) = uploaded(6);
+    let introducer = s.introducer();
+    s.fault(Fault::Crash { node: introducer });
+    s.world.run_for(Duration::from_secs(120));
+    let (out, result) = s.download(&cap);
+    result.expect("the client still knows the servers");
+    assert_eq!(out, data);
+    let more = file(10_000, 9);
+    let receipt = s
+        .upload(&more)
+        .expect("uploads still work from the known servers");
+    let (out, result) = s.download(&receipt.cap);
+    result.expect("and read back");
+    assert_eq!(out, more);
+}
+
+#[test]
+fn the_vdrive_crashing_right_after_an_acknowledgement_keeps_the_change() {
+    let (mut s, _, cap) = uploaded(7);
+    let cap_text = cairn::codec::Cap::Chk(cap).to_string();
+    s.vdrive(VdriveOp::Mkdir {
+        path: "/docs".into(),
+    })
+    .expect("mkdir");
+    let link = VdriveOp::Link {
+        path: "/docs/report".into(),
+        cap: cap_text.clone(),
+        replace: false,
+    };
+    assert_eq!(s.vdrive(link), Ok(VdriveReply::Done));
+    // Power loss the moment the acknowledgement is out.
+    let vdrive = s.introducer();
+    s.fault(Fault::LoseUnsyncedWrites { node: vdrive });
+    s.fault(Fault::Crash { node: vdrive });
+    s.fault(Fault::Restart { node: vdrive });
+    let found = s.vdrive(VdriveOp::Lookup {
+        path: "/docs/report".into(),
+    });
+    assert_eq!(
+        found,
+        Ok(VdriveReply::Entry(EntryKind::File { cap: cap_text }))
+    );
+    let listed = s
+        .vdrive(VdriveOp::List {
+            path: "/docs".into(),
+        })
+        .expect("list");
+    let VdriveReply::Entries(entries) = listed else {
+        panic!("{listed:?}")
+    };
+    assert_eq!(entries.len(), 1);
+}
