@@ -359,7 +359,11 @@ fn vdrive_reply(
 impl Actor for Client {
     fn handle(&mut self, input: Input, ctx: &mut Context<'_>) {
         match input {
-            Input::Start | Input::Timer(RESUBSCRIBE) => self.subscribe(ctx),
+            Input::Start => {
+                self.next_request = crate::replies::first_request_id(ctx);
+                self.subscribe(ctx)
+            }
+            Input::Timer(RESUBSCRIBE) => self.subscribe(ctx),
             Input::Timer(SWEEP) => self.on_sweep(ctx),
             Input::Message {
                 from,

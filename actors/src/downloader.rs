@@ -121,6 +121,7 @@ impl Downloader {
     }
 
     fn start(&mut self, ctx: &mut Context<'_>) {
+        self.next_request = crate::replies::first_request_id(ctx);
         if self.servers.is_empty() {
             return self.fail(ctx, self.not_enough("no storage servers are known"));
         }

@@ -19,6 +19,7 @@ pub mod local;
 pub mod memstore;
 pub mod placement;
 pub mod protocol;
+pub mod replies;
 pub mod storage;
 pub mod store;
 pub mod uploader;

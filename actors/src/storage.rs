@@ -16,6 +16,7 @@ use crate::protocol::{
     Announcement, LeaseSecret, Message, RemoteError, Request, RequestId, Response,
     MAX_DATA_PER_MESSAGE,
 };
+use crate::replies::ReplyCache;
 use crate::store::{Journal, ShareStore};
 use leases::Leases;
 use rand::RngCore;
@@ -98,6 +99,7 @@ pub struct StorageServer {
     advisories_received: u64,
     next_request: u64,
     last_seq: u64,
+    answered: ReplyCache,
 }
 
 impl StorageServer {
@@ -123,6 +125,7 @@ impl StorageServer {
             advisories_received: 0,
             next_request: 0,
             last_seq: 0,
+            answered: ReplyCache::default(),
         }
     }
 
@@ -214,7 +217,22 @@ impl StorageServer {
             tracing::trace!(?from, ?id, "storage: request past its deadline, ignored");
             return;
         }
+        if let Some(earlier) = self.answered.get(from, id) {
+            // A duplicate: answer as before, do not allocate or close twice.
+            return ctx.send(
+                from,
+                Message::Response {
+                    id,
+                    body: earlier.clone(),
+                },
+            );
+        }
+        // Reads and lists change nothing (and their answers can be large): not remembered.
+        let remember = !matches!(body, Request::Read { .. } | Request::List { .. });
         let body = self.serve(body, ctx.now()).unwrap_or_else(Response::Err);
+        if remember {
+            self.answered.remember(from, id, &body);
+        }
         ctx.send(from, Message::Response { id, body });
     }
 

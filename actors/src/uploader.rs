@@ -318,7 +318,7 @@ impl Run {
             achieved: 0,
             distinct: 0,
             dirty: true,
-            next_request: 1,
+            next_request: crate::replies::first_request_id(ctx),
             sweep_at: None,
             finished: false,
             config,

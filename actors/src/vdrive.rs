@@ -13,6 +13,7 @@ mod tree;
 
 use crate::actor::{Actor, Addr, Context, Input, Time};
 use crate::protocol::{Message, RemoteError, Request, RequestId, Response};
+use crate::replies::ReplyCache;
 use crate::store::Journal;
 use serde::{Deserialize, Serialize};
 use tree::Tree;
@@ -103,6 +104,7 @@ pub struct Vdrive {
     tree: Tree,
     max_entries: usize,
     health: Health,
+    answered: ReplyCache,
 }
 
 /// Whether the tree in memory is the journal's.
@@ -130,6 +132,7 @@ impl Vdrive {
             tree: Tree::new(max_entries),
             max_entries,
             health: Health::Unread("the vdrive has not started".into()),
+            answered: ReplyCache::default(),
         }
     }
 
@@ -192,10 +195,21 @@ impl Vdrive {
             tracing::trace!(?from, ?id, "vdrive: request past its deadline, ignored");
             return;
         }
+        if let Some(earlier) = self.answered.get(from, id) {
+            // A duplicate: answer as before, do not apply the change twice.
+            return ctx.send(
+                from,
+                Message::Response {
+                    id,
+                    body: earlier.clone(),
+                },
+            );
+        }
         let body = match body {
             Request::Vdrive(op) => Response::Vdrive(self.serve(op)),
             _ => Response::Err(RemoteError::Unsupported),
         };
+        self.answered.remember(from, id, &body);
         ctx.send(from, Message::Response { id, body });
     }
 

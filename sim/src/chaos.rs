@@ -140,18 +140,18 @@ pub fn run(seed: u64, config: &ChaosConfig) -> ChaosReport {
 fn fault_plan(grid: &Grid, start: Time, end: Time) -> FaultPlan {
     let mut plan = FaultPlan::new(start, end, grid.faultable_nodes());
     plan.rates = FaultRates {
-        crash: 0.02,
-        partition: 0.01,
-        loss: 0.01,
-        duplication: 0.01,
-        delay_spike: 0.01,
-        slow_node: 0.01,
-        torn_write: 0.005,
-        bit_rot: 0.01,
-        disk_full: 0.005,
+        crash: 0.05,
+        partition: 0.02,
+        loss: 0.02,
+        duplication: 0.02,
+        delay_spike: 0.02,
+        slow_node: 0.02,
+        torn_write: 0.01,
+        bit_rot: 0.02,
+        disk_full: 0.01,
     };
-    plan.max_down = 2;
-    plan.max_probability = 0.05;
+    plan.max_down = 4;
+    plan.max_probability = 0.2;
     plan
 }
 
