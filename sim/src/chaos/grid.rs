@@ -86,7 +86,7 @@ impl Grid {
             let introducer = Some(self.introducer_addr());
             let config = StorageConfig {
                 reserved_space: 0,
-                announce_interval: Duration::from_secs(20),
+                announce_interval: Duration::from_secs(60),
             };
             let added =
                 world.add_node(id, SimDisk::new(STORAGE_CAPACITY), move |disk: &SimDisk| {
@@ -106,7 +106,7 @@ impl Grid {
             let (introducer, vdrive) = (Some(self.introducer_addr()), Some(self.vdrive_addr()));
             let config = ClientConfig {
                 request_timeout: REQUEST_TIMEOUT,
-                resubscribe_interval: Duration::from_secs(20),
+                resubscribe_interval: Duration::from_secs(60),
                 upload: UploadConfig {
                     request_timeout: REQUEST_TIMEOUT,
                     deadline: UPLOAD_DEADLINE,
