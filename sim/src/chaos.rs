@@ -156,22 +156,7 @@ fn fault_plan(grid: &Grid, start: Time, end: Time) -> FaultPlan {
 }
 
 fn fault_counts<U: crate::LocalUser>(world: &World<U>) -> BTreeMap<String, u64> {
-    use FaultKind::*;
-    let kinds = [
-        Crash,
-        Restart,
-        Partition,
-        Heal,
-        SetLoss,
-        SetDuplication,
-        DelaySpike,
-        SlowNode,
-        LoseUnsyncedWrites,
-        TornWrite,
-        BitRot,
-        DiskFull,
-    ];
-    kinds
+    FaultKind::ALL
         .into_iter()
         .map(|k| (format!("{k:?}"), world.counters().faults_of(k)))
         .filter(|(_, n)| *n > 0)

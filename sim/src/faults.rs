@@ -68,6 +68,24 @@ pub enum FaultKind {
     DiskFull,
 }
 
+impl FaultKind {
+    /// Every kind, in declaration order.
+    pub const ALL: [FaultKind; 12] = [
+        FaultKind::Crash,
+        FaultKind::Restart,
+        FaultKind::Partition,
+        FaultKind::Heal,
+        FaultKind::SetLoss,
+        FaultKind::SetDuplication,
+        FaultKind::DelaySpike,
+        FaultKind::SlowNode,
+        FaultKind::LoseUnsyncedWrites,
+        FaultKind::TornWrite,
+        FaultKind::BitRot,
+        FaultKind::DiskFull,
+    ];
+}
+
 impl Fault {
     /// This fault's kind.
     pub fn kind(&self) -> FaultKind {

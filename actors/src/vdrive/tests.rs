@@ -4,6 +4,7 @@ use super::*;
 use crate::actor::{Effect, Service};
 use crate::ids::NodeId;
 use crate::memstore::MemJournal;
+use crate::protocol::testing::wire;
 use crate::protocol::MAX_MESSAGE_SIZE;
 use cairn_codec::{Cap, ChkCap, Key, LitCap};
 use proptest::prelude::*;
@@ -608,36 +609,6 @@ fn check_effect(h: &mut Harness, op: &VdriveOp) -> Result<(), TestCaseError> {
         VdriveOp::List { .. } | VdriveOp::Lookup { .. } => {}
     }
     Ok(())
-}
-
-/// Bytes off the wire: noise, or the encoding of `body` with a few bytes flipped and maybe cut
-/// short (which often still decodes, into something odd).
-fn wire(body: impl Strategy<Value = Request>) -> impl Strategy<Value = Vec<u8>> {
-    let flips = proptest::collection::vec((any::<prop::sample::Index>(), 1..=u8::MAX), 0..4);
-    let damaged = (
-        body,
-        any::<u64>(),
-        flips,
-        any::<Option<prop::sample::Index>>(),
-    )
-        .prop_map(|(body, deadline, flips, cut)| {
-            let id = RequestId(deadline.rotate_left(7));
-            let mut bytes = Message::Request {
-                id,
-                deadline: Time(deadline),
-                body,
-            }
-            .encode();
-            for (at, x) in flips {
-                let at = at.index(bytes.len());
-                bytes[at] ^= x;
-            }
-            if let Some(cut) = cut {
-                bytes.truncate(cut.index(bytes.len() + 1));
-            }
-            bytes
-        });
-    prop_oneof![proptest::collection::vec(any::<u8>(), 0..200), damaged]
 }
 
 proptest! {
