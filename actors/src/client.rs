@@ -121,12 +121,16 @@ impl Client {
         };
         let (id, deadline) = self.send(introducer, Request::Subscribe, ctx);
         self.subscribes.insert(id, deadline);
-        // A zero interval would resubscribe in a loop without time passing.
-        let interval = self
-            .config
+        ctx.set_timer(RESUBSCRIBE, self.resubscribe_interval());
+    }
+
+    /// The interval the client really resubscribes at: the configured one, but at least
+    /// [`MIN_RESUBSCRIBE_INTERVAL`] (a zero interval would resubscribe in a loop without time
+    /// passing). Freshness is counted in these intervals too.
+    fn resubscribe_interval(&self) -> Duration {
+        self.config
             .resubscribe_interval
-            .max(MIN_RESUBSCRIBE_INTERVAL);
-        ctx.set_timer(RESUBSCRIBE, interval);
+            .max(MIN_RESUBSCRIBE_INTERVAL)
     }
 
     /// Sends a request and makes sure the sweep timer will catch its deadline.
@@ -199,10 +203,7 @@ impl Client {
     }
 
     fn status(&self, now: Time) -> StatusReport {
-        let fresh = self
-            .config
-            .resubscribe_interval
-            .saturating_mul(FRESH_INTERVALS);
+        let fresh = self.resubscribe_interval().saturating_mul(FRESH_INTERVALS);
         let servers = self
             .servers
             .iter()
@@ -215,8 +216,7 @@ impl Client {
             .collect();
         // The introducer is answered once per interval: allow one interval and a timeout.
         let patience = self
-            .config
-            .resubscribe_interval
+            .resubscribe_interval()
             .saturating_add(self.config.request_timeout);
         StatusReport {
             introducer_connected: self

@@ -206,6 +206,26 @@ fn a_server_is_reachable_while_its_announcements_are_fresh() {
 }
 
 #[test]
+fn freshness_counts_the_intervals_the_client_really_resubscribes_at() {
+    // A zero interval is raised to the minimum: servers stay reachable for three of those.
+    let config = ClientConfig {
+        resubscribe_interval: Duration::ZERO,
+        ..config()
+    };
+    let mut c = Client::new(Some(introducer()), None, config);
+    let sent = requests(&step(&mut c, at(0), Input::Start));
+    answer(&mut c, at(0), introducer(), sent[0].1, Response::Ok);
+    announce(&mut c, at(0), vec![announcement(1, 1)]);
+    let report = status(&mut c, at(3));
+    assert!(report.servers[0].reachable);
+    assert!(
+        report.introducer_connected,
+        "within an interval and a timeout"
+    );
+    assert!(!status(&mut c, at(4)).servers[0].reachable);
+}
+
+#[test]
 fn the_introducer_is_connected_while_it_answers() {
     let mut c = client();
     let sent = requests(&step(&mut c, at(0), Input::Start));
@@ -414,5 +434,755 @@ fn stray_inputs_are_ignored() {
     ];
     for input in junk {
         assert!(step(&mut c, at(1), input).is_empty());
+    }
+}
+
+// ---- fuzzing: arbitrary and malformed inputs ----
+
+use crate::ids::{ShareNum, StorageIndex};
+use crate::protocol::LeaseSecret;
+use crate::vdrive::{DirEntry, EntryKind};
+use proptest::prelude::*;
+use proptest::sample::Index;
+use std::cell::RefCell;
+use std::collections::BTreeSet;
+
+/// Who a fuzzed message claims to come from.
+#[derive(Clone, Debug)]
+enum Sender {
+    Introducer,
+    Vdrive,
+    /// The introducer's node, but another of its services.
+    IntroducerNodeStorage,
+    /// Some storage server.
+    Stranger(u8),
+}
+
+impl Sender {
+    fn addr(&self) -> Addr {
+        match self {
+            Sender::Introducer => introducer(),
+            Sender::Vdrive => vdrive(),
+            Sender::IntroducerNodeStorage => Addr::new(introducer().node, Service::Storage),
+            Sender::Stranger(n) => Addr::new(key(*n).id(), Service::Storage),
+        }
+    }
+}
+
+fn sender() -> impl Strategy<Value = Sender> {
+    prop_oneof![
+        4 => Just(Sender::Introducer),
+        3 => Just(Sender::Vdrive),
+        1 => Just(Sender::IntroducerNodeStorage),
+        1 => (1u8..8).prop_map(Sender::Stranger),
+    ]
+}
+
+/// How a forged announcement differs from a signed one.
+#[derive(Clone, Debug)]
+enum Forgery {
+    FreeSpace,
+    Address,
+    Seq,
+    /// Claims to be another node (whose id it does not hash to).
+    Node(u8),
+    /// Another node's key, signature left as it was.
+    PublicKey(u8),
+    SignatureBit(Index, u8),
+    NoSignature,
+    /// Validly signed, but over the address length limit.
+    LongAddress,
+}
+
+/// An announcement in a fuzzed list: one of a few servers' keys, signed or forged.
+#[derive(Clone, Debug)]
+struct Ann {
+    seed: u8,
+    seq: u64,
+    forgery: Option<Forgery>,
+}
+
+fn forgery() -> impl Strategy<Value = Forgery> {
+    prop_oneof![
+        Just(Forgery::FreeSpace),
+        Just(Forgery::Address),
+        Just(Forgery::Seq),
+        (1u8..8).prop_map(Forgery::Node),
+        (1u8..8).prop_map(Forgery::PublicKey),
+        (any::<Index>(), 1..=u8::MAX).prop_map(|(i, x)| Forgery::SignatureBit(i, x)),
+        Just(Forgery::NoSignature),
+        Just(Forgery::LongAddress),
+    ]
+}
+
+fn ann() -> impl Strategy<Value = Ann> {
+    (
+        1u8..8,
+        prop_oneof![4 => 0u64..5, 1 => any::<u64>()],
+        prop::option::weighted(0.3, forgery()),
+    )
+        .prop_map(|(seed, seq, forgery)| Ann { seed, seq, forgery })
+}
+
+thread_local! {
+    /// Signed announcements by (seed, seq): signing is the costly part of making one.
+    static SIGNED: RefCell<BTreeMap<(u8, u64), Announcement>> = const { RefCell::new(BTreeMap::new()) };
+}
+
+impl Ann {
+    fn build(&self) -> Announcement {
+        let signed = || {
+            SIGNED.with(|cache| {
+                cache
+                    .borrow_mut()
+                    .entry((self.seed, self.seq))
+                    .or_insert_with(|| announcement(self.seed, self.seq))
+                    .clone()
+            })
+        };
+        let mut a = signed();
+        match &self.forgery {
+            None => {}
+            Some(Forgery::FreeSpace) => a.free_space ^= 1,
+            Some(Forgery::Address) => a.address.push('0'),
+            Some(Forgery::Seq) => a.seq = a.seq.wrapping_add(1),
+            Some(Forgery::Node(n)) => a.node = key(*n).id(),
+            Some(Forgery::PublicKey(n)) => {
+                a.public_key = key(*n).public_key();
+                a.node = key(*n).id();
+            }
+            Some(Forgery::SignatureBit(at, x)) => {
+                let at = at.index(a.signature.len());
+                a.signature[at] ^= x;
+            }
+            Some(Forgery::NoSignature) => a.signature.clear(),
+            Some(Forgery::LongAddress) => {
+                let address = "x".repeat(Announcement::MAX_ADDRESS_LEN + 1);
+                a = Announcement::new(&key(self.seed), address, 1, self.seq);
+            }
+        }
+        a
+    }
+}
+
+fn remote_error() -> impl Strategy<Value = RemoteError> {
+    prop_oneof![
+        Just(RemoteError::NoSuchShare),
+        Just(RemoteError::NotAllocated),
+        any::<u64>().prop_map(|free| RemoteError::Full { free }),
+        any::<u64>().prop_map(|size| RemoteError::OutOfBounds { size }),
+        ".{0,20}".prop_map(RemoteError::Malformed),
+        Just(RemoteError::Unsupported),
+        ".{0,20}".prop_map(RemoteError::Disk),
+    ]
+}
+
+fn vdrive_result() -> impl Strategy<Value = Result<VdriveReply, VdriveError>> {
+    let kind = prop_oneof![
+        Just(EntryKind::Dir),
+        ".{0,10}".prop_map(|cap| EntryKind::File { cap })
+    ];
+    let entry = (".{0,8}", kind.clone()).prop_map(|(name, kind)| DirEntry { name, kind });
+    prop_oneof![
+        Just(Ok(VdriveReply::Done)),
+        proptest::collection::vec(entry, 0..4).prop_map(|e| Ok(VdriveReply::Entries(e))),
+        kind.prop_map(|k| Ok(VdriveReply::Entry(k))),
+        ".{0,10}".prop_map(|p| Err(VdriveError::NotFound(p))),
+        ".{0,10}".prop_map(|p| Err(VdriveError::InvalidPath(p, "no".into()))),
+        ".{0,10}".prop_map(|p| Err(VdriveError::Storage(p))),
+    ]
+}
+
+/// Any answer, of any kind: right or wrong for the request it claims to answer.
+fn response() -> impl Strategy<Value = Response> {
+    let share = any::<u8>().prop_map(ShareNum);
+    let data = prop_oneof![
+        4 => proptest::collection::vec(any::<u8>(), 0..64),
+        1 => (0usize..5000).prop_map(|n| vec![0xa5; n]),
+    ];
+    prop_oneof![
+        3 => Just(Response::Ok),
+        1 => (
+            proptest::collection::vec(share.clone(), 0..4),
+            proptest::collection::vec(share.clone(), 0..4)
+        )
+            .prop_map(|(already_have, allocated)| Response::Allocated {
+                already_have,
+                allocated
+            }),
+        1 => data.prop_map(Response::Data),
+        1 => proptest::collection::vec((share, any::<u64>()), 0..6).prop_map(Response::Shares),
+        3 => vdrive_result().prop_map(Response::Vdrive),
+        2 => remote_error().prop_map(Response::Err),
+    ]
+}
+
+fn path() -> impl Strategy<Value = String> {
+    prop_oneof![
+        4 => prop_oneof![Just("/"), Just("/a"), Just("/a/b")].prop_map(String::from),
+        1 => ".{0,12}",
+    ]
+}
+
+fn vdrive_op() -> impl Strategy<Value = VdriveOp> {
+    prop_oneof![
+        path().prop_map(|path| VdriveOp::Mkdir { path }),
+        (path(), ".{0,10}", any::<bool>()).prop_map(|(path, cap, replace)| VdriveOp::Link {
+            path,
+            cap,
+            replace
+        }),
+        path().prop_map(|path| VdriveOp::Unlink { path }),
+        (path(), path()).prop_map(|(from, to)| VdriveOp::Rename { from, to }),
+        path().prop_map(|path| VdriveOp::List { path }),
+        path().prop_map(|path| VdriveOp::Lookup { path }),
+    ]
+}
+
+/// A request of any kind: a client serves none of them.
+fn any_request() -> impl Strategy<Value = Request> {
+    let si = any::<[u8; 16]>().prop_map(StorageIndex);
+    let share = any::<u8>().prop_map(ShareNum);
+    prop_oneof![
+        ann().prop_map(|a| Request::Announce(a.build())),
+        Just(Request::Subscribe),
+        (
+            si.clone(),
+            proptest::collection::vec(share.clone(), 0..4),
+            any::<u64>()
+        )
+            .prop_map(|(si, shares, share_size)| Request::Allocate {
+                si,
+                shares,
+                share_size,
+                lease: LeaseSecret([3; 32])
+            }),
+        (
+            si.clone(),
+            share.clone(),
+            any::<u64>(),
+            proptest::collection::vec(any::<u8>(), 0..20)
+        )
+            .prop_map(|(si, share, offset, data)| Request::Write {
+                si,
+                share,
+                offset,
+                data
+            }),
+        (si.clone(), share.clone()).prop_map(|(si, share)| Request::Close { si, share }),
+        (si.clone(), share.clone()).prop_map(|(si, share)| Request::Abort { si, share }),
+        (si.clone(), share.clone(), any::<u64>(), any::<u64>()).prop_map(
+            |(si, share, offset, len)| Request::Read {
+                si,
+                share,
+                offset,
+                len
+            }
+        ),
+        si.clone().prop_map(|si| Request::List { si }),
+        (si.clone(), any::<u64>()).prop_map(|(si, t)| Request::RenewLease {
+            si,
+            lease: LeaseSecret([4; 32]),
+            expires: Time(t)
+        }),
+        (si, share, ".{0,20}").prop_map(|(si, share, reason)| Request::AdviseCorrupt {
+            si,
+            share,
+            reason
+        }),
+        vdrive_op().prop_map(Request::Vdrive),
+    ]
+}
+
+/// Any message, as a fuzzed peer might send it (ids are random: see [`Fuzz::Respond`] for
+/// answers to the client's own requests).
+fn any_message() -> impl Strategy<Value = Message> {
+    prop_oneof![
+        (any::<u64>(), any::<u64>(), any_request()).prop_map(|(id, deadline, body)| {
+            Message::Request {
+                id: RequestId(id),
+                deadline: Time(deadline),
+                body,
+            }
+        }),
+        (any::<u64>(), response()).prop_map(|(id, body)| Message::Response {
+            id: RequestId(id),
+            body
+        }),
+        proptest::collection::vec(ann(), 0..3)
+            .prop_map(|list| Message::Announcements(list.iter().map(Ann::build).collect())),
+    ]
+}
+
+/// Bytes off the wire: noise, or the encoding of a message with a few bytes flipped and maybe
+/// cut short (which often still decodes, into something odd).
+fn wire(msg: impl Strategy<Value = Message>) -> impl Strategy<Value = Vec<u8>> {
+    let flips = proptest::collection::vec((any::<Index>(), 1..=u8::MAX), 0..4);
+    let damaged = (msg, flips, any::<Option<Index>>()).prop_map(|(msg, flips, cut)| {
+        let mut bytes = msg.encode();
+        for (at, x) in flips {
+            let at = at.index(bytes.len());
+            bytes[at] ^= x;
+        }
+        if let Some(cut) = cut {
+            bytes.truncate(cut.index(bytes.len() + 1));
+        }
+        bytes
+    });
+    prop_oneof![proptest::collection::vec(any::<u8>(), 0..200), damaged]
+}
+
+/// A cap to download: mostly well-formed, sometimes one no parser would have let through.
+fn chk_cap() -> impl Strategy<Value = cairn_codec::ChkCap> {
+    let shape = prop_oneof![
+        8 => (1usize..12).prop_flat_map(|n| (1..=n, Just(n))),
+        1 => prop_oneof![
+            (0usize..300).prop_map(|n| (0, n)),
+            (1usize..12).prop_map(|n| (n + 1, n)),
+            (257usize..300).prop_map(|n| (3, n)),
+        ],
+    ];
+    (any::<[u8; 16]>(), any::<[u8; 32]>(), shape, any::<u64>()).prop_map(
+        |(key, ueb_hash, (k, n), size)| cairn_codec::ChkCap {
+            key: Key(key),
+            ueb_hash,
+            k,
+            n,
+            size,
+        },
+    )
+}
+
+/// A local request of the fuzzed kind (the local id is the step's number).
+#[derive(Clone, Debug)]
+enum LocalKind {
+    Status,
+    Vdrive(VdriveOp),
+    Download(cairn_codec::ChkCap),
+    Upload {
+        params: EncodingParams,
+        happy: usize,
+        size: u64,
+    },
+}
+
+impl LocalKind {
+    fn request(self) -> LocalRequest {
+        match self {
+            LocalKind::Status => LocalRequest::Status,
+            LocalKind::Vdrive(op) => LocalRequest::Vdrive(op),
+            LocalKind::Download(cap) => LocalRequest::Download { cap },
+            LocalKind::Upload {
+                params,
+                happy,
+                size,
+            } => LocalRequest::Upload {
+                key: Key([9; 16]),
+                params,
+                happy,
+                size,
+            },
+        }
+    }
+}
+
+fn local_kind() -> impl Strategy<Value = LocalKind> {
+    // Encoding parameters as given by a user: not necessarily valid.
+    let params = (0usize..8, 0usize..8, prop_oneof![0u64..3, 100u64..2000]).prop_map(
+        |(k, n, max_segment_size)| EncodingParams {
+            k,
+            n,
+            max_segment_size,
+        },
+    );
+    prop_oneof![
+        3 => Just(LocalKind::Status),
+        4 => vdrive_op().prop_map(LocalKind::Vdrive),
+        1 => chk_cap().prop_map(LocalKind::Download),
+        1 => (params, 0usize..8, 0u64..5000)
+            .prop_map(|(params, happy, size)| LocalKind::Upload { params, happy, size }),
+    ]
+}
+
+/// Which request a fuzzed answer claims to answer.
+#[derive(Clone, Debug)]
+enum Answering {
+    /// One the client really sent (picked among all it has sent).
+    Sent(Index),
+    Random(u64),
+}
+
+/// One input to the client in a fuzzed run.
+#[derive(Clone, Debug)]
+enum Fuzz {
+    /// Let this many milliseconds pass, firing the timers that fall due.
+    Wait(u32),
+    Start,
+    /// A timer, whether or not the client set it.
+    Timer(u64),
+    Announcements(Sender, Vec<Ann>),
+    Respond(Sender, Answering, Response),
+    Request(Sender, Request),
+    /// Bytes off the wire: delivered only if they decode.
+    Bytes(Sender, Vec<u8>),
+    Plaintext(u64, Vec<u8>),
+    OutputDrained,
+    Local(LocalKind),
+}
+
+fn fuzz() -> impl Strategy<Value = Fuzz> {
+    let answering = prop_oneof![
+        4 => any::<Index>().prop_map(Answering::Sent),
+        1 => any::<u64>().prop_map(Answering::Random),
+    ];
+    let wait = prop_oneof![3 => 0u32..2000, 1 => 0u32..120_000];
+    prop_oneof![
+        4 => wait.prop_map(Fuzz::Wait),
+        1 => Just(Fuzz::Start),
+        1 => prop_oneof![0u64..3, any::<u64>()].prop_map(Fuzz::Timer),
+        3 => (sender(), proptest::collection::vec(ann(), 0..4))
+            .prop_map(|(from, list)| Fuzz::Announcements(from, list)),
+        5 => (sender(), answering, response()).prop_map(|(from, id, body)| Fuzz::Respond(from, id, body)),
+        1 => (sender(), any_request()).prop_map(|(from, body)| Fuzz::Request(from, body)),
+        2 => (sender(), wire(any_message())).prop_map(|(from, bytes)| Fuzz::Bytes(from, bytes)),
+        1 => (any::<u64>(), proptest::collection::vec(any::<u8>(), 0..16))
+            .prop_map(|(offset, data)| Fuzz::Plaintext(offset, data)),
+        1 => Just(Fuzz::OutputDrained),
+        4 => local_kind().prop_map(Fuzz::Local),
+    ]
+}
+
+/// A client under fuzzing, with the host around it: a clock, the timers the client set, and
+/// what it has sent and been asked, to check every effect against.
+struct Rig {
+    client: Client,
+    now: Time,
+    rng: ChaCha8Rng,
+    started: bool,
+    /// The timers the client has set and that have not fired.
+    timers: BTreeMap<TimerId, Time>,
+    /// Every request the client sent: to, id, deadline.
+    sent: Vec<(Addr, RequestId, Time)>,
+    sent_ids: BTreeSet<RequestId>,
+    /// Local vdrive requests not answered yet.
+    waiting: BTreeSet<LocalId>,
+    answered: BTreeSet<LocalId>,
+    /// Operations spawned so far.
+    ops: BTreeSet<OpId>,
+    /// Servers the introducer has sent verifying announcements of.
+    announced: BTreeSet<NodeId>,
+    /// The seq known of each server, to check it never goes back while the server is known.
+    seqs: BTreeMap<NodeId, u64>,
+}
+
+impl Rig {
+    fn new(client: Client) -> Self {
+        Rig {
+            client,
+            now: at(0),
+            rng: ChaCha8Rng::seed_from_u64(7),
+            started: false,
+            timers: BTreeMap::new(),
+            sent: Vec::new(),
+            sent_ids: BTreeSet::new(),
+            waiting: BTreeSet::new(),
+            answered: BTreeSet::new(),
+            ops: BTreeSet::new(),
+            announced: BTreeSet::new(),
+            seqs: BTreeMap::new(),
+        }
+    }
+
+    /// Hands the client one input; checks every effect and carries it out. `local` is the
+    /// local request this input is, if any: the only one it may be answered at once.
+    fn input(
+        &mut self,
+        input: Input,
+        local: Option<LocalId>,
+    ) -> Result<Vec<Effect>, TestCaseError> {
+        let mut ctx = Context::new(self.now, me(), &mut self.rng);
+        self.client.handle(input, &mut ctx);
+        let effects = ctx.into_effects();
+        let timeout = self.client.config.request_timeout;
+        for effect in &effects {
+            match effect {
+                Effect::Send {
+                    to,
+                    msg: Message::Request { id, deadline, body },
+                } => {
+                    match body {
+                        Request::Subscribe => prop_assert_eq!(Some(*to), self.client.introducer),
+                        Request::Vdrive(_) => prop_assert_eq!(Some(*to), self.client.vdrive),
+                        other => prop_assert!(false, "the client sent {:?}", other),
+                    }
+                    prop_assert_eq!(*deadline, self.now.after(timeout));
+                    prop_assert!(self.sent_ids.insert(*id), "request id {:?} reused", id);
+                    self.sent.push((*to, *id, *deadline));
+                }
+                Effect::SetTimer { id, at } => {
+                    prop_assert!(*id == RESUBSCRIBE || *id == SWEEP, "timer {:?}", id);
+                    prop_assert!(*at >= self.now);
+                    self.timers.insert(*id, *at);
+                }
+                Effect::CancelTimer { id } => {
+                    self.timers.remove(id);
+                }
+                Effect::Reply { to, response } => {
+                    prop_assert!(self.answered.insert(*to), "{:?} answered twice", to);
+                    let was_waiting = self.waiting.remove(to);
+                    prop_assert!(
+                        was_waiting || Some(*to) == local,
+                        "a reply to {:?}, which is not waiting",
+                        to
+                    );
+                    if was_waiting {
+                        prop_assert!(matches!(response, LocalResponse::Vdrive(_)));
+                    }
+                }
+                Effect::Spawn { service, .. } => {
+                    let op = match service {
+                        Service::Upload(op) | Service::Download(op) => *op,
+                        other => return Err(TestCaseError::fail(format!("spawned {other:?}"))),
+                    };
+                    prop_assert!(self.ops.insert(op), "operation {:?} spawned twice", op);
+                }
+                other => prop_assert!(false, "unexpected effect {:?}", other),
+            }
+        }
+        Ok(effects)
+    }
+
+    /// Moves the clock on, firing the timers that fall due, in order.
+    fn wait(&mut self, d: Duration) -> Result<(), TestCaseError> {
+        self.now = self.now.after(d);
+        self.fire_due()
+    }
+
+    fn fire_due(&mut self) -> Result<(), TestCaseError> {
+        for _ in 0..100 {
+            let due = self
+                .timers
+                .iter()
+                .filter(|(_, at)| **at <= self.now)
+                .min_by_key(|(_, at)| **at)
+                .map(|(id, _)| *id);
+            let Some(id) = due else {
+                return Ok(());
+            };
+            self.timers.remove(&id);
+            self.input(Input::Timer(id), None)?;
+        }
+        Err(TestCaseError::fail(
+            "timers keep falling due without time passing",
+        ))
+    }
+
+    /// What must hold between inputs.
+    fn check(&mut self, max_servers: usize) -> Result<(), TestCaseError> {
+        let c = &self.client;
+        // The grid picture: bounded, verified, only from the introducer, never going back.
+        prop_assert!(c.servers.len() <= max_servers);
+        self.seqs.retain(|node, _| c.servers.contains_key(node));
+        // A full table may have forgotten a server and heard of it again, older, within one
+        // input: its seq is free to go back then (forgetting is what bounds the table).
+        let full = c.servers.len() == max_servers;
+        for (node, known) in &c.servers {
+            prop_assert_eq!(*node, known.announcement.node);
+            prop_assert!(known.announcement.verify());
+            prop_assert!(known.heard <= self.now);
+            prop_assert!(self.announced.contains(node));
+            let seq = self.seqs.entry(*node).or_insert(known.announcement.seq);
+            prop_assert!(
+                full || *seq <= known.announcement.seq,
+                "a server's seq went back"
+            );
+            *seq = known.announcement.seq;
+        }
+        // Requests in flight: only ones really sent, none past its deadline (the sweep timer
+        // has fired), and the sweep timer set for the earliest.
+        let in_flight: Vec<(RequestId, Time)> = c
+            .subscribes
+            .iter()
+            .map(|(id, d)| (*id, *d))
+            .chain(c.vdrive_ops.iter().map(|(id, (_, d))| (*id, *d)))
+            .collect();
+        for (id, deadline) in &in_flight {
+            prop_assert!(self.sent_ids.contains(id));
+            prop_assert!(*deadline > self.now, "{:?} is past its deadline", id);
+        }
+        if let Some(earliest) = in_flight.iter().map(|(_, d)| *d).min() {
+            let sweep = self.timers.get(&SWEEP).copied();
+            prop_assert!(
+                sweep.is_some_and(|at| at <= earliest),
+                "no sweep before {:?} (sweep {:?})",
+                earliest,
+                sweep
+            );
+        }
+        for (local, _) in c.vdrive_ops.values() {
+            prop_assert!(self.waiting.contains(local));
+        }
+        prop_assert_eq!(c.vdrive_ops.len(), self.waiting.len());
+        // Once started with an introducer, a resubscription is always ahead.
+        if self.started && c.introducer.is_some() {
+            prop_assert!(self.timers.contains_key(&RESUBSCRIBE));
+        }
+        prop_assert!(self.timers.len() <= 2);
+        Ok(())
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(150))]
+
+    #[test]
+    fn fuzzed_inputs_leave_the_client_sane_and_bounded(
+        steps in proptest::collection::vec(fuzz(), 1..60),
+        has_introducer in prop::bool::weighted(0.8),
+        has_vdrive in prop::bool::weighted(0.8),
+        max_servers in 1usize..6,
+        timeout_ms in prop_oneof![1 => Just(0u64), 6 => 1u64..20_000],
+        interval_ms in prop_oneof![1 => 0u64..1000, 3 => 0u64..90_000],
+    ) {
+        let config = ClientConfig {
+            request_timeout: Duration::from_millis(timeout_ms),
+            resubscribe_interval: Duration::from_millis(interval_ms),
+            upload: UploadConfig::default(),
+        };
+        let client = Client::new(
+            has_introducer.then(introducer),
+            has_vdrive.then(vdrive),
+            config,
+        )
+        .with_server_limit(max_servers);
+        let mut rig = Rig::new(client);
+        // The host starts every actor first.
+        rig.input(Input::Start, None)?;
+        rig.started = true;
+        rig.fire_due()?;
+        rig.check(max_servers)?;
+        for (n, step) in steps.into_iter().enumerate() {
+            let local_id = LocalId(n as u64);
+            match step {
+                Fuzz::Wait(ms) => rig.wait(Duration::from_millis(ms.into()))?,
+                Fuzz::Start => {
+                    rig.input(Input::Start, None)?;
+                }
+                Fuzz::Timer(t) => {
+                    // A timer the client set fires early; any other is a stray.
+                    rig.timers.remove(&TimerId(t));
+                    let effects = rig.input(Input::Timer(TimerId(t)), None)?;
+                    if t > 1 {
+                        prop_assert!(effects.is_empty(), "{:?}", effects);
+                    }
+                }
+                Fuzz::Announcements(from, list) => {
+                    let list: Vec<Announcement> = list.iter().map(Ann::build).collect();
+                    if from.addr() == introducer() && has_introducer {
+                        rig.announced.extend(list.iter().filter(|a| a.verify()).map(|a| a.node));
+                    }
+                    let msg = Message::Announcements(list);
+                    let effects = rig.input(Input::Message { from: from.addr(), msg }, None)?;
+                    prop_assert!(effects.is_empty(), "{:?}", effects);
+                }
+                Fuzz::Respond(from, answering, body) => {
+                    let id = match answering {
+                        Answering::Sent(i) if !rig.sent.is_empty() => rig.sent[i.index(rig.sent.len())].1,
+                        Answering::Sent(i) => RequestId(i.index(1000) as u64),
+                        Answering::Random(id) => RequestId(id),
+                    };
+                    let msg = Message::Response { id, body };
+                    let effects = rig.input(Input::Message { from: from.addr(), msg }, None)?;
+                    prop_assert!(
+                        effects.iter().all(|e| matches!(e, Effect::Reply { .. })),
+                        "{:?}",
+                        effects
+                    );
+                }
+                Fuzz::Request(from, body) => {
+                    let msg = Message::Request { id: RequestId(n as u64), deadline: rig.now.after(TIMEOUT), body };
+                    let effects = rig.input(Input::Message { from: from.addr(), msg }, None)?;
+                    prop_assert!(effects.is_empty(), "a client serves nothing: {:?}", effects);
+                }
+                Fuzz::Bytes(from, bytes) => {
+                    let Ok(msg) = Message::decode(&bytes) else { continue };
+                    if let Message::Announcements(list) = &msg {
+                        if from.addr() == introducer() && has_introducer {
+                            rig.announced.extend(list.iter().filter(|a| a.verify()).map(|a| a.node));
+                        }
+                    }
+                    let quiet = !matches!(msg, Message::Response { .. });
+                    let effects = rig.input(Input::Message { from: from.addr(), msg }, None)?;
+                    if quiet {
+                        prop_assert!(effects.is_empty(), "{:?}", effects);
+                    }
+                }
+                Fuzz::Plaintext(offset, data) => {
+                    let effects = rig.input(Input::Plaintext { offset, data }, None)?;
+                    prop_assert!(effects.is_empty(), "{:?}", effects);
+                }
+                Fuzz::OutputDrained => {
+                    let effects = rig.input(Input::OutputDrained, None)?;
+                    prop_assert!(effects.is_empty(), "{:?}", effects);
+                }
+                Fuzz::Local(kind) => {
+                    let is_vdrive = matches!(kind, LocalKind::Vdrive(_));
+                    let is_status = matches!(kind, LocalKind::Status);
+                    if is_vdrive && has_vdrive {
+                        rig.waiting.insert(local_id);
+                    }
+                    let request = kind.request();
+                    let effects = rig.input(Input::Local { id: local_id, request }, Some(local_id))?;
+                    if is_status {
+                        let [Effect::Reply { response: LocalResponse::Status(report), .. }] = &effects[..] else {
+                            return Err(TestCaseError::fail(format!("status answered {effects:?}")));
+                        };
+                        let ids: Vec<NodeId> = report.servers.iter().map(|s| s.id).collect();
+                        prop_assert_eq!(ids, rig.client.servers());
+                        // Freshness is counted in the intervals the client really resubscribes
+                        // at, whatever the configuration asked for.
+                        let interval = Duration::from_millis(interval_ms).max(MIN_RESUBSCRIBE_INTERVAL);
+                        for server in &report.servers {
+                            let heard = rig.client.servers[&server.id].heard;
+                            let fresh = rig.now.since(heard) <= interval * FRESH_INTERVALS;
+                            prop_assert_eq!(server.reachable, fresh, "{:?}", server);
+                        }
+                        let patience = interval + Duration::from_millis(timeout_ms);
+                        let connected = rig.client.introducer_answered
+                            .is_some_and(|at| rig.now.since(at) <= patience);
+                        prop_assert_eq!(report.introducer_connected, connected);
+                    } else if is_vdrive && has_vdrive {
+                        prop_assert!(matches!(
+                            &requests(&effects)[..],
+                            [(to, _, Request::Vdrive(_))] if *to == vdrive()
+                        ), "{:?}", effects);
+                        prop_assert!(replies(&effects).is_empty());
+                    } else if is_vdrive {
+                        prop_assert!(matches!(
+                            &effects[..],
+                            [Effect::Reply { response: LocalResponse::Vdrive(Err(_)), .. }]
+                        ), "{:?}", effects);
+                    } else {
+                        // A transfer: one operation spawned, nothing else. It must start
+                        // (and refuse nonsense) without panicking.
+                        let mut effects = effects;
+                        prop_assert_eq!(effects.len(), 1, "{:?}", effects);
+                        let Some(Effect::Spawn { service, mut actor }) = effects.pop() else {
+                            return Err(TestCaseError::fail("no spawn"));
+                        };
+                        let mut rng = ChaCha8Rng::seed_from_u64(n as u64);
+                        let mut ctx = Context::new(rig.now, Addr::new(me().node, service), &mut rng);
+                        actor.handle(Input::Start, &mut ctx);
+                    }
+                }
+            }
+            rig.fire_due()?;
+            rig.check(max_servers)?;
+        }
+        // Given time, every vdrive request is answered, and nothing stays in flight.
+        rig.wait(Duration::from_millis(timeout_ms + 1))?;
+        rig.check(max_servers)?;
+        prop_assert!(rig.waiting.is_empty(), "unanswered: {:?}", rig.waiting);
+        prop_assert!(rig.client.vdrive_ops.is_empty());
     }
 }
