@@ -270,11 +270,9 @@ impl Downloader {
             self.begin_fetch(
                 ctx,
                 share,
-                false,
                 server,
                 Stage::Header,
-                0,
-                verify::HEADER_FETCH,
+                (0, verify::HEADER_FETCH),
                 true,
             );
         }
@@ -293,18 +291,18 @@ impl Downloader {
         shares.len()
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// Starts fetching `region` (offset, length) of `share` from `server` for `stage`; with
+    /// `short_ok`, the share may end before the region does.
     fn begin_fetch(
         &mut self,
         ctx: &mut Context<'_>,
         share: usize,
-        block: bool,
         server: NodeId,
         stage: Stage,
-        offset: u64,
-        len: u64,
+        (offset, len): (u64, u64),
         short_ok: bool,
     ) {
+        let block = matches!(stage, Stage::Block);
         let fetch = Fetch {
             server,
             stage,
@@ -444,7 +442,7 @@ impl Downloader {
         };
         match outcome {
             Ok(Some((stage, offset, len, short_ok))) => {
-                self.begin_fetch(ctx, share, false, f.server, stage, offset, len, short_ok)
+                self.begin_fetch(ctx, share, f.server, stage, (offset, len), short_ok)
             }
             Ok(None) => {
                 // A share became active (or a block arrived): fail early if k can no longer
@@ -527,7 +525,7 @@ impl Downloader {
             })
             .collect();
         for (share, server, offset, len) in missing {
-            self.begin_fetch(ctx, share, true, server, Stage::Block, offset, len, false);
+            self.begin_fetch(ctx, share, server, Stage::Block, (offset, len), false);
         }
     }
 
