@@ -4,7 +4,7 @@
 //! the one the requester believes.
 
 use crate::actor::{Addr, Context};
-use crate::protocol::{RequestId, Response};
+use crate::protocol::{Message, RequestId, Response};
 use rand::Rng;
 use std::collections::{BTreeMap, VecDeque};
 
@@ -45,6 +45,22 @@ impl ReplyCache {
     /// The answer already given to request `id` from `from`, if it is remembered.
     pub fn get(&self, from: Addr, id: RequestId) -> Option<&Response> {
         self.answers.get(&(from, id))
+    }
+
+    /// If request `id` from `from` was answered before, answers it the same way again (the
+    /// request is a duplicate: it must not be carried out twice) and returns true.
+    pub fn resend(&self, ctx: &mut Context<'_>, from: Addr, id: RequestId) -> bool {
+        let Some(earlier) = self.get(from, id) else {
+            return false;
+        };
+        ctx.send(
+            from,
+            Message::Response {
+                id,
+                body: earlier.clone(),
+            },
+        );
+        true
     }
 
     /// Remembers an answer.

@@ -217,15 +217,8 @@ impl StorageServer {
             tracing::trace!(?from, ?id, "storage: request past its deadline, ignored");
             return;
         }
-        if let Some(earlier) = self.answered.get(from, id) {
-            // A duplicate: answer as before, do not allocate or close twice.
-            return ctx.send(
-                from,
-                Message::Response {
-                    id,
-                    body: earlier.clone(),
-                },
-            );
+        if self.answered.resend(ctx, from, id) {
+            return; // a duplicate, answered as before
         }
         // Reads and lists change nothing (and their answers can be large): not remembered.
         let remember = !matches!(body, Request::Read { .. } | Request::List { .. });

@@ -195,15 +195,8 @@ impl Vdrive {
             tracing::trace!(?from, ?id, "vdrive: request past its deadline, ignored");
             return;
         }
-        if let Some(earlier) = self.answered.get(from, id) {
-            // A duplicate: answer as before, do not apply the change twice.
-            return ctx.send(
-                from,
-                Message::Response {
-                    id,
-                    body: earlier.clone(),
-                },
-            );
+        if self.answered.resend(ctx, from, id) {
+            return; // a duplicate, answered as before
         }
         let body = match body {
             Request::Vdrive(op) => Response::Vdrive(self.serve(op)),
