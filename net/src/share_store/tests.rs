@@ -1,0 +1,399 @@
+//! The disk share store: its own semantics (mirroring `MemShareStore`), its durability across
+//! reopening, its tolerance of a messy directory, and the real storage server over it.
+
+use super::*;
+use crate::journal::FileJournal;
+use cairn_actors::actor::{Actor, Addr, Context, Effect, Input, Service, Time};
+use cairn_actors::protocol::{LeaseSecret, Message, RemoteError, Request, RequestId, Response};
+use cairn_actors::storage::{StorageConfig, StorageServer};
+use cairn_actors::{NodeId, NodeKey};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use std::time::Duration;
+use tempfile::TempDir;
+
+const SI: StorageIndex = StorageIndex([1; 16]);
+const OTHER_SI: StorageIndex = StorageIndex([2; 16]);
+
+fn kind<T: std::fmt::Debug>(result: io::Result<T>) -> io::ErrorKind {
+    result.expect_err("the store should refuse").kind()
+}
+
+fn store(capacity: u64) -> (TempDir, DiskShareStore) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = DiskShareStore::open(dir.path(), Some(capacity)).unwrap();
+    (dir, store)
+}
+
+fn reopen(dir: &TempDir, capacity: u64) -> DiskShareStore {
+    DiskShareStore::open(dir.path(), Some(capacity)).unwrap()
+}
+
+#[test]
+fn a_share_round_trips_once_committed() {
+    let (dir, mut store) = store(1000);
+    store.create(SI, ShareNum(3), 10).unwrap();
+    store.write(SI, ShareNum(3), 4, b"world").unwrap();
+    store.write(SI, ShareNum(3), 0, b"hell").unwrap();
+    store.commit(SI, ShareNum(3)).unwrap();
+    assert_eq!(store.read(SI, ShareNum(3), 0, 100).unwrap(), b"hellworld\0");
+    assert_eq!(store.read(SI, ShareNum(3), 4, 3).unwrap(), b"wor");
+    assert_eq!(store.read(SI, ShareNum(3), 10, 3).unwrap(), b"");
+    assert_eq!(
+        kind(store.read(SI, ShareNum(3), 11, 1)),
+        io::ErrorKind::InvalidInput
+    );
+    assert_eq!(store.list(SI).unwrap(), vec![(ShareNum(3), 10)]);
+    assert_eq!(store.list(OTHER_SI).unwrap(), vec![]);
+    // Tahoe's layout, and no incoming bucket left behind.
+    let name = SI.to_string();
+    let file = dir
+        .path()
+        .join("shares")
+        .join(&name[..2])
+        .join(&name)
+        .join("3");
+    assert_eq!(fs::read(file).unwrap(), b"hellworld\0");
+    assert!(!dir.path().join("shares/incoming").join(&name).exists());
+}
+
+#[test]
+fn incoming_shares_are_invisible_until_commit() {
+    let (_dir, mut store) = store(1000);
+    store.create(SI, ShareNum(0), 5).unwrap();
+    store.write(SI, ShareNum(0), 0, b"abcde").unwrap();
+    assert_eq!(store.list(SI).unwrap(), vec![]);
+    assert_eq!(
+        kind(store.read(SI, ShareNum(0), 0, 5)),
+        io::ErrorKind::NotFound
+    );
+    assert_eq!(store.incoming().unwrap(), vec![(SI, ShareNum(0))]);
+    store.commit(SI, ShareNum(0)).unwrap();
+    assert_eq!(store.incoming().unwrap(), vec![]);
+    // A complete share can no longer be written, committed or aborted.
+    assert_eq!(
+        kind(store.write(SI, ShareNum(0), 0, b"x")),
+        io::ErrorKind::NotFound
+    );
+    assert_eq!(kind(store.commit(SI, ShareNum(0))), io::ErrorKind::NotFound);
+    assert_eq!(kind(store.abort(SI, ShareNum(0))), io::ErrorKind::NotFound);
+}
+
+#[test]
+fn create_refuses_a_share_that_exists_in_either_state() {
+    let (_dir, mut store) = store(1000);
+    store.create(SI, ShareNum(1), 5).unwrap();
+    assert_eq!(
+        kind(store.create(SI, ShareNum(1), 5)),
+        io::ErrorKind::AlreadyExists
+    );
+    store.commit(SI, ShareNum(1)).unwrap();
+    assert_eq!(
+        kind(store.create(SI, ShareNum(1), 7)),
+        io::ErrorKind::AlreadyExists
+    );
+    assert_eq!(store.list(SI).unwrap(), vec![(ShareNum(1), 5)]);
+    assert_eq!(store.used_bytes().unwrap(), 5);
+}
+
+#[test]
+fn writes_are_bounds_checked() {
+    let (_dir, mut store) = store(1000);
+    store.create(SI, ShareNum(0), 8).unwrap();
+    store.write(SI, ShareNum(0), 0, b"12345678").unwrap();
+    store.write(SI, ShareNum(0), 8, b"").unwrap();
+    for (offset, data) in [(7, &b"ab"[..]), (9, b""), (u64::MAX, b"a")] {
+        assert_eq!(
+            kind(store.write(SI, ShareNum(0), offset, data)),
+            io::ErrorKind::InvalidInput
+        );
+    }
+    assert_eq!(
+        kind(store.write(SI, ShareNum(9), 0, b"a")),
+        io::ErrorKind::NotFound
+    );
+    store.commit(SI, ShareNum(0)).unwrap();
+    assert_eq!(
+        store.read(SI, ShareNum(0), 0, u64::MAX).unwrap(),
+        b"12345678"
+    );
+}
+
+#[test]
+fn space_is_counted_from_create_and_freed_by_abort() {
+    let (_dir, mut store) = store(100);
+    store.create(SI, ShareNum(0), 60).unwrap();
+    assert_eq!(store.used_bytes().unwrap(), 60);
+    assert_eq!(store.available_bytes().unwrap(), 40);
+    assert_eq!(
+        kind(store.create(SI, ShareNum(1), 41)),
+        io::ErrorKind::StorageFull
+    );
+    store.create(SI, ShareNum(1), 40).unwrap();
+    store.commit(SI, ShareNum(0)).unwrap();
+    assert_eq!(store.available_bytes().unwrap(), 0);
+    store.abort(SI, ShareNum(1)).unwrap();
+    assert_eq!(store.used_bytes().unwrap(), 60);
+    assert_eq!(kind(store.abort(SI, ShareNum(1))), io::ErrorKind::NotFound);
+}
+
+#[test]
+fn without_a_capacity_the_store_sets_no_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = DiskShareStore::open(dir.path(), None).unwrap();
+    store.create(SI, ShareNum(0), 10).unwrap();
+    assert_eq!(store.available_bytes().unwrap(), u64::MAX - 10);
+}
+
+#[test]
+fn commits_survive_reopening_and_leftovers_are_listed() {
+    let (dir, mut store) = store(1000);
+    store.create(SI, ShareNum(0), 3).unwrap();
+    store.write(SI, ShareNum(0), 0, b"abc").unwrap();
+    store.commit(SI, ShareNum(0)).unwrap();
+    store.create(SI, ShareNum(1), 4).unwrap();
+    store.create(OTHER_SI, ShareNum(7), 5).unwrap();
+    drop(store);
+
+    let mut store = reopen(&dir, 1000);
+    assert_eq!(store.read(SI, ShareNum(0), 0, 10).unwrap(), b"abc");
+    assert_eq!(store.list(SI).unwrap(), vec![(ShareNum(0), 3)]);
+    assert_eq!(
+        store.incoming().unwrap(),
+        vec![(SI, ShareNum(1)), (OTHER_SI, ShareNum(7))]
+    );
+    assert_eq!(store.used_bytes().unwrap(), 12);
+    store.abort(SI, ShareNum(1)).unwrap();
+    store.abort(OTHER_SI, ShareNum(7)).unwrap();
+    assert_eq!(store.used_bytes().unwrap(), 3);
+    assert_eq!(store.incoming().unwrap(), vec![]);
+    assert_eq!(reopen(&dir, 1000).used_bytes().unwrap(), 3);
+}
+
+/// Puts junk where the store looks: odd names, directories for files, files for
+/// directories, a symlink, a misfiled bucket.
+fn litter(shares: &Path) {
+    let name = SI.to_string();
+    let bucket = shares.join(&name[..2]).join(&name);
+    fs::create_dir_all(bucket.join("4")).unwrap(); // a directory named like a share
+    for junk in ["07", "+5", "256", "-1", "x", ".tmp"] {
+        fs::write(bucket.join(junk), b"junk").unwrap();
+    }
+    #[cfg(unix)]
+    std::os::unix::fs::symlink("/etc/hostname", bucket.join("6")).unwrap();
+    fs::write(shares.join("zz"), b"a file where a prefix directory goes").unwrap();
+    fs::create_dir_all(shares.join("ab/not-base32")).unwrap();
+    let other = OTHER_SI.to_string();
+    fs::create_dir_all(shares.join("aa").join(&other)).unwrap(); // misfiled bucket
+    fs::write(shares.join("aa").join(&other).join("0"), b"x").unwrap();
+    fs::write(shares.join("incoming/stray"), b"x").unwrap();
+    fs::create_dir_all(shares.join("incoming").join(&name).join("9")).unwrap();
+    fs::write(shares.join("incoming").join(&name).join("junk"), b"x").unwrap();
+}
+
+#[test]
+fn junk_in_the_tree_is_ignored_and_never_read() {
+    let (dir, mut store) = store(1000);
+    store.create(SI, ShareNum(2), 3).unwrap();
+    store.commit(SI, ShareNum(2)).unwrap();
+    litter(&dir.path().join("shares"));
+
+    let mut store = reopen(&dir, 1000);
+    assert_eq!(store.list(SI).unwrap(), vec![(ShareNum(2), 3)]);
+    assert_eq!(store.list(OTHER_SI).unwrap(), vec![]);
+    assert_eq!(store.incoming().unwrap(), vec![]);
+    assert_eq!(store.used_bytes().unwrap(), 3);
+    assert_eq!(
+        kind(store.read(SI, ShareNum(4), 0, 1)),
+        io::ErrorKind::InvalidData
+    );
+    #[cfg(unix)]
+    assert_eq!(
+        kind(store.read(SI, ShareNum(6), 0, 1)),
+        io::ErrorKind::InvalidData
+    );
+    // Junk where a share would go blocks that share, with an error.
+    assert_eq!(
+        kind(store.create(SI, ShareNum(4), 1)),
+        io::ErrorKind::AlreadyExists
+    );
+    assert_eq!(
+        kind(store.create(SI, ShareNum(9), 1)),
+        io::ErrorKind::AlreadyExists
+    );
+    assert_eq!(
+        kind(store.abort(SI, ShareNum(9))),
+        io::ErrorKind::InvalidData
+    );
+}
+
+#[test]
+fn a_file_where_a_bucket_goes_is_an_error_not_a_panic() {
+    let (dir, mut store) = store(1000);
+    let name = SI.to_string();
+    let prefix = dir.path().join("shares").join(&name[..2]);
+    fs::create_dir_all(&prefix).unwrap();
+    fs::write(prefix.join(&name), b"not a directory").unwrap();
+    assert_eq!(store.list(SI).unwrap(), vec![]);
+    let err = store.create(SI, ShareNum(0), 1).unwrap_err();
+    assert!(err.to_string().contains(&name), "{err}");
+    assert_eq!(store.used_bytes().unwrap(), 0);
+    // If the junk appears between create and commit, the commit fails and the share stays
+    // incoming, to be aborted.
+    fs::remove_file(prefix.join(&name)).unwrap();
+    store.create(SI, ShareNum(0), 1).unwrap();
+    fs::write(prefix.join(&name), b"not a directory").unwrap();
+    let err = store.commit(SI, ShareNum(0)).unwrap_err();
+    assert!(err.to_string().contains(&name), "{err}");
+    assert_eq!(store.incoming().unwrap(), vec![(SI, ShareNum(0))]);
+    store.abort(SI, ShareNum(0)).unwrap();
+    assert_eq!(store.used_bytes().unwrap(), 0);
+}
+
+#[test]
+fn storage_indexes_and_share_numbers_parse_only_in_canonical_form() {
+    assert_eq!(parse_si(&SI.to_string()), Some(SI));
+    assert_eq!(parse_si(&SI.to_string().to_uppercase()), None);
+    assert_eq!(parse_si("aaaa"), None);
+    assert_eq!(parse_share_num("0"), Some(ShareNum(0)));
+    assert_eq!(parse_share_num("255"), Some(ShareNum(255)));
+    for bad in ["", "00", "01", "+1", "256", "-0", " 1"] {
+        assert_eq!(parse_share_num(bad), None, "{bad:?}");
+    }
+}
+
+/// Drives a real storage server over a disk store and a file journal.
+struct Server {
+    server: StorageServer,
+    rng: ChaCha8Rng,
+    now: Time,
+    next_id: u64,
+}
+
+const CLIENT: Addr = Addr {
+    node: NodeId([9; 32]),
+    service: Service::Client,
+};
+const LEASE: LeaseSecret = LeaseSecret([6; 32]);
+
+impl Server {
+    fn start(dir: &Path) -> Self {
+        let store = DiskShareStore::open(dir, Some(10_000)).unwrap();
+        let journal = FileJournal::open(dir.join("leases")).unwrap();
+        let server = StorageServer::new(
+            NodeKey::from_seed([1; 32]),
+            "127.0.0.1:4000".into(),
+            None,
+            Box::new(store),
+            Box::new(journal),
+            StorageConfig::default(),
+        );
+        let mut s = Server {
+            server,
+            rng: ChaCha8Rng::seed_from_u64(1),
+            now: Time(1_700_000_000_000_000_000),
+            next_id: 0,
+        };
+        s.input(Input::Start);
+        s
+    }
+
+    fn input(&mut self, input: Input) -> Vec<Effect> {
+        let me = Addr::new(NodeKey::from_seed([1; 32]).id(), Service::Storage);
+        let mut ctx = Context::new(self.now, me, &mut self.rng);
+        self.server.handle(input, &mut ctx);
+        ctx.into_effects()
+    }
+
+    fn request(&mut self, body: Request) -> Response {
+        self.next_id += 1;
+        let id = RequestId(self.next_id);
+        let deadline = self.now.after(Duration::from_secs(10));
+        let msg = Message::Request { id, deadline, body };
+        match &self.input(Input::Message { from: CLIENT, msg })[..] {
+            [Effect::Send {
+                to,
+                msg: Message::Response { id: got, body },
+            }] if *to == CLIENT && *got == id => body.clone(),
+            other => panic!("expected one response, got {other:?}"),
+        }
+    }
+
+    fn read(&mut self, share: u8, offset: u64, len: u64) -> Response {
+        let share = ShareNum(share);
+        self.request(Request::Read {
+            si: SI,
+            share,
+            offset,
+            len,
+        })
+    }
+}
+
+#[test]
+fn the_storage_server_runs_over_the_disk_store_and_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(dir.path());
+    let allocate = Request::Allocate {
+        si: SI,
+        shares: vec![ShareNum(0), ShareNum(1)],
+        share_size: 10,
+        lease: LEASE,
+    };
+    assert_eq!(
+        server.request(allocate.clone()),
+        Response::Allocated {
+            already_have: vec![],
+            allocated: vec![ShareNum(0), ShareNum(1)],
+        }
+    );
+    let write = |share, offset, data: &[u8]| Request::Write {
+        si: SI,
+        share: ShareNum(share),
+        offset,
+        data: data.to_vec(),
+    };
+    assert_eq!(server.request(write(0, 0, b"hello")), Response::Ok);
+    assert_eq!(server.request(write(0, 5, b"world")), Response::Ok);
+    assert_eq!(
+        server.read(0, 0, 10),
+        Response::Err(RemoteError::NoSuchShare)
+    );
+    let close = Request::Close {
+        si: SI,
+        share: ShareNum(0),
+    };
+    assert_eq!(server.request(close), Response::Ok);
+    assert_eq!(
+        server.read(0, 0, 100),
+        Response::Data(b"helloworld".to_vec())
+    );
+    assert_eq!(server.read(0, 5, 3), Response::Data(b"wor".to_vec()));
+    assert_eq!(server.request(write(1, 0, b"left")), Response::Ok);
+    drop(server);
+
+    // Share 1 was never closed: the new server aborts it, and it can be allocated again.
+    let mut server = Server::start(dir.path());
+    assert_eq!(
+        server.read(0, 0, 100),
+        Response::Data(b"helloworld".to_vec())
+    );
+    assert_eq!(
+        server.request(Request::List { si: SI }),
+        Response::Shares(vec![(ShareNum(0), 10)])
+    );
+    assert_eq!(
+        server.request(allocate),
+        Response::Allocated {
+            already_have: vec![ShareNum(0)],
+            allocated: vec![ShareNum(1)],
+        }
+    );
+    assert_eq!(
+        DiskShareStore::open(dir.path(), None)
+            .unwrap()
+            .incoming()
+            .unwrap(),
+        vec![(SI, ShareNum(1))]
+    );
+}
