@@ -1046,19 +1046,7 @@ mod tests {
             }),
             announcements().prop_map(Message::Announcements),
         ];
-        let flips = proptest::collection::vec((any::<Index>(), 1..=u8::MAX), 0..4);
-        let damaged = (msg, flips, any::<Option<Index>>()).prop_map(|(msg, flips, cut)| {
-            let mut bytes = msg.encode();
-            for (at, x) in flips {
-                let at = at.index(bytes.len());
-                bytes[at] ^= x;
-            }
-            if let Some(cut) = cut {
-                bytes.truncate(cut.index(bytes.len() + 1));
-            }
-            bytes
-        });
-        prop_oneof![proptest::collection::vec(any::<u8>(), 0..200), damaged]
+        crate::protocol::testing::damaged(msg)
     }
 
     /// A cap: mostly one a parser accepts, sometimes one it would have refused.

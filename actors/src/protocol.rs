@@ -223,24 +223,24 @@ pub(crate) mod testing {
     use crate::actor::Time;
     use proptest::prelude::*;
 
-    /// Bytes off the wire: noise, or the encoding of `body` with a few bytes flipped and maybe cut
-    /// short (which often still decodes, into something odd).
+    /// Bytes off the wire: noise, or the encoding of `body` (as a request with some id and
+    /// deadline) damaged by [`damaged`].
     pub fn wire(body: impl Strategy<Value = Request>) -> impl Strategy<Value = Vec<u8>> {
-        let flips = proptest::collection::vec((any::<prop::sample::Index>(), 1..=u8::MAX), 0..4);
-        let damaged = (
+        let request = (body, any::<u64>()).prop_map(|(body, deadline)| Message::Request {
+            id: RequestId(deadline.rotate_left(7)),
+            deadline: Time(deadline),
             body,
-            any::<u64>(),
-            flips,
-            any::<Option<prop::sample::Index>>(),
-        )
-            .prop_map(|(body, deadline, flips, cut)| {
-                let id = RequestId(deadline.rotate_left(7));
-                let mut bytes = Message::Request {
-                    id,
-                    deadline: Time(deadline),
-                    body,
-                }
-                .encode();
+        });
+        damaged(request)
+    }
+
+    /// Bytes off the wire: noise, or the encoding of `msg` with a few bytes flipped and maybe
+    /// cut short (which often still decodes, into something odd).
+    pub fn damaged(msg: impl Strategy<Value = Message>) -> impl Strategy<Value = Vec<u8>> {
+        let flips = proptest::collection::vec((any::<prop::sample::Index>(), 1..=u8::MAX), 0..4);
+        let damaged =
+            (msg, flips, any::<Option<prop::sample::Index>>()).prop_map(|(msg, flips, cut)| {
+                let mut bytes = msg.encode();
                 for (at, x) in flips {
                     let at = at.index(bytes.len());
                     bytes[at] ^= x;

@@ -714,22 +714,9 @@ fn any_message() -> impl Strategy<Value = Message> {
     ]
 }
 
-/// Bytes off the wire: noise, or the encoding of a message with a few bytes flipped and maybe
-/// cut short (which often still decodes, into something odd).
+/// Bytes off the wire: noise, or a damaged encoding of a message.
 fn wire(msg: impl Strategy<Value = Message>) -> impl Strategy<Value = Vec<u8>> {
-    let flips = proptest::collection::vec((any::<Index>(), 1..=u8::MAX), 0..4);
-    let damaged = (msg, flips, any::<Option<Index>>()).prop_map(|(msg, flips, cut)| {
-        let mut bytes = msg.encode();
-        for (at, x) in flips {
-            let at = at.index(bytes.len());
-            bytes[at] ^= x;
-        }
-        if let Some(cut) = cut {
-            bytes.truncate(cut.index(bytes.len() + 1));
-        }
-        bytes
-    });
-    prop_oneof![proptest::collection::vec(any::<u8>(), 0..200), damaged]
+    crate::protocol::testing::damaged(msg)
 }
 
 /// A cap to download: mostly well-formed, sometimes one no parser would have let through.

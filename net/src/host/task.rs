@@ -1,0 +1,244 @@
+//! One actor's task: its mailbox loop, its timers, and the effects it records.
+
+use super::local::ToUser;
+use super::{now, HostError, Node, MAILBOX_CAPACITY};
+use cairn_actors::local::LocalId;
+use cairn_actors::{Actor, Addr, Context, Effect, Input, Message, Service, Time, TimerId};
+use rand::rngs::OsRng;
+use rand::{RngCore, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::any::Any;
+use std::collections::HashMap;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::task::AbortHandle;
+use tokio::time::Instant;
+
+/// What an actor's mailbox carries.
+pub(super) enum Envelope {
+    /// An input for the actor.
+    Input(Input),
+    /// A timer went off; it fires only if `generation` is still the timer's current one.
+    Timer { id: TimerId, generation: u64 },
+}
+
+/// Starts `actor` at `service` on `node`: registers its mailbox, queues `Input::Start`, and
+/// spawns its task and a supervisor that cleans up when the task ends (or panics).
+pub(super) fn start(node: Node, service: Service, actor: Box<dyn Actor>) -> Result<(), HostError> {
+    let rng = seeded_rng()?;
+    let (mailbox, inbox) = mpsc::channel(MAILBOX_CAPACITY);
+    // A fresh channel has room for `Start`: this cannot fail.
+    let _ = mailbox.try_send(Envelope::Input(Input::Start));
+    let timers = Timers::new(mailbox.downgrade());
+    let incarnation = node
+        .register(service, mailbox)
+        .ok_or(HostError::ServiceTaken(service))?;
+    let runner = Runner {
+        me: Addr::new(node.id(), service),
+        node: node.clone(),
+        actor,
+        rng,
+        timers,
+    };
+    let task = tokio::spawn(runner.run(inbox));
+    tokio::spawn(async move {
+        if let Err(error) = task.await {
+            if error.is_panic() {
+                let message = panic_message(error.into_panic().as_ref());
+                tracing::error!(node = ?node.id(), ?service, "actor panicked: {message}");
+            } else {
+                tracing::debug!(node = ?node.id(), ?service, "actor task cancelled");
+            }
+        }
+        node.retire(service, incarnation);
+    });
+    Ok(())
+}
+
+/// A generator seeded from the OS.
+fn seeded_rng() -> Result<ChaCha8Rng, HostError> {
+    let mut seed = [0u8; 32];
+    OsRng
+        .try_fill_bytes(&mut seed)
+        .map_err(HostError::Entropy)?;
+    Ok(ChaCha8Rng::from_seed(seed))
+}
+
+/// An actor and what its host keeps for it.
+struct Runner {
+    me: Addr,
+    node: Node,
+    actor: Box<dyn Actor>,
+    rng: ChaCha8Rng,
+    timers: Timers,
+}
+
+impl Runner {
+    /// Handles inputs one at a time until the actor stops or its mailbox is closed.
+    async fn run(mut self, mut inbox: mpsc::Receiver<Envelope>) {
+        while let Some(envelope) = inbox.recv().await {
+            let input = match envelope {
+                Envelope::Input(input) => input,
+                Envelope::Timer { id, generation } if self.timers.take(id, generation) => {
+                    Input::Timer(id)
+                }
+                Envelope::Timer { .. } => continue,
+            };
+            let local = match &input {
+                Input::Local { id, .. } => Some(*id),
+                _ => None,
+            };
+            let effects = self.handle(input);
+            if let Some(id) = local {
+                self.hand_over(id, &effects);
+            }
+            if !self.carry_out(effects).await {
+                break;
+            }
+        }
+    }
+
+    fn handle(&mut self, input: Input) -> Vec<Effect> {
+        let mut ctx = Context::new(now(), self.me, &mut self.rng);
+        self.actor.handle(input, &mut ctx);
+        ctx.into_effects()
+    }
+
+    /// An actor that took local request `id` and, rather than answer it, spawned one actor,
+    /// has handed the request to that actor (as the client does with uploads and downloads).
+    fn hand_over(&self, id: LocalId, effects: &[Effect]) {
+        let replied = effects
+            .iter()
+            .any(|e| matches!(e, Effect::Reply { to, .. } if *to == id));
+        let mut spawned = effects.iter().filter_map(|e| match e {
+            Effect::Spawn { service, .. } => Some(*service),
+            _ => None,
+        });
+        if let (false, Some(service), None) = (replied, spawned.next(), spawned.next()) {
+            self.node.set_owner(id, service);
+        }
+    }
+
+    /// Carries out `effects` in order; false if the actor stopped.
+    async fn carry_out(&mut self, effects: Vec<Effect>) -> bool {
+        let mut running = true;
+        let me = self.me.service;
+        for effect in effects {
+            match effect {
+                Effect::Send { to, msg } => send(&self.node, self.me, to, msg).await,
+                Effect::SetTimer { id, at } => self.timers.set(id, at),
+                Effect::CancelTimer { id } => self.timers.cancel(id),
+                Effect::Reply { to, response } => self.node.reply(to, response),
+                Effect::Output { to, data } => {
+                    self.node.to_user(to, me, ToUser::Output { from: me, data })
+                }
+                Effect::Pull { from, offset, max } => {
+                    let pull = ToUser::Pull {
+                        from: me,
+                        offset,
+                        max,
+                    };
+                    self.node.to_user(from, me, pull)
+                }
+                Effect::Spawn { service, actor } => self.spawn(service, actor),
+                Effect::Stop => running = false,
+            }
+        }
+        running
+    }
+
+    fn spawn(&self, service: Service, actor: Box<dyn Actor>) {
+        if let Err(error) = self.node.spawn(service, actor) {
+            tracing::warn!(by = ?self.me, ?service, "spawn failed: {error}");
+        }
+    }
+}
+
+/// Sends `msg` from the actor at `me`: through the mailbox of an actor of this node, or to
+/// the node's [`Outbound`](super::Outbound).
+async fn send(node: &Node, me: Addr, to: Addr, msg: Message) {
+    if to.node != me.node {
+        return node.shared.outbound.send(me, to, msg);
+    }
+    let Some(mailbox) = node.mailbox(to.service) else {
+        return tracing::debug!(from = ?me, ?to, "no such actor; message dropped");
+    };
+    let envelope = Envelope::Input(Input::Message { from: me, msg });
+    // Waiting for room in its own mailbox would wait forever.
+    let sent = if to.service == me.service {
+        mailbox.try_send(envelope).is_ok()
+    } else {
+        mailbox.send(envelope).await.is_ok()
+    };
+    if !sent {
+        tracing::debug!(from = ?me, ?to, "mailbox closed or full; message dropped");
+    }
+}
+
+/// An actor's timers: each has a generation (the latest set wins) and a sleeping task that
+/// posts it to the actor's mailbox. Dropping the timers aborts their tasks.
+struct Timers {
+    mailbox: mpsc::WeakSender<Envelope>,
+    armed: HashMap<TimerId, (u64, AbortHandle)>,
+    generation: u64,
+}
+
+impl Timers {
+    fn new(mailbox: mpsc::WeakSender<Envelope>) -> Self {
+        Timers {
+            mailbox,
+            armed: HashMap::new(),
+            generation: 0,
+        }
+    }
+
+    /// Sets timer `id` to fire at `at`, replacing any earlier setting.
+    fn set(&mut self, id: TimerId, at: Time) {
+        self.generation += 1;
+        let generation = self.generation;
+        let deadline = Instant::now() + Duration::from_nanos(at.0.saturating_sub(now().0));
+        let mailbox = self.mailbox.clone();
+        let task = tokio::spawn(async move {
+            tokio::time::sleep_until(deadline).await;
+            if let Some(mailbox) = mailbox.upgrade() {
+                let _ = mailbox.send(Envelope::Timer { id, generation }).await;
+            }
+        });
+        if let Some((_, old)) = self.armed.insert(id, (generation, task.abort_handle())) {
+            old.abort();
+        }
+    }
+
+    fn cancel(&mut self, id: TimerId) {
+        if let Some((_, task)) = self.armed.remove(&id) {
+            task.abort();
+        }
+    }
+
+    /// Whether `generation` is timer `id`'s current one; if so, the timer is spent.
+    fn take(&mut self, id: TimerId, generation: u64) -> bool {
+        let current = self.armed.get(&id).is_some_and(|(g, _)| *g == generation);
+        if current {
+            self.armed.remove(&id);
+        }
+        current
+    }
+}
+
+impl Drop for Timers {
+    fn drop(&mut self) {
+        for (_, task) in self.armed.values() {
+            task.abort();
+        }
+    }
+}
+
+fn panic_message(payload: &(dyn Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "(a panic without a message)".to_string()
+    }
+}

@@ -1,0 +1,214 @@
+//! Tests of the host with tiny actors: timers, stopping, panics.
+
+use super::*;
+use crate::host::LocalEvent;
+use cairn_actors::local::StatusReport;
+use cairn_actors::{Context, Effect, OpId, TimerId};
+use std::time::Duration;
+use tokio::time::timeout;
+
+/// Generous: only there so that a bug hangs no test.
+const PATIENCE: Duration = Duration::from_secs(5);
+
+fn lone_node() -> Node {
+    LocalNetwork::new().add_node(NodeId([1; 32]))
+}
+
+fn status() -> LocalResponse {
+    LocalResponse::Status(StatusReport::default())
+}
+
+/// Sets timers on start, reports each firing, and stops on any local request (with a timer
+/// still set).
+struct Clock {
+    fired: mpsc::UnboundedSender<TimerId>,
+}
+
+impl Actor for Clock {
+    fn handle(&mut self, input: Input, ctx: &mut Context<'_>) {
+        match input {
+            Input::Start => {
+                ctx.set_timer(TimerId(1), Duration::from_millis(10));
+                ctx.set_timer(TimerId(2), Duration::from_millis(10));
+                ctx.cancel_timer(TimerId(2));
+                ctx.set_timer(TimerId(3), Duration::from_secs(3600));
+                ctx.set_timer(TimerId(3), Duration::from_millis(20));
+                ctx.set_timer(TimerId(4), Duration::from_millis(300));
+            }
+            Input::Timer(id) => {
+                let _ = self.fired.send(id);
+            }
+            Input::Local { id, .. } => {
+                ctx.set_timer(TimerId(5), Duration::from_millis(10));
+                ctx.reply(id, status());
+                ctx.push(Effect::Stop);
+            }
+            _ => {}
+        }
+    }
+}
+
+#[tokio::test]
+async fn timers_fire_once_unless_cancelled_or_replaced() {
+    let node = lone_node();
+    let (fired, mut firings) = mpsc::unbounded_channel();
+    node.spawn(Service::Client, Box::new(Clock { fired }))
+        .expect("spawn");
+    let mut seen = Vec::new();
+    while seen.last() != Some(&TimerId(4)) {
+        let id = timeout(PATIENCE, firings.recv())
+            .await
+            .expect("timer fires");
+        seen.push(id.expect("the actor lives"));
+    }
+    seen.sort();
+    assert_eq!(seen, [TimerId(1), TimerId(3), TimerId(4)]);
+
+    let handle = node.request(Service::Client, LocalRequest::Status).await;
+    let response = handle.expect("request").response().await.expect("reply");
+    assert_eq!(response, status());
+    // The actor stopped with timer 5 set: it is dropped, and the timer never fires.
+    let after = timeout(PATIENCE, firings.recv())
+        .await
+        .expect("channel closes");
+    assert_eq!(after, None);
+    assert!(!node.is_running(Service::Client));
+}
+
+/// Panics on any local request; answers nothing else.
+struct Bomb;
+
+impl Actor for Bomb {
+    fn handle(&mut self, input: Input, _ctx: &mut Context<'_>) {
+        if let Input::Local { .. } = input {
+            panic!("boom (a test's deliberate panic)");
+        }
+    }
+}
+
+/// Answers every status request.
+struct Echo;
+
+impl Actor for Echo {
+    fn handle(&mut self, input: Input, ctx: &mut Context<'_>) {
+        if let Input::Local { id, .. } = input {
+            ctx.reply(id, status());
+        }
+    }
+}
+
+async fn ask(node: &Node, service: Service) -> Result<LocalResponse, HostError> {
+    let handle = node.request(service, LocalRequest::Status).await?;
+    timeout(PATIENCE, handle.response())
+        .await
+        .expect("an answer or an error, not a hang")
+}
+
+#[tokio::test]
+async fn a_panicking_actor_does_not_take_the_node_down() {
+    let node = lone_node();
+    let bomb = Service::Upload(OpId(1));
+    node.spawn(bomb, Box::new(Bomb)).expect("spawn bomb");
+    node.spawn(Service::Client, Box::new(Echo))
+        .expect("spawn echo");
+
+    let error = ask(&node, bomb).await.expect_err("the bomb never answers");
+    assert!(matches!(error, HostError::Abandoned(_)), "{error}");
+    assert_eq!(ask(&node, Service::Client).await.expect("echo"), status());
+
+    // Once its supervisor has cleaned up, the service is free again.
+    timeout(PATIENCE, async {
+        while node.is_running(bomb) {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("the bomb is removed");
+    assert!(matches!(
+        node.request(bomb, LocalRequest::Status).await,
+        Err(HostError::NoActor(_))
+    ));
+    node.spawn(bomb, Box::new(Echo)).expect("respawn");
+    assert_eq!(ask(&node, bomb).await.expect("respawned"), status());
+}
+
+/// Spawns a [`Streamer`] for each local request and hands it the request.
+struct Spawner;
+
+impl Actor for Spawner {
+    fn handle(&mut self, input: Input, ctx: &mut Context<'_>) {
+        if let Input::Local { id, .. } = input {
+            let actor = Box::new(Streamer {
+                id,
+                got: Vec::new(),
+            });
+            ctx.push(Effect::Spawn {
+                service: Service::Download(OpId(id.0)),
+                actor,
+            });
+        }
+    }
+}
+
+/// Pulls 4 bytes, outputs them back reversed in two chunks (waiting for each to drain),
+/// then replies and stops.
+struct Streamer {
+    id: LocalId,
+    got: Vec<u8>,
+}
+
+impl Actor for Streamer {
+    fn handle(&mut self, input: Input, ctx: &mut Context<'_>) {
+        let to = self.id;
+        match input {
+            Input::Start => ctx.push(Effect::Pull {
+                from: to,
+                offset: 0,
+                max: 4,
+            }),
+            Input::Plaintext { data, .. } => {
+                self.got = data;
+                self.got.reverse();
+                let rest = self.got.split_off(2);
+                let data = std::mem::replace(&mut self.got, rest);
+                ctx.push(Effect::Output { to, data });
+            }
+            Input::OutputDrained if self.got.is_empty() => {
+                ctx.reply(to, status());
+                ctx.push(Effect::Stop);
+            }
+            Input::OutputDrained => {
+                let data = std::mem::take(&mut self.got);
+                ctx.push(Effect::Output { to, data });
+            }
+            _ => {}
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_handle_answers_pulls_and_takes_output_from_a_spawned_actor() {
+    let node = lone_node();
+    node.spawn(Service::Client, Box::new(Spawner))
+        .expect("spawn");
+    let mut handle = node
+        .request(Service::Client, LocalRequest::Status)
+        .await
+        .expect("request");
+    let mut output = Vec::new();
+    let response = loop {
+        let event = timeout(PATIENCE, handle.next_event())
+            .await
+            .expect("no hang");
+        match event.expect("an event") {
+            LocalEvent::Pull(pull) => {
+                let data = b"abcdef".as_slice().read_at(pull.offset, pull.max);
+                handle.answer(&pull, data.expect("in memory")).await;
+            }
+            LocalEvent::Output(data) => output.extend(data),
+            LocalEvent::Reply(response) => break response,
+        }
+    };
+    assert_eq!(response, status());
+    assert_eq!(output, b"dcba");
+}
