@@ -100,7 +100,14 @@ impl Runner {
 
     fn handle(&mut self, input: Input) -> Vec<Effect> {
         let mut ctx = Context::new(now(), self.me, &mut self.rng);
-        self.actor.handle(input, &mut ctx);
+        if codec_heavy(self.me.service) && multi_threaded() {
+            // Uploads and downloads encrypt, hash and erasure code whole segments in one
+            // input: let the runtime move its other tasks off this thread meanwhile, so the
+            // node's I/O keeps flowing while both cores compute.
+            tokio::task::block_in_place(|| self.actor.handle(input, &mut ctx));
+        } else {
+            self.actor.handle(input, &mut ctx);
+        }
         ctx.into_effects()
     }
 
@@ -241,4 +248,16 @@ fn panic_message(payload: &(dyn Any + Send)) -> String {
     } else {
         "(a panic without a message)".to_string()
     }
+}
+
+/// Whether an actor at `service` does codec work (seconds of CPU per file) in its inputs.
+fn codec_heavy(service: Service) -> bool {
+    matches!(service, Service::Upload(_) | Service::Download(_))
+}
+
+/// Whether the runtime can hand this thread's other tasks to another worker
+/// (`block_in_place` panics on a single-threaded runtime).
+fn multi_threaded() -> bool {
+    tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread)
 }
