@@ -628,6 +628,7 @@ mod tests {
     use super::*;
     use crate::actor::Time;
     use crate::local::LocalResponse;
+    use crate::protocol::testing::{damaged, remote_error};
     use cairn_codec::{encode_stream, EncodingParams, Key, ShareWriter};
     use rand::SeedableRng;
     use rand_chacha::ChaCha8Rng;
@@ -884,7 +885,7 @@ mod tests {
 
     use crate::ids::NodeKey;
     use crate::local::LocalRequest;
-    use crate::protocol::{Announcement, RemoteError};
+    use crate::protocol::Announcement;
     use proptest::prelude::*;
     use proptest::sample::Index;
 
@@ -925,18 +926,6 @@ mod tests {
             3 => any::<Index>().prop_map(Answering::Sent),
             3 => Just(Answering::Latest),
             1 => any::<u64>().prop_map(Answering::Random),
-        ]
-    }
-
-    fn remote_error() -> impl Strategy<Value = RemoteError> {
-        prop_oneof![
-            Just(RemoteError::NoSuchShare),
-            Just(RemoteError::NotAllocated),
-            any::<u64>().prop_map(|free| RemoteError::Full { free }),
-            any::<u64>().prop_map(|size| RemoteError::OutOfBounds { size }),
-            ".{0,20}".prop_map(RemoteError::Malformed),
-            Just(RemoteError::Unsupported),
-            ".{0,20}".prop_map(RemoteError::Disk),
         ]
     }
 
@@ -1046,7 +1035,7 @@ mod tests {
             }),
             announcements().prop_map(Message::Announcements),
         ];
-        crate::protocol::testing::damaged(msg)
+        damaged(msg)
     }
 
     /// A cap: mostly one a parser accepts, sometimes one it would have refused.

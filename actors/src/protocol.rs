@@ -219,9 +219,22 @@ pub enum DecodeError {
 /// Test inputs shared by the actors' property tests.
 #[cfg(test)]
 pub(crate) mod testing {
-    use super::{Message, Request, RequestId};
+    use super::{Message, RemoteError, Request, RequestId};
     use crate::actor::Time;
     use proptest::prelude::*;
+
+    /// Any refusal a server may answer with.
+    pub fn remote_error() -> impl Strategy<Value = RemoteError> {
+        prop_oneof![
+            Just(RemoteError::NoSuchShare),
+            Just(RemoteError::NotAllocated),
+            any::<u64>().prop_map(|free| RemoteError::Full { free }),
+            any::<u64>().prop_map(|size| RemoteError::OutOfBounds { size }),
+            ".{0,20}".prop_map(RemoteError::Malformed),
+            Just(RemoteError::Unsupported),
+            ".{0,20}".prop_map(RemoteError::Disk),
+        ]
+    }
 
     /// Bytes off the wire: noise, or the encoding of `body` (as a request with some id and
     /// deadline) damaged by [`damaged`].

@@ -3,6 +3,7 @@
 use super::*;
 use crate::ids::NodeKey;
 use crate::local::UploadError;
+use crate::protocol::testing::{damaged, remote_error};
 use crate::protocol::RemoteError;
 use crate::uploader::testkit::{plaintext, World};
 use crate::vdrive::VdriveReply;
@@ -565,18 +566,6 @@ impl Ann {
     }
 }
 
-fn remote_error() -> impl Strategy<Value = RemoteError> {
-    prop_oneof![
-        Just(RemoteError::NoSuchShare),
-        Just(RemoteError::NotAllocated),
-        any::<u64>().prop_map(|free| RemoteError::Full { free }),
-        any::<u64>().prop_map(|size| RemoteError::OutOfBounds { size }),
-        ".{0,20}".prop_map(RemoteError::Malformed),
-        Just(RemoteError::Unsupported),
-        ".{0,20}".prop_map(RemoteError::Disk),
-    ]
-}
-
 fn vdrive_result() -> impl Strategy<Value = Result<VdriveReply, VdriveError>> {
     let kind = prop_oneof![
         Just(EntryKind::Dir),
@@ -716,7 +705,7 @@ fn any_message() -> impl Strategy<Value = Message> {
 
 /// Bytes off the wire: noise, or a damaged encoding of a message.
 fn wire(msg: impl Strategy<Value = Message>) -> impl Strategy<Value = Vec<u8>> {
-    crate::protocol::testing::damaged(msg)
+    damaged(msg)
 }
 
 /// A cap to download: mostly well-formed, sometimes one no parser would have let through.
