@@ -1,26 +1,44 @@
-//! The `cairn` command: computes caps today; runs nodes and grids as the project grows.
+//! The `cairn` command: creates and runs nodes, moves files through a running node's
+//! gateway, computes caps offline, and runs simulations.
 
+mod api;
 mod cap;
+mod commands;
+mod config;
+mod create;
+mod demo;
+mod gateway;
+mod gateway_client;
 mod nodedir;
+mod runtime;
+mod serve;
 mod simulate;
 
+use anyhow::Result;
 use clap::{Parser, Subcommand};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 const EXIT_CODES: &str = "\
 Exit codes:
   0  success
-  1  the command failed (the message on stderr says why), or a simulation found a
-     violation
-  2  the command line was not understood";
+  1  the command failed (the message on stderr says why: a node not running, a file not
+     found, not enough shares, ...), or a simulation found a violation
+  2  the command line was not understood
+
+A grid by hand:
+  cairn create-introducer intro && cairn run intro &
+  cairn create-node store1 --introducer \"$(cat intro/introducer.furl)\" && cairn run store1 &
+  cairn -d store1 put FILE /docs/FILE
+  cairn -d store1 get /docs/FILE -o copy";
 
 /// cairn: a decentralized, least-authority storage mesh, compatible with Tahoe-LAFS's
-/// immutable files.
+/// immutable files. Files are encrypted and erasure-coded on the client; a cap is all it
+/// takes to read one back.
 #[derive(Parser)]
 #[command(name = "cairn", version, after_help = EXIT_CODES)]
 struct Cli {
-    /// The node directory to act for (its convergence secret, and later its gateway).
+    /// The node directory to act for: put/get/ls/... talk to this (running) node.
     #[arg(
         short = 'd',
         long = "node-directory",
@@ -35,21 +53,38 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    Demo(demo::DemoArgs),
+    CreateIntroducer(create::CreateIntroducerArgs),
+    CreateNode(create::CreateNodeArgs),
+    Run(serve::RunArgs),
+    Put(commands::PutArgs),
+    Get(commands::GetArgs),
+    Ls(commands::LsArgs),
+    Mkdir(commands::MkdirArgs),
+    Ln(commands::LnArgs),
+    Mv(commands::MvArgs),
+    Rm(commands::RmArgs),
+    Status(commands::StatusArgs),
     Cap(cap::CapArgs),
     Sim(simulate::SimArgs),
 }
 
 fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // A running node reports what it does; other commands speak only of trouble.
+    let level = match cli.command {
+        Command::Run(_) | Command::Demo(_) => tracing::Level::INFO,
+        _ => tracing::Level::WARN,
+    };
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::builder()
+                .with_default_directive(level.into())
+                .from_env_lossy(),
+        )
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
-    let result = match cli.command {
-        Command::Cap(args) => cap::run(args, cli.node_dir.as_deref()).map(|()| true),
-        Command::Sim(args) => simulate::run(args),
-    };
-    match result {
+    match execute(cli) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
         Err(e) => {
@@ -57,4 +92,35 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Runs the command; `Ok(false)` when it ran but found something wrong (a simulation).
+fn execute(cli: Cli) -> Result<bool> {
+    let dir = cli.node_dir.as_deref();
+    match cli.command {
+        Command::Demo(args) => demo::run(args)?,
+        Command::CreateIntroducer(args) => create::create_introducer(args)?,
+        Command::CreateNode(args) => create::create_node(args)?,
+        Command::Run(args) => serve::run(args)?,
+        Command::Put(args) => commands::put(node_dir(dir, "put")?, args)?,
+        Command::Get(args) => commands::get(node_dir(dir, "get")?, args)?,
+        Command::Ls(args) => commands::ls(node_dir(dir, "ls")?, args)?,
+        Command::Mkdir(args) => commands::mkdir(node_dir(dir, "mkdir")?, args)?,
+        Command::Ln(args) => commands::ln(node_dir(dir, "ln")?, args)?,
+        Command::Mv(args) => commands::mv(node_dir(dir, "mv")?, args)?,
+        Command::Rm(args) => commands::rm(node_dir(dir, "rm")?, args)?,
+        Command::Status(args) => commands::status(node_dir(dir, "status")?, args)?,
+        Command::Cap(args) => cap::run(args, dir)?,
+        Command::Sim(args) => return simulate::run(args),
+    }
+    Ok(true)
+}
+
+fn node_dir<'a>(dir: Option<&'a Path>, command: &str) -> Result<&'a Path> {
+    dir.ok_or_else(|| {
+        anyhow::anyhow!(
+            "`cairn {command}` acts through a running node: give its directory with \
+             `cairn -d NODEDIR {command} ...`"
+        )
+    })
 }

@@ -1,25 +1,196 @@
-//! What the CLI reads from a node directory.
+//! A node directory: `cairn.toml`, the secrets in `private/` (mode 0600), and the files a
+//! running node writes for its users (`introducer.furl`, `node.url`, `transport.port`).
 
+use crate::config::{NodeConfig, CONFIG_FILE};
 use anyhow::{bail, Context, Result};
-use std::path::Path;
+use cairn_actors::NodeKey;
+use cairn_codec::base32;
+use rand::rngs::OsRng;
+use rand::RngCore;
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
 
-/// Where a node keeps its convergence secret, base32 on one line (as Tahoe-LAFS does).
+/// The node's Ed25519 key (its seed, base32): the node's identity.
+const KEY_FILE: &str = "private/node.key";
+/// The secret part of the node's FURL: who lacks it cannot use the node's services.
+const FURL_SECRET_FILE: &str = "private/furl.secret";
+/// The convergence secret, base32 on one line (as Tahoe-LAFS keeps it).
 const CONVERGENCE_FILE: &str = "private/convergence";
+/// Written by a running introducer: the FURL that other nodes' configs name.
+pub const INTRODUCER_FURL_FILE: &str = "introducer.furl";
+/// Written by a running node: its gateway's base URL, for the CLI.
+pub const NODE_URL_FILE: &str = "node.url";
+/// The port the node's transport bound when the config says port 0, kept for restarts so
+/// that the node's FURL stays the same.
+pub const TRANSPORT_PORT_FILE: &str = "transport.port";
+
+/// What a node keeps secret.
+pub struct Identity {
+    pub key: NodeKey,
+    pub furl_secret: String,
+    pub convergence: Vec<u8>,
+}
+
+/// Makes a new node directory at `dir` (absent or empty) with `config` and fresh secrets.
+pub fn create(dir: &Path, config: &NodeConfig) -> Result<()> {
+    config.check()?;
+    if dir.exists() && fs::read_dir(dir)?.next().is_some() {
+        bail!(
+            "{} already exists and is not empty; choose a new directory",
+            dir.display()
+        );
+    }
+    fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let private = dir.join("private");
+    fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&private)
+        .with_context(|| format!("cannot create {}", private.display()))?;
+    let mut seed = [0u8; 32];
+    OsRng.fill_bytes(&mut seed);
+    write_private(&dir.join(KEY_FILE), &base32::encode(&seed))?;
+    write_private(&dir.join(FURL_SECRET_FILE), &new_secret())?;
+    write_private(&dir.join(CONVERGENCE_FILE), &new_secret())?;
+    write_atomically(
+        &dir.join(CONFIG_FILE),
+        config.to_commented_toml().as_bytes(),
+    )
+}
+
+/// A fresh random secret: 160 bits, base32.
+fn new_secret() -> String {
+    let mut secret = [0u8; 20];
+    OsRng.fill_bytes(&mut secret);
+    base32::encode(&secret)
+}
+
+/// Reads the node's secrets.
+pub fn identity(dir: &Path) -> Result<Identity> {
+    let seed: [u8; 32] = read_base32(dir, KEY_FILE)?
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("{} must hold a 32-byte key", dir.join(KEY_FILE).display()))?;
+    Ok(Identity {
+        key: NodeKey::from_seed(seed),
+        furl_secret: read_line(dir, FURL_SECRET_FILE)?,
+        convergence: convergence_secret(dir)?,
+    })
+}
 
 /// The node's convergence secret.
-pub fn convergence_secret(node_dir: &Path) -> Result<Vec<u8>> {
-    let path = node_dir.join(CONVERGENCE_FILE);
-    let text = std::fs::read_to_string(&path).with_context(|| {
-        format!(
-            "cannot read the node's convergence secret at {}",
-            path.display()
-        )
-    })?;
-    match cairn_codec::base32::decode(text.trim()) {
-        Some(secret) if !secret.is_empty() => Ok(secret),
-        _ => bail!(
-            "{} does not hold a base32 convergence secret",
-            path.display()
+pub fn convergence_secret(dir: &Path) -> Result<Vec<u8>> {
+    read_base32(dir, CONVERGENCE_FILE)
+}
+
+fn read_base32(dir: &Path, name: &str) -> Result<Vec<u8>> {
+    let text = read_line(dir, name)?;
+    match base32::decode(&text) {
+        Some(bytes) if !bytes.is_empty() => Ok(bytes),
+        _ => bail!("{} does not hold base32", dir.join(name).display()),
+    }
+}
+
+fn read_line(dir: &Path, name: &str) -> Result<String> {
+    let path = dir.join(name);
+    let text =
+        fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    Ok(text.trim().to_owned())
+}
+
+/// Writes a new secret file readable by its owner only.
+fn write_private(path: &Path, text: &str) -> Result<()> {
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    writeln!(file, "{text}")?;
+    file.sync_all()?;
+    Ok(())
+}
+
+/// Replaces `path` with `bytes` so that readers see the old file or the new one, never half.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp: PathBuf = path.with_extension("tmp");
+    let mut file = File::create(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
+/// The gateway URL a running node wrote, or a clear error saying the node is not running.
+pub fn node_url(dir: &Path) -> Result<String> {
+    let path = dir.join(NODE_URL_FILE);
+    match fs::read_to_string(&path) {
+        Ok(url) => Ok(url.trim().trim_end_matches('/').to_owned()),
+        Err(_) => bail!(
+            "{} has no node.url: is the node running? Start it with `cairn run {}`",
+            dir.display(),
+            dir.display()
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{IntroducerSection, NodeSection, StorageSection};
+    use std::os::unix::fs::PermissionsExt;
+
+    fn introducer_config() -> NodeConfig {
+        NodeConfig {
+            node: NodeSection {
+                nickname: "intro".to_owned(),
+                listen: "127.0.0.1:0".parse().unwrap(),
+                advertise_host: None,
+                gateway: "127.0.0.1:0".parse().unwrap(),
+            },
+            introducer: IntroducerSection {
+                enabled: true,
+                vdrive: true,
+            },
+            client: None,
+            storage: StorageSection::default(),
+        }
+    }
+
+    #[test]
+    fn a_new_node_directory_has_private_secrets_and_reads_back() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("intro");
+        create(&dir, &introducer_config()).unwrap();
+        assert_eq!(NodeConfig::load(&dir).unwrap(), introducer_config());
+        let mode = |p: &str| fs::metadata(dir.join(p)).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode("private"), 0o700);
+        for file in [KEY_FILE, FURL_SECRET_FILE, CONVERGENCE_FILE] {
+            assert_eq!(mode(file), 0o600, "{file}");
+        }
+        let first = identity(&dir).unwrap();
+        let again = identity(&dir).unwrap();
+        assert_eq!(first.key.id(), again.key.id());
+        assert_eq!(first.furl_secret, again.furl_secret);
+
+        let other = tmp.path().join("other");
+        create(&other, &introducer_config()).unwrap();
+        assert_ne!(identity(&other).unwrap().key.id(), first.key.id());
+    }
+
+    #[test]
+    fn a_used_directory_is_not_overwritten() {
+        let tmp = tempfile::tempdir().unwrap();
+        fs::write(tmp.path().join("precious"), b"x").unwrap();
+        let error = create(tmp.path(), &introducer_config()).unwrap_err();
+        assert!(error.to_string().contains("not empty"), "{error}");
+        assert_eq!(fs::read(tmp.path().join("precious")).unwrap(), b"x");
+    }
+
+    #[test]
+    fn a_node_that_is_not_running_is_named_as_such() {
+        let tmp = tempfile::tempdir().unwrap();
+        let error = node_url(tmp.path()).unwrap_err().to_string();
+        assert!(error.contains("cairn run"), "{error}");
     }
 }

@@ -158,7 +158,10 @@ impl LocalHandle {
     }
 
     /// Runs a download to its end, writing its plaintext to `sink`.
-    pub async fn download(mut self, sink: &mut dyn Write) -> Result<LocalResponse, HostError> {
+    pub async fn download(
+        mut self,
+        sink: &mut (dyn Write + Send),
+    ) -> Result<LocalResponse, HostError> {
         loop {
             match self.next_event().await? {
                 LocalEvent::Output(data) => sink.write_all(&data).map_err(HostError::Sink)?,

@@ -1,0 +1,60 @@
+//! The gateway's JSON bodies: what the node's HTTP API returns and the CLI reads.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// `PUT /uri`: the uploaded file's cap, and where its shares went.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Uploaded {
+    pub cap: String,
+    pub size: u64,
+    /// Servers holding distinct shares (0 for a literal file, which needs no servers).
+    pub happiness: usize,
+    /// Share number -> node ids of the servers holding it.
+    pub placement: BTreeMap<u8, Vec<String>>,
+}
+
+/// Any failure: what went wrong, said for a person.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Failure {
+    pub error: String,
+}
+
+/// `GET /status`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Status {
+    pub node_id: String,
+    pub nickname: String,
+    /// What the node runs: introducer, vdrive, storage, client.
+    pub roles: Vec<String>,
+    pub furl: String,
+    /// Whether the introducer answered recently (clients only).
+    pub introducer_connected: Option<bool>,
+    /// Known storage servers with a live connection.
+    pub servers_connected: usize,
+    pub servers: Vec<Server>,
+}
+
+/// A storage server the node knows of.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Server {
+    pub id: String,
+    /// Its FURL.
+    pub address: String,
+    /// The connection's state: connected, connecting, backoff or idle.
+    pub connection: String,
+    pub free_space: u64,
+    /// Whether its announcements are fresh.
+    pub announced_recently: bool,
+}
+
+/// A name in a vdrive directory (`GET /vdrive/list`), or what a path names
+/// (`GET /vdrive/lookup`, with an empty name).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    pub name: String,
+    /// "dir" or "file".
+    pub kind: String,
+    /// A file's cap.
+    pub cap: Option<String>,
+}

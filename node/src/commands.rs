@@ -1,0 +1,290 @@
+//! The user's commands on a running node (`put`, `get`, `ls`, `mkdir`, `ln`, `mv`, `rm`,
+//! `status`), each an HTTP request to the node's gateway.
+
+use crate::api;
+use crate::gateway_client::GatewayClient;
+use anyhow::{bail, Context, Result};
+use indicatif::{ProgressBar, ProgressStyle};
+use std::fs::File;
+use std::io::{self, IsTerminal, Read, Write};
+use std::path::{Path, PathBuf};
+
+/// Files at least this large get a progress bar (when stderr is a terminal).
+const PROGRESS_THRESHOLD: u64 = 16 << 20;
+
+/// Upload a file to the grid and print its cap.
+#[derive(clap::Args)]
+pub struct PutArgs {
+    /// The file, or `-` for standard input.
+    #[arg(value_name = "FILE")]
+    file: PathBuf,
+    /// Also link the file at this vdrive path (replacing a file already there).
+    #[arg(value_name = "PATH")]
+    path: Option<String>,
+}
+
+/// Download a file, by cap or vdrive path, to standard output or a file.
+#[derive(clap::Args)]
+pub struct GetArgs {
+    /// A read cap (`URI:CHK:...`, `URI:LIT:...`) or a vdrive path.
+    #[arg(value_name = "CAP|PATH")]
+    source: String,
+    /// Write the file here (all of it, or nothing: a failed download leaves no partial
+    /// file). Default: standard output.
+    #[arg(short = 'o', long = "output", value_name = "OUT")]
+    output: Option<PathBuf>,
+}
+
+/// List a vdrive directory.
+#[derive(clap::Args)]
+pub struct LsArgs {
+    /// The directory (default: the root).
+    #[arg(value_name = "PATH", default_value = "/")]
+    path: String,
+    /// Show each entry's kind and cap.
+    #[arg(short = 'l', long)]
+    long: bool,
+    /// Print the listing as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Make a vdrive directory (its parent must exist).
+#[derive(clap::Args)]
+pub struct MkdirArgs {
+    #[arg(value_name = "PATH")]
+    path: String,
+}
+
+/// Link a cap at a vdrive path.
+#[derive(clap::Args)]
+pub struct LnArgs {
+    #[arg(value_name = "CAP")]
+    cap: String,
+    #[arg(value_name = "PATH")]
+    path: String,
+    /// Replace a file already linked at PATH (never a directory).
+    #[arg(long)]
+    replace: bool,
+}
+
+/// Move or rename a vdrive entry.
+#[derive(clap::Args)]
+pub struct MvArgs {
+    #[arg(value_name = "FROM")]
+    from: String,
+    #[arg(value_name = "TO")]
+    to: String,
+}
+
+/// Unlink a vdrive entry (the file's shares stay in the grid).
+#[derive(clap::Args)]
+pub struct RmArgs {
+    #[arg(value_name = "PATH")]
+    path: String,
+}
+
+/// What the node knows of the grid.
+#[derive(clap::Args)]
+pub struct StatusArgs {
+    /// Print the status as JSON (with `servers_connected` and each known server's id,
+    /// address and connection state).
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn put(dir: &Path, args: PutArgs) -> Result<()> {
+    let client = GatewayClient::for_node(dir)?;
+    let (mut input, size): (Box<dyn Read>, Option<u64>) = if args.file.as_os_str() == "-" {
+        (Box::new(io::stdin().lock()), None)
+    } else {
+        let file = File::open(&args.file)
+            .with_context(|| format!("cannot open {}", args.file.display()))?;
+        let meta = file.metadata()?;
+        if meta.is_dir() {
+            bail!("{} is a directory, not a file", args.file.display());
+        }
+        (Box::new(file), Some(meta.len()))
+    };
+    let uploaded = match progress_bar(size, "uploading") {
+        Some(bar) => {
+            let uploaded = client.upload(&mut bar.wrap_read(input));
+            bar.finish_and_clear();
+            uploaded
+        }
+        None => client.upload(&mut input),
+    }?;
+    if let Some(path) = &args.path {
+        let query = [
+            ("path", path.as_str()),
+            ("cap", &uploaded.cap),
+            ("replace", "true"),
+        ];
+        client.post("/vdrive/link", &query).with_context(|| {
+            format!(
+                "the file is uploaded ({}) but linking it at {path} failed",
+                uploaded.cap
+            )
+        })?;
+    }
+    println!("{}", uploaded.cap);
+    Ok(())
+}
+
+pub fn get(dir: &Path, args: GetArgs) -> Result<()> {
+    let client = GatewayClient::for_node(dir)?;
+    let cap = resolve(&client, &args.source)?;
+    let (size, body) = client.download(&cap)?;
+    let mut reader = body.into_reader();
+    match &args.output {
+        Some(out) => {
+            let parent = match out.parent() {
+                Some(p) if !p.as_os_str().is_empty() => p,
+                _ => Path::new("."),
+            };
+            let mut partial = tempfile::NamedTempFile::new_in(parent)
+                .with_context(|| format!("cannot write in {}", parent.display()))?;
+            copy_exactly(&mut reader, partial.as_file_mut(), size)?;
+            partial.as_file().sync_all()?;
+            partial
+                .persist(out)
+                .with_context(|| format!("cannot write {}", out.display()))?;
+        }
+        None => copy_exactly(&mut reader, &mut io::stdout().lock(), size)?,
+    }
+    Ok(())
+}
+
+/// A cap as given, or the cap of the file at a vdrive path.
+fn resolve(client: &GatewayClient, source: &str) -> Result<String> {
+    if source.starts_with("URI:") {
+        return Ok(source.to_owned());
+    }
+    let entry: api::Entry = client.get("/vdrive/lookup", &[("path", source)])?;
+    match entry.cap {
+        Some(cap) => Ok(cap),
+        None => bail!("{source} is a directory; list it with `cairn ls {source}`"),
+    }
+}
+
+/// Copies the whole download to `out`, failing unless exactly `size` bytes came.
+fn copy_exactly(reader: &mut dyn Read, out: &mut dyn Write, size: u64) -> Result<()> {
+    let copied = match progress_bar(Some(size), "downloading") {
+        Some(bar) => {
+            let copied = io::copy(&mut bar.wrap_read(reader), out);
+            bar.finish_and_clear();
+            copied
+        }
+        None => io::copy(reader, out),
+    };
+    let copied = copied
+        .map_err(|e| anyhow::anyhow!("the download broke off: {e} (the node's log says why)"))?;
+    if copied != size {
+        bail!("the download broke off after {copied} of {size} bytes (the node's log says why)");
+    }
+    out.flush()?;
+    Ok(())
+}
+
+/// A progress bar on stderr for transfers of `size` bytes, when a person is watching.
+fn progress_bar(size: Option<u64>, what: &str) -> Option<ProgressBar> {
+    if !io::stderr().is_terminal() || size.is_some_and(|s| s < PROGRESS_THRESHOLD) {
+        return None;
+    }
+    let bar = match size {
+        Some(size) => ProgressBar::new(size),
+        None => ProgressBar::new_spinner(),
+    };
+    let style = ProgressStyle::with_template(
+        "{msg} {wide_bar} {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta}",
+    )
+    .ok()?;
+    bar.set_style(style);
+    bar.set_message(what.to_owned());
+    Some(bar)
+}
+
+pub fn ls(dir: &Path, args: LsArgs) -> Result<()> {
+    let client = GatewayClient::for_node(dir)?;
+    let entries: Vec<api::Entry> = client.get("/vdrive/list", &[("path", &args.path)])?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&entries)?);
+        return Ok(());
+    }
+    for entry in entries {
+        let name = if entry.kind == "dir" {
+            format!("{}/", entry.name)
+        } else {
+            entry.name
+        };
+        if args.long {
+            println!(
+                "{:<4}  {}  {name}",
+                entry.kind,
+                entry.cap.as_deref().unwrap_or("-")
+            );
+        } else {
+            println!("{name}");
+        }
+    }
+    Ok(())
+}
+
+pub fn mkdir(dir: &Path, args: MkdirArgs) -> Result<()> {
+    GatewayClient::for_node(dir)?.post("/vdrive/mkdir", &[("path", &args.path)])
+}
+
+pub fn ln(dir: &Path, args: LnArgs) -> Result<()> {
+    let replace = if args.replace { "true" } else { "false" };
+    let query = [
+        ("path", args.path.as_str()),
+        ("cap", &args.cap),
+        ("replace", replace),
+    ];
+    GatewayClient::for_node(dir)?.post("/vdrive/link", &query)
+}
+
+pub fn mv(dir: &Path, args: MvArgs) -> Result<()> {
+    let query = [("from", args.from.as_str()), ("to", &args.to)];
+    GatewayClient::for_node(dir)?.post("/vdrive/rename", &query)
+}
+
+pub fn rm(dir: &Path, args: RmArgs) -> Result<()> {
+    GatewayClient::for_node(dir)?.post("/vdrive/unlink", &[("path", &args.path)])
+}
+
+pub fn status(dir: &Path, args: StatusArgs) -> Result<()> {
+    let status: api::Status = GatewayClient::for_node(dir)?.get("/status", &[])?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&status)?);
+        return Ok(());
+    }
+    println!("node:       {} ({})", status.nickname, status.node_id);
+    println!("runs:       {}", status.roles.join(", "));
+    println!("furl:       {}", status.furl);
+    if let Some(connected) = status.introducer_connected {
+        println!(
+            "introducer: {}",
+            if connected {
+                "connected"
+            } else {
+                "NOT connected"
+            }
+        );
+        println!(
+            "servers:    {} known, {} connected",
+            status.servers.len(),
+            status.servers_connected
+        );
+    }
+    for server in &status.servers {
+        println!(
+            "  {}  {:<10}  {:>12} free  {}",
+            &server.id[..12.min(server.id.len())],
+            server.connection,
+            bytesize::ByteSize(server.free_space).to_string(),
+            server.address
+        );
+    }
+    Ok(())
+}

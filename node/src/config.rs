@@ -1,0 +1,305 @@
+//! `cairn.toml`: what a node runs and how it is reached, as a commented file a person edits.
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::Path;
+
+/// The name of the configuration file in a node directory.
+pub const CONFIG_FILE: &str = "cairn.toml";
+
+/// A node's configuration, as read from `cairn.toml`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    pub node: NodeSection,
+    #[serde(default)]
+    pub introducer: IntroducerSection,
+    #[serde(default)]
+    pub client: Option<ClientSection>,
+    #[serde(default)]
+    pub storage: StorageSection,
+}
+
+/// `[node]`: identity and listening addresses.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeSection {
+    /// Shown in status output; not an identity.
+    pub nickname: String,
+    /// Where the node listens for other nodes (TLS over TCP).
+    pub listen: SocketAddr,
+    /// The host other nodes dial, written into the node's FURL (default: `listen`'s IP).
+    #[serde(default)]
+    pub advertise_host: Option<String>,
+    /// The local HTTP gateway the CLI talks to.
+    pub gateway: SocketAddr,
+}
+
+/// `[introducer]`: whether this node runs the grid's introducer and vdrive.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IntroducerSection {
+    pub enabled: bool,
+    #[serde(default)]
+    pub vdrive: bool,
+}
+
+/// `[client]`: the grid this node uploads to and how files are encoded.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientSection {
+    /// The introducer's FURL (its vdrive is assumed to run on the same node).
+    pub introducer: String,
+    pub shares_needed: usize,
+    pub shares_happy: usize,
+    pub shares_total: usize,
+    /// How long to wait for a storage server, the introducer or the vdrive to answer.
+    #[serde(default = "default_request_timeout")]
+    pub request_timeout_secs: u64,
+}
+
+/// How long a client waits for an answer unless its config says otherwise.
+pub const DEFAULT_REQUEST_TIMEOUT_SECS: u64 = 20;
+
+fn default_request_timeout() -> u64 {
+    DEFAULT_REQUEST_TIMEOUT_SECS
+}
+
+/// `[storage]`: whether this node stores shares for the grid.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageSection {
+    pub enabled: bool,
+    /// Disk space to leave free, e.g. "1 GB" or "500 MiB"; new shares are refused below it.
+    #[serde(default = "no_reserve")]
+    pub reserved_space: String,
+}
+
+fn no_reserve() -> String {
+    "0 B".to_owned()
+}
+
+impl NodeConfig {
+    /// Reads and checks `DIR/cairn.toml`.
+    pub fn load(dir: &Path) -> Result<NodeConfig> {
+        let path = dir.join(CONFIG_FILE);
+        let text = std::fs::read_to_string(&path).with_context(|| {
+            format!(
+                "cannot read {} (is {} a node directory made by `cairn create-node` or \
+                 `cairn create-introducer`?)",
+                path.display(),
+                dir.display()
+            )
+        })?;
+        let config: NodeConfig =
+            toml::from_str(&text).with_context(|| format!("{} is not valid", path.display()))?;
+        config
+            .check()
+            .with_context(|| format!("{} is not valid", path.display()))?;
+        Ok(config)
+    }
+
+    /// The configuration's own consistency: something to run, a sane encoding, a size that
+    /// parses.
+    pub fn check(&self) -> Result<()> {
+        if !self.introducer.enabled && self.client.is_none() && !self.storage.enabled {
+            bail!("the node runs nothing: enable [introducer], [client] or [storage]");
+        }
+        if self.introducer.vdrive && !self.introducer.enabled {
+            bail!("[introducer] vdrive = true needs enabled = true");
+        }
+        if self.storage.enabled && self.client.is_none() {
+            bail!("a storage node needs a [client] section naming the introducer");
+        }
+        if let Some(client) = &self.client {
+            client.encoding()?;
+            if client.request_timeout_secs == 0 {
+                bail!("[client] request_timeout_secs must be at least 1");
+            }
+        }
+        self.reserved_space()?;
+        Ok(())
+    }
+
+    /// `[storage] reserved_space` in bytes.
+    pub fn reserved_space(&self) -> Result<u64> {
+        parse_size(&self.storage.reserved_space).context("[storage] reserved_space")
+    }
+
+    /// The file's text: every setting with a comment saying what it does.
+    pub fn to_commented_toml(&self) -> String {
+        let mut out = String::from(HEADER);
+        out += &format!(
+            "\n[node]\n\
+             # Shown in status output; not an identity (that is the key in private/).\n\
+             nickname = {nickname}\n\
+             # Where the node listens for other nodes (TLS 1.3 over TCP). Port 0: the OS picks\n\
+             # one on the first start and the node keeps it (in transport.port).\n\
+             listen = \"{listen}\"\n\
+             # The host other nodes dial, written into this node's FURL (default: listen's IP).\n\
+             {advertise}\n\
+             # The local HTTP gateway the CLI talks to (its URL is written to node.url at each\n\
+             # start). It grants full access to the node: keep it on 127.0.0.1.\n\
+             gateway = \"{gateway}\"\n",
+            nickname = toml_string(&self.node.nickname),
+            listen = self.node.listen,
+            advertise = match &self.node.advertise_host {
+                Some(host) => format!("advertise_host = {}", toml_string(host)),
+                None => "# advertise_host = \"storage1.example.org\"".to_owned(),
+            },
+            gateway = self.node.gateway,
+        );
+        out += &format!(
+            "\n[introducer]\n\
+             # Run the grid's introducer here (its FURL is written to introducer.furl).\n\
+             enabled = {}\n\
+             # Run the grid's vdrive (the shared directory tree) here too.\n\
+             vdrive = {}\n",
+            self.introducer.enabled, self.introducer.vdrive
+        );
+        if let Some(client) = &self.client {
+            out += &format!(
+                "\n[client]\n\
+                 # The introducer's FURL: how this node finds the grid's storage servers.\n\
+                 introducer = {}\n\
+                 # Each file is cut into shares_total shares, any shares_needed of which\n\
+                 # rebuild it; an upload succeeds once shares_happy servers hold distinct\n\
+                 # shares.\n\
+                 shares_needed = {}\n\
+                 shares_happy = {}\n\
+                 shares_total = {}\n\
+                 # Seconds to wait for a server, the introducer or the vdrive to answer before\n\
+                 # taking it for gone (a download then uses other servers' shares).\n\
+                 request_timeout_secs = {}\n",
+                toml_string(&client.introducer),
+                client.shares_needed,
+                client.shares_happy,
+                client.shares_total,
+                client.request_timeout_secs
+            );
+        }
+        out += &format!(
+            "\n[storage]\n\
+             # Store shares for the grid (under storage/shares/).\n\
+             enabled = {}\n\
+             # Disk space to leave free; new shares are refused rather than go below it.\n\
+             reserved_space = {}\n",
+            self.storage.enabled,
+            toml_string(&self.storage.reserved_space)
+        );
+        out
+    }
+}
+
+const HEADER: &str = "\
+# cairn node configuration. Edit it, then restart the node (`cairn run DIR`).
+# Secrets (the node key, the FURL secret, the convergence secret) live in private/.
+";
+
+impl ClientSection {
+    /// The encoding parameters and happiness, checked.
+    pub fn encoding(&self) -> Result<(cairn_codec::EncodingParams, usize)> {
+        let params = cairn_codec::EncodingParams::new(
+            self.shares_needed,
+            self.shares_total,
+            cairn_codec::DEFAULT_MAX_SEGMENT_SIZE,
+        )
+        .context("[client] shares_needed / shares_total")?;
+        if self.shares_happy < self.shares_needed || self.shares_happy > self.shares_total {
+            bail!(
+                "[client] shares_happy = {} must lie between shares_needed = {} and \
+                 shares_total = {}",
+                self.shares_happy,
+                self.shares_needed,
+                self.shares_total
+            );
+        }
+        Ok((params, self.shares_happy))
+    }
+}
+
+/// A size such as "0", "1 GB", "500MiB" or "1.5 TB", in bytes.
+pub fn parse_size(text: &str) -> Result<u64> {
+    let size: bytesize::ByteSize = text.trim().parse().map_err(|e| {
+        anyhow::anyhow!("{text:?} is not a size such as \"1 GB\" or \"500 MiB\": {e}")
+    })?;
+    Ok(size.as_u64())
+}
+
+/// `text` as a TOML basic string.
+fn toml_string(text: &str) -> String {
+    toml::Value::String(text.to_owned()).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> NodeConfig {
+        NodeConfig {
+            node: NodeSection {
+                nickname: "storage \"one\"".to_owned(),
+                listen: "127.0.0.1:0".parse().unwrap(),
+                advertise_host: None,
+                gateway: "127.0.0.1:0".parse().unwrap(),
+            },
+            introducer: IntroducerSection::default(),
+            client: Some(ClientSection {
+                introducer: "pb://abc@127.0.0.1:1/def".to_owned(),
+                shares_needed: 3,
+                shares_happy: 7,
+                shares_total: 10,
+                request_timeout_secs: 20,
+            }),
+            storage: StorageSection {
+                enabled: true,
+                reserved_space: "1 GB".to_owned(),
+            },
+        }
+    }
+
+    #[test]
+    fn the_commented_file_reads_back_as_written() {
+        let config = sample();
+        let text = config.to_commented_toml();
+        assert!(text.contains("# Disk space to leave free"));
+        let back: NodeConfig = toml::from_str(&text).unwrap();
+        assert_eq!(back, config);
+        back.check().unwrap();
+        assert_eq!(back.reserved_space().unwrap(), 1_000_000_000);
+    }
+
+    #[test]
+    fn bad_settings_are_refused_with_the_reason() {
+        let mut config = sample();
+        config.client.as_mut().unwrap().shares_happy = 11;
+        let error = format!("{:#}", config.check().unwrap_err());
+        assert!(error.contains("shares_happy = 11"), "{error}");
+
+        let mut config = sample();
+        config.storage.reserved_space = "lots".to_owned();
+        let error = format!("{:#}", config.check().unwrap_err());
+        assert!(error.contains("reserved_space"), "{error}");
+
+        let mut config = sample();
+        config.client = None;
+        assert!(config.check().is_err(), "storage without an introducer");
+
+        let text = sample()
+            .to_commented_toml()
+            .replace("[storage]", "[storage]\nsize = 3");
+        assert!(
+            toml::from_str::<NodeConfig>(&text).is_err(),
+            "unknown keys are refused"
+        );
+    }
+
+    #[test]
+    fn sizes_parse_in_both_unit_systems() {
+        assert_eq!(parse_size("0").unwrap(), 0);
+        assert_eq!(parse_size("500 MiB").unwrap(), 500 << 20);
+        assert_eq!(parse_size("2KB").unwrap(), 2000);
+        assert!(parse_size("-1").is_err());
+    }
+}

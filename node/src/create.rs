@@ -1,0 +1,134 @@
+//! `cairn create-introducer` and `cairn create-node`: new node directories.
+
+use crate::config::{ClientSection, IntroducerSection, NodeConfig, NodeSection, StorageSection};
+use crate::nodedir;
+use anyhow::{Context, Result};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// Where new nodes listen unless told otherwise: loopback, a port the OS picks.
+const LOOPBACK_ANY_PORT: &str = "127.0.0.1:0";
+
+/// Make the node directory of a grid's introducer (and, unless --no-vdrive, its vdrive).
+/// Start it with `cairn run DIR`; it then writes DIR/introducer.furl, which storage nodes
+/// and clients are created with.
+#[derive(clap::Args)]
+pub struct CreateIntroducerArgs {
+    #[arg(value_name = "DIR")]
+    dir: PathBuf,
+    /// Do not run the vdrive (the grid's shared directory tree) on this node.
+    #[arg(long)]
+    no_vdrive: bool,
+    #[command(flatten)]
+    common: CommonArgs,
+}
+
+/// Make the node directory of a storage node and client (or, with --no-storage, a client
+/// only). Start it with `cairn run DIR`; use it with `cairn -d DIR put/get/ls/...`.
+#[derive(clap::Args)]
+pub struct CreateNodeArgs {
+    #[arg(value_name = "DIR")]
+    dir: PathBuf,
+    /// The grid's introducer FURL (from the introducer's introducer.furl).
+    #[arg(long, value_name = "FURL")]
+    introducer: String,
+    /// Store no shares for the grid: a client only.
+    #[arg(long)]
+    no_storage: bool,
+    /// Shares needed to rebuild a file this node uploads (k).
+    #[arg(long, value_name = "K", default_value_t = 3)]
+    shares_needed: usize,
+    /// Servers that must hold distinct shares for an upload to succeed.
+    #[arg(long, value_name = "H", default_value_t = 7)]
+    shares_happy: usize,
+    /// Shares made of each file this node uploads (N).
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    shares_total: usize,
+    /// Disk space the storage server leaves free (e.g. "1 GB", "500 MiB").
+    #[arg(long, value_name = "SIZE", default_value = "1 GB")]
+    reserved_space: String,
+    #[command(flatten)]
+    common: CommonArgs,
+}
+
+#[derive(clap::Args)]
+struct CommonArgs {
+    /// A name for the node, shown in status output (default: the directory's name).
+    #[arg(long, value_name = "NAME")]
+    nickname: Option<String>,
+    /// Where the node listens for other nodes; port 0 picks one once and keeps it.
+    #[arg(long, value_name = "ADDR", default_value = LOOPBACK_ANY_PORT)]
+    listen: SocketAddr,
+    /// The host other nodes should dial (default: the listen address's IP).
+    #[arg(long, value_name = "HOST")]
+    advertise_host: Option<String>,
+    /// Where the local HTTP gateway listens (keep it on loopback: it grants full access).
+    #[arg(long, value_name = "ADDR", default_value = LOOPBACK_ANY_PORT)]
+    gateway: SocketAddr,
+}
+
+impl CommonArgs {
+    fn node_section(&self, dir: &Path) -> NodeSection {
+        let nickname = self.nickname.clone().unwrap_or_else(|| {
+            dir.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "cairn".to_owned())
+        });
+        NodeSection {
+            nickname,
+            listen: self.listen,
+            advertise_host: self.advertise_host.clone(),
+            gateway: self.gateway,
+        }
+    }
+}
+
+pub fn create_introducer(args: CreateIntroducerArgs) -> Result<()> {
+    let config = introducer_config(&args.dir, &args);
+    nodedir::create(&args.dir, &config)?;
+    println!(
+        "created introducer in {dir}; start it with `cairn run {dir}`: it writes its FURL to \
+         {dir}/introducer.furl",
+        dir = args.dir.display()
+    );
+    Ok(())
+}
+
+fn introducer_config(dir: &Path, args: &CreateIntroducerArgs) -> NodeConfig {
+    NodeConfig {
+        node: args.common.node_section(dir),
+        introducer: IntroducerSection {
+            enabled: true,
+            vdrive: !args.no_vdrive,
+        },
+        client: None,
+        storage: StorageSection::default(),
+    }
+}
+
+pub fn create_node(args: CreateNodeArgs) -> Result<()> {
+    args.introducer
+        .parse::<cairn_net::transport::Furl>()
+        .with_context(|| format!("--introducer {:?}", args.introducer))?;
+    let config = NodeConfig {
+        node: args.common.node_section(&args.dir),
+        introducer: IntroducerSection::default(),
+        client: Some(ClientSection {
+            introducer: args.introducer.clone(),
+            shares_needed: args.shares_needed,
+            shares_happy: args.shares_happy,
+            shares_total: args.shares_total,
+            request_timeout_secs: crate::config::DEFAULT_REQUEST_TIMEOUT_SECS,
+        }),
+        storage: StorageSection {
+            enabled: !args.no_storage,
+            reserved_space: args.reserved_space.clone(),
+        },
+    };
+    nodedir::create(&args.dir, &config)?;
+    println!(
+        "created node in {dir}; start it with `cairn run {dir}`",
+        dir = args.dir.display()
+    );
+    Ok(())
+}

@@ -1,0 +1,463 @@
+//! The node's local HTTP gateway, which the CLI talks to (as Tahoe-LAFS's CLI talks to its
+//! node's web API). Everything streams: an upload's body is spooled to a temporary file in
+//! the node directory (the convergent key needs a pass over the whole file before encoding
+//! starts, and the uploader may re-read parts), and a download's plaintext goes out as the
+//! downloader verifies it, a few chunks at a time.
+//!
+//! - `PUT /uri` — upload the body; returns [`api::Uploaded`] (JSON).
+//! - `GET /uri/CAP` — the file's bytes (`Content-Length` is the cap's size: a download that
+//!   fails part-way ends the connection early, so no client mistakes a prefix for the file).
+//! - `GET /vdrive/list?path=P`, `GET /vdrive/lookup?path=P`, `POST /vdrive/mkdir?path=P`,
+//!   `POST /vdrive/link?path=P&cap=C[&replace=true]`, `POST /vdrive/rename?from=A&to=B`,
+//!   `POST /vdrive/unlink?path=P`.
+//! - `GET /status` — [`api::Status`] (JSON).
+//!
+//! Failures are JSON [`api::Failure`]s with a status code that says what kind.
+
+use crate::api;
+use axum::body::{Body, Bytes};
+use axum::extract::{DefaultBodyLimit, Path as UrlPath, Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use cairn_actors::local::{DownloadError, LocalRequest, LocalResponse, UploadError};
+use cairn_actors::vdrive::{EntryKind, VdriveError, VdriveOp, VdriveReply};
+use cairn_actors::{NodeId, Service};
+use cairn_codec::{self as codec, Cap, EncodingParams};
+use cairn_net::host::{HostError, LocalEvent, LocalHandle, SeekSource};
+use cairn_net::transport::{PeerState, Transport};
+use cairn_net::Node;
+use futures_util::StreamExt;
+use serde::Deserialize;
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{self, BufWriter, Read, Seek, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
+
+/// Plaintext chunks a download may have ready for a slow HTTP client: the downloader waits
+/// (its output is acknowledged only as chunks are taken) once these are queued.
+const DOWNLOAD_CHUNKS_QUEUED: usize = 4;
+
+/// What the gateway serves from.
+pub struct Gateway {
+    pub node: Node,
+    pub transport: Arc<Transport>,
+    pub nickname: String,
+    pub roles: Vec<&'static str>,
+    pub convergence: Vec<u8>,
+    /// Encoding parameters and happiness, if the node runs a client.
+    pub encoding: Option<(EncodingParams, usize)>,
+    /// Where upload bodies are spooled (anonymous files, gone when closed).
+    pub spool_dir: PathBuf,
+}
+
+/// Serves `gateway` on `listener` until `stop` turns true.
+pub async fn serve(listener: TcpListener, gateway: Arc<Gateway>, mut stop: watch::Receiver<bool>) {
+    let app = Router::new()
+        .route("/status", get(status))
+        .route("/uri", put(upload))
+        .route("/uri/{cap}", get(download))
+        .route("/vdrive/list", get(list))
+        .route("/vdrive/lookup", get(lookup))
+        .route("/vdrive/mkdir", post(mkdir))
+        .route("/vdrive/link", post(link))
+        .route("/vdrive/rename", post(rename))
+        .route("/vdrive/unlink", post(unlink))
+        // Upload bodies go to disk as they arrive, never into memory.
+        .layer(DefaultBodyLimit::disable())
+        .with_state(gateway);
+    let stopped = async move {
+        let _ = stop.wait_for(|stop| *stop).await;
+    };
+    if let Err(error) = axum::serve(listener, app)
+        .with_graceful_shutdown(stopped)
+        .await
+    {
+        tracing::error!("the gateway stopped: {error}");
+    }
+}
+
+/// A failed request: its status and what to tell the user.
+#[derive(Debug)]
+struct ApiError {
+    status: StatusCode,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            message: message.into(),
+        }
+    }
+
+    fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, message)
+    }
+
+    fn internal(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = api::Failure {
+            error: self.message,
+        };
+        (self.status, Json(body)).into_response()
+    }
+}
+
+impl From<HostError> for ApiError {
+    fn from(error: HostError) -> Self {
+        match error {
+            HostError::NoActor(Service::Client) => ApiError::bad_request(
+                "this node runs no client (it has no [client] section): use a client node's \
+                 directory",
+            ),
+            HostError::Source(e) => ApiError::internal(format!("reading the spooled upload: {e}")),
+            other => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, other.to_string()),
+        }
+    }
+}
+
+impl From<io::Error> for ApiError {
+    fn from(error: io::Error) -> Self {
+        ApiError::internal(format!("the node's disk: {error}"))
+    }
+}
+
+// ---- files ----
+
+async fn upload(
+    State(g): State<Arc<Gateway>>,
+    body: Body,
+) -> Result<Json<api::Uploaded>, ApiError> {
+    let (params, happy) = g
+        .encoding
+        .ok_or_else(|| ApiError::from(HostError::NoActor(Service::Client)))?;
+    let (mut file, size) = spool(&g.spool_dir, body).await?;
+    if size <= codec::LIT_THRESHOLD {
+        let mut data = Vec::new();
+        file.rewind()?;
+        file.read_to_end(&mut data)?;
+        let cap =
+            codec::lit_cap(&data).ok_or_else(|| ApiError::internal("literal file too large"))?;
+        return Ok(Json(api::Uploaded {
+            cap: Cap::Lit(cap).to_string(),
+            size,
+            happiness: 0,
+            placement: Default::default(),
+        }));
+    }
+    let secret = g.convergence.clone();
+    let (file, key) = tokio::task::spawn_blocking(move || {
+        file.rewind()?;
+        let key = codec::convergent_key(&secret, params, size, &mut file)
+            .map_err(|e| ApiError::internal(format!("the key pass failed: {e}")))?;
+        Ok::<_, ApiError>((file, key))
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("the key pass stopped: {e}")))??;
+    let request = LocalRequest::Upload {
+        key,
+        params,
+        happy,
+        size,
+    };
+    let handle = g.node.request(Service::Client, request).await?;
+    match handle.upload(&mut SeekSource(file)).await? {
+        LocalResponse::Uploaded(Ok(receipt)) => Ok(Json(api::Uploaded {
+            cap: Cap::Chk(receipt.cap).to_string(),
+            size,
+            happiness: receipt.happiness,
+            placement: receipt
+                .placement
+                .into_iter()
+                .map(|(share, nodes)| (share.0, nodes.iter().map(NodeId::to_string).collect()))
+                .collect(),
+        })),
+        LocalResponse::Uploaded(Err(error)) => Err(upload_error(error)),
+        other => Err(unexpected(&other)),
+    }
+}
+
+/// Writes `body` to an anonymous file in `dir`; the file and its size.
+async fn spool(dir: &Path, body: Body) -> Result<(File, u64), ApiError> {
+    let mut file = BufWriter::with_capacity(1 << 20, tempfile::tempfile_in(dir)?);
+    let mut size = 0u64;
+    let mut chunks = body.into_data_stream();
+    while let Some(chunk) = chunks.next().await {
+        let chunk = chunk
+            .map_err(|e| ApiError::bad_request(format!("the upload's body broke off: {e}")))?;
+        file.write_all(&chunk)?;
+        size += chunk.len() as u64;
+    }
+    let file = file.into_inner().map_err(|e| e.into_error())?;
+    Ok((file, size))
+}
+
+fn upload_error(error: UploadError) -> ApiError {
+    let status = match error {
+        UploadError::NotHappy { .. } => StatusCode::SERVICE_UNAVAILABLE,
+        UploadError::Invalid(_) | UploadError::Input(_) => StatusCode::BAD_REQUEST,
+        UploadError::Deadline => StatusCode::GATEWAY_TIMEOUT,
+    };
+    ApiError::new(status, format!("upload failed: {error}"))
+}
+
+async fn download(
+    State(g): State<Arc<Gateway>>,
+    UrlPath(cap): UrlPath<String>,
+) -> Result<Response, ApiError> {
+    let cap: Cap = cap
+        .parse()
+        .map_err(|e| ApiError::bad_request(format!("{cap:?} is not a cap: {e}")))?;
+    let cap =
+        match cap {
+            Cap::Lit(lit) => return Ok(octets(lit.data.len() as u64, Body::from(lit.data))),
+            Cap::ChkVerifier(_) => return Err(ApiError::bad_request(
+                "a verify cap can check a file but not read it: give its read cap (URI:CHK:...)",
+            )),
+            Cap::Chk(cap) => cap,
+        };
+    let size = cap.size;
+    let mut handle = g
+        .node
+        .request(Service::Client, LocalRequest::Download { cap })
+        .await?;
+    // Wait for the first verified bytes (or the failure) so that a download that cannot
+    // start gets an error status rather than an empty 200.
+    let first = match handle.next_event().await? {
+        LocalEvent::Output(data) => data,
+        LocalEvent::Reply(LocalResponse::Downloaded(Err(error))) => {
+            return Err(download_error(error))
+        }
+        LocalEvent::Reply(other) => return Err(unexpected(&other)),
+        LocalEvent::Pull(_) => return Err(ApiError::internal("a download asked for plaintext")),
+    };
+    let (chunks, body) = mpsc::channel(DOWNLOAD_CHUNKS_QUEUED);
+    tokio::spawn(forward_download(handle, first, chunks));
+    Ok(octets(size, Body::from_stream(ReceiverStream::new(body))))
+}
+
+/// Passes a download's verified plaintext to the HTTP body; on failure, ends the body with
+/// an error (the connection is cut short of its Content-Length).
+async fn forward_download(
+    mut handle: LocalHandle,
+    first: Vec<u8>,
+    chunks: mpsc::Sender<io::Result<Bytes>>,
+) {
+    let mut next = Ok(Bytes::from(first));
+    loop {
+        let failed = next.is_err();
+        if chunks.send(next).await.is_err() || failed {
+            return;
+        }
+        next = match handle.next_event().await {
+            Ok(LocalEvent::Output(data)) => Ok(Bytes::from(data)),
+            Ok(LocalEvent::Reply(LocalResponse::Downloaded(Ok(_)))) => return,
+            Ok(LocalEvent::Reply(LocalResponse::Downloaded(Err(error)))) => {
+                tracing::warn!("download failed part-way: {error}");
+                Err(io::Error::other(error.to_string()))
+            }
+            Ok(LocalEvent::Reply(other)) => Err(io::Error::other(format!("{other:?}"))),
+            Ok(LocalEvent::Pull(_)) => Err(io::Error::other("a download asked for plaintext")),
+            Err(error) => Err(io::Error::other(error.to_string())),
+        };
+    }
+}
+
+fn octets(size: u64, body: Body) -> Response {
+    let headers = [
+        (header::CONTENT_TYPE, "application/octet-stream".to_owned()),
+        (header::CONTENT_LENGTH, size.to_string()),
+    ];
+    (headers, body).into_response()
+}
+
+fn download_error(error: DownloadError) -> ApiError {
+    let status = match error {
+        DownloadError::NotEnoughShares { .. } => StatusCode::GONE,
+        DownloadError::Corrupt(_) => StatusCode::UNPROCESSABLE_ENTITY,
+        DownloadError::Deadline => StatusCode::GATEWAY_TIMEOUT,
+    };
+    ApiError::new(status, format!("download failed: {error}"))
+}
+
+fn unexpected(response: &LocalResponse) -> ApiError {
+    ApiError::internal(format!(
+        "the client actor answered out of turn: {response:?}"
+    ))
+}
+
+// ---- the vdrive ----
+
+#[derive(Deserialize)]
+struct PathQuery {
+    path: String,
+}
+
+#[derive(Deserialize)]
+struct LinkQuery {
+    path: String,
+    cap: String,
+    #[serde(default)]
+    replace: bool,
+}
+
+#[derive(Deserialize)]
+struct RenameQuery {
+    from: String,
+    to: String,
+}
+
+async fn list(
+    State(g): State<Arc<Gateway>>,
+    Query(q): Query<PathQuery>,
+) -> Result<Json<Vec<api::Entry>>, ApiError> {
+    match vdrive(&g, VdriveOp::List { path: q.path }).await? {
+        VdriveReply::Entries(entries) => Ok(Json(
+            entries.into_iter().map(|e| entry(e.name, e.kind)).collect(),
+        )),
+        other => Err(ApiError::internal(format!("the vdrive answered {other:?}"))),
+    }
+}
+
+async fn lookup(
+    State(g): State<Arc<Gateway>>,
+    Query(q): Query<PathQuery>,
+) -> Result<Json<api::Entry>, ApiError> {
+    match vdrive(&g, VdriveOp::Lookup { path: q.path }).await? {
+        VdriveReply::Entry(kind) => Ok(Json(entry(String::new(), kind))),
+        other => Err(ApiError::internal(format!("the vdrive answered {other:?}"))),
+    }
+}
+
+async fn mkdir(State(g): State<Arc<Gateway>>, Query(q): Query<PathQuery>) -> Result<(), ApiError> {
+    vdrive(&g, VdriveOp::Mkdir { path: q.path }).await.map(drop)
+}
+
+async fn link(State(g): State<Arc<Gateway>>, Query(q): Query<LinkQuery>) -> Result<(), ApiError> {
+    q.cap
+        .parse::<Cap>()
+        .map_err(|e| ApiError::bad_request(format!("{:?} is not a cap: {e}", q.cap)))?;
+    let op = VdriveOp::Link {
+        path: q.path,
+        cap: q.cap,
+        replace: q.replace,
+    };
+    vdrive(&g, op).await.map(drop)
+}
+
+async fn rename(
+    State(g): State<Arc<Gateway>>,
+    Query(q): Query<RenameQuery>,
+) -> Result<(), ApiError> {
+    let op = VdriveOp::Rename {
+        from: q.from,
+        to: q.to,
+    };
+    vdrive(&g, op).await.map(drop)
+}
+
+async fn unlink(State(g): State<Arc<Gateway>>, Query(q): Query<PathQuery>) -> Result<(), ApiError> {
+    vdrive(&g, VdriveOp::Unlink { path: q.path })
+        .await
+        .map(drop)
+}
+
+async fn vdrive(g: &Gateway, op: VdriveOp) -> Result<VdriveReply, ApiError> {
+    let handle = g
+        .node
+        .request(Service::Client, LocalRequest::Vdrive(op))
+        .await?;
+    match handle.response().await? {
+        LocalResponse::Vdrive(Ok(reply)) => Ok(reply),
+        LocalResponse::Vdrive(Err(error)) => Err(vdrive_error(error)),
+        other => Err(unexpected(&other)),
+    }
+}
+
+fn vdrive_error(error: VdriveError) -> ApiError {
+    let status = match error {
+        VdriveError::NotFound(_) => StatusCode::NOT_FOUND,
+        VdriveError::AlreadyExists(_) => StatusCode::CONFLICT,
+        VdriveError::NotADirectory(_)
+        | VdriveError::IsADirectory(_)
+        | VdriveError::InvalidPath(..)
+        | VdriveError::InvalidCap(_) => StatusCode::BAD_REQUEST,
+        VdriveError::Storage(_) => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    ApiError::new(status, error.to_string())
+}
+
+fn entry(name: String, kind: EntryKind) -> api::Entry {
+    match kind {
+        EntryKind::Dir => api::Entry {
+            name,
+            kind: "dir".to_owned(),
+            cap: None,
+        },
+        EntryKind::File { cap } => api::Entry {
+            name,
+            kind: "file".to_owned(),
+            cap: Some(cap),
+        },
+    }
+}
+
+// ---- status ----
+
+async fn status(State(g): State<Arc<Gateway>>) -> Result<Json<api::Status>, ApiError> {
+    let connections: HashMap<NodeId, PeerState> = g
+        .transport
+        .peers()
+        .into_iter()
+        .map(|peer| (peer.id, peer.state))
+        .collect();
+    let report = if g.encoding.is_some() {
+        let handle = g
+            .node
+            .request(Service::Client, LocalRequest::Status)
+            .await?;
+        match handle.response().await? {
+            LocalResponse::Status(report) => Some(report),
+            other => return Err(unexpected(&other)),
+        }
+    } else {
+        None
+    };
+    let servers: Vec<api::Server> = report
+        .iter()
+        .flat_map(|r| &r.servers)
+        .map(|s| api::Server {
+            id: s.id.to_string(),
+            address: s.address.clone(),
+            connection: connections
+                .get(&s.id)
+                .map_or_else(|| "idle".to_owned(), PeerState::to_string),
+            free_space: s.free_space,
+            announced_recently: s.reachable,
+        })
+        .collect();
+    Ok(Json(api::Status {
+        node_id: g.node.id().to_string(),
+        nickname: g.nickname.clone(),
+        roles: g.roles.iter().map(|r| (*r).to_owned()).collect(),
+        furl: g.transport.furl().to_string(),
+        introducer_connected: report.as_ref().map(|r| r.introducer_connected),
+        servers_connected: servers
+            .iter()
+            .filter(|s| s.connection == "connected")
+            .count(),
+        servers,
+    }))
+}

@@ -1,0 +1,109 @@
+//! The CLI's side of the gateway: HTTP requests to a running node (its URL read from the
+//! node directory's `node.url`), failures turned into the node's own words.
+
+use crate::api;
+use crate::nodedir;
+use anyhow::{bail, Context, Result};
+use serde::de::DeserializeOwned;
+use std::io::Read;
+use std::path::Path;
+use std::time::Duration;
+use ureq::http::Response;
+use ureq::{Agent, Body, SendBody};
+
+/// A running node's gateway.
+pub struct GatewayClient {
+    base: String,
+    agent: Agent,
+}
+
+impl GatewayClient {
+    /// The gateway of the node in `dir` (which must be running).
+    pub fn for_node(dir: &Path) -> Result<GatewayClient> {
+        Ok(GatewayClient::new(nodedir::node_url(dir)?))
+    }
+
+    /// The gateway at `base` (`http://host:port`).
+    pub fn new(base: String) -> GatewayClient {
+        let agent: Agent = Agent::config_builder()
+            // The node's error statuses carry a message; read it rather than fail blind.
+            .http_status_as_error(false)
+            .timeout_connect(Some(Duration::from_secs(10)))
+            .build()
+            .into();
+        GatewayClient { base, agent }
+    }
+
+    /// Uploads `body`; the node's answer.
+    pub fn upload(&self, body: &mut dyn Read) -> Result<api::Uploaded> {
+        let response = self
+            .agent
+            .put(format!("{}/uri", self.base))
+            .send(SendBody::from_reader(body))
+            .map_err(|e| self.unreachable(e))?;
+        json(response)
+    }
+
+    /// Starts a download; the response streams the file (its length in `Content-Length`).
+    pub fn download(&self, cap: &str) -> Result<(u64, Body)> {
+        let url = format!("{}/uri/{}", self.base, cap);
+        let response = self
+            .agent
+            .get(url)
+            .call()
+            .map_err(|e| self.unreachable(e))?;
+        let response = success(response)?;
+        let size = response
+            .headers()
+            .get("content-length")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok())
+            .context("the node sent no Content-Length for the file")?;
+        Ok((size, response.into_body()))
+    }
+
+    /// `GET path?query` as JSON.
+    pub fn get<T: DeserializeOwned>(&self, path: &str, query: &[(&str, &str)]) -> Result<T> {
+        let mut request = self.agent.get(format!("{}{path}", self.base));
+        for (name, value) in query {
+            request = request.query(*name, *value);
+        }
+        json(request.call().map_err(|e| self.unreachable(e))?)
+    }
+
+    /// `POST path?query` with no body; succeeds or says why not.
+    pub fn post(&self, path: &str, query: &[(&str, &str)]) -> Result<()> {
+        let mut request = self.agent.post(format!("{}{path}", self.base));
+        for (name, value) in query {
+            request = request.query(*name, *value);
+        }
+        success(request.send_empty().map_err(|e| self.unreachable(e))?)?;
+        Ok(())
+    }
+
+    fn unreachable(&self, error: ureq::Error) -> anyhow::Error {
+        anyhow::anyhow!(
+            "cannot reach the node's gateway at {}: {error} (is `cairn run` still running?)",
+            self.base
+        )
+    }
+}
+
+/// The response if it succeeded; otherwise the node's message as the error.
+fn success(mut response: Response<Body>) -> Result<Response<Body>> {
+    if response.status().is_success() {
+        return Ok(response);
+    }
+    let status = response.status();
+    let text = response.body_mut().read_to_string().unwrap_or_default();
+    match serde_json::from_str::<api::Failure>(&text) {
+        Ok(failure) => bail!("{}", failure.error),
+        Err(_) => bail!("the node answered {status}: {}", text.trim()),
+    }
+}
+
+fn json<T: DeserializeOwned>(response: Response<Body>) -> Result<T> {
+    let mut response = success(response)?;
+    serde_json::from_reader(response.body_mut().as_reader())
+        .context("the node's answer is not the JSON expected")
+}

@@ -1,0 +1,228 @@
+//! A running node: its transport, the actors its configuration asks for, and its HTTP
+//! gateway — what `cairn run` and `cairn demo` start.
+
+use crate::config::NodeConfig;
+use crate::gateway::{self, Gateway};
+use crate::nodedir::{self, INTRODUCER_FURL_FILE, NODE_URL_FILE, TRANSPORT_PORT_FILE};
+use anyhow::{Context, Result};
+use cairn_actors::client::{Client, ClientConfig};
+use cairn_actors::introducer::Introducer;
+use cairn_actors::storage::{StorageConfig, StorageServer};
+use cairn_actors::uploader::UploadConfig;
+use cairn_actors::vdrive::Vdrive;
+use cairn_actors::{Addr, Service};
+use cairn_net::transport::{Furl, Transport, TransportConfig};
+use cairn_net::{DiskShareStore, FileJournal, Node};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// How long a stopping node waits for the gateway's requests in flight.
+const GATEWAY_GRACE: Duration = Duration::from_secs(5);
+
+/// One node's running parts. Dropping it does not stop the node: call [`RunningNode::stop`].
+pub struct RunningNode {
+    pub dir: PathBuf,
+    pub config: NodeConfig,
+    pub node: Node,
+    pub transport: Arc<Transport>,
+    /// The gateway's base URL, `http://127.0.0.1:PORT`.
+    pub gateway_url: String,
+    stop_gateway: watch::Sender<bool>,
+    gateway_task: tokio::task::JoinHandle<()>,
+}
+
+impl RunningNode {
+    /// This node's FURL.
+    pub fn furl(&self) -> Furl {
+        self.transport.furl()
+    }
+
+    /// Stops serving: the gateway finishes its open requests, the actors stop, connections
+    /// close. Shares already closed are on disk; uploads in progress are abandoned (their
+    /// incomplete shares are never visible).
+    pub async fn stop(self) {
+        let _ = std::fs::remove_file(self.dir.join(NODE_URL_FILE));
+        let _ = self.stop_gateway.send(true);
+        // Requests in flight get a moment to finish; a stalled download does not hold the
+        // node up.
+        let mut gateway_task = self.gateway_task;
+        if tokio::time::timeout(GATEWAY_GRACE, &mut gateway_task)
+            .await
+            .is_err()
+        {
+            gateway_task.abort();
+        }
+        self.node.shutdown();
+        self.transport.shutdown();
+    }
+}
+
+/// Starts the node in `dir` as its `cairn.toml` says. Must run within a multi-threaded tokio
+/// runtime.
+pub async fn start(dir: &Path) -> Result<RunningNode> {
+    let config = NodeConfig::load(dir)?;
+    let identity = nodedir::identity(dir)?;
+    let listen = listen_address(dir, config.node.listen)?;
+    let transport = Transport::bind(
+        &identity.key,
+        identity.furl_secret.clone(),
+        listen,
+        config.node.advertise_host.clone(),
+        TransportConfig::default(),
+    )
+    .await
+    .with_context(|| format!("cannot listen for other nodes on {listen}"))?;
+    if config.node.listen.port() == 0 {
+        let port = transport.local_addr().port().to_string();
+        nodedir::write_atomically(&dir.join(TRANSPORT_PORT_FILE), port.as_bytes())?;
+    }
+    let node = Node::new(identity.key.id(), transport.clone());
+    transport.serve(node.clone());
+    let furl = transport.furl();
+
+    if config.introducer.enabled {
+        spawn(&node, Service::Introducer, Box::new(Introducer::new()))?;
+        if config.introducer.vdrive {
+            let journal = open_journal(&dir.join("vdrive"), "journal")?;
+            spawn(
+                &node,
+                Service::Vdrive,
+                Box::new(Vdrive::new(Box::new(journal))),
+            )?;
+        }
+        let text = format!("{furl}\n");
+        nodedir::write_atomically(&dir.join(INTRODUCER_FURL_FILE), text.as_bytes())?;
+    }
+    let mut encoding = None;
+    if let Some(client) = &config.client {
+        let introducer: Furl = client
+            .introducer
+            .parse()
+            .with_context(|| format!("[client] introducer = {:?}", client.introducer))?;
+        let introducer_node = introducer.node;
+        transport.add_peer(introducer);
+        let introducer_addr = Addr::new(introducer_node, Service::Introducer);
+        if config.storage.enabled {
+            let server = storage_server(dir, &config, &identity.key, &furl, introducer_addr)?;
+            spawn(&node, Service::Storage, Box::new(server))?;
+        }
+        let vdrive = Addr::new(introducer_node, Service::Vdrive);
+        let actor = Client::new(Some(introducer_addr), Some(vdrive), client_config(client));
+        spawn(&node, Service::Client, Box::new(actor))?;
+        encoding = Some(client.encoding()?);
+    }
+
+    let gateway = Gateway {
+        node: node.clone(),
+        transport: transport.clone(),
+        nickname: config.node.nickname.clone(),
+        roles: roles(&config),
+        convergence: identity.convergence,
+        encoding,
+        spool_dir: dir.join("tmp"),
+    };
+    std::fs::create_dir_all(&gateway.spool_dir)?;
+    let listener = tokio::net::TcpListener::bind(config.node.gateway)
+        .await
+        .with_context(|| format!("cannot open the gateway on {}", config.node.gateway))?;
+    let gateway_url = format!("http://{}", listener.local_addr()?);
+    let (stop_gateway, stopped) = watch::channel(false);
+    let gateway_task = tokio::spawn(gateway::serve(listener, Arc::new(gateway), stopped));
+    let url_text = format!("{gateway_url}\n");
+    nodedir::write_atomically(&dir.join(NODE_URL_FILE), url_text.as_bytes())?;
+    tracing::info!(node = %node.id(), %furl, %gateway_url, "node running");
+    Ok(RunningNode {
+        dir: dir.to_owned(),
+        config,
+        node,
+        transport,
+        gateway_url,
+        stop_gateway,
+        gateway_task,
+    })
+}
+
+/// `listen`, with port 0 replaced by the port kept from an earlier start (so the FURL that
+/// other nodes know stays valid).
+fn listen_address(dir: &Path, listen: SocketAddr) -> Result<SocketAddr> {
+    if listen.port() != 0 {
+        return Ok(listen);
+    }
+    let Ok(text) = std::fs::read_to_string(dir.join(TRANSPORT_PORT_FILE)) else {
+        return Ok(listen);
+    };
+    let port: u16 = text
+        .trim()
+        .parse()
+        .with_context(|| format!("{} is not a port", dir.join(TRANSPORT_PORT_FILE).display()))?;
+    Ok(SocketAddr::new(listen.ip(), port))
+}
+
+fn storage_server(
+    dir: &Path,
+    config: &NodeConfig,
+    key: &cairn_actors::NodeKey,
+    furl: &Furl,
+    introducer: Addr,
+) -> Result<StorageServer> {
+    let storage = dir.join("storage");
+    let shares = DiskShareStore::open(&storage, None)
+        .with_context(|| format!("cannot open the share store in {}", storage.display()))?;
+    let leases = open_journal(&storage, "leases")?;
+    let storage_config = StorageConfig {
+        reserved_space: config.reserved_space()?,
+        ..StorageConfig::default()
+    };
+    Ok(StorageServer::new(
+        cairn_actors::NodeKey::from_seed(key.seed()),
+        furl.to_string(),
+        Some(introducer),
+        Box::new(shares),
+        Box::new(leases),
+        storage_config,
+    ))
+}
+
+fn open_journal(dir: &Path, name: &str) -> Result<FileJournal> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let path = dir.join(name);
+    FileJournal::open(&path).with_context(|| format!("cannot open the journal {}", path.display()))
+}
+
+fn client_config(client: &crate::config::ClientSection) -> ClientConfig {
+    let request_timeout = Duration::from_secs(client.request_timeout_secs);
+    ClientConfig {
+        request_timeout,
+        resubscribe_interval: Duration::from_secs(60),
+        upload: UploadConfig {
+            request_timeout,
+            ..UploadConfig::default()
+        },
+    }
+}
+
+fn spawn(node: &Node, service: Service, actor: Box<dyn cairn_actors::Actor>) -> Result<()> {
+    node.spawn(service, actor)
+        .with_context(|| format!("cannot start the {service:?} actor"))
+}
+
+/// What the node runs, for status output.
+fn roles(config: &NodeConfig) -> Vec<&'static str> {
+    let mut roles = Vec::new();
+    if config.introducer.enabled {
+        roles.push("introducer");
+    }
+    if config.introducer.vdrive {
+        roles.push("vdrive");
+    }
+    if config.storage.enabled {
+        roles.push("storage");
+    }
+    if config.client.is_some() {
+        roles.push("client");
+    }
+    roles
+}

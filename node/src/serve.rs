@@ -1,0 +1,49 @@
+//! `cairn run DIR`: runs a node in the foreground until SIGINT or SIGTERM.
+
+use crate::runtime;
+use anyhow::Result;
+use std::path::PathBuf;
+
+/// Run the node in DIR in the foreground until Ctrl-C (SIGINT) or SIGTERM, then shut down
+/// cleanly. Once listening it writes DIR/node.url (its gateway) and, for an introducer,
+/// DIR/introducer.furl. Logs go to stderr; set RUST_LOG (e.g. RUST_LOG=cairn_net=debug)
+/// for more.
+#[derive(clap::Args)]
+pub struct RunArgs {
+    #[arg(value_name = "DIR")]
+    dir: PathBuf,
+}
+
+pub fn run(args: RunArgs) -> Result<()> {
+    tokio_runtime()?.block_on(async {
+        let node = runtime::start(&args.dir).await?;
+        eprintln!(
+            "cairn: {} running as {} (gateway {}); stop with Ctrl-C",
+            node.config.node.nickname,
+            node.node.id(),
+            node.gateway_url
+        );
+        until_stopped().await?;
+        eprintln!("cairn: stopping");
+        node.stop().await;
+        Ok(())
+    })
+}
+
+/// The multi-threaded runtime nodes run on: I/O on its workers, codec work moved off them.
+pub fn tokio_runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}
+
+/// Waits for SIGINT or SIGTERM.
+pub async fn until_stopped() -> Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut terminate = signal(SignalKind::terminate())?;
+    tokio::select! {
+        result = tokio::signal::ctrl_c() => result?,
+        _ = terminate.recv() => {}
+    }
+    Ok(())
+}

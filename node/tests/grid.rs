@@ -1,0 +1,409 @@
+//! A real grid of `cairn` processes on 127.0.0.1, started through the CLI as a user would: an
+//! introducer, ten storage nodes and a client. Files go up and come back through
+//! `cairn put`/`cairn get`; storage nodes are stopped, killed and restarted under it.
+
+use cairn_codec::verify::{check_header, check_trees, check_ueb, trees_region, ueb_region};
+use cairn_codec::{Cap, ChkCap};
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+/// Generous: only there so that a bug fails the test instead of hanging it.
+const PATIENCE: Duration = Duration::from_secs(60);
+const STORAGE_NODES: usize = 10;
+
+fn cairn() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_cairn"));
+    command.env("RUST_LOG", "info");
+    command
+}
+
+/// Runs a `cairn` command to its end.
+fn run(args: &[&str]) -> Output {
+    cairn().args(args).output().expect("cairn runs")
+}
+
+/// Runs a `cairn` command that must succeed; its stdout.
+fn ok(args: &[&str]) -> String {
+    let out = run(args);
+    assert!(
+        out.status.success(),
+        "cairn {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8 output")
+}
+
+fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !done() {
+        assert!(started.elapsed() < PATIENCE, "gave up waiting until {what}");
+        sleep(Duration::from_millis(50));
+    }
+}
+
+/// A `cairn run` process; stopped (SIGTERM) when dropped.
+struct Running {
+    dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl Running {
+    fn start(dir: &Path) -> Running {
+        let _ = fs::remove_file(dir.join("node.url"));
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("node.log"))
+            .expect("log file");
+        let child = cairn()
+            .arg("run")
+            .arg(dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("cairn run starts");
+        wait_until("the node writes node.url", || dir.join("node.url").exists());
+        Running {
+            dir: dir.to_owned(),
+            child: Some(child),
+        }
+    }
+
+    /// SIGTERM, and wait for a clean exit.
+    fn stop(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        let pid = child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let status = child.wait().expect("wait");
+        assert!(
+            status.success(),
+            "{} did not stop cleanly: {status}",
+            self.dir.display()
+        );
+    }
+
+    /// SIGKILL: no chance to clean up.
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn log(&self) -> String {
+        fs::read_to_string(self.dir.join("node.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+struct Grid {
+    root: tempfile::TempDir,
+    introducer: Running,
+    storage: Vec<Running>,
+    client: Running,
+}
+
+impl Grid {
+    fn client_dir(&self) -> String {
+        self.client.dir.display().to_string()
+    }
+
+    fn status(&self) -> serde_json::Value {
+        let text = ok(&["-d", &self.client_dir(), "status", "--json"]);
+        serde_json::from_str(&text).expect("status is JSON")
+    }
+
+    fn put(&self, file: &Path) -> String {
+        let cap = ok(&["-d", &self.client_dir(), "put", &file.display().to_string()]);
+        cap.trim().to_owned()
+    }
+
+    fn get(&self, source: &str, out: &Path) -> Output {
+        let out = out.display().to_string();
+        run(&["-d", &self.client_dir(), "get", source, "-o", &out])
+    }
+}
+
+fn furl_of(introducer: &Path) -> String {
+    fs::read_to_string(introducer.join("introducer.furl"))
+        .expect("introducer.furl")
+        .trim()
+        .to_owned()
+}
+
+/// Makes a node directory with `cairn create-node` and shortens its request timeout, so
+/// that failures against stopped servers show within seconds.
+fn create_node(dir: &Path, furl: &str, extra: &[&str]) {
+    let dir_text = dir.display().to_string();
+    let mut args = vec!["create-node", dir_text.as_str(), "--introducer", furl];
+    args.extend_from_slice(extra);
+    ok(&args);
+    let config = dir.join("cairn.toml");
+    let text = fs::read_to_string(&config).expect("cairn.toml");
+    let text = text.replace("request_timeout_secs = 20", "request_timeout_secs = 3");
+    fs::write(&config, text).expect("cairn.toml");
+}
+
+fn start_grid() -> Grid {
+    let root = tempfile::tempdir().expect("tempdir");
+    let intro = root.path().join("introducer");
+    ok(&["create-introducer", &intro.display().to_string()]);
+    let introducer = Running::start(&intro);
+    let furl = furl_of(&intro);
+    let storage = (0..STORAGE_NODES)
+        .map(|i| {
+            let dir = root.path().join(format!("storage-{i}"));
+            create_node(&dir, &furl, &["--reserved-space", "0 B"]);
+            Running::start(&dir)
+        })
+        .collect();
+    let client_dir = root.path().join("client");
+    create_node(&client_dir, &furl, &["--no-storage"]);
+    let client = Running::start(&client_dir);
+    let grid = Grid {
+        root,
+        introducer,
+        storage,
+        client,
+    };
+    wait_until("the client knows every storage server", || {
+        grid.status()["servers"].as_array().map(Vec::len) == Some(STORAGE_NODES)
+    });
+    grid
+}
+
+fn sample(size: usize, seed: u8) -> Vec<u8> {
+    (0..size)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed) ^ (i >> 9) as u8)
+        .collect()
+}
+
+#[test]
+fn a_grid_of_processes_stores_files_and_survives_losing_servers() {
+    let grid = start_grid();
+    let files = grid.root.path().join("files");
+    fs::create_dir(&files).unwrap();
+
+    // Round trips: empty, the largest literal, the smallest CHK, several segments.
+    let mut caps = Vec::new();
+    for size in [0usize, 55, 56, 3 * (1 << 20) + 17] {
+        let path = files.join(format!("in-{size}"));
+        let data = sample(size, size as u8);
+        fs::write(&path, &data).unwrap();
+        let cap = grid.put(&path);
+        let expected_kind = if size <= 55 { "URI:LIT:" } else { "URI:CHK:" };
+        assert!(cap.starts_with(expected_kind), "{size} bytes gave {cap}");
+        let out = files.join(format!("out-{size}"));
+        let got = grid.get(&cap, &out);
+        assert!(
+            got.status.success(),
+            "{}",
+            String::from_utf8_lossy(&got.stderr)
+        );
+        assert_eq!(fs::read(&out).unwrap(), data, "{size} bytes round trip");
+        caps.push(cap);
+    }
+    let big_cap = caps.last().unwrap().clone();
+
+    // The vdrive: put with a path, ls, get by path, mv, rm.
+    let path = files.join("in-56");
+    let dir = grid.client_dir();
+    ok(&["-d", &dir, "mkdir", "/docs"]);
+    let cap = ok(&[
+        "-d",
+        &dir,
+        "put",
+        &path.display().to_string(),
+        "/docs/a.bin",
+    ]);
+    assert_eq!(ok(&["-d", &dir, "ls", "/docs"]), "a.bin\n");
+    let by_path = files.join("by-path");
+    assert!(grid.get("/docs/a.bin", &by_path).status.success());
+    assert_eq!(fs::read(&by_path).unwrap(), fs::read(&path).unwrap());
+    ok(&["-d", &dir, "mv", "/docs/a.bin", "/docs/b.bin"]);
+    let long = ok(&["-d", &dir, "ls", "-l", "/docs"]);
+    assert!(
+        long.contains(cap.trim()) && long.contains("b.bin"),
+        "{long}"
+    );
+    ok(&["-d", &dir, "rm", "/docs/b.bin"]);
+    assert_eq!(ok(&["-d", &dir, "ls", "/docs"]), "");
+    let missing = grid.get("/docs/b.bin", &files.join("never"));
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("no such file"));
+
+    // Status: every server known and, after the uploads, connected.
+    let status = grid.status();
+    assert_eq!(status["servers_connected"], STORAGE_NODES, "{status:#}");
+    let server = &status["servers"][0];
+    assert!(server["id"].is_string() && server["address"].as_str().unwrap().starts_with("pb://"));
+
+    stop_and_restart_servers(grid, &big_cap);
+}
+
+fn stop_and_restart_servers(mut grid: Grid, cap: &str) {
+    let expected = fs::read(grid.root.path().join("files/in-3145745")).unwrap();
+    let out = grid.root.path().join("files/after-stops");
+    for server in &mut grid.storage[..7] {
+        server.stop();
+    }
+    let got = grid.get(cap, &out);
+    assert!(
+        got.status.success(),
+        "3 of 10 servers left: {}",
+        String::from_utf8_lossy(&got.stderr)
+    );
+    assert_eq!(fs::read(&out).unwrap(), expected);
+
+    fs::remove_file(&out).unwrap();
+    grid.storage[7].stop();
+    let got = grid.get(cap, &out);
+    assert_eq!(got.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&got.stderr);
+    assert!(stderr.contains("not enough good shares"), "{stderr}");
+    assert!(!out.exists(), "a failed get left {}", out.display());
+
+    for server in &mut grid.storage[..8] {
+        *server = Running::start(&server.dir.clone());
+    }
+    wait_until("the client reaches a restarted server", || {
+        grid.get(cap, &out).status.success()
+    });
+    assert_eq!(fs::read(&out).unwrap(), expected);
+    grid.introducer.stop();
+}
+
+#[test]
+fn nodes_with_the_wrong_key_or_secret_are_refused() {
+    let root = tempfile::tempdir().unwrap();
+    let intro = root.path().join("introducer");
+    ok(&["create-introducer", &intro.display().to_string()]);
+    let introducer = Running::start(&intro);
+    let furl = furl_of(&intro);
+
+    // The right host and port, but another node's id: the introducer's key does not match.
+    let (id, rest) = furl.trim_start_matches("pb://").split_once('@').unwrap();
+    let mut wrong_id: Vec<char> = id.chars().collect();
+    wrong_id[0] = if wrong_id[0] == 'a' { 'b' } else { 'a' };
+    let wrong_key = format!("pb://{}@{rest}", wrong_id.iter().collect::<String>());
+    // The right node, a wrong secret.
+    let (address, _) = furl.rsplit_once('/').unwrap();
+    let wrong_secret = format!("{address}/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa");
+
+    for (name, bad_furl) in [("wrong-key", wrong_key), ("wrong-secret", wrong_secret)] {
+        let dir = root.path().join(name);
+        create_node(&dir, &bad_furl, &[]);
+        let node = Running::start(&dir);
+        wait_until("the refusal is logged", || {
+            let logs = format!("{}{}", node.log(), introducer.log());
+            logs.contains("refused")
+        });
+        let text = ok(&["-d", &dir.display().to_string(), "status", "--json"]);
+        let status: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(status["introducer_connected"], false, "{name}: {status:#}");
+        assert_eq!(status["servers"].as_array().unwrap().len(), 0, "{name}");
+    }
+}
+
+#[test]
+fn a_storage_node_killed_mid_upload_shows_no_partial_share_after_restart() {
+    let mut grid = start_grid();
+    let file = grid.root.path().join("big");
+    let data = sample(48 << 20, 7);
+    fs::write(&file, &data).unwrap();
+    let dir = grid.client_dir();
+    let upload = cairn()
+        .args(["-d", &dir, "put", &file.display().to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+
+    let victim = grid.storage[0].dir.clone();
+    let incoming = victim.join("storage/shares/incoming");
+    wait_until("a share is being written on the victim", || {
+        count_files(&incoming) > 0
+    });
+    grid.storage[0].kill();
+    grid.storage[0] = Running::start(&victim);
+
+    let finished = upload.wait_with_output().unwrap();
+    assert!(
+        finished.status.success(),
+        "{}",
+        String::from_utf8_lossy(&finished.stderr)
+    );
+    let cap_text = String::from_utf8(finished.stdout).unwrap();
+    let Ok(Cap::Chk(cap)) = cap_text.trim().parse::<Cap>() else {
+        panic!("not a CHK cap: {cap_text}");
+    };
+    // Every share the restarted node shows is whole; none is left half-written.
+    for (share, bytes) in visible_shares(&victim.join("storage/shares")) {
+        assert_share_is_whole(&cap, share, &bytes);
+    }
+    assert_eq!(count_files(&incoming), 0, "stale incoming shares were kept");
+    let out = grid.root.path().join("back");
+    assert!(grid.get(cap_text.trim(), &out).status.success());
+    assert!(fs::read(&out).unwrap() == data);
+}
+
+fn count_files(dir: &Path) -> usize {
+    walk(dir).len()
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut files = Vec::new();
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            files.extend(walk(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}
+
+/// Complete shares: `shares/<prefix>/<si>/<n>`, not under `incoming/`.
+fn visible_shares(shares: &Path) -> Vec<(usize, Vec<u8>)> {
+    walk(shares)
+        .into_iter()
+        .filter(|p| !p.starts_with(shares.join("incoming")))
+        .map(|p| {
+            let share = p.file_name().unwrap().to_string_lossy().parse().unwrap();
+            (share, fs::read(&p).unwrap())
+        })
+        .collect()
+}
+
+/// Runs every check a downloader runs on a share: header, UEB, hash trees, every block.
+fn assert_share_is_whole(cap: &ChkCap, share: usize, bytes: &[u8]) {
+    let region = |(offset, len): (u64, u64)| {
+        let end = (offset + len).min(bytes.len() as u64);
+        &bytes[offset.min(end) as usize..end as usize]
+    };
+    let layout = check_header(cap, share, bytes).expect("header");
+    let ueb = check_ueb(cap, &layout, region(ueb_region(&layout))).expect("UEB");
+    let hashes = check_trees(&ueb, share, &layout, region(trees_region(&layout))).expect("trees");
+    for segment in 0..ueb.geometry.num_segments {
+        let block = region(hashes.block_region(&ueb.geometry, segment));
+        hashes.check_block(segment, block).expect("block");
+    }
+}
