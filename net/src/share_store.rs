@@ -18,9 +18,8 @@
 //!
 //! Space: the store counts the bytes of its shares (an incoming share at its full size from
 //! the moment it is created) when it opens, and keeps the count as it goes. With a capacity,
-//! it refuses shares beyond it. Without one, it sets no limit of its own — the standard
-//! library cannot ask the file system for its free space — and a full disk shows as failing
-//! writes; a node should configure a capacity.
+//! it refuses shares beyond it. Either way it never offers more than the file system has
+//! free (the storage server keeps its reserved space on top of that).
 
 use cairn_actors::store::ShareStore;
 use cairn_actors::{ShareNum, StorageIndex};
@@ -89,11 +88,15 @@ impl DiskShareStore {
         Ok(used)
     }
 
-    fn available(&self) -> u64 {
-        match self.capacity {
-            Some(capacity) => capacity.saturating_sub(self.used),
-            None => u64::MAX - self.used,
-        }
+    /// Room for new shares: below the capacity if there is one, and never more than the
+    /// file system has free for this user.
+    fn available(&self) -> io::Result<u64> {
+        let on_disk = fs4::available_space(&self.shares)
+            .map_err(|e| context(e, "cannot ask the free space of", &self.shares))?;
+        Ok(match self.capacity {
+            Some(capacity) => capacity.saturating_sub(self.used).min(on_disk),
+            None => on_disk,
+        })
     }
 
     /// `<root>/shares/<prefix>/<si>`.
@@ -137,13 +140,11 @@ impl DiskShareStore {
     }
 
     fn check_room(&self, size: u64) -> io::Result<()> {
-        if size > self.available() {
+        let available = self.available()?;
+        if size > available {
             return Err(io::Error::new(
                 io::ErrorKind::StorageFull,
-                format!(
-                    "a {size}-byte share does not fit: {} bytes available",
-                    self.available()
-                ),
+                format!("a {size}-byte share does not fit: {available} bytes available"),
             ));
         }
         Ok(())
@@ -289,7 +290,7 @@ impl ShareStore for DiskShareStore {
     }
 
     fn available_bytes(&mut self) -> io::Result<u64> {
-        Ok(self.available())
+        self.available()
     }
 }
 
