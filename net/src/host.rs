@@ -257,6 +257,6 @@ impl Node {
 
 /// Locks `mutex`, ignoring poisoning: the host's maps stay consistent across a panic because
 /// no code panics while holding them.
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
