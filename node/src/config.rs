@@ -67,7 +67,7 @@ fn default_request_timeout() -> u64 {
 }
 
 /// `[storage]`: whether this node stores shares for the grid.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StorageSection {
     pub enabled: bool,
@@ -78,6 +78,15 @@ pub struct StorageSection {
 
 fn no_reserve() -> String {
     "0 B".to_owned()
+}
+
+impl Default for StorageSection {
+    fn default() -> Self {
+        StorageSection {
+            enabled: false,
+            reserved_space: no_reserve(),
+        }
+    }
 }
 
 impl NodeConfig {

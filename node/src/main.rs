@@ -73,7 +73,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // A running node reports what it does; other commands speak only of trouble.
     let level = match cli.command {
-        Command::Run(_) | Command::Demo(_) => tracing::Level::INFO,
+        Command::Run(_) => tracing::Level::INFO,
         _ => tracing::Level::WARN,
     };
     tracing_subscriber::fmt()

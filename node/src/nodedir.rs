@@ -5,6 +5,7 @@ use crate::config::{NodeConfig, CONFIG_FILE};
 use anyhow::{bail, Context, Result};
 use cairn_actors::NodeKey;
 use cairn_codec::base32;
+use cairn_net::transport::Furl;
 use rand::rngs::OsRng;
 use rand::RngCore;
 use std::fs::{self, File, OpenOptions};
@@ -51,19 +52,14 @@ pub fn create(dir: &Path, config: &NodeConfig) -> Result<()> {
     let mut seed = [0u8; 32];
     OsRng.fill_bytes(&mut seed);
     write_private(&dir.join(KEY_FILE), &base32::encode(&seed))?;
-    write_private(&dir.join(FURL_SECRET_FILE), &new_secret())?;
-    write_private(&dir.join(CONVERGENCE_FILE), &new_secret())?;
+    write_private(&dir.join(FURL_SECRET_FILE), &Furl::new_secret())?;
+    let mut convergence = [0u8; 32];
+    OsRng.fill_bytes(&mut convergence);
+    write_private(&dir.join(CONVERGENCE_FILE), &base32::encode(&convergence))?;
     write_atomically(
         &dir.join(CONFIG_FILE),
         config.to_commented_toml().as_bytes(),
     )
-}
-
-/// A fresh random secret: 160 bits, base32.
-fn new_secret() -> String {
-    let mut secret = [0u8; 20];
-    OsRng.fill_bytes(&mut secret);
-    base32::encode(&secret)
 }
 
 /// Reads the node's secrets.
