@@ -119,6 +119,9 @@ pub enum TransportError {
     /// The node's TLS identity could not be made.
     #[error(transparent)]
     Identity(#[from] IdentityError),
+    /// The OS gave no randomness.
+    #[error("could not seed the transport's random number generator: {0}")]
+    Entropy(rand::Error),
 }
 
 /// A node's transport: listens for other nodes, dials them, and carries its actors'
@@ -164,7 +167,7 @@ impl Transport {
             port: local_addr.port(),
             secret,
         };
-        let rng = ChaCha8Rng::from_entropy();
+        let rng = ChaCha8Rng::from_seed(crate::entropy::seed().map_err(TransportError::Entropy)?);
         let peers = Peers::new(key.id(), config.queue_frames, config.queue_bytes, rng);
         Ok(Arc::new_cyclic(|me| Transport {
             me: me.clone(),
@@ -299,10 +302,16 @@ impl Transport {
             tracing::debug!(peer = ?id, dropped, "peer unreachable; dropped its queued messages");
         }
         let (failures, has_address) = (peer.failures, peer.address.is_some());
+        if !has_address {
+            // A peer known only from its connection (a client, say): nothing to redial, and
+            // nothing to remember until it calls again.
+            peers.remove(id);
+            return;
+        }
         let Some(transport) = self.me.upgrade() else {
             return;
         };
-        if !has_address || self.is_closed() {
+        if self.is_closed() {
             return;
         }
         let delay = peers.backoff(failures, min, max);
