@@ -142,8 +142,9 @@ pub struct Transport {
 
 impl Transport {
     /// Binds `listen` (e.g. `127.0.0.1:0`) for the node with `key`, whose FURL will carry
-    /// `secret` and `advertise_host` (or the bound IP address). Nothing is accepted or dialled
-    /// until [`Transport::serve`].
+    /// `secret` and `advertise_host` (or else the bound IP address: give a host when binding
+    /// `0.0.0.0`, which other nodes cannot dial). Nothing is accepted or dialled until
+    /// [`Transport::serve`].
     pub async fn bind(
         key: &NodeKey,
         secret: String,
@@ -182,6 +183,11 @@ impl Transport {
             accepting: Mutex::new(None),
             closed: AtomicBool::new(false),
         }))
+    }
+
+    /// This node's id.
+    pub fn id(&self) -> NodeId {
+        self.id
     }
 
     /// This node's FURL: give it to the nodes that should reach this one.
