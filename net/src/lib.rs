@@ -18,6 +18,7 @@
 //! `tokio` it depends on is `madsim-tokio`, which is plain tokio otherwise): see
 //! `tests/madsim_grid.rs`.
 
+mod entropy;
 pub mod host;
 pub mod journal;
 pub mod share_store;

@@ -119,6 +119,9 @@ pub enum TransportError {
     /// The node's TLS identity could not be made.
     #[error(transparent)]
     Identity(#[from] IdentityError),
+    /// The OS gave no randomness.
+    #[error("could not seed the transport's random number generator: {0}")]
+    Entropy(rand::Error),
 }
 
 /// A node's transport: listens for other nodes, dials them, and carries its actors'
@@ -139,8 +142,9 @@ pub struct Transport {
 
 impl Transport {
     /// Binds `listen` (e.g. `127.0.0.1:0`) for the node with `key`, whose FURL will carry
-    /// `secret` and `advertise_host` (or the bound IP address). Nothing is accepted or dialled
-    /// until [`Transport::serve`].
+    /// `secret` and `advertise_host` (or else the bound IP address: give a host when binding
+    /// `0.0.0.0`, which other nodes cannot dial). Nothing is accepted or dialled until
+    /// [`Transport::serve`].
     pub async fn bind(
         key: &NodeKey,
         secret: String,
@@ -164,7 +168,7 @@ impl Transport {
             port: local_addr.port(),
             secret,
         };
-        let rng = ChaCha8Rng::from_entropy();
+        let rng = ChaCha8Rng::from_seed(crate::entropy::seed().map_err(TransportError::Entropy)?);
         let peers = Peers::new(key.id(), config.queue_frames, config.queue_bytes, rng);
         Ok(Arc::new_cyclic(|me| Transport {
             me: me.clone(),
@@ -179,6 +183,11 @@ impl Transport {
             accepting: Mutex::new(None),
             closed: AtomicBool::new(false),
         }))
+    }
+
+    /// This node's id.
+    pub fn id(&self) -> NodeId {
+        self.id
     }
 
     /// This node's FURL: give it to the nodes that should reach this one.
@@ -299,10 +308,16 @@ impl Transport {
             tracing::debug!(peer = ?id, dropped, "peer unreachable; dropped its queued messages");
         }
         let (failures, has_address) = (peer.failures, peer.address.is_some());
+        if !has_address {
+            // A peer known only from its connection (a client, say): nothing to redial, and
+            // nothing to remember until it calls again.
+            peers.remove(id);
+            return;
+        }
         let Some(transport) = self.me.upgrade() else {
             return;
         };
-        if !has_address || self.is_closed() {
+        if self.is_closed() {
             return;
         }
         let delay = peers.backoff(failures, min, max);

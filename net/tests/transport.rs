@@ -81,6 +81,40 @@ async fn messages_flow_both_ways() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_dialling_each_other_at_once_settle_on_one_connection() {
+    for round in 0..5 {
+        let a = TestNode::start(1, any_port()).await;
+        let b = TestNode::start(2, any_port()).await;
+        let mut at_a = Recorder::spawn(&a.node, Service::Client);
+        let mut at_b = Recorder::spawn(&b.node, Service::Client);
+        a.transport.add_peer(b.transport.furl());
+        b.transport.add_peer(a.transport.furl());
+        // Whichever connection each side saw first, both end up on the same one and stay
+        // there: messages keep flowing both ways.
+        for n in 0..20 {
+            let (from_a, from_b) = (a.addr(Service::Client), b.addr(Service::Client));
+            let resend = async {
+                loop {
+                    a.transport.send(from_a, from_b, marker(n));
+                    b.transport.send(from_b, from_a, marker(n));
+                    let both = async { (at_a.recv().await, at_b.recv().await) };
+                    if let Ok(got) = timeout(Duration::from_millis(200), both).await {
+                        return got;
+                    }
+                }
+            };
+            let (got_a, got_b) = timeout(PATIENCE, resend).await.expect("both ways");
+            assert_eq!(got_a.map(|(from, _)| from), Some(from_b), "round {round}");
+            assert_eq!(got_b.map(|(from, _)| from), Some(from_a), "round {round}");
+        }
+        wait_for_state(&a, b.key.id(), PeerState::Connected).await;
+        wait_for_state(&b, a.key.id(), PeerState::Connected).await;
+        a.stop();
+        b.stop();
+    }
+}
+
 /// Proves that nothing reached `rx` before `a`'s next, legitimate message: the first
 /// message `b` gets must be that one.
 async fn first_delivery_is_the_marker(a: &TestNode, b: &TestNode, rx: &mut Recv, n: usize) {

@@ -137,10 +137,11 @@ impl LocalHandle {
     }
 
     /// Runs an upload to its end, answering its pulls from `source`. If `source` fails, the
-    /// upload is told its input ended (so it fails soon) and the error is returned.
-    pub async fn upload(
+    /// upload is told its input ended (so it fails soon) and the error is returned. (Generic,
+    /// so that the future is `Send` when the source is, as an HTTP handler's must be.)
+    pub async fn upload<S: PlaintextSource + ?Sized>(
         mut self,
-        source: &mut dyn PlaintextSource,
+        source: &mut S,
     ) -> Result<LocalResponse, HostError> {
         loop {
             match self.next_event().await? {
@@ -157,10 +158,11 @@ impl LocalHandle {
         }
     }
 
-    /// Runs a download to its end, writing its plaintext to `sink`.
-    pub async fn download(
+    /// Runs a download to its end, writing its plaintext to `sink`. (Generic, so that the
+    /// future is `Send` when the sink is.)
+    pub async fn download<W: Write + ?Sized>(
         mut self,
-        sink: &mut (dyn Write + Send),
+        sink: &mut W,
     ) -> Result<LocalResponse, HostError> {
         loop {
             match self.next_event().await? {

@@ -4,9 +4,9 @@ use super::local::ToUser;
 use super::{now, HostError, Node, MAILBOX_CAPACITY};
 use cairn_actors::local::LocalId;
 use cairn_actors::{Actor, Addr, Context, Effect, Input, Message, Service, Time, TimerId};
-use rand::rngs::OsRng;
-use rand::{RngCore, SeedableRng};
+use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
+#[cfg(not(madsim))]
 use std::any::Any;
 use std::collections::HashMap;
 use std::time::Duration;
@@ -44,7 +44,7 @@ pub(super) fn start(node: Node, service: Service, actor: Box<dyn Actor>) -> Resu
     tokio::spawn(async move {
         if let Err(error) = task.await {
             if error.is_panic() {
-                let message = panic_message(error.into_panic().as_ref());
+                let message = panic_message(error);
                 tracing::error!(node = ?node.id(), ?service, "actor panicked: {message}");
             } else {
                 tracing::debug!(node = ?node.id(), ?service, "actor task cancelled");
@@ -55,12 +55,9 @@ pub(super) fn start(node: Node, service: Service, actor: Box<dyn Actor>) -> Resu
     Ok(())
 }
 
-/// A generator seeded from the OS.
+/// A generator seeded from the OS (or the simulation).
 fn seeded_rng() -> Result<ChaCha8Rng, HostError> {
-    let mut seed = [0u8; 32];
-    OsRng
-        .try_fill_bytes(&mut seed)
-        .map_err(HostError::Entropy)?;
+    let seed = crate::entropy::seed().map_err(HostError::Entropy)?;
     Ok(ChaCha8Rng::from_seed(seed))
 }
 
@@ -100,11 +97,8 @@ impl Runner {
 
     fn handle(&mut self, input: Input) -> Vec<Effect> {
         let mut ctx = Context::new(now(), self.me, &mut self.rng);
-        if codec_heavy(self.me.service) && multi_threaded() {
-            // Uploads and downloads encrypt, hash and erasure code whole segments in one
-            // input: let the runtime move its other tasks off this thread meanwhile, so the
-            // node's I/O keeps flowing while both cores compute.
-            tokio::task::block_in_place(|| self.actor.handle(input, &mut ctx));
+        if codec_heavy(self.me.service) {
+            compute(|| self.actor.handle(input, &mut ctx));
         } else {
             self.actor.handle(input, &mut ctx);
         }
@@ -240,7 +234,10 @@ impl Drop for Timers {
     }
 }
 
-fn panic_message(payload: &(dyn Any + Send)) -> String {
+/// What a panicked task's error says about the panic.
+#[cfg(not(madsim))]
+fn panic_message(error: tokio::task::JoinError) -> String {
+    let payload: &(dyn Any + Send) = &*error.into_panic();
     if let Some(s) = payload.downcast_ref::<&str>() {
         (*s).to_string()
     } else if let Some(s) = payload.downcast_ref::<String>() {
@@ -255,9 +252,29 @@ fn codec_heavy(service: Service) -> bool {
     matches!(service, Service::Upload(_) | Service::Download(_))
 }
 
-/// Whether the runtime can hand this thread's other tasks to another worker
-/// (`block_in_place` panics on a single-threaded runtime).
-fn multi_threaded() -> bool {
-    tokio::runtime::Handle::try_current()
-        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread)
+/// madsim's join errors do not carry the panic's payload.
+#[cfg(madsim)]
+fn panic_message(error: tokio::task::JoinError) -> String {
+    error.to_string()
+}
+
+/// Runs CPU-heavy `work` (seconds of codec work for a file, in segment-sized inputs).
+#[cfg(not(madsim))]
+fn compute<T>(work: impl FnOnce() -> T) -> T {
+    // Uploads and downloads encrypt, hash and erasure code whole segments in one input: let
+    // the runtime move its other tasks off this thread meanwhile, so the node's I/O keeps
+    // flowing while both cores compute. `block_in_place` panics on a single-threaded
+    // runtime, where there is nowhere to move them.
+    let flavor = tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor());
+    if flavor.is_ok_and(|f| f == tokio::runtime::RuntimeFlavor::MultiThread) {
+        tokio::task::block_in_place(work)
+    } else {
+        work()
+    }
+}
+
+/// Under madsim there is one simulated thread and no `block_in_place`: just compute.
+#[cfg(madsim)]
+fn compute<T>(work: impl FnOnce() -> T) -> T {
+    work()
 }

@@ -178,7 +178,10 @@ pub async fn run<I: Inbox>(
         frame::write_value(&mut stream, &hi, MAX_HANDSHAKE_FRAME).await?;
     }
     let (reader, writer) = tokio::io::split(stream);
+    // `biased`: poll in a fixed order rather than tokio's random one, which draws on
+    // process-wide state that a simulation cannot seed.
     tokio::select! {
+        biased;
         read = read_loop(reader, peer, inbox, config) => read,
         written = write_loop(writer, queue, config.keepalive) => written,
     }

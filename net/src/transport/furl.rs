@@ -8,8 +8,6 @@
 
 use cairn_actors::NodeId;
 use cairn_codec::base32;
-use rand::rngs::OsRng;
-use rand::RngCore;
 use std::fmt;
 use std::net::Ipv6Addr;
 use std::str::FromStr;
@@ -69,10 +67,13 @@ pub enum FurlError {
 }
 
 impl Furl {
-    /// A fresh random secret (from the OS's random source) for a new FURL.
+    /// A fresh random secret (from the OS's random source) for a new FURL. Panics if the OS
+    /// has no randomness to give, as rand's own generators do.
     pub fn new_secret() -> String {
         let mut bytes = [0u8; SECRET_BYTES];
-        OsRng.fill_bytes(&mut bytes);
+        if let Err(error) = crate::entropy::fill(&mut bytes) {
+            panic!("the OS gave no randomness for a FURL secret: {error}");
+        }
         base32::encode(&bytes)
     }
 

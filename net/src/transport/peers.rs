@@ -151,6 +151,13 @@ impl Peers {
         })
     }
 
+    /// Forgets peer `id`, closing whatever it had.
+    pub fn remove(&mut self, id: NodeId) {
+        if let Some(mut peer) = self.map.remove(&id) {
+            peer.close();
+        }
+    }
+
     /// Every peer's id.
     pub fn ids(&self) -> Vec<NodeId> {
         self.map.keys().copied().collect()
