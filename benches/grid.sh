@@ -77,9 +77,9 @@ node_kib=$(awk '/VmHWM/ {print $2}' "/proc/$client_pid/status")
 
 verdict() { # VALUE LIMIT higher|lower
     if [[ $3 == higher ]]; then
-        [[ $(calc "$1 >= $2") == 1 ]] && echo PASS || echo BELOW
+        [[ $(calc "($1 >= $2)") == 1 ]] && echo PASS || echo BELOW
     else
-        [[ $(calc "$1 < $2") == 1 ]] && echo PASS || echo ABOVE
+        [[ $(calc "($1 < $2)") == 1 ]] && echo PASS || echo ABOVE
     fi
 }
 put_rate=$(calc "$bytes / $put_s / 1000000")
