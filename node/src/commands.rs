@@ -108,11 +108,11 @@ pub fn put(dir: &Path, args: PutArgs) -> Result<()> {
     };
     let uploaded = match progress_bar(size, "uploading") {
         Some(bar) => {
-            let uploaded = client.upload(&mut bar.wrap_read(input));
+            let uploaded = client.upload(&mut bar.wrap_read(input), size);
             bar.finish_and_clear();
             uploaded
         }
-        None => client.upload(&mut input),
+        None => client.upload(&mut input, size),
     }?;
     if let Some(path) = &args.path {
         let query = [

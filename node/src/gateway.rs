@@ -17,7 +17,7 @@
 use crate::api;
 use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, Path as UrlPath, Query, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
@@ -138,12 +138,27 @@ impl From<io::Error> for ApiError {
 
 async fn upload(
     State(g): State<Arc<Gateway>>,
+    headers: HeaderMap,
     body: Body,
 ) -> Result<Json<api::Uploaded>, ApiError> {
     let (params, happy) = g
         .encoding
         .ok_or_else(|| ApiError::from(HostError::NoActor(Service::Client)))?;
-    let (mut file, size) = spool(&g.spool_dir, body).await?;
+    let declared = declared_length(&headers)?;
+    // With the size known up front, the key pass runs as the bytes arrive.
+    let keyer = match declared {
+        Some(size) if size > codec::LIT_THRESHOLD => Some(
+            codec::ConvergentKeyer::new(&g.convergence, params, size)
+                .map_err(|e| ApiError::bad_request(format!("cannot upload this file: {e}")))?,
+        ),
+        _ => None,
+    };
+    let (mut file, size, keyer) = spool(&g.spool_dir, body, keyer).await?;
+    if let Some(declared) = declared.filter(|&declared| declared != size) {
+        return Err(ApiError::bad_request(format!(
+            "the upload's body has {size} bytes but its Content-Length said {declared}"
+        )));
+    }
     if size <= codec::LIT_THRESHOLD {
         let mut data = Vec::new();
         file.rewind()?;
@@ -157,15 +172,10 @@ async fn upload(
             placement: Default::default(),
         }));
     }
-    let secret = g.convergence.clone();
-    let (file, key) = tokio::task::spawn_blocking(move || {
-        file.rewind()?;
-        let key = codec::convergent_key(&secret, params, size, &mut file)
-            .map_err(|e| ApiError::internal(format!("the key pass failed: {e}")))?;
-        Ok::<_, ApiError>((file, key))
-    })
-    .await
-    .map_err(|e| ApiError::internal(format!("the key pass stopped: {e}")))??;
+    let (file, key) = match keyer {
+        Some(keyer) => (file, keyer.finish()),
+        None => key_pass(file, g.convergence.clone(), params, size).await?,
+    };
     let request = LocalRequest::Upload {
         key,
         params,
@@ -189,19 +199,57 @@ async fn upload(
     }
 }
 
-/// Writes `body` to an anonymous file in `dir`; the file and its size.
-async fn spool(dir: &Path, body: Body) -> Result<(File, u64), ApiError> {
+/// The request's `Content-Length`, if it has one.
+fn declared_length(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
+    let Some(value) = headers.get(header::CONTENT_LENGTH) else {
+        return Ok(None);
+    };
+    let length = value
+        .to_str()
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| ApiError::bad_request("the Content-Length is not a number"))?;
+    Ok(Some(length))
+}
+
+/// Writes `body` to an anonymous file in `dir`, feeding `keyer` as it goes; the file, its
+/// size and the keyer.
+async fn spool(
+    dir: &Path,
+    body: Body,
+    mut keyer: Option<codec::ConvergentKeyer>,
+) -> Result<(File, u64, Option<codec::ConvergentKeyer>), ApiError> {
     let mut file = BufWriter::with_capacity(1 << 20, tempfile::tempfile_in(dir)?);
     let mut size = 0u64;
     let mut chunks = body.into_data_stream();
     while let Some(chunk) = chunks.next().await {
         let chunk = chunk
             .map_err(|e| ApiError::bad_request(format!("the upload's body broke off: {e}")))?;
+        if let Some(keyer) = &mut keyer {
+            keyer.update(&chunk);
+        }
         file.write_all(&chunk)?;
         size += chunk.len() as u64;
     }
     let file = file.into_inner().map_err(|e| e.into_error())?;
-    Ok((file, size))
+    Ok((file, size, keyer))
+}
+
+/// The convergent key of the spooled file, read again from its start (off the I/O threads).
+async fn key_pass(
+    mut file: File,
+    secret: Vec<u8>,
+    params: EncodingParams,
+    size: u64,
+) -> Result<(File, codec::Key), ApiError> {
+    tokio::task::spawn_blocking(move || {
+        file.rewind()?;
+        let key = codec::convergent_key(&secret, params, size, &mut file)
+            .map_err(|e| ApiError::internal(format!("the key pass failed: {e}")))?;
+        Ok((file, key))
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("the key pass stopped: {e}")))?
 }
 
 fn upload_error(error: UploadError) -> ApiError {

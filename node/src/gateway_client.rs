@@ -34,11 +34,14 @@ impl GatewayClient {
         GatewayClient { base, agent }
     }
 
-    /// Uploads `body`; the node's answer.
-    pub fn upload(&self, body: &mut dyn Read) -> Result<api::Uploaded> {
-        let response = self
-            .agent
-            .put(format!("{}/uri", self.base))
+    /// Uploads `body`, of `size` bytes if known (the node then computes the file's key as
+    /// the bytes arrive); the node's answer.
+    pub fn upload(&self, body: &mut dyn Read, size: Option<u64>) -> Result<api::Uploaded> {
+        let mut request = self.agent.put(format!("{}/uri", self.base));
+        if let Some(size) = size {
+            request = request.header("content-length", size.to_string());
+        }
+        let response = request
             .send(SendBody::from_reader(body))
             .map_err(|e| self.unreachable(e))?;
         json(response)

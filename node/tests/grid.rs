@@ -219,6 +219,21 @@ fn a_grid_of_processes_stores_files_and_survives_losing_servers() {
     }
     let big_cap = caps.last().unwrap().clone();
 
+    // From standard input (no length known up front: the node keys the spooled file), the
+    // same bytes get the same cap.
+    let big = files.join(format!("in-{}", 3 * (1 << 20) + 17));
+    let piped = cairn()
+        .args(["-d", &grid.client_dir(), "put", "-"])
+        .stdin(fs::File::open(&big).unwrap())
+        .output()
+        .unwrap();
+    assert!(
+        piped.status.success(),
+        "{}",
+        String::from_utf8_lossy(&piped.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&piped.stdout).trim(), big_cap);
+
     // The vdrive: put with a path, ls, get by path, mv, rm.
     let path = files.join("in-56");
     let dir = grid.client_dir();
