@@ -26,9 +26,12 @@ Exit codes:
      found, not enough shares, ...), or a simulation found a violation
   2  the command line was not understood
 
-A grid by hand:
-  cairn create-introducer intro && cairn run intro &
-  cairn create-node store1 --introducer \"$(cat intro/introducer.furl)\" && cairn run store1 &
+A grid by hand (or all in one process: `cairn demo --keep`):
+  cairn create-introducer intro
+  cairn run intro &          # writes intro/introducer.furl once it listens
+  cairn create-node store1 --introducer \"$(cat intro/introducer.furl)\"
+  cairn run store1 &         # and store2..store10 alike: 3-of-10 needs 7 servers (happy)
+  cairn -d store1 mkdir /docs
   cairn -d store1 put FILE /docs/FILE
   cairn -d store1 get /docs/FILE -o copy";
 
