@@ -64,33 +64,33 @@ pub fn create(dir: &Path, config: &NodeConfig) -> Result<()> {
 
 /// Reads the node's secrets.
 pub fn identity(dir: &Path) -> Result<Identity> {
-    let seed: [u8; 32] = read_base32(dir, KEY_FILE)?
+    let seed: [u8; 32] = read_base32(dir, KEY_FILE, "the node's key")?
         .try_into()
         .map_err(|_| anyhow::anyhow!("{} must hold a 32-byte key", dir.join(KEY_FILE).display()))?;
     Ok(Identity {
         key: NodeKey::from_seed(seed),
-        furl_secret: read_line(dir, FURL_SECRET_FILE)?,
+        furl_secret: read_line(dir, FURL_SECRET_FILE, "the node's FURL secret")?,
         convergence: convergence_secret(dir)?,
     })
 }
 
 /// The node's convergence secret.
 pub fn convergence_secret(dir: &Path) -> Result<Vec<u8>> {
-    read_base32(dir, CONVERGENCE_FILE)
+    read_base32(dir, CONVERGENCE_FILE, "the node's convergence secret")
 }
 
-fn read_base32(dir: &Path, name: &str) -> Result<Vec<u8>> {
-    let text = read_line(dir, name)?;
+fn read_base32(dir: &Path, name: &str, what: &str) -> Result<Vec<u8>> {
+    let text = read_line(dir, name, what)?;
     match base32::decode(&text) {
         Some(bytes) if !bytes.is_empty() => Ok(bytes),
         _ => bail!("{} does not hold base32", dir.join(name).display()),
     }
 }
 
-fn read_line(dir: &Path, name: &str) -> Result<String> {
+fn read_line(dir: &Path, name: &str, what: &str) -> Result<String> {
     let path = dir.join(name);
-    let text =
-        fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    let text = fs::read_to_string(&path)
+        .with_context(|| format!("cannot read {what} at {}", path.display()))?;
     Ok(text.trim().to_owned())
 }
 
