@@ -2,6 +2,7 @@
 
 mod cap;
 mod nodedir;
+mod research;
 mod simulate;
 
 use clap::{Parser, Subcommand};

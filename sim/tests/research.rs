@@ -151,3 +151,58 @@ fn a_seed_replays_exactly() {
         "another seed, another run"
     );
 }
+
+/// The worked study of docs/research.md: durability against k/N under churn and permanent
+/// departures, without repair, for N = 10 and N = 15. Writes docs/research-study.{png,svg}
+/// and prints a table. Run it with
+/// `cargo test --release -p cairn-sim --test research worked_study -- --ignored --nocapture`.
+#[test]
+#[ignore = "a study (a minute in release): run it by name"]
+fn worked_study() {
+    use cairn_sim::research::plot::{Chart, Line};
+    let mut lines = Vec::new();
+    for n in [10u8, 15] {
+        let (mut readable, mut surviving) = (Vec::new(), Vec::new());
+        for k in (1..n).step_by(if n == 10 { 1 } else { 2 }) {
+            let scenario = Scenario {
+                nodes: 1000,
+                files: 5000,
+                shares_needed: k,
+                shares_total: n,
+                shares_happy: n,
+                days: 180.0,
+                seed: 1,
+                downloads: 20_000,
+                churn: Churn::Availability { p: 0.9, cycle_hours: 24.0 },
+                departures: Departures {
+                    mean_lifetime_days: 365.0,
+                    replace: true,
+                    replacement_delay_hours: 24.0,
+                },
+                samples: 50,
+                ..Scenario::default()
+            };
+            let s = run(&scenario).summary;
+            let ratio = f64::from(k) / f64::from(n);
+            let alive = 1.0 - f64::from(s.files_lost) / f64::from(s.files);
+            println!(
+                "{k:>2}-of-{n}: readable {:.5} (binomial at A=0.9: {:.5}), files surviving {:.5}",
+                s.readable_fraction, s.binomial_readable_fraction, alive
+            );
+            readable.push((ratio, s.readable_fraction));
+            surviving.push((ratio, alive));
+        }
+        lines.push(Line { label: format!("N={n}: downloads that succeeded"), points: readable });
+        lines.push(Line { label: format!("N={n}: files surviving 180 days"), points: surviving });
+    }
+    let chart = Chart {
+        title: "Durability vs k/N: availability 0.9, 1-year mean node lifetime, no repair".into(),
+        x_label: "k/N (1000 nodes, 5000 files, 180 simulated days, seed 1)".into(),
+        y_label: "fraction".into(),
+        lines,
+        markers: true,
+    };
+    let docs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs");
+    std::fs::create_dir_all(&docs).unwrap();
+    chart.save(&docs.join("research-study")).unwrap();
+}

@@ -115,7 +115,8 @@ pub struct ResearchClient {
     lease: LeaseSecret,
     next_request: u64,
     next_task: u64,
-    tasks: HashMap<u64, Task, FastBuild>,
+    // Boxed: a task is a few hundred bytes, moved out and back at every input.
+    tasks: HashMap<u64, Box<Task>, FastBuild>,
     requests: HashMap<RequestId, Sent, FastBuild>,
     next_upload: FileNum,
     uploads_running: usize,
@@ -214,7 +215,7 @@ impl ResearchClient {
         let ring = self.ring.prefix(file, &ring::lock(&self.members));
         let id = self.next_task;
         self.next_task += 1;
-        let task = Task::new(file, kind, ring, &self.plan);
+        let task = Box::new(Task::new(file, kind, ring, &self.plan));
         self.tasks.insert(id, task);
         self.run_task(id, ctx);
     }
@@ -267,7 +268,7 @@ impl ResearchClient {
         self.run_task(id, ctx);
     }
 
-    fn finish(&mut self, id: u64, task: Task, ctx: &mut Context<'_>) {
+    fn finish(&mut self, id: u64, task: Box<Task>, ctx: &mut Context<'_>) {
         ctx.cancel_timer(TimerId(TASK_TIMERS + id));
         for request in &task.pending {
             self.requests.remove(request);

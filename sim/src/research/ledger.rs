@@ -120,6 +120,26 @@ impl Ledger {
         set.len()
     }
 
+    /// Distinct shares of `file` on members and on nodes up now, in one pass (`state` says
+    /// of a node whether it is a member and whether it is up).
+    pub fn distinct_two(
+        &self,
+        file: FileNum,
+        mut state: impl FnMut(NodeNum) -> (bool, bool),
+    ) -> (usize, usize) {
+        let (mut members, mut up) = (ShareSet::default(), ShareSet::default());
+        for &(share, node) in self.files.get(file as usize).into_iter().flatten() {
+            let (member, is_up) = state(node);
+            if member {
+                members.insert(share);
+            }
+            if is_up {
+                up.insert(share);
+            }
+        }
+        (members.len(), up.len())
+    }
+
     /// Files in the run.
     pub fn file_count(&self) -> u32 {
         self.files.len() as u32

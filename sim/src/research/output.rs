@@ -58,8 +58,8 @@ fn line(label: &str, series: &[Sample], y: impl Fn(&Sample) -> f64) -> Line {
 
 fn chart(title: &str, subtitle: &str, y_label: &str, lines: Vec<Line>) -> Chart {
     Chart {
-        title: format!("{title} — {subtitle}"),
-        x_label: "simulated day".into(),
+        title: title.to_string(),
+        x_label: format!("simulated day  ({subtitle})"),
         y_label: y_label.into(),
         lines,
         markers: false,

@@ -66,7 +66,8 @@ impl Default for Scenario {
             departures: Departures::default(),
             zones: Zones::default(),
             repair: Repair::None,
-            repair_interval_hours: 24.0,
+            // Weekly, as a deep-check-and-repair job might run.
+            repair_interval_hours: 168.0,
             repair_bandwidth: 0,
             search_width: 0,
             samples: 240,

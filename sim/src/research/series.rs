@@ -91,9 +91,11 @@ impl Sampler {
         let up = member_list.iter().filter(|n| churn.is_up(**n)).count() as u32;
         let (k, r) = (usize::from(self.needed), usize::from(self.threshold));
         let (mut lost, mut unavailable, mut below, mut sum, mut min) = (0, 0, 0, 0u64, u32::MAX);
+        // Departed nodes hold nothing in the ledger, so every holder is a member.
+        let up_now: Vec<bool> = (0..churn.node_count()).map(|n| churn.is_up(n)).collect();
+        let state = |n: u32| (true, up_now.get(n as usize).copied().unwrap_or(false));
         for f in 0..ledger.file_count() {
-            let on_members = ledger.distinct(f, |n| members.is_member(n));
-            let on_up = ledger.distinct(f, |n| churn.is_up(n));
+            let (on_members, on_up) = ledger.distinct_two(f, state);
             lost += u32::from(on_members < k);
             unavailable += u32::from(on_up < k);
             below += u32::from(on_members < r);
