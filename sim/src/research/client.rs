@@ -22,7 +22,7 @@ use super::ring::{self, RingCache, SharedMembership};
 use super::scenario::Repair;
 use crate::fingerprint::FastBuild;
 use cairn_actors::protocol::{LeaseSecret, Message, Request, RequestId, Response};
-use cairn_actors::{Actor, Addr, Context, Input, Service, Time, TimerId};
+use cairn_actors::{Actor, Addr, Context, Effect, Input, Service, Time, TimerId};
 use rand::{Rng, RngCore};
 use serde::Serialize;
 use std::collections::HashMap;
@@ -230,15 +230,27 @@ impl ResearchClient {
             task: id,
             ctx,
             sent: false,
+            wake: None,
         };
         let done = task.advance(&mut io);
-        let sent = io.sent;
+        let (sent, wake) = (io.sent, io.wake);
         if done {
             self.finish(id, task, ctx);
             return;
         }
-        if sent {
-            ctx.set_timer(TimerId(TASK_TIMERS + id), REQUEST_TIMEOUT);
+        // One timer per task, moved only by re-arming when it fires early: a push onto the
+        // event queue per send would cost more than the sends.
+        let timer = TimerId(TASK_TIMERS + id);
+        if let Some(at) = wake {
+            task.deadline = at;
+            task.armed = true;
+            ctx.push(Effect::SetTimer { id: timer, at });
+        } else if sent {
+            task.deadline = ctx.now().after(REQUEST_TIMEOUT);
+            if !task.armed {
+                task.armed = true;
+                ctx.set_timer(timer, REQUEST_TIMEOUT);
+            }
         }
         self.tasks.insert(id, task);
     }
@@ -260,6 +272,13 @@ impl ResearchClient {
         let Some(task) = self.tasks.get_mut(&id) else {
             return;
         };
+        task.armed = false;
+        if ctx.now() < task.deadline {
+            task.armed = true;
+            let at = task.deadline;
+            ctx.push(Effect::SetTimer { id: TimerId(TASK_TIMERS + id), at });
+            return;
+        }
         for request in std::mem::take(&mut task.pending) {
             if let Some(sent) = self.requests.remove(&request) {
                 task.answer(sent.node, sent.share, sent.stage, None, &self.plan);
@@ -307,6 +326,7 @@ pub(super) struct TaskIo<'a, 'c> {
     task: u64,
     ctx: &'a mut Context<'c>,
     sent: bool,
+    wake: Option<Time>,
 }
 
 impl TaskIo<'_, '_> {
@@ -350,8 +370,7 @@ impl TaskIo<'_, '_> {
 
     /// Wakes the task at `at` (it must not have requests in flight).
     pub fn wake_at(&mut self, at: Time) {
-        let id = TimerId(TASK_TIMERS + self.task);
-        self.ctx.push(cairn_actors::Effect::SetTimer { id, at });
+        self.wake = Some(at);
     }
 }
 

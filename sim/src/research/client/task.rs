@@ -55,6 +55,10 @@ pub struct Task {
     ring: Vec<NodeNum>,
     /// Requests in flight.
     pub pending: Vec<RequestId>,
+    /// When the task gives up on the servers it waits for (or wakes from a wait), and
+    /// whether its timer is set.
+    pub deadline: Time,
+    pub armed: bool,
     phase: Phase,
     /// Ring servers asked to list (a prefix of `ring`).
     asked: usize,
@@ -89,6 +93,8 @@ impl Task {
             kind,
             ring,
             pending: Vec::new(),
+            deadline: Time(0),
+            armed: false,
             phase: Phase::Find,
             asked: 0,
             answered: 0,
@@ -271,7 +277,12 @@ impl Task {
             .copied()
             .collect();
         let mut until = io.now();
-        let sources: Vec<NodeNum> = self.tried.iter().map(|t| t.1).collect();
+        let sources: Vec<NodeNum> = self
+            .tried
+            .iter()
+            .filter(|t| self.read.contains(&t.0))
+            .map(|t| t.1)
+            .collect();
         for node in sources {
             until = until.max(io.reserve(node));
         }
