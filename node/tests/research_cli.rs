@@ -16,27 +16,61 @@ fn summary(dir: &Path) -> serde_json::Value {
 }
 
 const SMALL: [&str; 16] = [
-    "--nodes", "30", "--files", "60", "--shares-needed", "2", "--shares-total", "5",
-    "--shares-happy", "4", "--availability", "0.8", "--days", "3", "--repair", "threshold:4",
+    "--nodes",
+    "30",
+    "--files",
+    "60",
+    "--shares-needed",
+    "2",
+    "--shares-total",
+    "5",
+    "--shares-happy",
+    "4",
+    "--availability",
+    "0.8",
+    "--days",
+    "3",
+    "--repair",
+    "threshold:4",
 ];
 
 #[test]
 fn flags_run_a_study_and_write_every_output() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("a");
-    let mut args = vec!["sim", "research", "--seed", "9", "--out", out.to_str().unwrap()];
+    let mut args = vec![
+        "sim",
+        "research",
+        "--seed",
+        "9",
+        "--out",
+        out.to_str().unwrap(),
+    ];
     args.extend(SMALL);
     let run = cairn(&args);
-    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
     assert!(String::from_utf8_lossy(&run.stdout).contains("readable"));
     for name in cairn_sim::research::output::FILES {
-        let len = std::fs::metadata(out.join(name)).map(|m| m.len()).unwrap_or(0);
+        let len = std::fs::metadata(out.join(name))
+            .map(|m| m.len())
+            .unwrap_or(0);
         assert!(len > 100, "{name} missing or empty");
     }
     let png = std::fs::read(out.join("availability.png")).unwrap();
     assert_eq!(&png[..4], b"\x89PNG");
     let s = summary(&out);
-    for key in ["readable_fraction", "download_attempts", "files_lost", "repair_bytes", "events", "wall_seconds"] {
+    for key in [
+        "readable_fraction",
+        "download_attempts",
+        "files_lost",
+        "repair_bytes",
+        "events",
+        "wall_seconds",
+    ] {
         assert!(s.get(key).is_some(), "summary lacks {key}");
     }
     assert_eq!(s["parameters"]["nodes"], 30);
@@ -55,8 +89,18 @@ fn flags_run_a_study_and_write_every_output() {
     )
     .unwrap();
     let again = dir.path().join("b");
-    let run = cairn(&["sim", "research", toml.to_str().unwrap(), "--out", again.to_str().unwrap()]);
-    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let run = cairn(&[
+        "sim",
+        "research",
+        toml.to_str().unwrap(),
+        "--out",
+        again.to_str().unwrap(),
+    ]);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
     let (mut a, mut b) = (s, summary(&again));
     a["wall_seconds"] = 0.into();
     b["wall_seconds"] = 0.into();

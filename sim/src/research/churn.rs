@@ -252,7 +252,7 @@ impl ChurnDriver {
     }
 
     /// Acts on the next happening; returns its time and the up-state changes it causes.
-    pub fn next(&mut self) -> Option<(Time, Vec<Transition>)> {
+    pub fn advance(&mut self) -> Option<(Time, Vec<Transition>)> {
         let (at, happening) = self.agenda.pop()?;
         self.now = at;
         let mut changes = Vec::new();

@@ -276,7 +276,10 @@ impl ResearchClient {
         if ctx.now() < task.deadline {
             task.armed = true;
             let at = task.deadline;
-            ctx.push(Effect::SetTimer { id: TimerId(TASK_TIMERS + id), at });
+            ctx.push(Effect::SetTimer {
+                id: TimerId(TASK_TIMERS + id),
+                at,
+            });
             return;
         }
         for request in std::mem::take(&mut task.pending) {

@@ -204,7 +204,7 @@ impl Run {
                 });
                 continue;
             }
-            if let Some((_, changes)) = churn.next() {
+            if let Some((_, changes)) = churn.advance() {
                 for change in changes {
                     self.apply(change);
                 }

@@ -188,7 +188,7 @@ impl Task {
                 self.list(io, self.asked..end, plan);
                 None
             }
-            Kind::Check if self.asked == 0 => {
+            Kind::Check if self.asked == 0 && !self.ring.is_empty() => {
                 let end = plan.search_width.min(self.ring.len());
                 self.list(io, 0..end, plan);
                 None
