@@ -413,3 +413,101 @@ pub fn gamma(x: f64) -> f64 {
     }
     (2.0 * std::f64::consts::PI).sqrt() * t.powf(x + 0.5) * (-t).exp() * a
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    #[test]
+    fn gamma_of_known_points() {
+        assert!((gamma(5.0) - 24.0).abs() < 1e-9);
+        assert!((gamma(0.5) - std::f64::consts::PI.sqrt()).abs() < 1e-9);
+    }
+
+    /// The fraction of nodes up at the start, and after a while, is the long-run availability.
+    fn check_stationary(churn: Churn) {
+        let nodes = 4000;
+        let rng = ChaCha8Rng::seed_from_u64(1);
+        let zones = Zones::default();
+        let mut d = ChurnDriver::new(Time(0), nodes, &churn, &Departures::default(), &zones, rng);
+        let a = OnOff::of(&churn).availability();
+        let tolerance = 5.0 * (a * (1.0 - a) / f64::from(nodes)).sqrt();
+        let up =
+            |d: &ChurnDriver| (0..nodes).filter(|n| d.is_up(*n)).count() as f64 / f64::from(nodes);
+        assert!(
+            (up(&d) - a).abs() < tolerance,
+            "{churn:?}: {} up at the start, A = {a}",
+            up(&d)
+        );
+        let later = Time(0).after(std::time::Duration::from_secs(3 * 86_400));
+        while d.next_time().is_some_and(|t| t < later) {
+            d.advance();
+        }
+        assert!(
+            (up(&d) - a).abs() < tolerance,
+            "{churn:?}: {} up later, A = {a}",
+            up(&d)
+        );
+    }
+
+    #[test]
+    fn nodes_start_and_stay_in_the_long_run_regime() {
+        check_stationary(Churn::Availability {
+            p: 0.7,
+            cycle_hours: 24.0,
+        });
+        check_stationary(Churn::Weibull {
+            up_shape: 0.6,
+            up_scale_hours: 10.0,
+            down_shape: 1.5,
+            down_scale_hours: 3.0,
+        });
+    }
+
+    #[test]
+    fn departures_are_replaced_and_zones_take_their_nodes_down() {
+        let rng = ChaCha8Rng::seed_from_u64(2);
+        let departures = Departures {
+            mean_lifetime_days: 1.0,
+            replace: true,
+            replacement_delay_hours: 1.0,
+        };
+        let zones = Zones {
+            count: 2,
+            mean_days_between_outages: 1.0,
+            mean_outage_hours: 2.0,
+        };
+        let mut d = ChurnDriver::new(Time(0), 10, &Churn::None, &departures, &zones, rng);
+        let (mut departed, mut arrived, mut zone_downs) = (0, 0, 0);
+        for _ in 0..200 {
+            let Some((_, changes)) = d.advance() else {
+                break;
+            };
+            departed += changes
+                .iter()
+                .filter(|c| matches!(c, Transition::Departed(_)))
+                .count();
+            arrived += changes
+                .iter()
+                .filter(|c| matches!(c, Transition::Arrived(_)))
+                .count();
+            zone_downs += usize::from(
+                changes
+                    .iter()
+                    .filter(|c| matches!(c, Transition::Down(_)))
+                    .count()
+                    > 1,
+            );
+        }
+        assert!(
+            departed > 5 && arrived > 5,
+            "{departed} departed, {arrived} arrived"
+        );
+        assert!(
+            zone_downs > 0,
+            "a zone outage takes several nodes down at once"
+        );
+        assert_eq!(d.node_count() as usize, 10 + arrived);
+    }
+}
