@@ -140,6 +140,11 @@ impl Ledger {
         (members.len(), up.len())
     }
 
+    /// Shares of `file` stored, counting copies of one share on several nodes.
+    pub fn copies(&self, file: FileNum) -> usize {
+        self.files.get(file as usize).map_or(0, Vec::len)
+    }
+
     /// Files in the run.
     pub fn file_count(&self) -> u32 {
         self.files.len() as u32

@@ -98,12 +98,19 @@ fn charts(s: &[Sample], subtitle: &str) -> Vec<(&'static str, Chart)> {
         (
             "shares_per_file",
             chart(
-                "Distinct shares per file on members",
+                "Shares per file",
                 subtitle,
                 "shares",
                 vec![
-                    line("mean", s, |x| x.shares_mean),
-                    line("least", s, |x| f64::from(x.shares_min)),
+                    line("stored, copies included (mean)", s, |x| x.copies_mean),
+                    line("distinct on members (mean)", s, |x| x.shares_mean),
+                    line("distinct on members (least)", s, |x| {
+                        f64::from(x.shares_min)
+                    }),
+                    line("distinct on nodes up (mean)", s, |x| x.shares_up_mean),
+                    line("distinct on nodes up (least)", s, |x| {
+                        f64::from(x.shares_up_min)
+                    }),
                 ],
             ),
         ),

@@ -126,9 +126,10 @@ impl Chart {
         if x0 > x1 {
             return (0.0..1.0, 0.0..1.0);
         }
+        // Room above the lines for the legend, in the upper right.
         let pad = |lo: f64, hi: f64| {
             let span = if hi > lo { hi - lo } else { lo.abs().max(1.0) };
-            (lo - 0.05 * span, hi + 0.05 * span)
+            (lo - 0.05 * span, hi + 0.3 * span)
         };
         let (y0, y1) = pad(y0, y1);
         let x1 = if x1 > x0 { x1 } else { x0 + 1.0 };

@@ -70,7 +70,7 @@ impl Default for Scenario {
             repair_interval_hours: 168.0,
             repair_bandwidth: 0,
             search_width: 0,
-            samples: 240,
+            samples: 120,
         }
     }
 }

@@ -30,6 +30,12 @@ pub struct Sample {
     /// Distinct shares per file on members: mean and least.
     pub shares_mean: f64,
     pub shares_min: u32,
+    /// Distinct shares per file on nodes up now: mean and least.
+    pub shares_up_mean: f64,
+    pub shares_up_min: u32,
+    /// Shares stored per file, copies included (repairs of shares on nodes that were only
+    /// down make copies).
+    pub copies_mean: f64,
     /// Repair traffic so far (bytes read plus bytes written), and repairs so far.
     pub repair_bytes: u64,
     pub repairs: u64,
@@ -90,7 +96,9 @@ impl Sampler {
         let member_list: Vec<u32> = members.members().collect();
         let up = member_list.iter().filter(|n| churn.is_up(**n)).count() as u32;
         let (k, r) = (usize::from(self.needed), usize::from(self.threshold));
-        let (mut lost, mut unavailable, mut below, mut sum, mut min) = (0, 0, 0, 0u64, u32::MAX);
+        let (mut lost, mut unavailable, mut below) = (0, 0, 0);
+        let (mut sum, mut min, mut up_sum, mut up_min, mut copies) =
+            (0u64, usize::MAX, 0u64, usize::MAX, 0u64);
         // Departed nodes hold nothing in the ledger, so every holder is a member.
         let up_now: Vec<bool> = (0..churn.node_count()).map(|n| churn.is_up(n)).collect();
         let state = |n: u32| (true, up_now.get(n as usize).copied().unwrap_or(false));
@@ -100,7 +108,10 @@ impl Sampler {
             unavailable += u32::from(on_up < k);
             below += u32::from(on_members < r);
             sum += on_members as u64;
-            min = min.min(on_members as u32);
+            min = min.min(on_members);
+            up_sum += on_up as u64;
+            up_min = up_min.min(on_up);
+            copies += ledger.copies(f) as u64;
         }
         let files = f64::from(ledger.file_count().max(1));
         let load = ledger.load(member_list.iter().copied());
@@ -114,7 +125,10 @@ impl Sampler {
             files_unavailable: unavailable,
             files_below_threshold: below,
             shares_mean: sum as f64 / files,
-            shares_min: if min == u32::MAX { 0 } else { min },
+            shares_min: least(min),
+            shares_up_mean: up_sum as f64 / files,
+            shares_up_min: least(up_min),
+            copies_mean: copies as f64 / files,
             repair_bytes: stats.repair_download_bytes + stats.repair_upload_bytes,
             repairs: stats.repairs,
             download_attempts: stats.download_attempts,
@@ -128,6 +142,15 @@ impl Sampler {
     /// Every sample taken, in time order.
     pub fn into_samples(self) -> Vec<Sample> {
         self.samples
+    }
+}
+
+/// The least of a count that may have seen nothing.
+fn least(min: usize) -> u32 {
+    if min == usize::MAX {
+        0
+    } else {
+        min as u32
     }
 }
 
@@ -148,12 +171,12 @@ fn spread(load: &[usize]) -> (f64, u64, f64) {
 pub fn to_csv(samples: &[Sample]) -> String {
     let mut out = String::from(
         "day,members,up,availability,files_lost,files_unavailable,files_below_threshold,\
-         shares_mean,shares_min,repair_bytes,repairs,download_attempts,download_successes,\
+         shares_mean,shares_min,shares_up_mean,shares_up_min,copies_mean,repair_bytes,repairs,download_attempts,download_successes,\
          load_mean,load_max,load_cv\n",
     );
     for s in samples {
         out.push_str(&format!(
-            "{:.6},{},{},{:.6},{},{},{},{:.6},{},{},{},{},{},{:.6},{},{:.6}\n",
+            "{:.6},{},{},{:.6},{},{},{},{:.6},{},{:.6},{},{:.6},{},{},{},{},{:.6},{},{:.6}\n",
             s.day,
             s.members,
             s.up,
@@ -163,6 +186,9 @@ pub fn to_csv(samples: &[Sample]) -> String {
             s.files_below_threshold,
             s.shares_mean,
             s.shares_min,
+            s.shares_up_mean,
+            s.shares_up_min,
+            s.copies_mean,
             s.repair_bytes,
             s.repairs,
             s.download_attempts,
