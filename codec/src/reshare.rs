@@ -480,4 +480,30 @@ mod tests {
         assert_eq!(Ueb::hash(&bytes), cap.ueb_hash);
         assert_eq!(ueb.to_bytes(), bytes);
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+
+        /// Any `k` shares, in any order of numbers, rebuild every share of any file exactly.
+        #[test]
+        fn any_k_shares_rebuild_all_of_them(
+            size in 1usize..9000,
+            k in 1usize..6,
+            extra in 0usize..6,
+            segment in 64u64..3000,
+            pick in proptest::sample::subsequence((0..11).collect::<Vec<usize>>(), 0..=11),
+        ) {
+            let n = k + extra;
+            let (cap, shares) = encoded(size, k, n, segment);
+            let mut from: Vec<usize> = pick.into_iter().filter(|&s| s < n).collect();
+            for s in 0..n {
+                if from.len() < k && !from.contains(&s) {
+                    from.push(s);
+                }
+            }
+            from.truncate(k);
+            from.reverse();
+            proptest::prop_assert_eq!(regenerate(&cap, &shares, &from).unwrap(), shares);
+        }
+    }
 }
