@@ -85,12 +85,17 @@ impl Repairer {
             }
             return;
         }
-        let Some(Response::Allocated {
-            already_have,
-            allocated,
-        }) = answer
-        else {
-            return self.offer(ctx, share);
+        let (already_have, allocated) = match answer {
+            Some(Response::Allocated {
+                already_have,
+                allocated,
+            }) => (already_have, allocated),
+            // No answer in time: the server may yet reserve the space; free it.
+            None => {
+                self.abort(ctx, share, server);
+                return self.offer(ctx, share);
+            }
+            Some(_) => return self.offer(ctx, share),
         };
         let have: BTreeSet<ShareNum> = already_have.into_iter().collect();
         let mut holds_it = false;
