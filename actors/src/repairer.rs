@@ -29,11 +29,12 @@
 //! blocks, and each source's hash trees.
 
 mod homes;
+mod policy;
 mod sources;
 #[cfg(test)]
 mod tests;
 
-use crate::actor::{Actor, Context, Effect, Input, TimerId};
+use crate::actor::{Actor, Addr, Context, Effect, Input, TimerId};
 use crate::checker::outstanding::Outstanding;
 use crate::checker::reader::ShareReader;
 use crate::checker::survey::Survey;
@@ -46,6 +47,8 @@ use crate::uploader::UploadConfig;
 use cairn_codec::reshare::{RegeneratedFile, Regenerator};
 use cairn_codec::VerifierCap;
 use std::collections::{BTreeMap, BTreeSet};
+
+pub use policy::RepairPolicy;
 
 /// Fires at the earliest deadline among the requests in flight.
 const SWEEP: TimerId = TimerId(0);
@@ -272,13 +275,7 @@ impl Repairer {
         self.progress(ctx);
     }
 
-    fn on_response(
-        &mut self,
-        ctx: &mut Context<'_>,
-        from: crate::actor::Addr,
-        id: RequestId,
-        body: Response,
-    ) {
+    fn on_response(&mut self, ctx: &mut Context<'_>, from: Addr, id: RequestId, body: Response) {
         if let Some((server, purpose)) = self.requests.answer(from, id) {
             if let Response::Data(data) = &body {
                 self.traffic.bytes_downloaded += data.len() as u64;

@@ -5,7 +5,7 @@
 use cairn_codec::{ChkCap, ShareLayout};
 use cairn_sim::actors::checker::{CheckError, CheckOptions, CheckReport};
 use cairn_sim::actors::local::{LocalRequest, LocalResponse};
-use cairn_sim::actors::repairer::{RepairError, RepairReport};
+use cairn_sim::actors::repairer::{RepairError, RepairPolicy, RepairReport};
 use cairn_sim::actors::{NodeId, ShareNum, StorageIndex};
 use cairn_sim::scenario::Scenario;
 use cairn_sim::Fault;
@@ -31,9 +31,13 @@ fn check(s: &mut Scenario, cap: &ChkCap) -> Result<CheckReport, CheckError> {
 }
 
 fn repair(s: &mut Scenario, cap: &ChkCap) -> Result<RepairReport, RepairError> {
+    repair_to(s, cap, 7)
+}
+
+fn repair_to(s: &mut Scenario, cap: &ChkCap, happy: usize) -> Result<RepairReport, RepairError> {
     let request = LocalRequest::Repair {
         cap: cap.verifier(),
-        happy: 7,
+        happy,
         options: CheckOptions::default(),
     };
     let id = s.start(request, None);
@@ -166,9 +170,9 @@ fn repair_with_fewer_than_k_shares_left_fails_clearly() {
 }
 
 /// Servers leave one at a time, a holder each time, ten in all (more than the N-k=7 a
-/// 3-of-10 file survives). With a check after each departure and a repair whenever the file
-/// is unhealthy, it is still readable at the end; left alone, it is lost.
-fn departures(repair_on: bool) -> (bool, u64) {
+/// 3-of-10 file survives), with a check after each departure and `policy` deciding on
+/// repairs: whether the file is readable at the end, and the bytes the repairs wrote.
+fn departures(policy: RepairPolicy) -> (bool, u64) {
     let mut s = Scenario::new(21, 24);
     let data = file(25_000, 5);
     let cap = s.upload(&data).unwrap().cap;
@@ -178,9 +182,10 @@ fn departures(repair_on: bool) -> (bool, u64) {
             break;
         };
         s.fault(Fault::Crash { node });
-        if repair_on && !check(&mut s, &cap).unwrap().healthy {
-            let r = repair(&mut s, &cap).expect("enough shares and servers remain");
-            assert!(r.happiness_after >= 7, "{r:?}");
+        let report = check(&mut s, &cap).unwrap();
+        if let Some(happy) = policy.repair_target(&report) {
+            let r = repair_to(&mut s, &cap, happy).expect("enough shares and servers remain");
+            assert!(r.happiness_after >= happy, "{r:?}");
             repair_bytes += r.bytes_uploaded;
         }
     }
@@ -190,10 +195,15 @@ fn departures(repair_on: bool) -> (bool, u64) {
 
 #[test]
 fn periodic_repair_keeps_a_file_through_more_departures_than_it_survives_alone() {
-    let (kept, bytes) = departures(true);
-    assert!(kept, "with repair the file survives");
-    assert!(bytes > 0);
-    let (kept, bytes) = departures(false);
+    for policy in [
+        RepairPolicy::Unhealthy,
+        RepairPolicy::BelowDistinct { threshold: 9 },
+    ] {
+        let (kept, bytes) = departures(policy);
+        assert!(kept, "with repair ({policy:?}) the file survives");
+        assert!(bytes > 0);
+    }
+    let (kept, bytes) = departures(RepairPolicy::Never);
     assert!(!kept, "without repair ten departures lose a 3-of-10 file");
     assert_eq!(bytes, 0);
 }
