@@ -45,8 +45,9 @@ pub struct ResearchArgs {
     /// Simulated days of churn.
     #[arg(long, value_name = "D")]
     days: Option<f64>,
-    /// `none`, or `threshold:R` to repair files found with fewer than R distinct shares.
-    #[arg(long, value_name = "none|threshold:R")]
+    /// `none`; `threshold:R` to repair files found with fewer than R distinct shares;
+    /// `unhealthy` to repair files whose servers-of-happiness fell below H.
+    #[arg(long, value_name = "none|threshold:R|unhealthy")]
     repair: Option<Repair>,
     /// Hours between two checks of the same file (repair on).
     #[arg(long, value_name = "HOURS")]

@@ -211,3 +211,23 @@ fn worked_study() {
     std::fs::create_dir_all(&docs).unwrap();
     chart.save(&docs.join("research-study")).unwrap();
 }
+
+#[test]
+fn scarce_repair_bandwidth_delays_repairs_until_files_are_lost() {
+    let mut slow = departing(Repair::Threshold(6), 5);
+    // A 1 MiB share takes over a day to cross a node's repair link.
+    slow.repair_bandwidth = 10;
+    let slow = run(&slow).summary;
+    let fast = run(&departing(Repair::Threshold(6), 5)).summary;
+    eprintln!(
+        "slow: {} lost, {} repairs, {} shares; fast: {} lost, {} repairs, {} shares",
+        slow.files_lost,
+        slow.repairs,
+        slow.shares_regenerated,
+        fast.files_lost,
+        fast.repairs,
+        fast.shares_regenerated
+    );
+    assert_eq!(fast.files_lost, 0);
+    assert!(slow.files_lost > 0, "{slow:?}");
+}

@@ -217,6 +217,7 @@ impl Run {
         let r = match self.scenario.repair {
             Repair::None => self.scenario.shares_total,
             Repair::Threshold(r) => r,
+            Repair::Unhealthy => self.scenario.shares_happy,
         };
         (self.scenario.shares_needed, r)
     }

@@ -1,6 +1,7 @@
 //! What a research run simulates: the mesh, the files, the churn and failure models, the
 //! repair policy and the workload, as one [`Scenario`] (read from TOML or built from flags).
 
+use cairn_actors::repairer::RepairPolicy;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
@@ -154,12 +155,28 @@ impl Default for Zones {
     }
 }
 
-/// The repair policy: `none`, or `threshold:R` — repair a file whose check finds fewer than
-/// R distinct shares (regenerating every missing share).
+/// The repair policy: `none`; `threshold:R` — repair a file whose check finds fewer than R
+/// distinct shares; or `unhealthy` — repair a file whose check finds its servers-of-happiness
+/// below H. A repair regenerates every missing share. The decision is the actors'
+/// [`RepairPolicy`], the one a node's checker and repairer use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Repair {
     None,
     Threshold(u8),
+    Unhealthy,
+}
+
+impl Repair {
+    /// The actors' policy this names.
+    pub fn policy(self) -> RepairPolicy {
+        match self {
+            Repair::None => RepairPolicy::Never,
+            Repair::Threshold(r) => RepairPolicy::BelowDistinct {
+                threshold: usize::from(r),
+            },
+            Repair::Unhealthy => RepairPolicy::Unhealthy,
+        }
+    }
 }
 
 impl fmt::Display for Repair {
@@ -167,6 +184,7 @@ impl fmt::Display for Repair {
         match self {
             Repair::None => f.write_str("none"),
             Repair::Threshold(r) => write!(f, "threshold:{r}"),
+            Repair::Unhealthy => f.write_str("unhealthy"),
         }
     }
 }
@@ -176,8 +194,10 @@ impl FromStr for Repair {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let bad = || ScenarioError::Repair(s.to_string());
-        if s == "none" {
-            return Ok(Repair::None);
+        match s {
+            "none" => return Ok(Repair::None),
+            "unhealthy" => return Ok(Repair::Unhealthy),
+            _ => {}
         }
         let r = s.strip_prefix("threshold:").ok_or_else(bad)?;
         r.parse().map(Repair::Threshold).map_err(|_| bad())
@@ -200,7 +220,9 @@ impl<'de> Deserialize<'de> for Repair {
 /// A scenario that cannot be run.
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
 pub enum ScenarioError {
-    #[error("repair policy {0:?} is not `none` or `threshold:R` (R a number of shares)")]
+    #[error(
+        "repair policy {0:?} is not `none`, `unhealthy` or `threshold:R` (R a number of shares)"
+    )]
     Repair(String),
     #[error("{0}")]
     Invalid(String),
@@ -324,6 +346,7 @@ mod tests {
         assert_eq!("none".parse::<Repair>(), Ok(Repair::None));
         assert_eq!("threshold:7".parse::<Repair>(), Ok(Repair::Threshold(7)));
         assert_eq!(Repair::Threshold(7).to_string(), "threshold:7");
+        assert_eq!("unhealthy".parse::<Repair>(), Ok(Repair::Unhealthy));
         for bad in ["", "threshold:", "threshold:x", "always", "threshold:300"] {
             assert!(bad.parse::<Repair>().is_err(), "{bad}");
         }

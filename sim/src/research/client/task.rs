@@ -15,10 +15,10 @@
 use super::{ClientPlan, ClientStats, TaskIo};
 use crate::research::churn::NodeNum;
 use crate::research::ledger::{node_id, storage_index, FileNum};
-use crate::research::scenario::Repair;
+use cairn_actors::checker::CheckReport;
 use cairn_actors::placement::happiness;
 use cairn_actors::protocol::{Request, RequestId, Response, MAX_DATA_PER_MESSAGE};
-use cairn_actors::{ShareNum, Time};
+use cairn_actors::{NodeId, ShareNum, Time};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// What a task is for.
@@ -207,20 +207,45 @@ impl Task {
         }
     }
 
-    /// What a complete check found: repair if below the threshold and still possible.
+    /// What a complete check found: the actors' repair policy decides, as a node's would.
     fn after_check(&mut self, plan: &ClientPlan) -> Option<Phase> {
-        let found = self.distinct();
-        let Repair::Threshold(r) = plan.repair else {
-            return Some(Phase::Done { ok: true });
-        };
-        if found >= usize::from(r) {
+        let report = self.report(plan);
+        if plan.repair.policy().repair_target(&report).is_none() {
             return Some(Phase::Done { ok: true });
         }
-        if found < usize::from(plan.needed) {
+        if !report.recoverable {
             return Some(Phase::Done { ok: false });
         }
         self.repaired = true;
         Some(Phase::Read)
+    }
+
+    /// The check's findings as the checker actor reports them.
+    fn report(&self, plan: &ClientPlan) -> CheckReport {
+        let mut holders: BTreeMap<ShareNum, Vec<NodeId>> = BTreeMap::new();
+        let mut placement: BTreeMap<ShareNum, BTreeSet<NodeId>> = BTreeMap::new();
+        for &(share, node) in &self.holders {
+            let id = node_id(plan.seed, node);
+            holders.entry(ShareNum(share)).or_default().push(id);
+            placement.entry(ShareNum(share)).or_default().insert(id);
+        }
+        let (k, n, happy) = (plan.needed, plan.total, plan.happy);
+        let happiness = happiness(&placement);
+        let distinct_shares = holders.len();
+        CheckReport {
+            storage_index: storage_index(plan.seed, self.file),
+            k: usize::from(k),
+            n: usize::from(n),
+            happy: usize::from(happy),
+            holders,
+            distinct_shares,
+            happiness,
+            servers_asked: self.asked,
+            servers_answered: self.responders.len(),
+            healthy: happiness >= usize::from(happy),
+            recoverable: distinct_shares >= usize::from(k),
+            faults: Vec::new(),
+        }
     }
 
     fn read(&mut self, io: &mut TaskIo<'_, '_>, plan: &ClientPlan) -> Option<Phase> {
