@@ -112,6 +112,11 @@ fn repair_keeps_files_through_departures_and_accounts_for_its_bytes() {
         on.repair_bytes,
         on.repair_download_bytes + on.repair_upload_bytes
     );
+
+    // Repairing when happiness falls below H (6 here) saves the files too.
+    let unhealthy = run(&departing(Repair::Unhealthy, 5)).summary;
+    assert_eq!(unhealthy.files_lost, 0, "{unhealthy:?}");
+    assert!(unhealthy.repairs > 0);
 }
 
 #[test]
