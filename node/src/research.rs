@@ -120,15 +120,14 @@ pub fn run(args: ResearchArgs) -> Result<bool> {
     let scenario = args.scenario()?;
     let bar = progress_bar(scenario.days, args.quiet);
     let started = Instant::now();
+    let files = scenario.files;
     let mut show = |p: Progress| {
         bar.set_position((p.day * 1000.0) as u64);
-        let rate = p.events as f64 / started.elapsed().as_secs_f64().max(1e-9);
-        bar.set_message(format!(
-            "day {:.1}/{} | {:.2} M events/s",
-            p.day,
-            p.days,
-            rate / 1e6
-        ));
+        let rate = p.events as f64 / started.elapsed().as_secs_f64().max(1e-9) / 1e6;
+        bar.set_message(match p.uploaded {
+            Some(n) => format!("uploading: {n}/{files} files | {rate:.2} M events/s"),
+            None => format!("day {:.1}/{} | {rate:.2} M events/s", p.day, p.days),
+        });
     };
     let outcome = research::run(&scenario, &mut show)?;
     bar.finish_and_clear();

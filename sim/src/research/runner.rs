@@ -16,6 +16,8 @@ use std::time::{Duration, Instant};
 
 /// How long the upload phase may last before the run gives up.
 const UPLOAD_PHASE_LIMIT: Duration = Duration::from_secs(30 * 24 * 3600);
+/// Events between two progress reports during the uploads.
+const PROGRESS_EVERY: u64 = 1 << 16;
 /// Each storage node's capacity: room for every share, so that space never decides.
 const NODE_CAPACITY: u64 = u64::MAX / 4;
 
@@ -28,8 +30,8 @@ pub struct Progress {
     pub days: f64,
     /// Events so far.
     pub events: u64,
-    /// Whether the files are still being uploaded.
-    pub uploading: bool,
+    /// Files uploaded so far, while the uploads run (`None` once the churn phase began).
+    pub uploaded: Option<u64>,
 }
 
 /// What a run produced: the summary and the time series.
@@ -161,14 +163,26 @@ impl Run {
     fn upload_phase(&mut self, progress: &mut dyn FnMut(Progress)) -> Result<(), ScenarioError> {
         let deadline = Time(0).after(UPLOAD_PHASE_LIMIT);
         let stats = self.stats.clone();
-        let done = self
-            .world
-            .run_until_or(deadline, |_| client::lock(&stats).uploads_done_at.is_some());
+        let days = self.scenario.days;
+        let mut steps = 0u64;
+        let done = self.world.run_until_or(deadline, |world| {
+            let stats = client::lock(&stats);
+            steps += 1;
+            if steps % PROGRESS_EVERY == 0 {
+                progress(Progress {
+                    day: 0.0,
+                    days,
+                    events: world.counters().events,
+                    uploaded: Some(stats.uploads_ok + stats.uploads_failed),
+                });
+            }
+            stats.uploads_done_at.is_some()
+        });
         progress(Progress {
             day: 0.0,
-            days: self.scenario.days,
+            days,
             events: self.world.counters().events,
-            uploading: false,
+            uploaded: None,
         });
         match done {
             true => Ok(()),
@@ -200,7 +214,7 @@ impl Run {
                     day: at.since(start).as_secs_f64() / DAY,
                     days: s.days,
                     events: self.world.counters().events,
-                    uploading: false,
+                    uploaded: None,
                 });
                 continue;
             }
