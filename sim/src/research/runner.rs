@@ -168,7 +168,7 @@ impl Run {
         let done = self.world.run_until_or(deadline, |world| {
             let stats = client::lock(&stats);
             steps += 1;
-            if steps % PROGRESS_EVERY == 0 {
+            if steps.is_multiple_of(PROGRESS_EVERY) {
                 progress(Progress {
                     day: 0.0,
                     days,
