@@ -13,10 +13,12 @@
 //! re-announce periodically with a rising `seq`, and each resubscription brings the newest.
 
 use crate::actor::{Actor, Addr, Context, Effect, Input, OpId, Service, Time, TimerId};
+use crate::checker::Checker;
 use crate::downloader::Downloader;
 use crate::ids::NodeId;
 use crate::local::{LocalId, LocalRequest, LocalResponse, ServerStatus, StatusReport};
 use crate::protocol::{Announcement, Message, Request, RequestId, Response};
+use crate::repairer::Repairer;
 use crate::uploader::{UploadConfig, Uploader};
 use crate::vdrive::{VdriveError, VdriveOp};
 use std::collections::BTreeMap;
@@ -31,6 +33,12 @@ pub const FRESH_INTERVALS: u32 = 3;
 
 /// The shortest resubscribe interval used, whatever the configuration says.
 pub const MIN_RESUBSCRIBE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Where a check runs. It only reads from servers, as a download does: it runs as one (the
+/// hosts know the operation services by these two variants).
+const CHECK_SERVICE: fn(OpId) -> Service = Service::Download;
+/// Where a repair runs. It writes shares and does codec work, as an upload does.
+const REPAIR_SERVICE: fn(OpId) -> Service = Service::Upload;
 
 /// Fires every `resubscribe_interval`.
 const RESUBSCRIBE: TimerId = TimerId(0);
@@ -251,6 +259,43 @@ impl Client {
                 let report = self.status(ctx.now());
                 ctx.reply(id, LocalResponse::Status(report));
             }
+            LocalRequest::Check {
+                cap,
+                happy,
+                options,
+            } => {
+                let servers = self.live_servers(ctx.now());
+                let timeout = self.config.request_timeout;
+                let actor = Checker::new(id, cap, happy, options, servers, timeout);
+                self.spawn(CHECK_SERVICE, Box::new(actor), ctx);
+            }
+            LocalRequest::Repair {
+                cap,
+                happy,
+                options,
+            } => {
+                let servers = self.live_servers(ctx.now());
+                let config = self.config.upload.clone();
+                let actor = Repairer::new(id, cap, happy, options, servers, config);
+                self.spawn(REPAIR_SERVICE, Box::new(actor), ctx);
+            }
+        }
+    }
+
+    /// The servers believed up, for checks and repairs: those announced recently (a server
+    /// that left the grid stops announcing, and a repair must not count on it nor place
+    /// shares on it), or every server known if none is fresh (no introducer).
+    fn live_servers(&self, now: Time) -> Vec<NodeId> {
+        let fresh = self.resubscribe_interval().saturating_mul(FRESH_INTERVALS);
+        let live: Vec<NodeId> = self
+            .servers
+            .iter()
+            .filter(|(_, k)| now.since(k.heard) <= fresh)
+            .map(|(&id, _)| id)
+            .collect();
+        match live.is_empty() {
+            true => self.servers(),
+            false => live,
         }
     }
 

@@ -7,10 +7,12 @@
 //! (`sim`) and the real runtime (`net`) host the very same code.
 //!
 //! The actors: [`introducer`], [`storage`] server, [`vdrive`], and the [`client`], which
-//! spawns an [`uploader`] or a [`downloader`] per operation. Their messages are in
+//! spawns an [`uploader`] or a [`downloader`] per operation, and a [`checker`] or a
+//! [`repairer`] per check or repair of a file's health. Their messages are in
 //! [`protocol`]; their durable state goes through the traits in [`store`].
 
 pub mod actor;
+pub mod checker;
 pub mod client;
 pub mod downloader;
 pub mod ids;
@@ -19,6 +21,7 @@ pub mod local;
 pub mod memstore;
 pub mod placement;
 pub mod protocol;
+pub mod repairer;
 pub mod replies;
 pub mod storage;
 pub mod store;

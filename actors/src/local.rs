@@ -1,9 +1,11 @@
 //! What a node's local user (the CLI through the gateway, a simulated client) asks of it, and
 //! the answers.
 
+use crate::checker::{CheckError, CheckOptions, CheckReport};
 use crate::ids::{NodeId, ShareNum};
+use crate::repairer::{RepairError, RepairReport};
 use crate::vdrive::{VdriveError, VdriveOp, VdriveReply};
-use cairn_codec::{ChkCap, EncodingParams, Key};
+use cairn_codec::{ChkCap, EncodingParams, Key, VerifierCap};
 use std::collections::BTreeMap;
 
 /// Matches a local request to its answers; unique per node.
@@ -27,6 +29,21 @@ pub enum LocalRequest {
     Vdrive(VdriveOp),
     /// What the client knows of the grid.
     Status,
+    /// Check a file's health: which of its shares the servers hold (see
+    /// [`crate::checker`]). A read cap's verify cap is `cap.verifier()`.
+    Check {
+        cap: VerifierCap,
+        /// The servers-of-happiness the file should have.
+        happy: usize,
+        options: CheckOptions,
+    },
+    /// Check a file and, if fewer than `happy` servers hold distinct shares, regenerate
+    /// shares from `k` good ones and place them on other servers (see [`crate::repairer`]).
+    Repair {
+        cap: VerifierCap,
+        happy: usize,
+        options: CheckOptions,
+    },
 }
 
 /// The final answer to a [`LocalRequest`].
@@ -36,6 +53,8 @@ pub enum LocalResponse {
     Downloaded(Result<DownloadReceipt, DownloadError>),
     Vdrive(Result<VdriveReply, VdriveError>),
     Status(StatusReport),
+    Checked(Result<CheckReport, CheckError>),
+    Repaired(Result<RepairReport, RepairError>),
 }
 
 /// What a successful upload did.

@@ -19,6 +19,7 @@ pub mod hash;
 pub mod layout;
 pub mod merkle;
 pub mod params;
+pub mod reshare;
 pub mod ueb;
 pub mod verify;
 pub mod zfec;

@@ -10,6 +10,7 @@ mod demo;
 mod gateway;
 mod gateway_client;
 mod nodedir;
+mod research;
 mod runtime;
 mod serve;
 mod simulate;

@@ -14,6 +14,7 @@ pub struct SimArgs {
 #[derive(clap::Subcommand)]
 enum SimCommand {
     Chaos(ChaosArgs),
+    Research(crate::research::ResearchArgs),
 }
 
 /// Run the standard chaos scenario: an introducer with the vdrive, 20 storage servers and 3
@@ -43,7 +44,10 @@ struct ChaosArgs {
 }
 
 pub fn run(args: SimArgs) -> Result<bool> {
-    let SimCommand::Chaos(args) = args.command;
+    let args = match args.command {
+        SimCommand::Chaos(args) => args,
+        SimCommand::Research(args) => return crate::research::run(args),
+    };
     let seeds = match (&args.seed, &args.seeds) {
         (Some(seed), _) => *seed..seed.saturating_add(1),
         (None, Some(range)) => parse_range(range)?,

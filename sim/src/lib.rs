@@ -11,7 +11,8 @@
 //! same digest on any machine.
 //!
 //! On top of the engine, [`chaos`] is the standard chaos scenario: a grid under every fault,
-//! with a checked workload.
+//! with a checked workload, and [`research`] runs large meshes under churn for durability and
+//! repair studies.
 
 pub mod chaos;
 mod counters;
@@ -23,6 +24,7 @@ pub mod fingerprint;
 mod host;
 pub mod network;
 mod queue;
+pub mod research;
 pub mod scenario;
 mod trace;
 mod user;

@@ -1162,3 +1162,54 @@ proptest! {
         prop_assert!(rig.client.vdrive_ops.is_empty());
     }
 }
+
+#[test]
+fn checks_and_repairs_run_as_operations_over_the_servers_heard_from_lately() {
+    use crate::checker::{CheckOptions, ServerScope};
+    let mut c = client();
+    step(&mut c, at(0), Input::Start);
+    announce(&mut c, at(1), vec![announcement(1, 1), announcement(2, 1)]);
+    // Server 2 falls silent (it left the grid); server 1 keeps announcing.
+    announce(&mut c, at(200), vec![announcement(1, 2)]);
+    let cap = cairn_codec::VerifierCap {
+        storage_index: cairn_codec::StorageIndex([1; 16]),
+        ueb_hash: [2; 32],
+        k: 1,
+        n: 2,
+        size: 100,
+    };
+    let options = CheckOptions {
+        servers: ServerScope::All,
+        verify: false,
+    };
+    let check = LocalRequest::Check {
+        cap: cap.clone(),
+        happy: 1,
+        options,
+    };
+    let repair = LocalRequest::Repair {
+        cap,
+        happy: 1,
+        options,
+    };
+    let mut ops = Vec::new();
+    for request in [check, repair] {
+        let mut effects = local(&mut c, at(200), request);
+        assert_eq!(effects.len(), 1, "{effects:?}");
+        let Some(Effect::Spawn { service, actor }) = effects.pop() else {
+            panic!("not a spawn")
+        };
+        ops.push(service);
+        // The operation asks only the server heard from lately.
+        let mut actor = actor;
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let mut ctx = Context::new(at(200), Addr::new(me().node, service), &mut rng);
+        actor.handle(Input::Start, &mut ctx);
+        let asked: Vec<NodeId> = requests(ctx.effects())
+            .iter()
+            .map(|(to, _, _)| to.node)
+            .collect();
+        assert_eq!(asked, vec![key(1).id()]);
+    }
+    assert!(matches!(ops[..], [Service::Download(a), Service::Upload(b)] if a != b));
+}
