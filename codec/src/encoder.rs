@@ -7,7 +7,7 @@
 use crate::cap::{ChkCap, Key};
 use crate::crypt::Cryptor;
 use crate::hash::{tags, Hash, TaggedHasher};
-use crate::layout::{self, ShareLayout};
+use crate::layout::ShareLayout;
 use crate::merkle::HashTree;
 use crate::params::{EncodingParams, Geometry};
 use crate::ueb::Ueb;
@@ -321,33 +321,18 @@ impl EncodedFile {
     /// `layout.plaintext_hash_tree`: the (unused, zeroed) plaintext hash tree, the crypttext
     /// hash tree, this share's block hash tree, its share hash chain, and the UEB.
     pub fn share_trailer(&self, share: usize) -> Vec<u8> {
-        let l = &self.layout;
-        let mut out = vec![0u8; l.tree_size() as usize];
-        for tree in [&self.crypttext_tree, &self.block_trees[share]] {
-            out.extend(tree.nodes().iter().flatten());
-        }
-        let chain: Vec<(usize, Hash)> = self
-            .share_tree
-            .chain_indexes(share)
-            .into_iter()
-            .map(|i| {
-                (
-                    i,
-                    *self
-                        .share_tree
-                        .node(i)
-                        .expect("chain index inside the tree"),
-                )
-            })
-            .collect();
-        out.extend(layout::encode_chain(&chain));
-        let len = self.ueb.len() as u64;
-        match l.version {
-            1 => out.extend_from_slice(&(len as u32).to_be_bytes()),
-            _ => out.extend_from_slice(&len.to_be_bytes()),
-        }
-        out.extend_from_slice(&self.ueb);
-        debug_assert_eq!(l.plaintext_hash_tree + out.len() as u64, l.share_size(len));
+        let out = crate::reshare::share_trailer(
+            &self.layout,
+            &self.crypttext_tree,
+            &self.block_trees[share],
+            &self.share_tree,
+            share,
+            &self.ueb,
+        );
+        debug_assert_eq!(
+            self.layout.plaintext_hash_tree + out.len() as u64,
+            self.layout.share_size(self.ueb.len() as u64)
+        );
         out
     }
 }
