@@ -55,6 +55,10 @@ pub enum Service {
     Client,
     Upload(OpId),
     Download(OpId),
+    /// A check of one file's shares (reads only what servers say they hold).
+    Check(OpId),
+    /// A repair of one file: reads shares, makes the missing ones, places them.
+    Repair(OpId),
 }
 
 /// Where an actor lives: a node and one of its services.

@@ -34,12 +34,6 @@ pub const FRESH_INTERVALS: u32 = 3;
 /// The shortest resubscribe interval used, whatever the configuration says.
 pub const MIN_RESUBSCRIBE_INTERVAL: Duration = Duration::from_secs(1);
 
-/// Where a check runs. It only reads from servers, as a download does: it runs as one (the
-/// hosts know the operation services by these two variants).
-const CHECK_SERVICE: fn(OpId) -> Service = Service::Download;
-/// Where a repair runs. It writes shares and does codec work, as an upload does.
-const REPAIR_SERVICE: fn(OpId) -> Service = Service::Upload;
-
 /// Fires every `resubscribe_interval`.
 const RESUBSCRIBE: TimerId = TimerId(0);
 /// Fires at the earliest deadline among the requests in flight.
@@ -267,7 +261,7 @@ impl Client {
                 let servers = self.live_servers(ctx.now());
                 let timeout = self.config.request_timeout;
                 let actor = Checker::new(id, cap, happy, options, servers, timeout);
-                self.spawn(CHECK_SERVICE, Box::new(actor), ctx);
+                self.spawn(Service::Check, Box::new(actor), ctx);
             }
             LocalRequest::Repair {
                 cap,
@@ -277,7 +271,7 @@ impl Client {
                 let servers = self.live_servers(ctx.now());
                 let config = self.config.upload.clone();
                 let actor = Repairer::new(id, cap, happy, options, servers, config);
-                self.spawn(REPAIR_SERVICE, Box::new(actor), ctx);
+                self.spawn(Service::Repair, Box::new(actor), ctx);
             }
         }
     }

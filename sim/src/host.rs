@@ -183,5 +183,7 @@ pub(crate) fn service_code(service: Service) -> (u8, u64) {
         Service::Client => (3, 0),
         Service::Upload(op) => (4, op.0),
         Service::Download(op) => (5, op.0),
+        Service::Check(op) => (6, op.0),
+        Service::Repair(op) => (7, op.0),
     }
 }

@@ -917,7 +917,10 @@ impl Rig {
                 }
                 Effect::Spawn { service, .. } => {
                     let op = match service {
-                        Service::Upload(op) | Service::Download(op) => *op,
+                        Service::Upload(op)
+                        | Service::Download(op)
+                        | Service::Check(op)
+                        | Service::Repair(op) => *op,
                         other => return Err(TestCaseError::fail(format!("spawned {other:?}"))),
                     };
                     prop_assert!(self.ops.insert(op), "operation {:?} spawned twice", op);
@@ -1211,5 +1214,5 @@ fn checks_and_repairs_run_as_operations_over_the_servers_heard_from_lately() {
             .collect();
         assert_eq!(asked, vec![key(1).id()]);
     }
-    assert!(matches!(ops[..], [Service::Download(a), Service::Upload(b)] if a != b));
+    assert!(matches!(ops[..], [Service::Check(a), Service::Repair(b)] if a != b));
 }

@@ -249,7 +249,10 @@ fn panic_message(error: tokio::task::JoinError) -> String {
 
 /// Whether an actor at `service` does codec work (seconds of CPU per file) in its inputs.
 fn codec_heavy(service: Service) -> bool {
-    matches!(service, Service::Upload(_) | Service::Download(_))
+    matches!(
+        service,
+        Service::Upload(_) | Service::Download(_) | Service::Repair(_)
+    )
 }
 
 /// madsim's join errors do not carry the panic's payload.
