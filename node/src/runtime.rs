@@ -133,7 +133,7 @@ pub async fn start(dir: &Path) -> Result<RunningNode> {
     let gateway_task = tokio::spawn(gateway::serve(listener, Arc::new(gateway), stopped));
     let url_text = format!("{gateway_url}\n");
     nodedir::write_atomically(&dir.join(NODE_URL_FILE), url_text.as_bytes())?;
-    tracing::info!(node = %node.id(), %furl, %gateway_url, "node running");
+    tracing::info!(node = %node.id(), address = %furl.address(), %gateway_url, "node running");
     Ok(RunningNode {
         dir: dir.to_owned(),
         config,
