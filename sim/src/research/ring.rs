@@ -13,6 +13,7 @@
 
 use super::churn::NodeNum;
 use super::ledger::{mix, FileNum};
+use std::collections::BinaryHeap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 /// A change of membership.
@@ -144,20 +145,30 @@ impl RingCache {
         self.prefixes[f].entries.iter().map(|(_, n)| *n).collect()
     }
 
-    /// Orders every member for file `f` and keeps the first.
+    /// Finds file `f`'s first `len` members in ring order. One pass over the members that
+    /// keeps the best so far in a bounded max-heap: of ten thousand members only a few
+    /// hundred ever displace one, so almost every member costs a hash and a comparison (no
+    /// list of every member to write out and select from).
     fn rebuild(&mut self, f: usize, members: &Membership) {
         let key = self.keys[f];
-        self.scratch.clear();
-        self.scratch
-            .extend(members.members().map(|n| (members.position(key, n), n)));
-        if self.scratch.len() > self.len {
-            self.scratch.select_nth_unstable(self.len);
-            self.scratch.truncate(self.len);
+        let mut best = BinaryHeap::from(std::mem::take(&mut self.scratch));
+        best.clear();
+        for n in members.members() {
+            let entry = (members.position(key, n), n);
+            if best.len() < self.len {
+                best.push(entry);
+            } else if let Some(mut worst) = best.peek_mut() {
+                if entry < *worst {
+                    *worst = entry;
+                }
+            }
         }
-        self.scratch.sort_unstable();
+        let mut sorted = best.into_vec();
+        sorted.sort_unstable();
         let prefix = &mut self.prefixes[f];
         prefix.entries.clear();
-        prefix.entries.extend_from_slice(&self.scratch);
+        prefix.entries.extend_from_slice(&sorted);
+        self.scratch = sorted;
     }
 }
 
