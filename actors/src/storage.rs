@@ -22,6 +22,7 @@ use leases::Leases;
 use rand::RngCore;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::io;
+use std::sync::Arc;
 use std::time::Duration;
 
 pub use leases::MAX_LEASES_PER_FILE;
@@ -87,7 +88,9 @@ pub struct StorageStatus {
 
 /// The storage server actor. See the module docs.
 pub struct StorageServer {
-    key: NodeKey,
+    /// Shared, so that a host restarting the server often (a simulation) can hand the same
+    /// key back instead of deriving it again from its seed, which costs a scalar multiplication.
+    key: Arc<NodeKey>,
     address: String,
     introducer: Option<Addr>,
     store: Box<dyn ShareStore>,
@@ -104,9 +107,10 @@ pub struct StorageServer {
 
 impl StorageServer {
     /// A server for node `key`, reachable at `address`, announcing itself to `introducer`
-    /// (if any), keeping shares in `store` and leases in the journal `leases`.
+    /// (if any), keeping shares in `store` and leases in the journal `leases`. The key may be
+    /// given as a `NodeKey` or an `Arc<NodeKey>` already shared.
     pub fn new(
-        key: NodeKey,
+        key: impl Into<Arc<NodeKey>>,
         address: String,
         introducer: Option<Addr>,
         store: Box<dyn ShareStore>,
@@ -114,7 +118,7 @@ impl StorageServer {
         config: StorageConfig,
     ) -> Self {
         StorageServer {
-            key,
+            key: key.into(),
             address,
             introducer,
             store,
@@ -217,13 +221,15 @@ impl StorageServer {
             tracing::trace!(?from, ?id, "storage: request past its deadline, ignored");
             return;
         }
-        if self.answered.resend(ctx, from, id) {
+        // Reads and lists change nothing (and their answers can be large): they are neither
+        // remembered nor looked up, so a duplicate is simply answered again, from the store
+        // as it is now. Only requests that change something must not be carried out twice.
+        let changes = !matches!(body, Request::Read { .. } | Request::List { .. });
+        if changes && self.answered.resend(ctx, from, id) {
             return; // a duplicate, answered as before
         }
-        // Reads and lists change nothing (and their answers can be large): not remembered.
-        let remember = !matches!(body, Request::Read { .. } | Request::List { .. });
         let body = self.serve(body, ctx.now()).unwrap_or_else(Response::Err);
-        if remember {
+        if changes {
             self.answered.remember(from, id, &body);
         }
         ctx.send(from, Message::Response { id, body });

@@ -104,7 +104,7 @@ impl<'a> UserIo<'a> {
         let Some(node) = self.nodes.index_of(to.node) else {
             return false;
         };
-        let epoch = this_incarnation.then(|| self.nodes.get(node).epoch);
+        let epoch = this_incarnation.then(|| self.nodes.status(node).epoch);
         self.agenda.push(
             at,
             Event::Input {

@@ -502,6 +502,55 @@ fn other_services_are_unsupported_and_stray_messages_ignored() {
     }
 }
 
+/// Sends `body` under request id `id` (as a network duplicating a request would); returns
+/// every answer.
+fn send_as(h: &mut Harness, id: u64, body: Request) -> Vec<Response> {
+    let msg = Message::Request {
+        id: RequestId(id),
+        deadline: h.now.after(Duration::from_secs(10)),
+        body,
+    };
+    h.input(Input::Message { from: CLIENT, msg })
+        .into_iter()
+        .filter_map(|e| match e {
+            Effect::Send {
+                msg: Message::Response { body, .. },
+                ..
+            } => Some(body),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn duplicated_changes_are_answered_as_before_and_duplicated_lists_anew() {
+    let mut h = Harness::started(1000);
+    let allocate = Request::Allocate {
+        si: SI,
+        shares: vec![ShareNum(0)],
+        share_size: 3,
+        lease: LEASE,
+    };
+    // Carried out again, the allocation would find share 0 being uploaded and allocate none.
+    assert_eq!(
+        send_as(&mut h, 500, allocate.clone()),
+        [allocated(&[], &[0])]
+    );
+    assert_eq!(send_as(&mut h, 500, allocate), [allocated(&[], &[0])]);
+    let list = Request::List { si: SI };
+    assert_eq!(
+        send_as(&mut h, 501, list.clone()),
+        [Response::Shares(vec![])]
+    );
+    assert_eq!(h.write(0, 0, b"abc"), Response::Ok);
+    assert_eq!(h.close(0), Response::Ok);
+    // A list changes nothing: its duplicate is answered from the store as it is now.
+    assert_eq!(
+        send_as(&mut h, 501, list),
+        [Response::Shares(vec![(ShareNum(0), 3)])]
+    );
+}
+
 #[test]
 fn disk_failures_are_answered_not_panicked() {
     let mut h = Harness::started(1000);

@@ -42,8 +42,8 @@ impl<U: LocalUser> World<U> {
             node: d.to,
             service: d.to_service,
         };
-        let node = self.nodes.get(d.to);
-        let refused = if !node.up || node.epoch != d.epoch {
+        let status = self.nodes.status(d.to);
+        let refused = if !status.up || status.epoch != d.epoch {
             Some(DropReason::NodeDown)
         } else if self.network.partitioned(d.from, d.to) {
             Some(DropReason::Partitioned)
@@ -138,7 +138,7 @@ impl<U: LocalUser> World<U> {
         self.counters.events += 1;
         let at = Spot { node, service };
         let summary = summarize(&input);
-        let meant_here = epoch.is_none_or(|e| e == self.nodes.get(node).epoch);
+        let meant_here = epoch.is_none_or(|e| e == self.nodes.status(node).epoch);
         let record = Record::Input { at, input: summary };
         let result = if meant_here {
             self.dispatch(node, service, input, &record)
@@ -254,7 +254,7 @@ impl<U: LocalUser> World<U> {
             node: to_ix,
             service: to.service,
         };
-        let receiver = self.nodes.get(to_ix);
+        let receiver = self.nodes.status(to_ix);
         let epoch = receiver.epoch;
         let route = if receiver.up {
             self.network
@@ -329,16 +329,17 @@ impl<U: LocalUser> World<U> {
     /// Puts an actor at `service` on node `ix` and schedules its `Start`; false (and the
     /// actor dropped) if the service is taken.
     pub(super) fn install(&mut self, ix: u32, service: Service, actor: Box<dyn Actor>) -> bool {
+        let epoch = self.nodes.status(ix).epoch;
         let node = self.nodes.get_mut(ix);
         if node.actors.contains_key(&service) {
             return false;
         }
-        let rng = actor_rng(self.seed, node.id, service, node.epoch);
+        let rng = actor_rng(self.seed, node.id, service, epoch);
         node.actors.insert(service, Hosted::new(actor, rng));
         let start = Event::Input {
             node: ix,
             service,
-            epoch: Some(node.epoch),
+            epoch: Some(epoch),
             input: Input::Start,
         };
         self.agenda.push(self.now, start);

@@ -68,11 +68,13 @@ impl<U: LocalUser> World<U> {
         let node = self.nodes.get_mut(ix);
         let power_loss = power_loss || std::mem::take(&mut node.power_loss_armed);
         node.disk.crash(power_loss);
-        if !node.up {
+        let status = self.nodes.status_mut(ix);
+        if !status.up {
             return;
         }
-        node.up = false;
-        node.epoch += 1;
+        status.up = false;
+        status.epoch += 1;
+        let node = self.nodes.get_mut(ix);
         node.actors.clear();
         let id = node.id;
         self.network.reset_node(ix, self.now);
@@ -83,7 +85,7 @@ impl<U: LocalUser> World<U> {
     /// (which no one was told is durable) is left at the journal's tail, and the node
     /// crashes as in a power loss.
     fn tear(&mut self, ix: u32) {
-        if self.nodes.get(ix).up {
+        if self.nodes.status(ix).up {
             let len = self.fault_rng.gen_range(1..=64u32);
             let record: Vec<u8> = (0..len).map(|_| self.fault_rng.gen()).collect();
             self.nodes
@@ -95,11 +97,11 @@ impl<U: LocalUser> World<U> {
     }
 
     fn restart(&mut self, ix: u32) {
-        let node = self.nodes.get_mut(ix);
-        if node.up {
+        let status = self.nodes.status_mut(ix);
+        if status.up {
             return;
         }
-        node.up = true;
+        status.up = true;
         self.start_actors(ix);
     }
 

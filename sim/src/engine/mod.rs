@@ -114,8 +114,6 @@ impl<U: LocalUser> World<U> {
         }
         let ix = self.nodes.push(Node {
             id,
-            up: true,
-            epoch: 0,
             actors: ActorTable::default(),
             factory: Box::new(factory),
             disk,
@@ -304,7 +302,7 @@ impl<U: LocalUser> World<U> {
     pub fn is_up(&self, node: NodeId) -> bool {
         self.nodes
             .index_of(node)
-            .is_some_and(|ix| self.nodes.get(ix).up)
+            .is_some_and(|ix| self.nodes.status(ix).up)
     }
 
     /// The services `node` runs now.

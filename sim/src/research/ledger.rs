@@ -11,9 +11,12 @@
 //! shares of each file remain on member nodes (or on nodes up now), and how evenly the shares
 //! spread. Actors never read it, except each store for its own node's shares.
 
+mod holders;
+
 use super::churn::NodeNum;
 use cairn_actors::store::{Journal, ShareStore};
 use cairn_actors::{NodeId, ShareNum, StorageIndex};
+use holders::Holders;
 use std::collections::BTreeMap;
 use std::io;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -26,7 +29,7 @@ pub type FileNum = u32;
 pub struct Ledger {
     share_size: u64,
     /// Each file's shares: (share number, node).
-    files: Vec<Vec<(u8, NodeNum)>>,
+    files: Vec<Holders>,
     /// Each node's shares: (file, share number); emptied when the node departs.
     nodes: Vec<Vec<(FileNum, u8)>>,
     /// Shares ever committed.
@@ -52,7 +55,7 @@ impl Ledger {
     pub fn new(files: u32, share_size: u64) -> Self {
         Ledger {
             share_size,
-            files: vec![Vec::new(); files as usize],
+            files: vec![Holders::default(); files as usize],
             nodes: Vec::new(),
             commits: 0,
         }
@@ -84,7 +87,7 @@ impl Ledger {
             .files
             .get(file as usize)
             .into_iter()
-            .flatten()
+            .flat_map(Holders::iter)
             .filter(|(_, n)| *n == node)
             .map(|(s, _)| (ShareNum(*s), self.share_size))
             .collect();
@@ -112,7 +115,12 @@ impl Ledger {
     /// Distinct shares of `file` on nodes for which `counts` holds.
     pub fn distinct(&self, file: FileNum, mut counts: impl FnMut(NodeNum) -> bool) -> usize {
         let mut set = ShareSet::default();
-        for &(share, node) in self.files.get(file as usize).into_iter().flatten() {
+        for &(share, node) in self
+            .files
+            .get(file as usize)
+            .into_iter()
+            .flat_map(Holders::iter)
+        {
             if counts(node) {
                 set.insert(share);
             }
@@ -128,7 +136,12 @@ impl Ledger {
         mut state: impl FnMut(NodeNum) -> (bool, bool),
     ) -> (usize, usize) {
         let (mut members, mut up) = (ShareSet::default(), ShareSet::default());
-        for &(share, node) in self.files.get(file as usize).into_iter().flatten() {
+        for &(share, node) in self
+            .files
+            .get(file as usize)
+            .into_iter()
+            .flat_map(Holders::iter)
+        {
             let (member, is_up) = state(node);
             if member {
                 members.insert(share);
@@ -142,7 +155,7 @@ impl Ledger {
 
     /// Shares of `file` stored, counting copies of one share on several nodes.
     pub fn copies(&self, file: FileNum) -> usize {
-        self.files.get(file as usize).map_or(0, Vec::len)
+        self.files.get(file as usize).map_or(0, Holders::len)
     }
 
     /// Files in the run.

@@ -13,6 +13,7 @@
 
 use super::churn::NodeNum;
 use super::ledger::{mix, FileNum};
+use std::collections::BinaryHeap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 /// A change of membership.
@@ -28,6 +29,11 @@ pub struct Membership {
     /// Each node's ring key (from its id), by number.
     keys: Vec<u64>,
     member: Vec<bool>,
+    /// The members' (ring key, number), in no particular order: what a ring rebuild scans,
+    /// packed so that the scan reads one array front to back.
+    active: Vec<(u64, NodeNum)>,
+    /// Where each member sits in `active`.
+    slot: Vec<u32>,
     log: Vec<Change>,
 }
 
@@ -37,15 +43,25 @@ impl Membership {
         debug_assert_eq!(n as usize, self.keys.len());
         self.keys.push(key);
         self.member.push(true);
+        self.slot.push(self.active.len() as u32);
+        self.active.push((key, n));
         self.log.push(Change::Joined(n));
     }
 
     /// Node `n` left for good.
     pub fn leave(&mut self, n: NodeNum) {
-        if let Some(m) = self.member.get_mut(n as usize) {
-            *m = false;
-            self.log.push(Change::Left(n));
+        let Some(m) = self.member.get_mut(n as usize) else {
+            return;
+        };
+        if !std::mem::replace(m, false) {
+            return;
         }
+        let at = self.slot[n as usize] as usize;
+        self.active.swap_remove(at);
+        if let Some(&(_, moved)) = self.active.get(at) {
+            self.slot[moved as usize] = at as u32;
+        }
+        self.log.push(Change::Left(n));
     }
 
     /// Whether `n` is a member.
@@ -144,20 +160,33 @@ impl RingCache {
         self.prefixes[f].entries.iter().map(|(_, n)| *n).collect()
     }
 
-    /// Orders every member for file `f` and keeps the first.
+    /// Finds file `f`'s first `len` members in ring order. One pass over the members that
+    /// keeps the best so far in a bounded max-heap: of ten thousand members only a few
+    /// hundred ever displace one, so almost every member costs a hash and a comparison (no
+    /// list of every member to write out and select from).
     fn rebuild(&mut self, f: usize, members: &Membership) {
         let key = self.keys[f];
-        self.scratch.clear();
-        self.scratch
-            .extend(members.members().map(|n| (members.position(key, n), n)));
-        if self.scratch.len() > self.len {
-            self.scratch.select_nth_unstable(self.len);
-            self.scratch.truncate(self.len);
+        let mut best = BinaryHeap::from(std::mem::take(&mut self.scratch));
+        best.clear();
+        let (first, rest) = members.active.split_at(self.len.min(members.active.len()));
+        best.extend(first.iter().map(|&(k, n)| (mix(key, k), n)));
+        // The worst entry kept so far, held in a local so that the loop reads no heap.
+        let mut worst = best.peek().copied().unwrap_or((0, 0));
+        for &(k, n) in rest {
+            let entry = (mix(key, k), n);
+            if entry < worst {
+                if let Some(mut top) = best.peek_mut() {
+                    *top = entry;
+                }
+                worst = best.peek().copied().unwrap_or(entry);
+            }
         }
-        self.scratch.sort_unstable();
+        let mut sorted = best.into_vec();
+        sorted.sort_unstable();
         let prefix = &mut self.prefixes[f];
         prefix.entries.clear();
-        prefix.entries.extend_from_slice(&self.scratch);
+        prefix.entries.extend_from_slice(&sorted);
+        self.scratch = sorted;
     }
 }
 

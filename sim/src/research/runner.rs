@@ -48,6 +48,9 @@ struct Run {
     members: SharedMembership,
     stats: SharedStats,
     client: NodeId,
+    /// The storage servers' key, derived once: deriving it at every restart cost a scalar
+    /// multiplication per restart.
+    key: Arc<NodeKey>,
 }
 
 /// Runs `scenario`, telling `progress` how far it has got now and then.
@@ -98,6 +101,9 @@ impl Run {
             members,
             stats,
             client,
+            // The key only signs announcements, which research runs do without (the client
+            // learns the members from the membership, as from a perfect introducer).
+            key: Arc::new(NodeKey::from_seed([0; 32])),
         };
         for n in 0..scenario.nodes {
             run.add_storage(n);
@@ -111,14 +117,11 @@ impl Run {
         let seed = self.scenario.seed;
         let id = node_id(seed, n);
         ring::lock(&self.members).join(n, client::ring_key(&id.0));
-        let ledger = self.ledger.clone();
+        let (ledger, key) = (self.ledger.clone(), self.key.clone());
         let factory = move |_: &SimDisk| -> Vec<(Service, Box<dyn Actor>)> {
             let store = SizeStore::new(seed, n, NODE_CAPACITY, ledger.clone());
-            // The key only signs announcements, which research runs do without (the client
-            // learns the members from the membership, as from a perfect introducer).
-            let key = NodeKey::from_seed([0; 32]);
             let server = StorageServer::new(
-                key,
+                key.clone(),
                 format!("node-{n}"),
                 None,
                 Box::new(store),
