@@ -39,23 +39,26 @@ pub struct DemoArgs {
 
 pub fn run(args: DemoArgs) -> Result<()> {
     let size = config::parse_size(&args.size).context("--size")?;
+    // A temporary root unless --dir: removed at the end, or kept with --keep.
     let temporary = match &args.dir {
         Some(_) => None,
         None => Some(tempfile::Builder::new().prefix("cairn-demo-").tempdir()?),
     };
     let root = match (&args.dir, &temporary) {
-        (Some(dir), _) => dir.clone(),
-        (None, Some(tmp)) => tmp.path().to_owned(),
-        (None, None) => unreachable!("a temporary directory is made when no --dir is given"),
+        (_, Some(tmp)) => tmp.path().to_owned(),
+        (dir, None) => dir.clone().unwrap_or_default(),
     };
     tokio_runtime()?.block_on(async {
         let grid = start_grid(&root).await?;
         let outcome = round_trip(&grid, &root, size).await;
         if outcome.is_ok() && args.keep {
             let client = root.join("client");
-            println!("\nThe grid keeps running (Ctrl-C stops it). Try:");
+            println!(
+                "\nThe grid keeps running in {} (Ctrl-C stops it). Try:",
+                root.display()
+            );
             println!("  cairn -d {} status", client.display());
-            println!("  cairn -d {} put FILE /docs/FILE", client.display());
+            println!("  cairn -d {} put FILE /FILE", client.display());
             println!("  cairn -d {} ls /", client.display());
             until_stopped().await?;
         }
@@ -64,9 +67,9 @@ pub fn run(args: DemoArgs) -> Result<()> {
         }
         outcome
     })?;
-    if args.keep {
+    if let Some(tmp) = temporary.filter(|_| args.keep) {
         // The node directories stay for the user to look at.
-        std::mem::forget(temporary);
+        let _ = tmp.keep();
     }
     Ok(())
 }
@@ -149,7 +152,6 @@ async fn round_trip(grid: &[RunningNode], root: &Path, size: u64) -> Result<()> 
         .map(|n| (n.node.id().to_string(), n.config.node.nickname.clone()))
         .collect();
     let sample = root.join("sample.bin");
-    let root = root.to_owned();
     tokio::task::spawn_blocking(move || {
         let client = GatewayClient::new(gateway);
         wait_for_servers(&client)?;
@@ -164,7 +166,6 @@ async fn round_trip(grid: &[RunningNode], root: &Path, size: u64) -> Result<()> 
             bail!("the file came back different: the demo found a bug");
         }
         report(&uploaded, &nicknames, size, put, got);
-        println!("node directories: {}", root.display());
         Ok(())
     })
     .await?
