@@ -169,6 +169,24 @@ impl<'a> Context<'a> {
         }
     }
 
+    /// Like [`Context::new`], but records effects into `buffer` (emptied first), so that a
+    /// host handling many inputs can reuse one allocation: it gets the buffer back from
+    /// [`Context::into_effects`].
+    pub fn with_buffer(
+        now: Time,
+        me: Addr,
+        rng: &'a mut ChaCha8Rng,
+        mut buffer: Vec<Effect>,
+    ) -> Self {
+        buffer.clear();
+        Context {
+            now,
+            me,
+            rng,
+            effects: buffer,
+        }
+    }
+
     /// The current time.
     pub fn now(&self) -> Time {
         self.now
@@ -218,5 +236,25 @@ impl<'a> Context<'a> {
     /// Takes the recorded effects, for the host to carry out.
     pub fn into_effects(self) -> Vec<Effect> {
         self.effects
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::NodeId;
+    use rand::SeedableRng;
+
+    #[test]
+    fn a_reused_buffer_starts_empty_and_comes_back_with_the_new_effects() {
+        let me = Addr::new(NodeId([7; 32]), Service::Client);
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let stale = vec![Effect::Stop, Effect::Stop];
+        let mut ctx = Context::with_buffer(Time(5), me, &mut rng, stale);
+        assert!(ctx.effects().is_empty());
+        ctx.cancel_timer(TimerId(3));
+        let effects = ctx.into_effects();
+        assert_eq!(effects.len(), 1);
+        assert!(matches!(effects[0], Effect::CancelTimer { id: TimerId(3) }));
     }
 }

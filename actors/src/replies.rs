@@ -6,7 +6,7 @@
 use crate::actor::{Addr, Context};
 use crate::protocol::{Message, RequestId, Response};
 use rand::Rng;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 
 /// Where an actor starts numbering its requests: at random, so that an actor restarted at
 /// the same address does not reuse the ids of its earlier life (and get their remembered
@@ -20,8 +20,12 @@ pub fn first_request_id(ctx: &mut Context<'_>) -> u64 {
 pub const REMEMBERED_ANSWERS: usize = 4096;
 
 /// The latest answers, by requester and request id. Bounded: memory stays fixed.
+///
+/// A hash map with a fast hasher (a server looks every request up here; SipHash or a tree
+/// of 48-byte keys cost measurably in the research simulator). Nothing iterates over it,
+/// so its order cannot leak into what an actor does; `order` decides what is forgotten.
 pub struct ReplyCache {
-    answers: BTreeMap<(Addr, RequestId), Response>,
+    answers: HashMap<(Addr, RequestId), Response, ahash::RandomState>,
     order: VecDeque<(Addr, RequestId)>,
     capacity: usize,
 }
@@ -36,7 +40,7 @@ impl ReplyCache {
     /// A cache of at most `capacity` answers.
     pub fn new(capacity: usize) -> Self {
         ReplyCache {
-            answers: BTreeMap::new(),
+            answers: HashMap::with_hasher(ahash::RandomState::with_seeds(1, 2, 3, 4)),
             order: VecDeque::new(),
             capacity: capacity.max(1),
         }

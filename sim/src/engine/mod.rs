@@ -74,6 +74,8 @@ pub struct World<U: LocalUser = NoUser> {
     counters: Counters,
     incidents: Vec<Incident>,
     tap: Option<Tap>,
+    /// The effect buffer handed to each actor in turn (see `dispatch`).
+    effects: Vec<cairn_actors::Effect>,
 }
 
 /// Sees every message as it is delivered: `(time, from, to, message)`.
@@ -98,6 +100,7 @@ impl<U: LocalUser> World<U> {
             counters: Counters::default(),
             incidents: Vec::new(),
             tap: None,
+            effects: Vec::new(),
         }
     }
 
