@@ -18,11 +18,6 @@ mod simulate;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 use std::path::{Path, PathBuf};
-
-/// mimalloc instead of the system allocator: the simulator allocates and frees a message or
-/// two per event, and the system allocator was a tenth of a research run.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::process::ExitCode;
 
 const EXIT_CODES: &str = "\
