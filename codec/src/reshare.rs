@@ -170,14 +170,10 @@ impl Regenerator {
     /// Decodes segment `s`'s padded crypttext into `self.segment`.
     fn decode(&mut self, s: u64, blocks: &[(usize, &[u8])]) -> Result<(), Error> {
         let nums: Vec<usize> = blocks.iter().map(|(n, _)| *n).collect();
-        if self.matrix.as_ref().is_none_or(|m| m.share_nums() != nums) {
-            let matrix = self
-                .zfec
-                .decoding_matrix(&nums)
-                .map_err(|e| Error::InvalidParams(e.to_string()))?;
-            self.matrix = Some(matrix);
-        }
-        let matrix = self.matrix.as_ref().expect("just set");
+        let matrix = self
+            .zfec
+            .cached_decoding_matrix(&mut self.matrix, &nums)
+            .map_err(|e| Error::InvalidParams(e.to_string()))?;
         let blocks: Vec<&[u8]> = blocks.iter().map(|(_, b)| *b).collect();
         let block_len = self.geometry.block_len(s) as usize;
         self.segment.resize(block_len * self.geometry.k, 0);

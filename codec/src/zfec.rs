@@ -130,6 +130,20 @@ impl Zfec {
         })
     }
 
+    /// The decoding matrix for `share_nums`, kept in `cache` and remade only when the set of
+    /// shares changes (as it does when a bad share is replaced part-way through a file).
+    pub fn cached_decoding_matrix<'a>(
+        &self,
+        cache: &'a mut Option<DecodingMatrix>,
+        share_nums: &[usize],
+    ) -> Result<&'a DecodingMatrix, ZfecError> {
+        let matrix = match cache.take() {
+            Some(kept) if kept.share_nums() == share_nums => kept,
+            _ => self.decoding_matrix(share_nums)?,
+        };
+        Ok(cache.insert(matrix))
+    }
+
     /// [`Zfec::decode`] with a precomputed matrix; `share_nums` must be the ones it was made for.
     pub fn decode_with(
         &self,
