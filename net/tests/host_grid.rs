@@ -3,20 +3,20 @@
 
 use cairn_actors::client::{Client, ClientConfig};
 use cairn_actors::introducer::Introducer;
-use cairn_actors::local::{LocalRequest, LocalResponse};
+use cairn_actors::local::LocalResponse;
 use cairn_actors::memstore::{MemJournal, MemShareStore};
 use cairn_actors::storage::{StorageConfig, StorageServer};
 use cairn_actors::{Addr, NodeId, NodeKey, Service};
-use cairn_codec::{convergent_key, ChkCap, EncodingParams};
+use cairn_codec::EncodingParams;
 use cairn_net::host::{LocalNetwork, Node};
 use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::sync::Arc;
-use std::time::Duration;
+use support::{download, learn_servers, upload, PATIENCE};
 use tokio::time::timeout;
 
-/// Generous: only there so that a bug hangs no test.
-const PATIENCE: Duration = Duration::from_secs(10);
+mod support;
+
 const SERVERS: usize = 8;
 
 struct Grid {
@@ -52,59 +52,6 @@ fn grid(net: &Arc<LocalNetwork>) -> Grid {
     Grid { client }
 }
 
-/// Waits until the client knows every server.
-async fn learn_servers(client: &Node) {
-    loop {
-        let handle = client.request(Service::Client, LocalRequest::Status).await;
-        let response = handle.expect("request").response().await.expect("reply");
-        let LocalResponse::Status(report) = response else {
-            panic!("not a status report: {response:?}");
-        };
-        if report.servers.len() == SERVERS {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
-async fn upload(client: &Node, data: &[u8]) -> ChkCap {
-    let params = EncodingParams::new(3, 10, 4096).expect("params");
-    let size = data.len() as u64;
-    let key = convergent_key(b"test secret", params, size, data).expect("key");
-    let request = LocalRequest::Upload {
-        key,
-        params,
-        happy: 7,
-        size,
-    };
-    let handle = client.request(Service::Client, request).await;
-    let response = handle.expect("request").upload(&mut &data[..]).await;
-    match response.expect("upload response") {
-        LocalResponse::Uploaded(Ok(receipt)) => {
-            assert!(receipt.happiness >= 7, "{receipt:?}");
-            receipt.cap
-        }
-        other => panic!("upload failed: {other:?}"),
-    }
-}
-
-async fn download(client: &Node, cap: ChkCap) -> Vec<u8> {
-    let handle = client.request(Service::Client, LocalRequest::Download { cap });
-    let mut plaintext = Vec::new();
-    let response = handle
-        .await
-        .expect("request")
-        .download(&mut plaintext)
-        .await;
-    match response.expect("download response") {
-        LocalResponse::Downloaded(Ok(receipt)) => {
-            assert_eq!(receipt.bytes, plaintext.len() as u64);
-            plaintext
-        }
-        other => panic!("download failed: {other:?}"),
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_file_goes_up_and_comes_back() {
     let net = LocalNetwork::new();
@@ -112,14 +59,23 @@ async fn a_file_goes_up_and_comes_back() {
     let mut data = vec![0u8; 100_000];
     ChaCha8Rng::seed_from_u64(7).fill_bytes(&mut data);
     let client = &grid.client;
-    timeout(PATIENCE, learn_servers(client))
+    timeout(PATIENCE, learn_servers(client, SERVERS))
         .await
         .expect("the client learns every server");
-    let cap = timeout(PATIENCE, upload(client, &data))
+    let params = EncodingParams::new(3, 10, 4096).expect("params");
+    let uploaded = timeout(PATIENCE, upload(client, &data, params, 7))
         .await
         .expect("the upload finishes");
-    let back = timeout(PATIENCE, download(client, cap))
+    let LocalResponse::Uploaded(Ok(receipt)) = uploaded else {
+        panic!("upload failed: {uploaded:?}");
+    };
+    assert!(receipt.happiness >= 7, "{receipt:?}");
+    let (back, downloaded) = timeout(PATIENCE, download(client, receipt.cap))
         .await
         .expect("the download finishes");
+    let LocalResponse::Downloaded(Ok(got)) = downloaded else {
+        panic!("download failed: {downloaded:?}");
+    };
+    assert_eq!(got.bytes, back.len() as u64);
     assert!(back == data, "the download differs from the upload");
 }
