@@ -261,6 +261,16 @@ fn a_grid_of_processes_stores_files_and_survives_losing_servers() {
     assert!(!missing.status.success());
     assert!(String::from_utf8_lossy(&missing.stderr).contains("no such file"));
 
+    // Bad requests get the node's reason, not a panic or a partial file.
+    let garbage = grid.get("URI:CHK:not-a-cap", &files.join("never"));
+    assert_eq!(garbage.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&garbage.stderr).contains("is not a cap"));
+    assert!(!files.join("never").exists());
+    let intro = grid.introducer.dir.display().to_string();
+    let no_client = run(&["-d", &intro, "put", &path.display().to_string()]);
+    assert_eq!(no_client.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&no_client.stderr).contains("runs no client"));
+
     // Status: every server known and, after the uploads, connected.
     let status = grid.status();
     assert_eq!(status["servers_connected"], STORAGE_NODES, "{status:#}");
