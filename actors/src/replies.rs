@@ -3,7 +3,7 @@
 //! "unlink" is answered "done" and then "not found", and whichever answer arrives first is
 //! the one the requester believes.
 
-use crate::actor::{Addr, Context};
+use crate::actor::{Addr, Context, Time};
 use crate::protocol::{Message, RequestId, Response};
 use rand::Rng;
 use std::collections::{HashMap, VecDeque};
@@ -15,18 +15,25 @@ pub fn first_request_id(ctx: &mut Context<'_>) -> u64 {
     ctx.rng().gen_range(1..1 << 62)
 }
 
-/// How many answers a server remembers (the oldest are forgotten first). Duplicates arrive
-/// close together, so a few thousand cover far more than a duplication window.
+/// How many answers a server remembers at most (the oldest are forgotten first).
+/// Duplicates arrive close together, so a few thousand cover far more than a duplication
+/// window.
 pub const REMEMBERED_ANSWERS: usize = 4096;
 
 /// The latest answers, by requester and request id. Bounded: memory stays fixed.
+///
+/// An answer is also forgotten once its request's deadline has passed: a server ignores a
+/// request past its deadline, so a duplicate arriving then is never answered, and keeping
+/// the answer would only hold memory (a server that took part in a burst of uploads would
+/// keep thousands of answers for as long as it ran).
 ///
 /// A hash map with a fast hasher (a server looks every request up here; SipHash or a tree
 /// of 48-byte keys cost measurably in the research simulator). Nothing iterates over it,
 /// so its order cannot leak into what an actor does; `order` decides what is forgotten.
 pub struct ReplyCache {
     answers: HashMap<(Addr, RequestId), Response, ahash::RandomState>,
-    order: VecDeque<(Addr, RequestId)>,
+    /// The remembered requests, oldest first, with their deadlines.
+    order: VecDeque<(Addr, RequestId, Time)>,
     capacity: usize,
 }
 
@@ -51,6 +58,18 @@ impl ReplyCache {
         self.answers.get(&(from, id))
     }
 
+    /// Forgets the answers to requests whose deadline was before `now`, oldest first (an
+    /// answer behind a later deadline waits for it: forgetting late is safe, early is not).
+    pub fn forget_expired(&mut self, now: Time) {
+        while let Some(&(from, id, deadline)) = self.order.front() {
+            if deadline >= now {
+                break;
+            }
+            self.order.pop_front();
+            self.answers.remove(&(from, id));
+        }
+    }
+
     /// If request `id` from `from` was answered before, answers it the same way again (the
     /// request is a duplicate: it must not be carried out twice) and returns true.
     pub fn resend(&self, ctx: &mut Context<'_>, from: Addr, id: RequestId) -> bool {
@@ -67,14 +86,14 @@ impl ReplyCache {
         true
     }
 
-    /// Remembers an answer.
-    pub fn remember(&mut self, from: Addr, id: RequestId, response: &Response) {
+    /// Remembers the answer to a request that is due by `deadline`.
+    pub fn remember(&mut self, from: Addr, id: RequestId, deadline: Time, response: &Response) {
         if self.answers.insert((from, id), response.clone()).is_none() {
-            self.order.push_back((from, id));
+            self.order.push_back((from, id, deadline));
         }
         while self.order.len() > self.capacity {
-            if let Some(old) = self.order.pop_front() {
-                self.answers.remove(&old);
+            if let Some((from, id, _)) = self.order.pop_front() {
+                self.answers.remove(&(from, id));
             }
         }
     }
@@ -100,13 +119,33 @@ mod tests {
     fn remembers_the_latest_answers_and_forgets_the_oldest() {
         let from = Addr::new(NodeId([1; 32]), Service::Client);
         let mut cache = ReplyCache::new(2);
-        cache.remember(from, RequestId(1), &Response::Ok);
-        cache.remember(from, RequestId(2), &Response::Shares(vec![]));
+        cache.remember(from, RequestId(1), Time(100), &Response::Ok);
+        cache.remember(from, RequestId(2), Time(100), &Response::Shares(vec![]));
         assert_eq!(cache.get(from, RequestId(1)), Some(&Response::Ok));
-        cache.remember(from, RequestId(3), &Response::Ok);
+        cache.remember(from, RequestId(3), Time(100), &Response::Ok);
         assert_eq!(cache.get(from, RequestId(1)), None);
         assert_eq!(cache.len(), 2);
         let other = Addr::new(NodeId([2; 32]), Service::Client);
         assert_eq!(cache.get(other, RequestId(2)), None);
+    }
+
+    #[test]
+    fn forgets_an_answer_once_its_request_is_past_its_deadline() {
+        let from = Addr::new(NodeId([1; 32]), Service::Client);
+        let mut cache = ReplyCache::new(10);
+        cache.remember(from, RequestId(1), Time(100), &Response::Ok);
+        cache.remember(from, RequestId(2), Time(300), &Response::Ok);
+        cache.remember(from, RequestId(3), Time(200), &Response::Ok);
+        // At its deadline a request is still served, so its answer is still needed.
+        cache.forget_expired(Time(100));
+        assert_eq!(cache.get(from, RequestId(1)), Some(&Response::Ok));
+        cache.forget_expired(Time(101));
+        assert_eq!(cache.get(from, RequestId(1)), None);
+        assert_eq!(cache.len(), 2);
+        // Request 3 waits behind request 2's later deadline: kept longer, never forgotten early.
+        cache.forget_expired(Time(250));
+        assert_eq!(cache.len(), 2);
+        cache.forget_expired(Time(301));
+        assert!(cache.is_empty());
     }
 }

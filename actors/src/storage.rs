@@ -225,12 +225,13 @@ impl StorageServer {
         // remembered nor looked up, so a duplicate is simply answered again, from the store
         // as it is now. Only requests that change something must not be carried out twice.
         let changes = !matches!(body, Request::Read { .. } | Request::List { .. });
+        self.answered.forget_expired(ctx.now());
         if changes && self.answered.resend(ctx, from, id) {
             return; // a duplicate, answered as before
         }
         let body = self.serve(body, ctx.now()).unwrap_or_else(Response::Err);
         if changes {
-            self.answered.remember(from, id, &body);
+            self.answered.remember(from, id, deadline, &body);
         }
         ctx.send(from, Message::Response { id, body });
     }

@@ -195,6 +195,7 @@ impl Vdrive {
             tracing::trace!(?from, ?id, "vdrive: request past its deadline, ignored");
             return;
         }
+        self.answered.forget_expired(ctx.now());
         if self.answered.resend(ctx, from, id) {
             return; // a duplicate, answered as before
         }
@@ -202,7 +203,7 @@ impl Vdrive {
             Request::Vdrive(op) => Response::Vdrive(self.serve(op)),
             _ => Response::Err(RemoteError::Unsupported),
         };
-        self.answered.remember(from, id, &body);
+        self.answered.remember(from, id, deadline, &body);
         ctx.send(from, Message::Response { id, body });
     }
 

@@ -17,6 +17,10 @@ use std::io;
 /// file is kept until its latest lease ends, so dropping the earliest never shortens that.
 pub const MAX_LEASES_PER_FILE: usize = 32;
 
+/// A grant's encoded length is at most this: a 16-byte index, a 32-byte secret and a
+/// varint of at most 10 bytes.
+const MAX_GRANT_LEN: usize = 64;
+
 /// One journal record: a lease granted or extended.
 #[derive(Serialize, Deserialize)]
 struct Grant {
@@ -26,9 +30,13 @@ struct Grant {
 }
 
 /// The leases of the files a server holds, over the journal that makes them durable.
+///
+/// A file's leases are a short list (one per uploader or renewer, at most
+/// [`MAX_LEASES_PER_FILE`]): a server holds a lease or two on each of many files, and a
+/// list of one costs 40 bytes where a tree costs a node of hundreds.
 pub(super) struct Leases {
     journal: Box<dyn Journal>,
-    files: BTreeMap<StorageIndex, BTreeMap<LeaseSecret, Time>>,
+    files: BTreeMap<StorageIndex, Vec<(LeaseSecret, Time)>>,
 }
 
 impl Leases {
@@ -71,8 +79,8 @@ impl Leases {
         secret: LeaseSecret,
         expires: Time,
     ) -> io::Result<()> {
-        let current = self.files.get(&si).and_then(|f| f.get(&secret));
-        if current.is_some_and(|&t| t >= expires) {
+        let current = self.files.get(&si).and_then(|f| lease_of(f, &secret));
+        if current.is_some_and(|t| t >= expires) {
             return Ok(());
         }
         let grant = Grant {
@@ -80,8 +88,9 @@ impl Leases {
             secret,
             expires,
         };
-        let record = postcard::to_stdvec(&grant).map_err(io::Error::other)?;
-        self.journal.append(&record)?;
+        let mut buf = [0u8; MAX_GRANT_LEN];
+        let record = postcard::to_slice(&grant, &mut buf).map_err(io::Error::other)?;
+        self.journal.append(record)?;
         self.insert(grant);
         Ok(())
     }
@@ -93,19 +102,27 @@ impl Leases {
 
     /// How many files have leases, and how many leases there are.
     pub(super) fn counts(&self) -> (usize, usize) {
-        let leases = self.files.values().map(BTreeMap::len).sum();
+        let leases = self.files.values().map(Vec::len).sum();
         (self.files.len(), leases)
     }
 
     fn insert(&mut self, grant: Grant) {
         let file = self.files.entry(grant.si).or_default();
-        let expires = file.entry(grant.secret).or_insert(grant.expires);
-        *expires = (*expires).max(grant.expires);
+        match file.iter_mut().find(|(secret, _)| *secret == grant.secret) {
+            Some((_, expires)) => *expires = (*expires).max(grant.expires),
+            None => file.push((grant.secret, grant.expires)),
+        }
         if file.len() > MAX_LEASES_PER_FILE {
-            let soonest = file.iter().min_by_key(|(_, &t)| t).map(|(s, _)| *s);
-            if let Some(secret) = soonest {
-                file.remove(&secret);
+            // The soonest to end goes; among equals, the smallest secret (as it always has).
+            let soonest = (0..file.len()).min_by_key(|&i| (file[i].1, file[i].0));
+            if let Some(i) = soonest {
+                file.swap_remove(i);
             }
         }
     }
+}
+
+/// When `secret`'s lease in `file` ends, if it has one.
+fn lease_of(file: &[(LeaseSecret, Time)], secret: &LeaseSecret) -> Option<Time> {
+    file.iter().find(|(s, _)| s == secret).map(|&(_, t)| t)
 }
