@@ -8,7 +8,7 @@
 
 use crate::ids::{NodeId, ShareNum, StorageIndex};
 use sha2::{Digest, Sha256};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 /// The servers in the order an uploader asks them (and a downloader looks) for the file with
 /// storage index `si`: sorted by `SHA-256(si || node id)`. Duplicates are dropped.
@@ -39,60 +39,114 @@ fn ring_position(si: StorageIndex, node: NodeId) -> [u8; 32] {
 /// of a maximum bipartite matching between servers and shares.
 ///
 /// If it is `h`, then any `k <= h` of those servers together hold `k` distinct shares, so the
-/// file survives the loss of any `h - k` of them.
-pub fn happiness(placement: &BTreeMap<ShareNum, BTreeSet<NodeId>>) -> usize {
-    max_matching(placement).len()
+/// file survives the loss of any `h - k` of them. The servers of a share may come as a set or
+/// as a list (a server named twice counts once).
+pub fn happiness<S>(placement: &BTreeMap<ShareNum, S>) -> usize
+where
+    for<'a> &'a S: IntoIterator<Item = &'a NodeId>,
+{
+    Matching::find(placement).size()
 }
 
 /// A maximum matching between shares and the servers holding them: each share in the result
 /// is paired with a different server. Its size is [`happiness`].
-///
-/// Augmenting paths (Kuhn's algorithm): one search per share, each O(edges); with at most 256
-/// shares that is cheap, and it is simple enough to trust.
-pub fn max_matching(
-    placement: &BTreeMap<ShareNum, BTreeSet<NodeId>>,
-) -> BTreeMap<ShareNum, NodeId> {
-    let shares: Vec<&BTreeSet<NodeId>> = placement.values().collect();
-    let mut owner: BTreeMap<NodeId, usize> = BTreeMap::new();
-    for start in 0..shares.len() {
-        let mut visited = BTreeSet::new();
-        augment(start, &shares, &mut owner, &mut visited);
-    }
-    let share_nums: Vec<ShareNum> = placement.keys().copied().collect();
-    owner
-        .into_iter()
-        .map(|(node, share)| (share_nums[share], node))
+pub fn max_matching<S>(placement: &BTreeMap<ShareNum, S>) -> BTreeMap<ShareNum, NodeId>
+where
+    for<'a> &'a S: IntoIterator<Item = &'a NodeId>,
+{
+    let shares: Vec<ShareNum> = placement.keys().copied().collect();
+    let matching = Matching::find(placement);
+    matching
+        .owner
+        .iter()
+        .zip(&matching.servers)
+        .filter(|(&share, _)| share != UNMATCHED)
+        .map(|(&share, &server)| (shares[share as usize], server))
         .collect()
 }
 
-/// Tries to match share `share`, re-matching already matched shares along an augmenting path.
-/// `owner` maps each matched server to its share; `visited` holds the servers this search saw.
-fn augment(
-    share: usize,
-    shares: &[&BTreeSet<NodeId>],
-    owner: &mut BTreeMap<NodeId, usize>,
-    visited: &mut BTreeSet<NodeId>,
-) -> bool {
-    for &node in shares[share] {
-        if !visited.insert(node) {
-            continue;
+const UNMATCHED: u32 = u32::MAX;
+
+/// A matching over the placement in dense form: shares and servers numbered, the edges of
+/// share `i` at `edges[offsets[i]..offsets[i + 1]]`.
+///
+/// Augmenting paths (Kuhn's algorithm): one search per share, in share order, each trying a
+/// share's servers in the order given, O(edges); with at most 256 shares that is cheap, and
+/// it is simple enough to trust. A checker and the simulator run it for every file they
+/// look at, so it keeps to a few flat arrays.
+struct Matching {
+    /// Every server named, sorted.
+    servers: Vec<NodeId>,
+    edges: Vec<u32>,
+    offsets: Vec<usize>,
+    /// The share each server is matched with, or `UNMATCHED`.
+    owner: Vec<u32>,
+}
+
+impl Matching {
+    fn find<S>(placement: &BTreeMap<ShareNum, S>) -> Self
+    where
+        for<'a> &'a S: IntoIterator<Item = &'a NodeId>,
+    {
+        let mut servers: Vec<NodeId> = placement.values().flatten().copied().collect();
+        servers.sort_unstable();
+        servers.dedup();
+        let mut edges = Vec::new();
+        let mut offsets = Vec::with_capacity(placement.len() + 1);
+        offsets.push(0);
+        for holders in placement.values() {
+            for node in holders {
+                if let Ok(ix) = servers.binary_search(node) {
+                    edges.push(ix as u32);
+                }
+            }
+            offsets.push(edges.len());
         }
-        let free = match owner.get(&node) {
-            None => true,
-            Some(&other) => augment(other, shares, owner, visited),
+        let mut matching = Matching {
+            owner: vec![UNMATCHED; servers.len()],
+            servers,
+            edges,
+            offsets,
         };
-        if free {
-            owner.insert(node, share);
-            return true;
+        let mut visited = vec![false; matching.servers.len()];
+        for share in 0..placement.len() as u32 {
+            visited.fill(false);
+            matching.augment(share, &mut visited);
         }
+        matching
     }
-    false
+
+    /// Tries to match `share`, re-matching already matched shares along an augmenting path;
+    /// `visited` marks the servers this search saw.
+    fn augment(&mut self, share: u32, visited: &mut [bool]) -> bool {
+        let (from, to) = (
+            self.offsets[share as usize],
+            self.offsets[share as usize + 1],
+        );
+        for e in from..to {
+            let server = self.edges[e] as usize;
+            if std::mem::replace(&mut visited[server], true) {
+                continue;
+            }
+            let other = self.owner[server];
+            if other == UNMATCHED || self.augment(other, visited) {
+                self.owner[server] = share;
+                return true;
+            }
+        }
+        false
+    }
+
+    fn size(&self) -> usize {
+        self.owner.iter().filter(|&&s| s != UNMATCHED).count()
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use std::collections::BTreeSet;
 
     fn node(i: u8) -> NodeId {
         NodeId([i; 32])
@@ -144,7 +198,7 @@ mod tests {
 
     #[test]
     fn happiness_of_known_placements() {
-        assert_eq!(happiness(&BTreeMap::new()), 0);
+        assert_eq!(happiness(&BTreeMap::<ShareNum, Vec<NodeId>>::new()), 0);
         // One server holding every share: losing it loses the file.
         assert_eq!(happiness(&placement(&[(0, 1), (1, 1), (2, 1)])), 1);
         assert_eq!(happiness(&placement(&[(0, 1), (1, 2), (2, 3)])), 3);
@@ -183,6 +237,16 @@ mod tests {
         fn happiness_equals_brute_force(e in edges()) {
             let p = placement(&e);
             prop_assert_eq!(happiness(&p), brute_force(&p));
+        }
+
+        #[test]
+        fn lists_of_servers_count_as_sets(e in edges()) {
+            // The edges as given, repeats and all: a server named twice counts once.
+            let mut lists: BTreeMap<ShareNum, Vec<NodeId>> = BTreeMap::new();
+            for &(share, server) in &e {
+                lists.entry(ShareNum(share)).or_default().push(node(server));
+            }
+            prop_assert_eq!(happiness(&lists), happiness(&placement(&e)));
         }
 
         #[test]

@@ -68,6 +68,12 @@ impl ReplyCache {
             self.order.pop_front();
             self.answers.remove(&(from, id));
         }
+        // A burst of requests leaves large tables behind: give the room back once they
+        // are mostly empty (each shrink halves at least, so its cost is amortised).
+        if self.answers.capacity() > 64 && self.answers.len() * 4 < self.answers.capacity() {
+            self.answers.shrink_to(self.answers.len() * 2);
+            self.order.shrink_to(self.order.len() * 2);
+        }
     }
 
     /// If request `id` from `from` was answered before, answers it the same way again (the

@@ -3,14 +3,16 @@
 //! The sequence number breaks ties in the order events were scheduled, which is what makes
 //! a run deterministic. The heap holds only small keys; the events themselves (messages may
 //! carry blocks of hundreds of KiB) sit still in a slab, so sifting the heap never moves them.
+//! It is a 4-ary heap: a large run keeps hundreds of thousands of events waiting, and half
+//! the levels of a binary heap is half the cache misses per pop.
 
 use cairn_actors::Time;
+use dary_heap::QuaternaryHeap;
 use std::cmp::Reverse;
-use std::collections::BinaryHeap;
 
 /// A priority queue of `T`s by time, first scheduled first among equals.
 pub struct Agenda<T> {
-    heap: BinaryHeap<Reverse<(Time, u64, u32)>>,
+    heap: QuaternaryHeap<Reverse<(Time, u64, u32)>>,
     slab: Vec<Option<T>>,
     free: Vec<u32>,
     next_seq: u64,
@@ -19,7 +21,7 @@ pub struct Agenda<T> {
 impl<T> Default for Agenda<T> {
     fn default() -> Self {
         Agenda {
-            heap: BinaryHeap::new(),
+            heap: QuaternaryHeap::new(),
             slab: Vec::new(),
             free: Vec::new(),
             next_seq: 0,

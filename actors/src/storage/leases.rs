@@ -110,7 +110,10 @@ impl Leases {
         let file = self.files.entry(grant.si).or_default();
         match file.iter_mut().find(|(secret, _)| *secret == grant.secret) {
             Some((_, expires)) => *expires = (*expires).max(grant.expires),
-            None => file.push((grant.secret, grant.expires)),
+            None => {
+                file.reserve_exact(1); // most files have one lease: no room for four
+                file.push((grant.secret, grant.expires));
+            }
         }
         if file.len() > MAX_LEASES_PER_FILE {
             // The soonest to end goes; among equals, the smallest secret (as it always has).

@@ -38,14 +38,14 @@ pub struct Ledger {
 
 /// A set of share numbers (there are at most 256).
 #[derive(Clone, Copy, Default)]
-struct ShareSet([u64; 4]);
+pub(crate) struct ShareSet([u64; 4]);
 
 impl ShareSet {
-    fn insert(&mut self, share: u8) {
+    pub(crate) fn insert(&mut self, share: u8) {
         self.0[usize::from(share >> 6)] |= 1 << (share & 63);
     }
 
-    fn len(self) -> usize {
+    pub(crate) fn len(self) -> usize {
         self.0.iter().map(|w| w.count_ones() as usize).sum()
     }
 }

@@ -14,7 +14,7 @@
 
 use super::{ClientPlan, ClientStats, TaskIo};
 use crate::research::churn::NodeNum;
-use crate::research::ledger::{node_id, storage_index, FileNum};
+use crate::research::ledger::{node_id, storage_index, FileNum, ShareSet};
 use cairn_actors::checker::CheckReport;
 use cairn_actors::placement::happiness;
 use cairn_actors::protocol::{Request, RequestId, Response, MAX_DATA_PER_MESSAGE};
@@ -223,14 +223,14 @@ impl Task {
     /// The check's findings as the checker actor reports them.
     fn report(&self, plan: &ClientPlan) -> CheckReport {
         let mut holders: BTreeMap<ShareNum, Vec<NodeId>> = BTreeMap::new();
-        let mut placement: BTreeMap<ShareNum, BTreeSet<NodeId>> = BTreeMap::new();
         for &(share, node) in &self.holders {
-            let id = node_id(plan.seed, node);
-            holders.entry(ShareNum(share)).or_default().push(id);
-            placement.entry(ShareNum(share)).or_default().insert(id);
+            holders
+                .entry(ShareNum(share))
+                .or_default()
+                .push(node_id(plan.seed, node));
         }
         let (k, n, happy) = (plan.needed, plan.total, plan.happy);
-        let happiness = happiness(&placement);
+        let happiness = happiness(&holders);
         let distinct_shares = holders.len();
         CheckReport {
             storage_index: storage_index(plan.seed, self.file),
@@ -410,19 +410,19 @@ impl Task {
     }
 
     fn distinct(&self) -> usize {
-        self.holders
-            .iter()
-            .map(|h| h.0)
-            .collect::<BTreeSet<u8>>()
-            .len()
+        let mut shares = ShareSet::default();
+        for &(share, _) in &self.holders {
+            shares.insert(share);
+        }
+        shares.len()
     }
 
     /// The servers-of-happiness of what this task placed.
     fn happiness(&self, plan: &ClientPlan) -> usize {
-        let mut placement: BTreeMap<ShareNum, BTreeSet<_>> = BTreeMap::new();
+        let mut placement: BTreeMap<ShareNum, Vec<NodeId>> = BTreeMap::new();
         for &(share, node) in &self.placed {
             let id = node_id(plan.seed, node);
-            placement.entry(ShareNum(share)).or_default().insert(id);
+            placement.entry(ShareNum(share)).or_default().push(id);
         }
         happiness(&placement)
     }
