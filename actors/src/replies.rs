@@ -34,6 +34,9 @@ pub struct ReplyCache {
     answers: HashMap<(Addr, RequestId), Response, ahash::RandomState>,
     /// The remembered requests, oldest first, with their deadlines.
     order: VecDeque<(Addr, RequestId, Time)>,
+    /// The deadline of the oldest (`None` when empty), kept here so that a server that
+    /// remembers nothing new does not read `order` at every request.
+    oldest_deadline: Option<Time>,
     capacity: usize,
 }
 
@@ -49,6 +52,7 @@ impl ReplyCache {
         ReplyCache {
             answers: HashMap::with_hasher(ahash::RandomState::with_seeds(1, 2, 3, 4)),
             order: VecDeque::new(),
+            oldest_deadline: None,
             capacity: capacity.max(1),
         }
     }
@@ -61,6 +65,9 @@ impl ReplyCache {
     /// Forgets the answers to requests whose deadline was before `now`, oldest first (an
     /// answer behind a later deadline waits for it: forgetting late is safe, early is not).
     pub fn forget_expired(&mut self, now: Time) {
+        if self.oldest_deadline.is_none_or(|deadline| deadline >= now) {
+            return;
+        }
         while let Some(&(from, id, deadline)) = self.order.front() {
             if deadline >= now {
                 break;
@@ -68,6 +75,7 @@ impl ReplyCache {
             self.order.pop_front();
             self.answers.remove(&(from, id));
         }
+        self.oldest_deadline = self.order.front().map(|&(_, _, deadline)| deadline);
         // A burst of requests leaves large tables behind: give the room back once they
         // are mostly empty (each shrink halves at least, so its cost is amortised).
         if self.answers.capacity() > 64 && self.answers.len() * 4 < self.answers.capacity() {
@@ -102,6 +110,7 @@ impl ReplyCache {
                 self.answers.remove(&(from, id));
             }
         }
+        self.oldest_deadline = self.order.front().map(|&(_, _, deadline)| deadline);
     }
 
     /// How many answers are remembered.
