@@ -21,6 +21,14 @@ pub fn encode(bytes: &[u8]) -> String {
     encoding().encode(bytes)
 }
 
+/// Encodes bytes as lower-case, unpadded base32 into `buf`, without allocating; `None` if
+/// `buf` is too short (it needs `ceil(8 * len / 5)` bytes).
+pub fn encode_into<'a>(bytes: &[u8], buf: &'a mut [u8]) -> Option<&'a str> {
+    let out = buf.get_mut(..encoding().encode_len(bytes.len()))?;
+    encoding().encode_mut(bytes, out);
+    std::str::from_utf8(out).ok()
+}
+
 /// Decodes lower-case, unpadded base32; `None` if `text` is not the canonical spelling of
 /// some byte string.
 pub fn decode(text: &str) -> Option<Vec<u8>> {
@@ -37,6 +45,9 @@ mod tests {
         assert_eq!(encode(b""), "");
         assert_eq!(encode(b"f"), "my");
         assert_eq!(encode(b"foobar"), "mzxw6ytboi");
+        let mut buf = [0u8; 10];
+        assert_eq!(encode_into(b"foobar", &mut buf), Some("mzxw6ytboi"));
+        assert_eq!(encode_into(b"foobar", &mut buf[..9]), None);
         assert_eq!(decode("mzxw6ytboi").as_deref(), Some(&b"foobar"[..]));
     }
 

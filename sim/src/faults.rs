@@ -106,21 +106,22 @@ impl Fault {
     }
 
     /// The nodes this fault names.
-    pub fn nodes(&self) -> Vec<NodeId> {
-        match self {
+    pub fn nodes(&self) -> impl Iterator<Item = NodeId> + '_ {
+        let (a, b): (&[NodeId], &[NodeId]) = match self {
             Fault::Crash { node }
             | Fault::Restart { node }
             | Fault::SlowNode { node, .. }
             | Fault::LoseUnsyncedWrites { node }
             | Fault::TornWrite { node }
             | Fault::BitRot { node, .. }
-            | Fault::DiskFull { node, .. } => vec![*node],
-            Fault::Partition { a, b, .. } => a.iter().chain(b).copied().collect(),
+            | Fault::DiskFull { node, .. } => (std::slice::from_ref(node), &[]),
+            Fault::Partition { a, b, .. } => (a, b),
             Fault::Heal
             | Fault::SetLoss { .. }
             | Fault::SetDuplication { .. }
-            | Fault::DelaySpike { .. } => Vec::new(),
-        }
+            | Fault::DelaySpike { .. } => (&[], &[]),
+        };
+        a.iter().chain(b).copied()
     }
 
     /// The probability this fault sets, if it sets one.

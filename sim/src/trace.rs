@@ -11,7 +11,7 @@ use crate::faults::Fault;
 use crate::host::service_code;
 use cairn_actors::{Service, Time, TimerId};
 use sha2::{Digest, Sha256};
-use std::fmt;
+use std::fmt::{self, Write};
 
 /// Where an event happens: a node's index and one of its services.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -105,8 +105,9 @@ impl Trace {
         record.encode(&mut buf);
         self.hasher.update(buf.bytes());
         if let Record::Fault(fault) = record {
-            // Faults are rare and carry node lists: their text form is their record.
-            self.hasher.update(format!("{fault:?}").as_bytes());
+            // Faults carry node lists: their text form is their record, written straight
+            // into the hash.
+            let _ = write!(HashWriter(&mut self.hasher), "{fault:?}");
         }
         if let Some(lines) = &mut self.lines {
             let line = format!("{:>20} {record}", now.0);
@@ -124,6 +125,16 @@ impl Trace {
     /// The kept lines (empty unless enabled).
     pub fn lines(&self) -> &[String] {
         self.lines.as_deref().unwrap_or(&[])
+    }
+}
+
+/// Text written into a hash.
+struct HashWriter<'a>(&'a mut Sha256);
+
+impl fmt::Write for HashWriter<'_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        self.0.update(s.as_bytes());
+        Ok(())
     }
 }
 

@@ -116,6 +116,11 @@ impl Task {
             task.queue = (0..plan.total).rev().collect();
             task.candidates = task.ring.clone();
             task.phase = Phase::Place;
+        } else {
+            // Room for a search width of answers, at once rather than by doubling.
+            task.pending.reserve(plan.search_width);
+            task.responders.reserve(plan.search_width);
+            task.holders.reserve(usize::from(plan.total));
         }
         task
     }
