@@ -19,7 +19,9 @@ pub type Factory = Box<dyn FnMut(&SimDisk) -> ActorSet>;
 /// One running actor.
 pub(crate) struct Hosted {
     pub actor: Box<dyn Actor>,
-    pub rng: ChaCha8Rng,
+    /// Boxed: a generator is 300-odd bytes, read only by actors that draw, and inline it
+    /// would spread every node's record over six cache lines.
+    pub rng: Box<ChaCha8Rng>,
     /// Each live timer's generation: a timer event fires only if its generation is still
     /// here, which is how cancelled and replaced timers are skipped without searching the
     /// queue.
@@ -30,7 +32,7 @@ impl Hosted {
     pub fn new(actor: Box<dyn Actor>, rng: ChaCha8Rng) -> Self {
         Hosted {
             actor,
-            rng,
+            rng: Box::new(rng),
             timers: HashMap::default(),
         }
     }
@@ -121,9 +123,8 @@ impl ActorTable {
     }
 }
 
-/// One simulated node.
+/// One simulated node (its id is in [`Nodes`]).
 pub(crate) struct Node {
-    pub id: NodeId,
     pub actors: ActorTable,
     pub factory: Factory,
     pub disk: SimDisk,
@@ -144,17 +145,20 @@ pub(crate) struct Status {
 /// Every node, by index (the order they were added) and by id.
 #[derive(Default)]
 pub(crate) struct Nodes {
-    pub list: Vec<Node>,
-    /// Each node's status, by index.
+    list: Vec<Node>,
+    /// Each node's id and status, by index: read for every message, so kept in arrays of
+    /// their own rather than in the nodes' records.
+    ids: Vec<NodeId>,
     status: Vec<Status>,
     index: HashMap<NodeId, u32, FastBuild>,
 }
 
 impl Nodes {
     /// Adds a node, up; returns its index.
-    pub fn push(&mut self, node: Node) -> u32 {
+    pub fn push(&mut self, id: NodeId, node: Node) -> u32 {
         let ix = self.list.len() as u32;
-        self.index.insert(node.id, ix);
+        self.index.insert(id, ix);
+        self.ids.push(id);
         self.list.push(node);
         self.status.push(Status { up: true, epoch: 0 });
         ix
@@ -167,6 +171,16 @@ impl Nodes {
 
     pub fn status_mut(&mut self, ix: u32) -> &mut Status {
         &mut self.status[ix as usize]
+    }
+
+    /// The id of node `ix`.
+    pub fn id(&self, ix: u32) -> NodeId {
+        self.ids[ix as usize]
+    }
+
+    /// Every node's id, by index.
+    pub fn ids(&self) -> &[NodeId] {
+        &self.ids
     }
 
     /// The index of the node with this id.

@@ -63,12 +63,12 @@ impl<U: LocalUser> World<U> {
             len: d.len,
             print: d.print,
         };
-        let sender = Addr::new(self.nodes.get(d.from).id, d.from_service);
+        let sender = Addr::new(self.nodes.id(d.from), d.from_service);
         if let Some(tap) = &mut self.tap {
             tap(
                 self.now,
                 sender,
-                Addr::new(self.nodes.get(d.to).id, d.to_service),
+                Addr::new(self.nodes.id(d.to), d.to_service),
                 &msg,
             );
         }
@@ -171,9 +171,9 @@ impl<U: LocalUser> World<U> {
         record: &Record<'_>,
     ) -> Result<(), Input> {
         let now = self.now;
-        let node = self.nodes.get_mut(ix);
-        let me = Addr::new(node.id, service);
-        let Some(Hosted { actor, rng, .. }) = node.actors.get_mut(&service) else {
+        let me = Addr::new(self.nodes.id(ix), service);
+        let Some(Hosted { actor, rng, .. }) = self.nodes.get_mut(ix).actors.get_mut(&service)
+        else {
             return Err(input);
         };
         self.trace.record(now, record);
@@ -338,11 +338,12 @@ impl<U: LocalUser> World<U> {
     /// actor dropped) if the service is taken.
     pub(super) fn install(&mut self, ix: u32, service: Service, actor: Box<dyn Actor>) -> bool {
         let epoch = self.nodes.status(ix).epoch;
+        let id = self.nodes.id(ix);
         let node = self.nodes.get_mut(ix);
         if node.actors.contains_key(&service) {
             return false;
         }
-        let rng = actor_rng(self.seed, node.id, service, epoch);
+        let rng = actor_rng(self.seed, id, service, epoch);
         node.actors.insert(service, Hosted::new(actor, rng));
         let start = Event::Input {
             node: ix,
@@ -355,7 +356,7 @@ impl<U: LocalUser> World<U> {
     }
 
     pub(super) fn addr(&self, spot: Spot) -> Addr {
-        Addr::new(self.nodes.get(spot.node).id, spot.service)
+        Addr::new(self.nodes.id(spot.node), spot.service)
     }
 
     pub(super) fn incident(&mut self, kind: IncidentKind) {

@@ -74,9 +74,8 @@ impl<U: LocalUser> World<U> {
         }
         status.up = false;
         status.epoch += 1;
-        let node = self.nodes.get_mut(ix);
-        node.actors.clear();
-        let id = node.id;
+        self.nodes.get_mut(ix).actors.clear();
+        let id = self.nodes.id(ix);
         self.network.reset_node(ix, self.now);
         self.call_user(|user, io| user.on_crash(id, io));
     }
@@ -114,7 +113,7 @@ impl<U: LocalUser> World<U> {
         let actors = match built {
             Ok(actors) => actors,
             Err(payload) => {
-                let node = node.id;
+                let node = self.nodes.id(ix);
                 let message = panic_message(payload.as_ref());
                 self.counters.panics += 1;
                 self.incident(IncidentKind::FactoryPanicked { node, message });

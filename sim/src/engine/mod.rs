@@ -115,13 +115,15 @@ impl<U: LocalUser> World<U> {
         if self.nodes.index_of(id).is_some() {
             return Err(SimError::DuplicateNode(id));
         }
-        let ix = self.nodes.push(Node {
+        let ix = self.nodes.push(
             id,
-            actors: ActorTable::default(),
-            factory: Box::new(factory),
-            disk,
-            power_loss_armed: false,
-        });
+            Node {
+                actors: ActorTable::default(),
+                factory: Box::new(factory),
+                disk,
+                power_loss_armed: false,
+            },
+        );
         self.network.add_node(ix);
         self.start_actors(ix);
         Ok(())
@@ -298,7 +300,7 @@ impl<U: LocalUser> World<U> {
 
     /// Every node's id, in the order they were added.
     pub fn node_ids(&self) -> impl Iterator<Item = NodeId> + '_ {
-        self.nodes.list.iter().map(|n| n.id)
+        self.nodes.ids().iter().copied()
     }
 
     /// Whether `node` is up (false if unknown).
