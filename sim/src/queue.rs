@@ -61,6 +61,19 @@ impl<T> Agenda<T> {
         Some((at, item))
     }
 
+    /// The next item, and a guess at the one after it (the earliest of the next one's
+    /// children in the heap; an item pushed meanwhile may come first): for prefetching.
+    pub fn upcoming(&self) -> (Option<&T>, Option<&T>) {
+        let heap = self.heap.as_slice();
+        let item = |i: usize| {
+            let Reverse((_, _, slot)) = heap.get(i)?;
+            self.slab.get(*slot as usize)?.as_ref()
+        };
+        let children = heap.get(1..heap.len().min(5)).unwrap_or(&[]);
+        let after = children.iter().enumerate().max_by_key(|(_, key)| *key);
+        (item(0), after.and_then(|(i, _)| item(i + 1)))
+    }
+
     /// When the earliest item is due.
     pub fn peek_time(&self) -> Option<Time> {
         self.heap.peek().map(|Reverse((at, _, _))| *at)

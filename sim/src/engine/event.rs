@@ -29,6 +29,17 @@ pub(crate) enum Event {
     Fault(Fault),
 }
 
+impl Event {
+    /// The node it happens at (`None` for a fault).
+    pub fn node(&self) -> Option<u32> {
+        match self {
+            Event::Deliver(d) => Some(d.to),
+            Event::Timer { node, .. } | Event::Input { node, .. } => Some(*node),
+            Event::Fault(_) => None,
+        }
+    }
+}
+
 /// A message in flight.
 pub(crate) struct Delivery {
     pub from: u32,

@@ -203,9 +203,24 @@ impl<U: LocalUser> World<U> {
     /// Acts on the next event; returns its time, or `None` if nothing is left.
     pub fn step(&mut self) -> Option<Time> {
         let (at, event) = self.agenda.pop()?;
+        self.prefetch_upcoming();
         self.now = self.now.max(at);
         self.handle(event);
         Some(at)
+    }
+
+    /// Starts loading what the next events will touch while this one is handled: at ten
+    /// thousand nodes each event's node is a few cache misses, which otherwise stall one
+    /// after another. The next event's actor is fetched through its node's record, which
+    /// was asked for one step earlier, as the event after the next.
+    fn prefetch_upcoming(&self) {
+        let (next, after) = self.agenda.upcoming();
+        if let Some(ix) = next.and_then(Event::node) {
+            self.nodes.prefetch_actor(ix);
+        }
+        if let Some(ix) = after.and_then(Event::node) {
+            self.nodes.prefetch_record(ix);
+        }
     }
 
     /// Acts on every event up to and including `until`, then sets the clock to `until`.
