@@ -8,6 +8,7 @@
 
 use crate::ids::{NodeId, ShareNum, StorageIndex};
 use sha2::{Digest, Sha256};
+use smallvec::SmallVec;
 use std::collections::BTreeMap;
 
 /// The servers in the order an uploader asks them (and a downloader looks) for the file with
@@ -73,14 +74,14 @@ const UNMATCHED: u32 = u32::MAX;
 /// Augmenting paths (Kuhn's algorithm): one search per share, in share order, each trying a
 /// share's servers in the order given, O(edges); with at most 256 shares that is cheap, and
 /// it is simple enough to trust. A checker and the simulator run it for every file they
-/// look at, so it keeps to a few flat arrays.
+/// look at, so it keeps to a few flat arrays, on the stack for the usual dozen shares.
 struct Matching {
     /// Every server named, sorted.
-    servers: Vec<NodeId>,
-    edges: Vec<u32>,
-    offsets: Vec<usize>,
+    servers: SmallVec<[NodeId; 16]>,
+    edges: SmallVec<[u32; 32]>,
+    offsets: SmallVec<[usize; 17]>,
     /// The share each server is matched with, or `UNMATCHED`.
-    owner: Vec<u32>,
+    owner: SmallVec<[u32; 16]>,
 }
 
 impl Matching {
@@ -88,11 +89,11 @@ impl Matching {
     where
         for<'a> &'a S: IntoIterator<Item = &'a NodeId>,
     {
-        let mut servers: Vec<NodeId> = placement.values().flatten().copied().collect();
+        let mut servers: SmallVec<[NodeId; 16]> = placement.values().flatten().copied().collect();
         servers.sort_unstable();
         servers.dedup();
-        let mut edges = Vec::new();
-        let mut offsets = Vec::with_capacity(placement.len() + 1);
+        let mut edges = SmallVec::new();
+        let mut offsets = SmallVec::with_capacity(placement.len() + 1);
         offsets.push(0);
         for holders in placement.values() {
             for node in holders {
@@ -103,12 +104,12 @@ impl Matching {
             offsets.push(edges.len());
         }
         let mut matching = Matching {
-            owner: vec![UNMATCHED; servers.len()],
+            owner: SmallVec::from_elem(UNMATCHED, servers.len()),
             servers,
             edges,
             offsets,
         };
-        let mut visited = vec![false; matching.servers.len()];
+        let mut visited: SmallVec<[bool; 16]> = SmallVec::from_elem(false, matching.servers.len());
         for share in 0..placement.len() as u32 {
             visited.fill(false);
             matching.augment(share, &mut visited);
