@@ -110,4 +110,19 @@ mod tests {
         assert_eq!(agenda.len(), 1);
         assert_eq!(agenda.slab.len(), 4, "slots are reused");
     }
+
+    #[test]
+    fn upcoming_names_the_next_two_items_while_nothing_is_pushed() {
+        let mut agenda = Agenda::new();
+        assert_eq!(agenda.upcoming(), (None, None));
+        for (t, name) in [(7, "g"), (3, "c"), (9, "i"), (1, "a"), (5, "e"), (2, "b")] {
+            agenda.push(Time(t), name);
+        }
+        while let (Some(&next), after) = agenda.upcoming() {
+            let after = after.copied();
+            assert_eq!(agenda.pop().map(|(_, item)| item), Some(next));
+            assert_eq!(agenda.upcoming().0.copied(), after);
+        }
+        assert_eq!(agenda.len(), 0);
+    }
 }
