@@ -163,4 +163,20 @@ mod tests {
         cache.forget_expired(Time(301));
         assert!(cache.is_empty());
     }
+
+    #[test]
+    fn gives_the_room_back_after_a_burst() {
+        let from = Addr::new(NodeId([1; 32]), Service::Client);
+        let mut cache = ReplyCache::new(REMEMBERED_ANSWERS);
+        for id in 0..2000 {
+            cache.remember(from, RequestId(id), Time(100), &Response::Ok);
+        }
+        let burst = cache.answers.capacity();
+        cache.remember(from, RequestId(5000), Time(900), &Response::Ok);
+        cache.forget_expired(Time(101));
+        assert_eq!(cache.len(), 1);
+        assert_eq!(cache.get(from, RequestId(5000)), Some(&Response::Ok));
+        assert!(cache.answers.capacity() * 16 < burst, "{burst} slots kept");
+        assert!(cache.order.capacity() < 64);
+    }
 }

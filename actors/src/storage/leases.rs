@@ -79,8 +79,11 @@ impl Leases {
         secret: LeaseSecret,
         expires: Time,
     ) -> io::Result<()> {
-        let current = self.files.get(&si).and_then(|f| lease_of(f, &secret));
-        if current.is_some_and(|t| t >= expires) {
+        let current = self.files.get(&si).into_iter().flatten();
+        if current
+            .filter(|(s, _)| *s == secret)
+            .any(|&(_, t)| t >= expires)
+        {
             return Ok(());
         }
         let grant = Grant {
@@ -125,7 +128,20 @@ impl Leases {
     }
 }
 
-/// When `secret`'s lease in `file` ends, if it has one.
-fn lease_of(file: &[(LeaseSecret, Time)], secret: &LeaseSecret) -> Option<Time> {
-    file.iter().find(|(s, _)| s == secret).map(|&(_, t)| t)
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::memstore::MemJournal;
+
+    #[test]
+    fn the_longest_grant_fits_its_record_and_survives_a_replay() {
+        let journal = MemJournal::new();
+        let mut leases = Leases::new(Box::new(journal.clone()));
+        let (si, secret) = (StorageIndex([0xff; 16]), LeaseSecret([0xff; 32]));
+        leases.grant(si, secret, Time(u64::MAX)).unwrap();
+        assert_eq!(journal.len(), 1);
+        let mut replayed = Leases::new(Box::new(journal));
+        replayed.replay(Time(0), |_| true).unwrap();
+        assert_eq!(replayed.counts(), (1, 1));
+    }
 }

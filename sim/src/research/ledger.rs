@@ -50,6 +50,16 @@ impl ShareSet {
     }
 }
 
+impl FromIterator<u8> for ShareSet {
+    fn from_iter<I: IntoIterator<Item = u8>>(shares: I) -> Self {
+        let mut set = ShareSet::default();
+        for share in shares {
+            set.insert(share);
+        }
+        set
+    }
+}
+
 impl Ledger {
     /// A ledger for `files` files whose shares are `share_size` bytes.
     pub fn new(files: u32, share_size: u64) -> Self {

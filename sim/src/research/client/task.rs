@@ -227,13 +227,7 @@ impl Task {
 
     /// The check's findings as the checker actor reports them.
     fn report(&self, plan: &ClientPlan) -> CheckReport {
-        let mut holders: BTreeMap<ShareNum, Vec<NodeId>> = BTreeMap::new();
-        for &(share, node) in &self.holders {
-            holders
-                .entry(ShareNum(share))
-                .or_default()
-                .push(node_id(plan.seed, node));
-        }
+        let holders = by_share(&self.holders, plan);
         let (k, n, happy) = (plan.needed, plan.total, plan.happy);
         let happiness = happiness(&holders);
         let distinct_shares = holders.len();
@@ -415,21 +409,12 @@ impl Task {
     }
 
     fn distinct(&self) -> usize {
-        let mut shares = ShareSet::default();
-        for &(share, _) in &self.holders {
-            shares.insert(share);
-        }
-        shares.len()
+        self.holders.iter().map(|h| h.0).collect::<ShareSet>().len()
     }
 
     /// The servers-of-happiness of what this task placed.
     fn happiness(&self, plan: &ClientPlan) -> usize {
-        let mut placement: BTreeMap<ShareNum, Vec<NodeId>> = BTreeMap::new();
-        for &(share, node) in &self.placed {
-            let id = node_id(plan.seed, node);
-            placement.entry(ShareNum(share)).or_default().push(id);
-        }
-        happiness(&placement)
+        happiness(&by_share(&self.placed, plan))
     }
 
     /// Adds what the finished task did to the statistics.
@@ -454,4 +439,15 @@ impl Task {
             Kind::Check => {}
         }
     }
+}
+
+/// (share, server) pairs as each share's servers, by id.
+fn by_share(pairs: &[(u8, NodeNum)], plan: &ClientPlan) -> BTreeMap<ShareNum, Vec<NodeId>> {
+    let mut map: BTreeMap<ShareNum, Vec<NodeId>> = BTreeMap::new();
+    for &(share, node) in pairs {
+        map.entry(ShareNum(share))
+            .or_default()
+            .push(node_id(plan.seed, node));
+    }
+    map
 }
