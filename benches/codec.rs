@@ -20,7 +20,7 @@
 //! `cargo bench --bench codec -- encode`, to run only matching functions).
 
 use aes::cipher::{KeyIvInit, StreamCipher};
-use cairn::codec::{self, ChkCap, EncodingParams, ShareWriter};
+use cairn::codec::{self, ChkCap, EncodingParams};
 use criterion::{Criterion, SamplingMode, Throughput};
 use sha2::{Digest, Sha256};
 use std::path::PathBuf;
@@ -56,27 +56,6 @@ fn input() -> Vec<u8> {
     data
 }
 
-/// Keeps every share in memory, `shares[share_number]`.
-#[derive(Default)]
-struct CollectShares {
-    shares: Vec<Vec<u8>>,
-}
-
-impl ShareWriter for CollectShares {
-    fn write_at(&mut self, share: usize, offset: u64, data: &[u8]) -> std::io::Result<()> {
-        if self.shares.len() <= share {
-            self.shares.resize_with(share + 1, Vec::new);
-        }
-        let buf = &mut self.shares[share];
-        let (start, end) = (offset as usize, offset as usize + data.len());
-        if buf.len() < end {
-            buf.resize(end, 0);
-        }
-        buf[start..end].copy_from_slice(data);
-        Ok(())
-    }
-}
-
 /// The convergent key of a buffer: one hashing pass over it.
 fn key_of(data: &[u8]) -> codec::Key {
     let mut keyer = codec::ConvergentKeyer::new(CONVERGENCE_SECRET, params(), data.len() as u64)
@@ -101,11 +80,12 @@ fn encode(data: &[u8]) -> ChkCap {
 fn parity_shares(data: &[u8]) -> (ChkCap, Vec<(usize, Vec<u8>)>) {
     let size = data.len() as u64;
     let key = key_of(data);
-    let mut out = CollectShares::default();
+    let mut out = codec::MemoryShares::default();
     let file = codec::encode_stream(key, params(), size, data, &mut out).expect("encode");
+    let mut all = out.into_shares();
     let shares = PARITY_SHARES
         .iter()
-        .map(|&n| (n, std::mem::take(&mut out.shares[n])))
+        .map(|&n| (n, std::mem::take(&mut all[n])))
         .collect();
     (file.cap, shares)
 }

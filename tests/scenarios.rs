@@ -101,7 +101,7 @@ fn a_partition_during_upload_still_reaches_happiness_or_fails_clearly() {
 #[test]
 fn a_server_serving_corrupt_blocks_is_detected_routed_around_and_advised() {
     let (mut s, data, cap) = uploaded(4);
-    let si = cairn::actors::StorageIndex::from(cap.key.storage_index());
+    let si = cap.key.storage_index();
     // Rot many bits of the server holding share 0, which a downloader tries first.
     let victim = s.holders(&cap)[&ShareNum(0)][0];
     s.fault(Fault::BitRot {
@@ -179,14 +179,14 @@ fn a_crash_mid_write_never_leaves_a_partial_share_visible() {
         .expect("7 healthy servers remain, so the upload re-places and succeeds")
         .cap;
     // Every complete share on every disk, the crashed ones included, passes every check.
-    let si = cap.key.storage_index().into();
+    let si = cap.key.storage_index();
     let mut complete = 0;
     for node in &servers {
         let disk = s.world.disk(*node).expect("a disk");
         for share in 0..cap.n {
             if let Some(bytes) = disk.share(si, ShareNum(share as u8)) {
-                verify_share_fully(&cap, share, &bytes)
-                    .unwrap_or_else(|e| panic!("share {share} on {node:?}: {e}"));
+                verify::check_whole_share(&cap.verifier(), share, &bytes)
+                    .unwrap_or_else(|e| panic!("share {share} on {node:?}: {e:?}"));
                 complete += 1;
             }
         }
@@ -198,28 +198,6 @@ fn a_crash_mid_write_never_leaves_a_partial_share_visible() {
     let (out, result) = s.download(&cap);
     result.expect("readable");
     assert_eq!(out, data);
-}
-
-/// Runs every check a reader makes on one share: header, UEB, trees, every block.
-fn verify_share_fully(cap: &ChkCap, share: usize, bytes: &[u8]) -> Result<(), String> {
-    let layout = verify::check_header(cap, share, bytes).map_err(|r| r.detail)?;
-    let (offset, len) = verify::ueb_region(&layout);
-    let region =
-        &bytes[(offset as usize).min(bytes.len())..((offset + len) as usize).min(bytes.len())];
-    let ueb = verify::check_ueb(cap, &layout, region).map_err(|e| format!("{e:?}"))?;
-    let (offset, len) = verify::trees_region(&layout);
-    let trees = bytes
-        .get(offset as usize..(offset + len) as usize)
-        .ok_or("short share")?;
-    let hashes = verify::check_trees(&ueb, share, &layout, trees).map_err(|r| r.detail)?;
-    for segment in 0..ueb.geometry.num_segments {
-        let (offset, len) = hashes.block_region(&ueb.geometry, segment);
-        let block = bytes
-            .get(offset as usize..(offset + len) as usize)
-            .ok_or("short share")?;
-        hashes.check_block(segment, block).map_err(|r| r.detail)?;
-    }
-    Ok(())
 }
 
 #[test]

@@ -72,6 +72,11 @@ impl Addr {
     pub fn new(node: NodeId, service: Service) -> Self {
         Addr { node, service }
     }
+
+    /// The storage service of `node`.
+    pub fn storage(node: NodeId) -> Self {
+        Addr::new(node, Service::Storage)
+    }
 }
 
 /// An actor's own name for one of its timers.

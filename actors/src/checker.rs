@@ -14,21 +14,17 @@
 //! as asked but not answered. The check itself always ends with a report (or, for a cap that
 //! cannot name a file, an error): an unreachable grid is an unhealthy file, not a failure.
 
-pub(crate) mod outstanding;
-pub(crate) mod reader;
-pub(crate) mod survey;
-
 use crate::actor::{Actor, Addr, Context, Effect, Input, TimerId};
 use crate::ids::{NodeId, ShareNum, StorageIndex};
 use crate::local::{LocalId, LocalResponse};
 use crate::placement::{happiness, permuted_ring};
 use crate::protocol::{Message, Request, RequestId, Response};
+use crate::reader::{self, Progress, ShareReader};
+use crate::requests::Requests;
+use crate::survey::{listed, Placement, Survey};
 use cairn_codec::VerifierCap;
-use outstanding::Outstanding;
-use reader::{Progress, ShareReader};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
-use survey::{listed, Placement, Survey};
 
 /// How many servers past `N` a check asks by default, along the file's permuted ring.
 pub const DEFAULT_RING_EXTRA: usize = 16;
@@ -135,7 +131,7 @@ pub(crate) fn validate(cap: &VerifierCap, happy: usize) -> Result<(), String> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Purpose {
     List,
-    Read { share: usize },
+    Read { share: ShareNum },
 }
 
 /// One check, run as an operation actor. See the module docs.
@@ -146,11 +142,11 @@ pub struct Checker {
     happy: usize,
     options: CheckOptions,
     servers: Vec<NodeId>,
-    requests: Outstanding<Purpose>,
+    requests: Requests<Purpose>,
     survey: Option<Survey>,
     /// Verifying: the claims still to read, the readers at work, what passed.
-    queue: VecDeque<(usize, NodeId)>,
-    readers: BTreeMap<(usize, NodeId), ShareReader>,
+    queue: VecDeque<(ShareNum, NodeId)>,
+    readers: BTreeMap<(ShareNum, NodeId), ShareReader>,
     verified: Placement,
     /// Whether the claims have been queued for verifying.
     queued: bool,
@@ -172,12 +168,12 @@ impl Checker {
     ) -> Self {
         Checker {
             local,
-            si: StorageIndex(cap.storage_index.0),
+            si: cap.storage_index,
             cap,
             happy,
             options,
             servers,
-            requests: Outstanding::new(request_timeout, SWEEP),
+            requests: Requests::new(request_timeout, SWEEP),
             survey: None,
             queue: VecDeque::new(),
             readers: BTreeMap::new(),
@@ -200,7 +196,8 @@ impl Checker {
         self.servers = Vec::new();
         for &server in &servers {
             let body = Request::List { si: self.si };
-            self.requests.send(ctx, server, body, Purpose::List);
+            self.requests
+                .send(ctx, Addr::storage(server), body, Purpose::List);
         }
         self.survey = Some(Survey::new(self.cap.n, servers));
         self.advance(ctx);
@@ -208,13 +205,13 @@ impl Checker {
 
     fn on_response(&mut self, ctx: &mut Context<'_>, from: Addr, id: RequestId, body: Response) {
         if let Some((server, purpose)) = self.requests.answer(from, id) {
-            self.answered(ctx, id, server, purpose, Some(body));
+            self.answered(ctx, id, server.node, purpose, Some(body));
         }
     }
 
     fn on_sweep(&mut self, ctx: &mut Context<'_>) {
         for (id, server, purpose) in self.requests.expire(ctx) {
-            self.answered(ctx, id, server, purpose, None);
+            self.answered(ctx, id, server.node, purpose, None);
         }
     }
 
@@ -269,16 +266,15 @@ impl Checker {
         }
     }
 
-    fn read(&mut self, key: (usize, NodeId), offset: u64, len: u64, ctx: &mut Context<'_>) {
+    fn read(&mut self, key: (ShareNum, NodeId), offset: u64, len: u64, ctx: &mut Context<'_>) {
         let body = Request::Read {
             si: self.si,
-            share: ShareNum(key.0 as u8),
+            share: key.0,
             offset,
             len,
         };
-        let id = self
-            .requests
-            .send(ctx, key.1, body, Purpose::Read { share: key.0 });
+        let purpose = Purpose::Read { share: key.0 };
+        let id = self.requests.send(ctx, Addr::storage(key.1), body, purpose);
         if let Some(reader) = self.readers.get_mut(&key) {
             reader.request = Some(id);
         }
@@ -288,7 +284,7 @@ impl Checker {
         &mut self,
         ctx: &mut Context<'_>,
         id: RequestId,
-        key: (usize, NodeId),
+        key: (ShareNum, NodeId),
         answer: Option<Response>,
     ) {
         let Some(reader) = self.readers.get_mut(&key) else {
@@ -306,7 +302,7 @@ impl Checker {
                 self.faults
                     .push(reader::fault_line(key.0, key.1, &rejection));
                 if let Some(body) = reader::advisory(self.si, key.0, &rejection) {
-                    self.requests.send_only(ctx, key.1, body);
+                    self.requests.send_only(ctx, Addr::storage(key.1), body);
                 }
             }
             Progress::Fatal(e) => {
@@ -317,7 +313,7 @@ impl Checker {
 
     /// Reads block `segment` of a verified share, or records the share as good after its
     /// last block.
-    fn next_block(&mut self, ctx: &mut Context<'_>, key: (usize, NodeId), segment: u64) {
+    fn next_block(&mut self, ctx: &mut Context<'_>, key: (ShareNum, NodeId), segment: u64) {
         let Some(reader) = self.readers.get_mut(&key) else {
             return;
         };
@@ -325,8 +321,7 @@ impl Checker {
             Some((offset, len)) => self.read(key, offset, len, ctx),
             None => {
                 self.readers.remove(&key);
-                let share = ShareNum(key.0 as u8);
-                self.verified.entry(share).or_default().insert(key.1);
+                self.verified.entry(key.0).or_default().insert(key.1);
             }
         }
     }
@@ -372,17 +367,17 @@ impl Checker {
 }
 
 /// Every (share, server) claim of a survey, servers in the order they were asked.
-fn claims_in_order(survey: &Survey) -> Vec<(usize, NodeId)> {
+fn claims_in_order(survey: &Survey) -> Vec<(ShareNum, NodeId)> {
     let order: BTreeMap<NodeId, usize> = survey
         .servers()
         .iter()
         .enumerate()
         .map(|(i, &s)| (s, i))
         .collect();
-    let mut claims: Vec<(usize, NodeId)> = survey
+    let mut claims: Vec<(ShareNum, NodeId)> = survey
         .claims()
         .iter()
-        .flat_map(|(share, holders)| holders.iter().map(move |&h| (share.index(), h)))
+        .flat_map(|(&share, holders)| holders.iter().map(move |&h| (share, h)))
         .collect();
     claims.sort_by_key(|&(share, server)| (order.get(&server).copied(), share));
     let mut seen = BTreeSet::new();

@@ -19,6 +19,7 @@ use crate::ids::NodeId;
 use crate::local::{LocalId, LocalRequest, LocalResponse, ServerStatus, StatusReport};
 use crate::protocol::{Announcement, Message, Request, RequestId, Response};
 use crate::repairer::Repairer;
+use crate::requests::Requests;
 use crate::uploader::{UploadConfig, Uploader};
 use crate::vdrive::{VdriveError, VdriveOp};
 use std::collections::BTreeMap;
@@ -61,6 +62,15 @@ impl Default for ClientConfig {
     }
 }
 
+/// What a request of the client is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Purpose {
+    /// A subscription to the introducer.
+    Subscribe,
+    /// A vdrive operation for this local request.
+    Vdrive(LocalId),
+}
+
 /// A storage server the client has heard of.
 struct Known {
     announcement: Announcement,
@@ -75,15 +85,11 @@ pub struct Client {
     config: ClientConfig,
     max_servers: usize,
     servers: BTreeMap<NodeId, Known>,
-    /// Subscribe requests in flight, with their deadlines.
-    subscribes: BTreeMap<RequestId, Time>,
+    /// Subscriptions and vdrive operations in flight.
+    requests: Requests<Purpose>,
     /// When the introducer last answered a Subscribe.
     introducer_answered: Option<Time>,
-    /// Vdrive requests in flight: whose they are and their deadlines.
-    vdrive_ops: BTreeMap<RequestId, (LocalId, Time)>,
-    next_request: u64,
     next_op: u64,
-    sweep_at: Option<Time>,
 }
 
 impl Client {
@@ -93,15 +99,12 @@ impl Client {
         Client {
             introducer,
             vdrive,
+            requests: Requests::new(config.request_timeout, SWEEP),
             config,
             max_servers: MAX_KNOWN_SERVERS,
             servers: BTreeMap::new(),
-            subscribes: BTreeMap::new(),
             introducer_answered: None,
-            vdrive_ops: BTreeMap::new(),
-            next_request: 1,
             next_op: 1,
-            sweep_at: None,
         }
     }
 
@@ -121,8 +124,8 @@ impl Client {
         let Some(introducer) = self.introducer else {
             return;
         };
-        let (id, deadline) = self.send(introducer, Request::Subscribe, ctx);
-        self.subscribes.insert(id, deadline);
+        self.requests
+            .send(ctx, introducer, Request::Subscribe, Purpose::Subscribe);
         ctx.set_timer(RESUBSCRIBE, self.resubscribe_interval());
     }
 
@@ -133,22 +136,6 @@ impl Client {
         self.config
             .resubscribe_interval
             .max(MIN_RESUBSCRIBE_INTERVAL)
-    }
-
-    /// Sends a request and makes sure the sweep timer will catch its deadline.
-    fn send(&mut self, to: Addr, body: Request, ctx: &mut Context<'_>) -> (RequestId, Time) {
-        let id = RequestId(self.next_request);
-        self.next_request += 1;
-        let deadline = ctx.now().after(self.config.request_timeout);
-        ctx.send(to, Message::Request { id, deadline, body });
-        if self.sweep_at.is_none_or(|at| deadline < at) {
-            self.sweep_at = Some(deadline);
-            ctx.push(Effect::SetTimer {
-                id: SWEEP,
-                at: deadline,
-            });
-        }
-        (id, deadline)
     }
 
     // ---- the grid ----
@@ -313,22 +300,24 @@ impl Client {
                        configuration";
             return vdrive_reply(ctx, local, Err(VdriveError::Storage(why.into())));
         };
-        let (id, deadline) = self.send(vdrive, Request::Vdrive(op), ctx);
-        self.vdrive_ops.insert(id, (local, deadline));
+        self.requests
+            .send(ctx, vdrive, Request::Vdrive(op), Purpose::Vdrive(local));
     }
 
     // ---- answers ----
 
     fn on_response(&mut self, from: Addr, id: RequestId, body: Response, ctx: &mut Context<'_>) {
-        if self.subscribes.contains_key(&id) && Some(from) == self.introducer {
-            self.on_subscribed(id, body, ctx.now());
-        } else if self.vdrive_ops.contains_key(&id) && Some(from) == self.vdrive {
-            self.on_vdrive_answer(id, body, ctx);
+        match self.requests.get(from, id).copied() {
+            Some(Purpose::Subscribe) => {
+                self.requests.take(id);
+                self.on_subscribed(body, ctx.now());
+            }
+            Some(Purpose::Vdrive(local)) => self.on_vdrive_answer(id, local, body, ctx),
+            None => {}
         }
     }
 
-    fn on_subscribed(&mut self, id: RequestId, body: Response, now: Time) {
-        self.subscribes.remove(&id);
+    fn on_subscribed(&mut self, body: Response, now: Time) {
         match body {
             Response::Ok => self.introducer_answered = Some(now),
             other => {
@@ -337,7 +326,13 @@ impl Client {
         }
     }
 
-    fn on_vdrive_answer(&mut self, id: RequestId, body: Response, ctx: &mut Context<'_>) {
+    fn on_vdrive_answer(
+        &mut self,
+        id: RequestId,
+        local: LocalId,
+        body: Response,
+        ctx: &mut Context<'_>,
+    ) {
         let result = match body {
             Response::Vdrive(result) => result,
             Response::Err(e) => Err(VdriveError::Storage(format!(
@@ -347,25 +342,15 @@ impl Client {
             // better comes.
             _ => return,
         };
-        if let Some((local, _)) = self.vdrive_ops.remove(&id) {
-            vdrive_reply(ctx, local, result);
-        }
+        self.requests.take(id);
+        vdrive_reply(ctx, local, result);
     }
 
     /// Requests past their deadline: a vdrive request is answered with an error; a
     /// Subscribe is simply forgotten (the next interval tries again).
     fn on_sweep(&mut self, ctx: &mut Context<'_>) {
-        self.sweep_at = None;
-        let now = ctx.now();
-        self.subscribes.retain(|_, deadline| *deadline > now);
-        let late: Vec<RequestId> = self
-            .vdrive_ops
-            .iter()
-            .filter(|(_, (_, deadline))| *deadline <= now)
-            .map(|(&id, _)| id)
-            .collect();
-        for id in late {
-            if let Some((local, _)) = self.vdrive_ops.remove(&id) {
+        for (_, _, purpose) in self.requests.take_late(ctx.now()) {
+            if let Purpose::Vdrive(local) = purpose {
                 let why = format!(
                     "vdrive unreachable: no answer within {:?}; check that the vdrive node is \
                      up and reachable",
@@ -374,16 +359,7 @@ impl Client {
                 vdrive_reply(ctx, local, Err(VdriveError::Storage(why)));
             }
         }
-        let next = self
-            .subscribes
-            .values()
-            .chain(self.vdrive_ops.values().map(|(_, d)| d))
-            .min()
-            .copied();
-        if let Some(at) = next {
-            self.sweep_at = Some(at);
-            ctx.push(Effect::SetTimer { id: SWEEP, at });
-        }
+        self.requests.rearm(ctx);
     }
 }
 
@@ -399,7 +375,7 @@ impl Actor for Client {
     fn handle(&mut self, input: Input, ctx: &mut Context<'_>) {
         match input {
             Input::Start => {
-                self.next_request = crate::replies::first_request_id(ctx);
+                self.requests.start(ctx);
                 self.subscribe(ctx)
             }
             Input::Timer(RESUBSCRIBE) => self.subscribe(ctx),

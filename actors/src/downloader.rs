@@ -1,87 +1,86 @@
-//! The downloader: one per download. Asks the known storage servers which shares of the file
-//! they hold, verifies k shares against the cap (header, UEB, hash trees and chain), then
-//! fetches their blocks segment by segment, checks each block, decodes, and streams verified
-//! plaintext out. A share that fails a check is reported to its server (a corruption
-//! advisory) and replaced by another; a server that does not answer in time is dropped.
+//! The downloader: one per download. The life of a download:
+//!
+//! 1. **Finding.** `List` to every known storage server, in the file's permuted-ring order;
+//!    the answers (or timeouts) say who holds which shares.
+//! 2. **Proving.** `k` shares of distinct numbers are read and proved against the cap with
+//!    a [`ShareReader`] each (header, UEB, hash trees and share hash chain). The first share
+//!    proved pins the file's geometry and crypttext hash tree, and so the segment decoder.
+//! 3. **Streaming.** Segment by segment, each of the `k` proved shares' block is read and
+//!    checked, the `k` blocks are decoded, checked against the crypttext hash tree,
+//!    decrypted, and output. The next segment is fetched while the user drains the last.
+//!
+//! A share that fails a check is reported to its server (a corruption advisory) and
+//! replaced by another holder of the same share or another share, at any phase; a server
+//! that does not answer in time is given up for that share. No byte is output before it
+//! verified. Requests go through one [`Requests`] table (one sweep timer).
 //!
 //! Memory: the current segment's blocks and one decoded segment waiting to be drained, plus
-//! each active share's hash trees (32 bytes per segment).
+//! each proved share's hash trees (32 bytes per segment).
 
-use crate::actor::{Actor, Addr, Context, Effect, Input, Service, TimerId};
+use crate::actor::{Actor, Addr, Context, Effect, Input, TimerId};
 use crate::ids::{NodeId, ShareNum, StorageIndex};
 use crate::local::{DownloadError, DownloadReceipt, LocalId, LocalResponse};
-use crate::protocol::{Message, Request, RequestId, Response, MAX_DATA_PER_MESSAGE};
-use cairn_codec::verify::{self, Rejection, SegmentDecoder, ShareError, ShareHashes};
-use cairn_codec::{ChkCap, Geometry, ShareCheck, ShareLayout, Ueb};
+use crate::protocol::{Message, Request, RequestId, Response};
+use crate::reader::{self, Progress, ShareReader};
+use crate::requests::Requests;
+use cairn_codec::verify::{Rejection, SegmentDecoder};
+use cairn_codec::{ChkCap, VerifierCap};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-/// One download.
+/// Fires at the earliest deadline among the requests in flight.
+const SWEEP: TimerId = TimerId(0);
+
+/// One download. See the module docs.
 pub struct Downloader {
     local: LocalId,
     cap: ChkCap,
+    verifier: VerifierCap,
     si: StorageIndex,
     /// Known servers, in the file's permuted-ring order.
     servers: Vec<NodeId>,
-    request_timeout: Duration,
-    next_request: u64,
-    /// What each outstanding request is for.
-    pending: BTreeMap<RequestId, Pending>,
+    requests: Requests<Purpose>,
+    phase: Phase,
     /// Servers that have not answered `List` yet.
     listing: BTreeSet<NodeId>,
-    /// Shares not yet tried, by the servers said to hold them.
-    candidates: BTreeMap<usize, Vec<NodeId>>,
-    /// Shares being verified: their fetch in progress.
-    verifying: BTreeMap<usize, Fetch>,
-    /// Shares in use: their server and verified hashes.
-    active: BTreeMap<usize, (NodeId, ShareHashes)>,
-    /// The first verified UEB and the decoder made from it.
-    ueb: Option<Ueb>,
-    decoder: Option<SegmentDecoder>,
-    /// The segment being fetched, and its blocks so far.
+    /// Holders of each share not yet tried, in ring order.
+    candidates: BTreeMap<ShareNum, Vec<NodeId>>,
+    /// At most `k` shares being read: being proved, or proved and serving blocks.
+    readers: BTreeMap<ShareNum, ShareReader>,
+    faults: Vec<String>,
+}
+
+/// What a request of the download is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Purpose {
+    List,
+    Read(ShareNum),
+}
+
+/// Where the download is (see the module docs).
+enum Phase {
+    /// Created, not started.
+    Waiting,
+    /// `List`s out.
+    Finding,
+    /// Reading shares; none is proved yet.
+    Proving,
+    /// A share is proved: the decoder is made; segments stream once `k` are proved.
+    Streaming(Box<Stream>),
+    /// Answered and stopped.
+    Done,
+}
+
+/// The streaming state: the decoder and the segment in progress.
+struct Stream {
+    decoder: SegmentDecoder,
+    /// The segment being fetched, and its verified blocks so far.
     segment: u64,
-    blocks: BTreeMap<usize, Vec<u8>>,
-    block_fetches: BTreeMap<usize, Fetch>,
+    blocks: BTreeMap<ShareNum, Vec<u8>>,
     /// A decoded segment waiting for the local user to drain the previous one.
     ready: Option<Vec<u8>>,
     draining: bool,
     bytes_out: u64,
-    faults: Vec<String>,
-    done: bool,
-}
-
-/// What an outstanding request is for.
-#[derive(Clone, Copy, Debug)]
-enum Pending {
-    List(NodeId),
-    /// A chunk of a fetch of `share`'s bytes (verification or a block).
-    Chunk {
-        share: usize,
-        block: bool,
-    },
-}
-
-/// A ranged read of one share from one server, in chunks the protocol allows.
-#[derive(Debug)]
-struct Fetch {
-    server: NodeId,
-    stage: Stage,
-    offset: u64,
-    len: u64,
-    /// If set, a short answer is the end of the share, not an error (the UEB region).
-    short_ok: bool,
-    data: Vec<u8>,
-    /// The chunk request in flight (answers to older requests are stale).
-    request: RequestId,
-}
-
-/// How far a share's verification has come.
-#[derive(Clone, Copy, Debug)]
-enum Stage {
-    Header,
-    Ueb(ShareLayout),
-    Trees(ShareLayout),
-    Block,
 }
 
 impl Downloader {
@@ -93,35 +92,26 @@ impl Downloader {
         servers: Vec<NodeId>,
         request_timeout: Duration,
     ) -> Self {
-        let si = StorageIndex::from(cap.key.storage_index());
-        let servers = crate::placement::permuted_ring(si, &servers);
+        let verifier = cap.verifier();
+        let si = verifier.storage_index;
         Downloader {
             local,
+            servers: crate::placement::permuted_ring(si, &servers),
             cap,
+            verifier,
             si,
-            servers,
-            request_timeout,
-            next_request: 0,
-            pending: BTreeMap::new(),
+            requests: Requests::new(request_timeout, SWEEP),
+            phase: Phase::Waiting,
             listing: BTreeSet::new(),
             candidates: BTreeMap::new(),
-            verifying: BTreeMap::new(),
-            active: BTreeMap::new(),
-            ueb: None,
-            decoder: None,
-            segment: 0,
-            blocks: BTreeMap::new(),
-            block_fetches: BTreeMap::new(),
-            ready: None,
-            draining: false,
-            bytes_out: 0,
+            readers: BTreeMap::new(),
             faults: Vec::new(),
-            done: false,
         }
     }
 
     fn start(&mut self, ctx: &mut Context<'_>) {
-        self.next_request = crate::replies::first_request_id(ctx);
+        self.requests.start(ctx);
+        self.phase = Phase::Finding;
         // A cap the parser would refuse (caps can be built field by field): with k = 0 the
         // download would wait forever for nothing, neither answering nor stopping.
         let (k, n) = (self.cap.k, self.cap.n);
@@ -136,63 +126,26 @@ impl Downloader {
         if self.servers.is_empty() {
             return self.fail(ctx, self.not_enough("no storage servers are known"));
         }
-        for server in self.servers.clone() {
+        for &server in &self.servers {
             self.listing.insert(server);
-            self.request(
-                ctx,
-                server,
-                Some(Pending::List(server)),
-                Request::List { si: self.si },
-            );
+            let body = Request::List { si: self.si };
+            self.requests
+                .send(ctx, Addr::storage(server), body, Purpose::List);
         }
     }
 
-    /// Sends a request; a `purpose` makes it expect an answer within the request timeout.
-    fn request(
-        &mut self,
-        ctx: &mut Context<'_>,
-        server: NodeId,
-        purpose: Option<Pending>,
-        body: Request,
-    ) -> RequestId {
-        let id = RequestId(self.next_request);
-        self.next_request += 1;
-        let deadline = ctx.now().after(self.request_timeout);
-        ctx.send(
-            Addr::new(server, Service::Storage),
-            Message::Request { id, deadline, body },
-        );
-        if let Some(purpose) = purpose {
-            self.pending.insert(id, purpose);
-            ctx.set_timer(TimerId(id.0), self.request_timeout);
+    fn on_response(&mut self, ctx: &mut Context<'_>, from: Addr, id: RequestId, body: Response) {
+        if let Some((server, purpose)) = self.requests.answer(from, id) {
+            self.answered(ctx, id, server.node, purpose, Some(body));
         }
-        id
     }
 
-    fn on_message(&mut self, ctx: &mut Context<'_>, from: Addr, msg: Message) {
-        let Message::Response { id, body } = msg else {
-            return;
-        };
-        // Only the server asked may answer, and only once.
-        let Some(purpose) = self.pending.get(&id).copied() else {
-            return;
-        };
-        let asked = match purpose {
-            Pending::List(server) => Some(server),
-            Pending::Chunk { share, block } => self.fetch_mut(share, block).map(|f| f.server),
-        };
-        if asked.map(|server| Addr::new(server, Service::Storage)) != Some(from) {
-            return;
-        }
-        self.pending.remove(&id);
-        ctx.cancel_timer(TimerId(id.0));
-        self.answered(ctx, id, purpose, Some(body));
-    }
-
-    fn on_timer(&mut self, ctx: &mut Context<'_>, timer: TimerId) {
-        let id = RequestId(timer.0);
-        if let Some(purpose) = self.pending.remove(&id) {
-            self.answered(ctx, id, purpose, None);
+    fn on_sweep(&mut self, ctx: &mut Context<'_>) {
+        for (id, server, purpose) in self.requests.expire(ctx) {
+            if self.done() {
+                return;
+            }
+            self.answered(ctx, id, server.node, purpose, None);
         }
     }
 
@@ -201,87 +154,83 @@ impl Downloader {
         &mut self,
         ctx: &mut Context<'_>,
         id: RequestId,
-        purpose: Pending,
+        server: NodeId,
+        purpose: Purpose,
         answer: Option<Response>,
     ) {
         match purpose {
-            Pending::List(server) => self.on_list(ctx, server, answer),
-            Pending::Chunk { share, block } => {
-                if self
-                    .fetch_mut(share, block)
-                    .is_some_and(|f| f.request == id)
-                {
-                    self.on_chunk(ctx, share, block, answer);
-                }
-            }
+            Purpose::List => self.on_list(ctx, server, answer),
+            Purpose::Read(share) => self.on_read(ctx, id, share, server, answer),
         }
     }
 
-    /// A server's answer to `List` (or `None`: it did not answer in time).
+    /// A server's answer to `List`. Once every server has answered (or timed out), the
+    /// shares found are ordered by ring position and proving starts.
     fn on_list(&mut self, ctx: &mut Context<'_>, server: NodeId, answer: Option<Response>) {
         if !self.listing.remove(&server) {
             return;
         }
         if let Some(Response::Shares(shares)) = answer {
-            for (share, _size) in shares.into_iter().filter(|(s, _)| s.index() < self.cap.n) {
-                let holders = self.candidates.entry(share.index()).or_default();
+            for (share, _size) in shares {
+                if share.index() >= self.cap.n {
+                    continue;
+                }
+                let holders = self.candidates.entry(share).or_default();
                 if !holders.contains(&server) {
                     holders.push(server);
                 }
             }
         }
         if self.listing.is_empty() {
+            let order: BTreeMap<NodeId, usize> = self
+                .servers
+                .iter()
+                .enumerate()
+                .map(|(i, &s)| (s, i))
+                .collect();
+            for holders in self.candidates.values_mut() {
+                holders.sort_by_key(|h| order.get(h).copied());
+            }
+            self.phase = Phase::Proving;
             self.fill(ctx);
         }
     }
 
-    /// Starts verifying candidate shares until `k` are active or being verified; fails the
-    /// download when that can no longer happen.
+    /// Starts reading candidate shares until `k` are being read; fails the download when
+    /// that can no longer happen.
     fn fill(&mut self, ctx: &mut Context<'_>) {
-        while self.active.len() + self.verifying.len() < self.cap.k {
+        if !matches!(self.phase, Phase::Proving | Phase::Streaming(_)) {
+            return;
+        }
+        while self.readers.len() < self.cap.k {
             let next = self
                 .candidates
-                .iter()
-                .find(|(share, holders)| {
-                    !holders.is_empty()
-                        && !self.active.contains_key(share)
-                        && !self.verifying.contains_key(share)
-                })
-                .map(|(share, _)| *share);
-            let Some(share) = next else {
-                if self.verifying.is_empty() && !self.listing.is_empty() {
-                    return; // more answers to `List` may still come
-                }
-                if self.verifying.is_empty() {
+                .iter_mut()
+                .find(|(share, holders)| !holders.is_empty() && !self.readers.contains_key(share))
+                .map(|(&share, holders)| (share, holders.remove(0)));
+            let Some((share, server)) = next else {
+                if self.readers.values().all(ShareReader::verified) {
                     let why = format!(
                         "{} distinct shares found on {} servers",
                         self.found(),
                         self.servers.len()
                     );
-                    return self.fail(ctx, self.not_enough(&why));
+                    self.fail(ctx, self.not_enough(&why));
                 }
+                // Else a share being proved may yet fail, and its replacement be needed.
                 return;
             };
-            let server = self
-                .candidates
-                .get_mut(&share)
-                .expect("found above")
-                .remove(0);
-            self.begin_fetch(
-                ctx,
-                share,
-                server,
-                Stage::Header,
-                (0, verify::HEADER_FETCH),
-                true,
-            );
+            let reader = ShareReader::new(share, server);
+            let (offset, len) = reader.next_read();
+            self.readers.insert(share, reader);
+            self.read(ctx, share, offset, len);
         }
+        debug_assert!(self.readers.len() <= self.cap.k);
     }
 
     /// How many distinct shares are (or were) known to exist.
     fn found(&self) -> usize {
-        let mut shares: BTreeSet<usize> = self.active.keys().copied().collect();
-        shares.extend(self.verifying.keys());
+        let mut shares: BTreeSet<ShareNum> = self.readers.keys().copied().collect();
         shares.extend(
             self.candidates
                 .iter()
@@ -291,286 +240,201 @@ impl Downloader {
         shares.len()
     }
 
-    /// Starts fetching `region` (offset, length) of `share` from `server` for `stage`; with
-    /// `short_ok`, the share may end before the region does.
-    fn begin_fetch(
-        &mut self,
-        ctx: &mut Context<'_>,
-        share: usize,
-        server: NodeId,
-        stage: Stage,
-        (offset, len): (u64, u64),
-        short_ok: bool,
-    ) {
-        let block = matches!(stage, Stage::Block);
-        let fetch = Fetch {
-            server,
-            stage,
-            offset,
-            len,
-            short_ok,
-            data: Vec::new(),
-            request: RequestId(0),
-        };
-        if block {
-            self.block_fetches.insert(share, fetch);
-        } else {
-            self.verifying.insert(share, fetch);
-        }
-        self.next_chunk(ctx, share, block);
-    }
-
-    fn fetch_mut(&mut self, share: usize, block: bool) -> Option<&mut Fetch> {
-        match block {
-            true => self.block_fetches.get_mut(&share),
-            false => self.verifying.get_mut(&share),
-        }
-    }
-
-    fn take_fetch(&mut self, share: usize, block: bool) -> Option<Fetch> {
-        match block {
-            true => self.block_fetches.remove(&share),
-            false => self.verifying.remove(&share),
-        }
-    }
-
-    fn next_chunk(&mut self, ctx: &mut Context<'_>, share: usize, block: bool) {
-        let Some(f) = self.fetch_mut(share, block) else {
+    /// Sends the read of `share`'s reader for `(offset, len)`.
+    fn read(&mut self, ctx: &mut Context<'_>, share: ShareNum, offset: u64, len: u64) {
+        let Some(server) = self.readers.get(&share).map(|r| r.server) else {
             return;
         };
-        let have = f.data.len() as u64;
-        let len = (f.len - have).min(MAX_DATA_PER_MESSAGE);
-        let (server, offset) = (f.server, f.offset + have);
         let body = Request::Read {
             si: self.si,
-            share: ShareNum(share as u8),
+            share,
             offset,
             len,
         };
-        let id = self.request(ctx, server, Some(Pending::Chunk { share, block }), body);
-        if let Some(f) = self.fetch_mut(share, block) {
-            f.request = id;
+        let id = self
+            .requests
+            .send(ctx, Addr::storage(server), body, Purpose::Read(share));
+        if let Some(reader) = self.readers.get_mut(&share) {
+            reader.request = Some(id);
         }
     }
 
-    /// A chunk of a fetch arrived (or `None`: it timed out).
-    fn on_chunk(
+    /// An answer to a reader's read (`None`: none came in time).
+    fn on_read(
         &mut self,
         ctx: &mut Context<'_>,
-        share: usize,
-        block: bool,
+        id: RequestId,
+        share: ShareNum,
+        server: NodeId,
         answer: Option<Response>,
     ) {
-        let Some(f) = self.fetch_mut(share, block) else {
+        let Some(reader) = self.readers.get_mut(&share) else {
             return;
         };
-        let asked = (f.len - f.data.len() as u64).min(MAX_DATA_PER_MESSAGE);
-        let data = match answer {
-            Some(Response::Data(data)) if data.len() as u64 <= asked => data,
-            Some(Response::Data(_)) => {
-                return self.read_failed(ctx, share, block, "the server sent more bytes than asked")
-            }
-            Some(Response::Err(e)) => return self.read_failed(ctx, share, block, &e.to_string()),
-            Some(_) => {
-                return self.read_failed(
-                    ctx,
-                    share,
-                    block,
-                    "the server answered a read with something else",
-                )
-            }
-            None => {
-                return self.read_failed(ctx, share, block, "the server did not answer in time")
-            }
-        };
-        let short = (data.len() as u64) < asked;
-        f.data.extend_from_slice(&data);
-        let complete = f.data.len() as u64 == f.len;
-        match (complete, short, f.short_ok) {
-            (true, _, _) | (false, true, true) => self.fetched(ctx, share, block),
-            (false, false, _) => self.next_chunk(ctx, share, block),
-            (false, true, false) => self.read_failed(
-                ctx,
-                share,
-                block,
-                "the share is shorter than its header says",
-            ),
+        if reader.server != server || reader.request != Some(id) {
+            return; // an answer to a read of an earlier holder, or a stale one
         }
-    }
-
-    fn read_failed(&mut self, ctx: &mut Context<'_>, share: usize, block: bool, why: &str) {
-        if let Some(f) = self.take_fetch(share, block) {
-            self.reject(ctx, share, f.server, Rejection::new(ShareCheck::Read, why));
-        }
-    }
-
-    /// A fetch is complete: check what it brought and go on to the next stage.
-    fn fetched(&mut self, ctx: &mut Context<'_>, share: usize, block: bool) {
-        let Some(f) = self.take_fetch(share, block) else {
-            return;
-        };
-        let outcome = match f.stage {
-            Stage::Header => verify::check_header(&self.cap, share, &f.data).map(|layout| {
-                let (offset, len) = verify::ueb_region(&layout);
-                Some((Stage::Ueb(layout), offset, len, true))
-            }),
-            Stage::Ueb(layout) => match verify::check_ueb(&self.cap, &layout, &f.data) {
-                Ok(ueb) => {
-                    self.ueb.get_or_insert(ueb);
-                    let (offset, len) = verify::trees_region(&layout);
-                    Ok(Some((Stage::Trees(layout), offset, len, false)))
+        match reader.on_answer(&self.verifier, answer) {
+            Progress::Read(offset, len) => self.read(ctx, share, offset, len),
+            Progress::Verified(_) => {
+                if matches!(self.phase, Phase::Proving) {
+                    self.begin_streaming(ctx, share);
                 }
-                Err(ShareError::Rejected(r)) => Err(r),
-                Err(ShareError::Fatal(e)) => {
-                    return self.fail(ctx, DownloadError::Corrupt(e.to_string()))
-                }
-            },
-            Stage::Trees(layout) => {
-                let ueb = self.ueb.as_ref().expect("set at the UEB stage");
-                verify::check_trees(ueb, share, &layout, &f.data).map(|hashes| {
-                    self.active.insert(share, (f.server, hashes));
-                    None
-                })
-            }
-            Stage::Block => {
-                let (_, hashes) = &self.active[&share];
-                hashes.check_block(self.segment, &f.data).map(|()| {
-                    self.blocks.insert(share, f.data);
-                    None
-                })
-            }
-        };
-        match outcome {
-            Ok(Some((stage, offset, len, short_ok))) => {
-                self.begin_fetch(ctx, share, f.server, stage, (offset, len), short_ok)
-            }
-            Ok(None) => {
-                // A share became active (or a block arrived): fail early if k can no longer
-                // be reached, else move on.
+                // If this was the last share in sight, fewer than k may be all there is.
                 self.fill(ctx);
                 self.advance(ctx);
             }
-            Err(rejection) => self.reject(ctx, share, f.server, rejection),
+            Progress::Block(segment, data) => {
+                if let Phase::Streaming(stream) = &mut self.phase {
+                    if stream.segment == segment {
+                        stream.blocks.insert(share, data);
+                    }
+                }
+                self.advance(ctx);
+            }
+            Progress::Rejected(rejection) => self.reject(ctx, share, server, rejection),
+            Progress::Fatal(e) => self.fail(ctx, DownloadError::Corrupt(e.to_string())),
         }
     }
 
-    /// A share failed (its fetch already ended): drop it, tell its server when it served
-    /// bad bytes, and find another.
+    /// The first share is proved: its geometry and crypttext hash tree make the decoder.
+    fn begin_streaming(&mut self, ctx: &mut Context<'_>, share: ShareNum) {
+        let Some(tree) = self.readers.get(&share).and_then(|r| r.crypttext_tree()) else {
+            return;
+        };
+        let Some(geometry) = self.readers.get(&share).and_then(|r| r.geometry()) else {
+            return;
+        };
+        match SegmentDecoder::new(&self.cap, geometry, tree.clone()) {
+            Ok(decoder) => {
+                self.phase = Phase::Streaming(Box::new(Stream {
+                    decoder,
+                    segment: 0,
+                    blocks: BTreeMap::new(),
+                    ready: None,
+                    draining: false,
+                    bytes_out: 0,
+                }))
+            }
+            Err(e) => self.fail(ctx, DownloadError::Corrupt(e.to_string())),
+        }
+    }
+
+    /// A share failed (its read is over): drop it, tell its server when it served bad
+    /// bytes, and find another.
     fn reject(
         &mut self,
         ctx: &mut Context<'_>,
-        share: usize,
+        share: ShareNum,
         server: NodeId,
         rejection: Rejection,
     ) {
-        self.active.remove(&share);
-        self.blocks.remove(&share);
-        let line = format!(
-            "share {share} on server {server}: {} check failed: {}",
-            rejection.check, rejection.detail
-        );
+        self.readers.remove(&share);
+        if let Phase::Streaming(stream) = &mut self.phase {
+            stream.blocks.remove(&share);
+        }
+        let line = reader::fault_line(share, server, &rejection);
         tracing::debug!(%line, "download set a share aside");
         self.faults.push(line);
-        if rejection.check != ShareCheck::Read {
-            let reason = format!("{} check failed: {}", rejection.check, rejection.detail);
-            let body = Request::AdviseCorrupt {
-                si: self.si,
-                share: ShareNum(share as u8),
-                reason,
-            };
+        if let Some(body) = reader::advisory(self.si, share, &rejection) {
             // Advice expects no follow-up: its answer is ignored.
-            self.request(ctx, server, None, body);
+            self.requests.send_only(ctx, Addr::storage(server), body);
         }
         self.fill(ctx);
         self.advance(ctx);
     }
 
-    /// Moves the download on: starts block fetches when k shares are active, decodes a
-    /// segment once its k blocks are in, outputs it when the user is ready.
+    /// Moves the stream on: reads blocks once `k` shares are proved, decodes a segment once
+    /// its `k` blocks are in, outputs it when the user is ready.
     fn advance(&mut self, ctx: &mut Context<'_>) {
-        if self.done || self.active.len() < self.cap.k {
-            return;
-        }
-        if self.decoder.is_none() {
-            let (_, first) = self.active.values().next().expect("k >= 1 active");
-            let ueb = self
-                .ueb
-                .as_ref()
-                .expect("an active share passed the UEB stage");
-            match SegmentDecoder::new(&self.cap, ueb.geometry, first.crypttext_tree().clone()) {
-                Ok(d) => self.decoder = Some(d),
-                Err(e) => return self.fail(ctx, DownloadError::Corrupt(e.to_string())),
-            }
-        }
-        let geometry = *self.decoder.as_ref().expect("just set").geometry();
-        if self.ready.is_some() || self.segment >= geometry.num_segments {
-            return;
-        }
-        if self.blocks.len() < self.cap.k {
-            return self.fetch_blocks(ctx, &geometry);
-        }
-        self.decode_segment(ctx, &geometry);
-    }
-
-    fn fetch_blocks(&mut self, ctx: &mut Context<'_>, g: &Geometry) {
-        let missing: Vec<(usize, NodeId, u64, u64)> = self
-            .active
-            .iter()
-            .filter(|(share, _)| {
-                !self.blocks.contains_key(share) && !self.block_fetches.contains_key(share)
-            })
-            .map(|(share, (server, hashes))| {
-                let (offset, len) = hashes.block_region(g, self.segment);
-                (*share, *server, offset, len)
-            })
-            .collect();
-        for (share, server, offset, len) in missing {
-            self.begin_fetch(ctx, share, server, Stage::Block, (offset, len), false);
-        }
-    }
-
-    fn decode_segment(&mut self, ctx: &mut Context<'_>, g: &Geometry) {
-        let blocks: Vec<(usize, &[u8])> = self.blocks.iter().map(|(s, b)| (*s, &b[..])).collect();
-        let mut plaintext = Vec::new();
-        let decoder = self.decoder.as_mut().expect("made before fetching blocks");
-        if let Err(e) = decoder.decode(self.segment, &blocks, &mut plaintext) {
-            return self.fail(ctx, DownloadError::Corrupt(e.to_string()));
-        }
-        self.blocks.clear();
-        self.segment += 1;
-        self.ready = Some(plaintext);
-        self.flush(ctx, g);
-    }
-
-    /// Outputs the ready segment unless the user is still draining the previous one.
-    fn flush(&mut self, ctx: &mut Context<'_>, g: &Geometry) {
-        if self.draining {
-            return;
-        }
-        let Some(data) = self.ready.take() else {
+        let k = self.cap.k;
+        let proved = self.readers.values().filter(|r| r.verified()).count();
+        let Phase::Streaming(stream) = &mut self.phase else {
             return;
         };
-        self.bytes_out += data.len() as u64;
-        self.draining = true;
+        let segments = stream.decoder.geometry().num_segments;
+        if proved < k || stream.ready.is_some() || stream.segment >= segments {
+            return;
+        }
+        if stream.blocks.len() < k {
+            return self.fetch_blocks(ctx);
+        }
+        debug_assert_eq!(stream.blocks.len(), k, "blocks only of the k shares in use");
+        let blocks: Vec<(usize, &[u8])> = stream
+            .blocks
+            .iter()
+            .map(|(s, b)| (s.index(), &b[..]))
+            .collect();
+        let mut plaintext = Vec::new();
+        if let Err(e) = stream
+            .decoder
+            .decode(stream.segment, &blocks, &mut plaintext)
+        {
+            return self.fail(ctx, DownloadError::Corrupt(e.to_string()));
+        }
+        stream.blocks.clear();
+        stream.segment += 1;
+        stream.ready = Some(plaintext);
+        self.flush(ctx);
+    }
+
+    /// Starts reading the current segment's block from every proved, idle share that has
+    /// not brought it yet.
+    fn fetch_blocks(&mut self, ctx: &mut Context<'_>) {
+        let Phase::Streaming(stream) = &self.phase else {
+            return;
+        };
+        let segment = stream.segment;
+        let idle: Vec<ShareNum> = self
+            .readers
+            .iter()
+            .filter(|(share, r)| r.verified() && !r.busy() && !stream.blocks.contains_key(share))
+            .map(|(&share, _)| share)
+            .collect();
+        for share in idle {
+            let read = self
+                .readers
+                .get_mut(&share)
+                .and_then(|r| r.read_block(segment));
+            if let Some((offset, len)) = read {
+                self.read(ctx, share, offset, len);
+            }
+        }
+    }
+
+    /// Outputs the ready segment unless the user is still draining the previous one; after
+    /// the last, answers.
+    fn flush(&mut self, ctx: &mut Context<'_>) {
+        let Phase::Streaming(stream) = &mut self.phase else {
+            return;
+        };
+        if stream.draining {
+            return;
+        }
+        let Some(data) = stream.ready.take() else {
+            return;
+        };
+        stream.bytes_out += data.len() as u64;
+        stream.draining = true;
         ctx.push(Effect::Output {
             to: self.local,
             data,
         });
-        if self.segment == g.num_segments {
+        if stream.segment == stream.decoder.geometry().num_segments {
             let receipt = DownloadReceipt {
-                bytes: self.bytes_out,
+                bytes: stream.bytes_out,
                 faults: std::mem::take(&mut self.faults),
             };
             self.finish(ctx, Ok(receipt));
         } else {
-            self.advance(ctx); // prefetch the next segment while this one drains
+            self.advance(ctx); // fetch the next segment while this one drains
         }
     }
 
     fn on_drained(&mut self, ctx: &mut Context<'_>) {
-        self.draining = false;
-        if let Some(g) = self.decoder.as_ref().map(|d| *d.geometry()) {
-            self.flush(ctx, &g);
+        if let Phase::Streaming(stream) = &mut self.phase {
+            stream.draining = false;
+            self.flush(ctx);
             self.advance(ctx);
         }
     }
@@ -586,7 +450,7 @@ impl Downloader {
         }
         DownloadError::NotEnoughShares {
             needed: self.cap.k,
-            found: self.active.len(),
+            found: self.readers.values().filter(|r| r.verified()).count(),
             detail,
         }
     }
@@ -596,1083 +460,41 @@ impl Downloader {
     }
 
     fn finish(&mut self, ctx: &mut Context<'_>, result: Result<DownloadReceipt, DownloadError>) {
-        if self.done {
+        if self.done() {
             return;
         }
-        self.done = true;
-        for id in std::mem::take(&mut self.pending).into_keys() {
-            ctx.cancel_timer(TimerId(id.0));
-        }
+        self.phase = Phase::Done;
+        self.requests.close(ctx);
         ctx.reply(self.local, LocalResponse::Downloaded(result));
         ctx.push(Effect::Stop);
+    }
+
+    fn done(&self) -> bool {
+        matches!(self.phase, Phase::Done)
     }
 }
 
 impl Actor for Downloader {
     fn handle(&mut self, input: Input, ctx: &mut Context<'_>) {
-        if self.done {
-            return;
-        }
-        match input {
-            Input::Start => self.start(ctx),
-            Input::Message { from, msg } => self.on_message(ctx, from, msg),
-            Input::Timer(timer) => self.on_timer(ctx, timer),
-            Input::OutputDrained => self.on_drained(ctx),
-            Input::Local { .. } | Input::Plaintext { .. } => {}
+        match (&self.phase, input) {
+            (Phase::Done, _) => {}
+            (Phase::Waiting, Input::Start) => self.start(ctx),
+            (Phase::Waiting, _) => {} // nothing can be meant for a download not started
+            (
+                _,
+                Input::Message {
+                    from,
+                    msg: Message::Response { id, body },
+                },
+            ) => self.on_response(ctx, from, id, body),
+            (_, Input::Timer(SWEEP)) => self.on_sweep(ctx),
+            (_, Input::OutputDrained) => self.on_drained(ctx),
+            // Requests, announcements, local input, plaintext, stray timers: not for a
+            // download.
+            _ => {}
         }
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::actor::Time;
-    use crate::local::LocalResponse;
-    use crate::protocol::testing::{damaged, remote_error};
-    use cairn_codec::{encode_stream, EncodingParams, Key, ShareWriter};
-    use rand::SeedableRng;
-    use rand_chacha::ChaCha8Rng;
-    use std::collections::VecDeque;
-
-    /// How a test server behaves.
-    #[derive(Clone, Copy, PartialEq)]
-    enum Behaviour {
-        Good,
-        Silent,
-        /// Flips a bit in every block it serves.
-        CorruptBlocks,
-    }
-
-    struct Server {
-        id: NodeId,
-        shares: BTreeMap<usize, Vec<u8>>,
-        behaviour: Behaviour,
-        advisories: usize,
-    }
-
-    #[derive(Default)]
-    struct Shares(Vec<Vec<u8>>);
-
-    impl ShareWriter for Shares {
-        fn write_at(&mut self, share: usize, offset: u64, data: &[u8]) -> std::io::Result<()> {
-            self.0.resize(self.0.len().max(share + 1), Vec::new());
-            let buf = &mut self.0[share];
-            let end = offset as usize + data.len();
-            buf.resize(buf.len().max(end), 0);
-            buf[offset as usize..end].copy_from_slice(data);
-            Ok(())
-        }
-    }
-
-    fn file(size: usize) -> (Vec<u8>, ChkCap, Vec<Vec<u8>>) {
-        let data: Vec<u8> = (0..size).map(|i| (i * 31 % 251) as u8).collect();
-        let params = EncodingParams::new(3, 10, 1000).unwrap();
-        let mut shares = Shares::default();
-        let f = encode_stream(Key([5; 16]), params, size as u64, &data[..], &mut shares).unwrap();
-        (data, f.cap, shares.0)
-    }
-
-    /// Runs a download against servers holding one share each (server i holds share i),
-    /// with virtual time; returns the output, the final response and the servers.
-    fn run(
-        behaviours: &[Behaviour],
-        size: usize,
-    ) -> (Vec<u8>, Vec<u8>, LocalResponse, Vec<Server>) {
-        let (data, cap, shares) = file(size);
-        let mut servers: Vec<Server> = behaviours
-            .iter()
-            .enumerate()
-            .map(|(i, &behaviour)| Server {
-                id: crate::ids::NodeKey::from_seed([i as u8 + 1; 32]).id(),
-                shares: BTreeMap::from([(i, shares[i].clone())]),
-                behaviour,
-                advisories: 0,
-            })
-            .collect();
-        let client = Addr::new(
-            crate::ids::NodeKey::from_seed([99; 32]).id(),
-            Service::Download(crate::OpId(1)),
-        );
-        let ids = servers.iter().map(|s| s.id).collect();
-        let mut d = Downloader::new(LocalId(7), cap.clone(), ids, Duration::from_secs(5));
-        let mut rng = ChaCha8Rng::seed_from_u64(1);
-        let mut now = Time(0);
-        let mut inbox: VecDeque<Input> = VecDeque::from([Input::Start]);
-        let mut timers: BTreeMap<TimerId, Time> = BTreeMap::new();
-        let (mut out, mut response) = (Vec::new(), None);
-        for _ in 0..100_000 {
-            let input = match inbox.pop_front() {
-                Some(input) => input,
-                None => match timers
-                    .iter()
-                    .min_by_key(|(_, at)| **at)
-                    .map(|(id, at)| (*id, *at))
-                {
-                    Some((id, at)) => {
-                        timers.remove(&id);
-                        now = at;
-                        Input::Timer(id)
-                    }
-                    None => break,
-                },
-            };
-            let mut ctx = Context::new(now, client, &mut rng);
-            d.handle(input, &mut ctx);
-            for effect in ctx.into_effects() {
-                match effect {
-                    Effect::Send { to, msg } => {
-                        let server = servers
-                            .iter_mut()
-                            .find(|s| s.id == to.node)
-                            .expect("a known server");
-                        if let Some(answer) = serve(server, &cap, msg) {
-                            inbox.push_back(Input::Message {
-                                from: to,
-                                msg: answer,
-                            });
-                        }
-                    }
-                    Effect::SetTimer { id, at } => {
-                        timers.insert(id, at);
-                    }
-                    Effect::CancelTimer { id } => {
-                        timers.remove(&id);
-                    }
-                    Effect::Output { data, .. } => {
-                        out.extend_from_slice(&data);
-                        inbox.push_back(Input::OutputDrained);
-                    }
-                    Effect::Reply { response: r, .. } => response = Some(r),
-                    Effect::Stop => timers.clear(),
-                    other => panic!("unexpected effect {other:?}"),
-                }
-            }
-        }
-        (data, out, response.expect("the download answered"), servers)
-    }
-
-    fn serve(server: &mut Server, cap: &ChkCap, msg: Message) -> Option<Message> {
-        let Message::Request { id, body, .. } = msg else {
-            return None;
-        };
-        if server.behaviour == Behaviour::Silent {
-            return None;
-        }
-        let si = StorageIndex::from(cap.key.storage_index());
-        let body = match body {
-            Request::List { si: asked } if asked == si => Response::Shares(
-                server
-                    .shares
-                    .iter()
-                    .map(|(s, b)| (ShareNum(*s as u8), b.len() as u64))
-                    .collect(),
-            ),
-            Request::Read {
-                share, offset, len, ..
-            } => match server.shares.get(&share.index()) {
-                Some(bytes) => {
-                    let start = (offset as usize).min(bytes.len());
-                    let end = (start + len as usize).min(bytes.len());
-                    let mut data = bytes[start..end].to_vec();
-                    // Blocks are the only reads past the header at this size.
-                    if server.behaviour == Behaviour::CorruptBlocks && offset == 0x24 {
-                        data[0] ^= 1;
-                    }
-                    Response::Data(data)
-                }
-                None => Response::Err(crate::protocol::RemoteError::NoSuchShare),
-            },
-            Request::AdviseCorrupt { .. } => {
-                server.advisories += 1;
-                Response::Ok
-            }
-            _ => Response::Err(crate::protocol::RemoteError::Unsupported),
-        };
-        Some(Message::Response { id, body })
-    }
-
-    use Behaviour::*;
-
-    #[test]
-    fn downloads_from_all_good_servers() {
-        let (data, out, response, _) = run(&[Good; 10], 5000);
-        assert!(
-            matches!(response, LocalResponse::Downloaded(Ok(ref r)) if r.bytes == 5000 && r.faults.is_empty()),
-            "{response:?}"
-        );
-        assert_eq!(out, data);
-    }
-
-    #[test]
-    fn survives_n_minus_k_silent_servers() {
-        let mut b = [Silent; 10];
-        b[2] = Good;
-        b[5] = Good;
-        b[9] = Good;
-        let (data, out, response, _) = run(&b, 3001);
-        assert!(
-            matches!(response, LocalResponse::Downloaded(Ok(_))),
-            "{response:?}"
-        );
-        assert_eq!(out, data);
-    }
-
-    #[test]
-    fn fails_clearly_with_too_few_servers_and_outputs_nothing() {
-        let mut b = [Silent; 10];
-        b[0] = Good;
-        b[1] = Good;
-        let (_, out, response, _) = run(&b, 3001);
-        let LocalResponse::Downloaded(Err(DownloadError::NotEnoughShares { needed: 3, .. })) =
-            &response
-        else {
-            panic!("{response:?}")
-        };
-        assert!(
-            response_text(&response).contains("2 distinct shares found on 10 servers"),
-            "{response:?}"
-        );
-        assert!(out.is_empty());
-    }
-
-    #[test]
-    fn routes_around_corrupt_blocks_and_advises_the_server() {
-        let mut b = [Good; 10];
-        b[0] = CorruptBlocks;
-        let (data, out, response, servers) = run(&b, 2500);
-        let LocalResponse::Downloaded(Ok(receipt)) = &response else {
-            panic!("{response:?}")
-        };
-        assert_eq!(out, data);
-        assert_eq!(receipt.faults.len(), 1, "{:?}", receipt.faults);
-        assert!(
-            receipt.faults[0].contains("block hash of segment 0"),
-            "{:?}",
-            receipt.faults
-        );
-        assert_eq!(servers[0].advisories, 1);
-    }
-
-    #[test]
-    fn a_malformed_cap_is_refused_at_once() {
-        let (_, mut cap, _) = file(100);
-        cap.k = 0;
-        let server = crate::ids::NodeKey::from_seed([1; 32]).id();
-        let mut d = Downloader::new(LocalId(7), cap, vec![server], Duration::from_secs(5));
-        let mut rng = ChaCha8Rng::seed_from_u64(1);
-        let me = Addr::new(server, Service::Download(crate::OpId(1)));
-        let mut ctx = Context::new(Time(0), me, &mut rng);
-        d.handle(Input::Start, &mut ctx);
-        let effects = ctx.into_effects();
-        let [Effect::Reply {
-            response: LocalResponse::Downloaded(Err(DownloadError::Corrupt(why))),
-            ..
-        }, Effect::Stop] = &effects[..]
-        else {
-            panic!("{effects:?}")
-        };
-        assert!(why.contains("k=0"), "{why}");
-    }
-
-    fn response_text(r: &LocalResponse) -> String {
-        match r {
-            LocalResponse::Downloaded(Err(e)) => e.to_string(),
-            other => format!("{other:?}"),
-        }
-    }
-
-    // ---- fuzzing: arbitrary and malformed inputs ----
-
-    use crate::ids::NodeKey;
-    use crate::local::LocalRequest;
-    use crate::protocol::Announcement;
-    use proptest::prelude::*;
-    use proptest::sample::Index;
-
-    /// Who a fuzzed message claims to come from.
-    #[derive(Clone, Debug)]
-    enum Sender {
-        /// The server the request it answers went to (any server, for a random id).
-        Asked,
-        /// One of the download's servers.
-        Server(Index),
-        /// One of the download's servers' nodes, but another of its services.
-        WrongService(Index),
-        /// A node the download does not know.
-        Stranger(u8),
-    }
-
-    fn sender() -> impl Strategy<Value = Sender> {
-        prop_oneof![
-            6 => Just(Sender::Asked),
-            2 => any::<Index>().prop_map(Sender::Server),
-            1 => any::<Index>().prop_map(Sender::WrongService),
-            1 => any::<u8>().prop_map(Sender::Stranger),
-        ]
-    }
-
-    /// Which request a fuzzed answer (or timer) claims to be about.
-    #[derive(Clone, Debug)]
-    enum Answering {
-        /// One the download really sent (picked among all it has sent).
-        Sent(Index),
-        /// The latest it sent.
-        Latest,
-        Random(u64),
-    }
-
-    fn answering() -> impl Strategy<Value = Answering> {
-        prop_oneof![
-            3 => any::<Index>().prop_map(Answering::Sent),
-            3 => Just(Answering::Latest),
-            1 => any::<u64>().prop_map(Answering::Random),
-        ]
-    }
-
-    /// A fuzzed answer's body; `Asked` is garbage as long as the read it answers asked for.
-    #[derive(Clone, Debug)]
-    enum Body {
-        Plain(Response),
-        Asked(u8),
-    }
-
-    /// Any answer, of any kind: right or wrong for the request it claims to answer.
-    fn response() -> impl Strategy<Value = Response> {
-        // Mostly share numbers the file has, so that they are tried.
-        let share = prop_oneof![4 => 0u8..12, 1 => any::<u8>()].prop_map(ShareNum);
-        let data = prop_oneof![
-            4 => proptest::collection::vec(any::<u8>(), 0..64),
-            1 => (0usize..5000, any::<u8>()).prop_map(|(n, b)| vec![b; n]),
-        ];
-        let vdrive = prop_oneof![
-            Just(Ok(crate::vdrive::VdriveReply::Done)),
-            ".{0,8}".prop_map(|p| Err(crate::vdrive::VdriveError::NotFound(p))),
-        ];
-        prop_oneof![
-            1 => Just(Response::Ok),
-            1 => proptest::collection::vec(share.clone(), 0..4).prop_map(|allocated| {
-                Response::Allocated {
-                    already_have: vec![],
-                    allocated,
-                }
-            }),
-            4 => data.prop_map(Response::Data),
-            4 => proptest::collection::vec((share, any::<u64>()), 0..6).prop_map(Response::Shares),
-            1 => vdrive.prop_map(Response::Vdrive),
-            2 => remote_error().prop_map(Response::Err),
-        ]
-    }
-
-    fn body() -> impl Strategy<Value = Body> {
-        prop_oneof![
-            4 => response().prop_map(Body::Plain),
-            1 => any::<u8>().prop_map(Body::Asked),
-        ]
-    }
-
-    /// A request of any kind: a downloader serves none of them.
-    fn any_request() -> impl Strategy<Value = Request> {
-        let si = any::<[u8; 16]>().prop_map(StorageIndex);
-        let share = any::<u8>().prop_map(ShareNum);
-        prop_oneof![
-            Just(Request::Subscribe),
-            (si.clone(), share.clone(), any::<u64>(), any::<u64>()).prop_map(
-                |(si, share, offset, len)| Request::Read {
-                    si,
-                    share,
-                    offset,
-                    len
-                }
-            ),
-            si.clone().prop_map(|si| Request::List { si }),
-            (
-                si.clone(),
-                share.clone(),
-                proptest::collection::vec(any::<u8>(), 0..20)
-            )
-                .prop_map(|(si, share, data)| Request::Write {
-                    si,
-                    share,
-                    offset: 0,
-                    data
-                }),
-            (si, share).prop_map(|(si, share)| Request::AdviseCorrupt {
-                si,
-                share,
-                reason: "fuzz".into()
-            }),
-            Just(Request::Vdrive(crate::vdrive::VdriveOp::List {
-                path: "/".into()
-            })),
-        ]
-    }
-
-    /// Announcements, signed or forged: a downloader listens to none.
-    fn announcements() -> impl Strategy<Value = Vec<Announcement>> {
-        let one = (1u8..4, 0u64..3, any::<bool>()).prop_map(|(seed, seq, forge)| {
-            let key = NodeKey::from_seed([seed; 32]);
-            let mut a = Announcement::new(&key, format!("10.0.0.{seed}:1"), 100, seq);
-            if forge {
-                a.free_space += 1;
-            }
-            a
-        });
-        proptest::collection::vec(one, 0..3)
-    }
-
-    /// Bytes off the wire: noise, or the encoding of an answer with a few bytes flipped and
-    /// maybe cut short (which often still decodes, into something odd).
-    fn wire() -> impl Strategy<Value = Vec<u8>> {
-        let msg = prop_oneof![
-            (0u64..1 << 62, response()).prop_map(|(id, body)| Message::Response {
-                id: RequestId(id),
-                body
-            }),
-            any_request().prop_map(|body| Message::Request {
-                id: RequestId(1),
-                deadline: Time(u64::MAX),
-                body
-            }),
-            announcements().prop_map(Message::Announcements),
-        ];
-        damaged(msg)
-    }
-
-    /// A cap: mostly one a parser accepts, sometimes one it would have refused.
-    fn chk_cap() -> impl Strategy<Value = ChkCap> {
-        let shape = prop_oneof![
-            8 => (1usize..12).prop_flat_map(|n| (1..=n, Just(n))),
-            1 => prop_oneof![
-                (0usize..300).prop_map(|n| (0, n)),
-                (1usize..12).prop_map(|n| (n + 1, n)),
-                (257usize..300).prop_map(|n| (3, n)),
-            ],
-        ];
-        (any::<[u8; 16]>(), any::<[u8; 32]>(), shape, any::<u64>()).prop_map(
-            |(key, ueb_hash, (k, n), size)| ChkCap {
-                key: Key(key),
-                ueb_hash,
-                k,
-                n,
-                size,
-            },
-        )
-    }
-
-    /// One input to a download in a fuzzed run.
-    #[derive(Clone, Debug)]
-    enum Fuzz {
-        /// Let this many milliseconds pass, firing the timers that fall due.
-        Wait(u32),
-        Respond(Sender, Answering, Body),
-        Request(Sender, Request),
-        Announcements(Sender, Vec<Announcement>),
-        /// Bytes off the wire: delivered only if they decode.
-        Bytes(Sender, Vec<u8>),
-        /// A timer: one for a request sent (fired early), or a stray.
-        Timer(Answering),
-        OutputDrained,
-        Plaintext(u64, Vec<u8>),
-        Local,
-    }
-
-    fn fuzz() -> impl Strategy<Value = Fuzz> {
-        prop_oneof![
-            3 => prop_oneof![3 => 0u32..2000, 1 => 0u32..30_000].prop_map(Fuzz::Wait),
-            10 => (sender(), answering(), body()).prop_map(|(s, a, b)| Fuzz::Respond(s, a, b)),
-            1 => (sender(), any_request()).prop_map(|(s, r)| Fuzz::Request(s, r)),
-            1 => (sender(), announcements()).prop_map(|(s, a)| Fuzz::Announcements(s, a)),
-            2 => (sender(), wire()).prop_map(|(s, b)| Fuzz::Bytes(s, b)),
-            2 => answering().prop_map(Fuzz::Timer),
-            1 => Just(Fuzz::OutputDrained),
-            1 => (any::<u64>(), proptest::collection::vec(any::<u8>(), 0..8))
-                .prop_map(|(o, d)| Fuzz::Plaintext(o, d)),
-            1 => Just(Fuzz::Local),
-        ]
-    }
-
-    fn fuzz_me() -> Addr {
-        Addr::new(NodeId([99; 32]), Service::Download(crate::OpId(1)))
-    }
-
-    /// A download under fuzzing, with the host around it: a clock, the timers set, and what
-    /// was sent and output, to check every effect against.
-    struct Rig {
-        d: Downloader,
-        now: Time,
-        rng: ChaCha8Rng,
-        servers: Vec<NodeId>,
-        timeout: Duration,
-        timers: BTreeMap<TimerId, Time>,
-        /// Every request sent, with its server and body.
-        sent: Vec<(NodeId, RequestId, Request)>,
-        sent_ids: BTreeSet<RequestId>,
-        reply: Option<LocalResponse>,
-        stopped: bool,
-        /// The plaintext output so far, and the outputs not drained yet.
-        out: Vec<u8>,
-        undrained: usize,
-        /// The file's plaintext, when the test knows it: all output must be a prefix of it.
-        plaintext: Option<Vec<u8>>,
-    }
-
-    impl Rig {
-        fn new(cap: ChkCap, servers: Vec<NodeId>, timeout: Duration) -> Self {
-            let d = Downloader::new(LocalId(7), cap, servers.clone(), timeout);
-            Rig {
-                d,
-                now: Time(0),
-                rng: ChaCha8Rng::seed_from_u64(3),
-                servers,
-                timeout,
-                timers: BTreeMap::new(),
-                sent: Vec::new(),
-                sent_ids: BTreeSet::new(),
-                reply: None,
-                stopped: false,
-                out: Vec::new(),
-                undrained: 0,
-                plaintext: None,
-            }
-        }
-
-        /// Hands the download one input; checks every effect and records it.
-        fn input(&mut self, input: Input) -> Result<Vec<Effect>, TestCaseError> {
-            // Only an answer to a request in flight, from the server asked, is heard.
-            let heard = match &input {
-                Input::Message {
-                    from,
-                    msg: Message::Response { id, .. },
-                } => {
-                    self.d.pending.contains_key(id)
-                        && from.service == Service::Storage
-                        && self.sent.iter().any(|s| s.1 == *id && s.0 == from.node)
-                }
-                _ => true,
-            };
-            let mut ctx = Context::new(self.now, fuzz_me(), &mut self.rng);
-            self.d.handle(input, &mut ctx);
-            let effects = ctx.into_effects();
-            if self.stopped || !heard {
-                prop_assert!(
-                    effects.is_empty(),
-                    "effects after Stop, or of a stray answer: {:?}",
-                    effects
-                );
-            }
-            let (n, si) = (self.d.cap.n, self.d.si);
-            let mut timed = BTreeSet::new();
-            for (i, effect) in effects.iter().enumerate() {
-                match effect {
-                    Effect::Send {
-                        to,
-                        msg: Message::Request { id, deadline, body },
-                    } => {
-                        prop_assert_eq!(to.service, Service::Storage);
-                        prop_assert!(self.servers.contains(&to.node), "sent to a stranger");
-                        prop_assert_eq!(*deadline, self.now.after(self.timeout));
-                        prop_assert!(self.sent_ids.insert(*id), "request id {:?} reused", id);
-                        match body {
-                            Request::List { si: asked } => {
-                                prop_assert_eq!(*asked, si);
-                                timed.insert(TimerId(id.0));
-                            }
-                            Request::Read {
-                                si: asked,
-                                share,
-                                len,
-                                ..
-                            } => {
-                                prop_assert_eq!(*asked, si);
-                                prop_assert!(share.index() < n);
-                                prop_assert!(*len <= MAX_DATA_PER_MESSAGE);
-                                timed.insert(TimerId(id.0));
-                            }
-                            Request::AdviseCorrupt {
-                                si: asked, share, ..
-                            } => {
-                                prop_assert_eq!(*asked, si);
-                                prop_assert!(share.index() < n);
-                            }
-                            other => prop_assert!(false, "a download sent {:?}", other),
-                        }
-                        self.sent.push((to.node, *id, body.clone()));
-                    }
-                    Effect::SetTimer { id, at } => {
-                        prop_assert!(timed.remove(id), "timer {:?} for no request", id);
-                        prop_assert_eq!(*at, self.now.after(self.timeout));
-                        self.timers.insert(*id, *at);
-                    }
-                    Effect::CancelTimer { id } => {
-                        prop_assert!(self.timers.remove(id).is_some(), "cancelled {:?}", id);
-                    }
-                    Effect::Output { to, data } => {
-                        prop_assert_eq!(*to, LocalId(7));
-                        prop_assert!(self.reply.is_none(), "output after the reply");
-                        self.out.extend_from_slice(data);
-                        self.undrained += 1;
-                        match &self.plaintext {
-                            None => prop_assert!(false, "output of unverifiable bytes"),
-                            Some(p) => prop_assert!(
-                                p.starts_with(&self.out),
-                                "output is not the file's plaintext"
-                            ),
-                        }
-                    }
-                    Effect::Reply { to, response } => {
-                        prop_assert_eq!(*to, LocalId(7));
-                        prop_assert!(self.reply.is_none(), "answered twice");
-                        prop_assert!(matches!(response, LocalResponse::Downloaded(_)));
-                        self.reply = Some(response.clone());
-                    }
-                    Effect::Stop => {
-                        prop_assert!(self.reply.is_some(), "stopped without answering");
-                        prop_assert_eq!(i + 1, effects.len(), "Stop is the last effect");
-                        self.stopped = true;
-                    }
-                    other => prop_assert!(false, "unexpected effect {:?}", other),
-                }
-            }
-            prop_assert!(timed.is_empty(), "requests without a timer: {:?}", timed);
-            self.check()?;
-            Ok(effects)
-        }
-
-        /// What must hold between inputs: every wait is timed, and state is bounded by the
-        /// servers and the file's k and N.
-        fn check(&self) -> Result<(), TestCaseError> {
-            let d = &self.d;
-            let (k, n) = (d.cap.k, d.cap.n.min(256));
-            let pending: BTreeSet<TimerId> = d.pending.keys().map(|id| TimerId(id.0)).collect();
-            let timers: BTreeSet<TimerId> = self.timers.keys().copied().collect();
-            prop_assert_eq!(
-                &pending,
-                &timers,
-                "a request in flight without a timer, or back"
-            );
-            if self.stopped {
-                prop_assert!(pending.is_empty());
-            }
-            let servers: BTreeSet<NodeId> = self.servers.iter().copied().collect();
-            prop_assert!(d.listing.is_subset(&servers));
-            prop_assert!(d.pending.len() <= servers.len() + 2 * k);
-            prop_assert!(d.active.len() + d.verifying.len() <= k);
-            prop_assert!(d.block_fetches.keys().all(|s| d.active.contains_key(s)));
-            prop_assert!(d.blocks.keys().all(|s| d.active.contains_key(s)));
-            for (share, holders) in &d.candidates {
-                prop_assert!(*share < n);
-                let distinct: BTreeSet<&NodeId> = holders.iter().collect();
-                prop_assert_eq!(distinct.len(), holders.len());
-                prop_assert!(holders.iter().all(|h| servers.contains(h)));
-            }
-            prop_assert!(d.faults.len() <= n * servers.len());
-            prop_assert!(self.undrained <= 1 || self.plaintext.is_none());
-            Ok(())
-        }
-
-        fn answering(&self, a: &Answering) -> (RequestId, Option<NodeId>) {
-            match a {
-                Answering::Sent(i) if !self.sent.is_empty() => {
-                    let (node, id, _) = &self.sent[i.index(self.sent.len())];
-                    (*id, Some(*node))
-                }
-                Answering::Latest if !self.sent.is_empty() => {
-                    let (node, id, _) = self.sent.last().expect("not empty");
-                    (*id, Some(*node))
-                }
-                Answering::Sent(i) => (RequestId(i.index(100) as u64), None),
-                Answering::Latest => (RequestId(0), None),
-                Answering::Random(id) => (RequestId(*id), None),
-            }
-        }
-
-        fn addr(&self, sender: &Sender, asked: Option<NodeId>) -> Addr {
-            let pick = |i: &Index| match self.servers.len() {
-                0 => NodeId([1; 32]),
-                len => self.servers[i.index(len)],
-            };
-            match (sender, asked) {
-                (Sender::Asked, Some(node)) => Addr::new(node, Service::Storage),
-                (Sender::Asked, None) => Addr::new(NodeId([1; 32]), Service::Storage),
-                (Sender::Server(i), _) => Addr::new(pick(i), Service::Storage),
-                (Sender::WrongService(i), _) => Addr::new(pick(i), Service::Client),
-                (Sender::Stranger(b), _) => Addr::new(NodeId([*b; 32]), Service::Storage),
-            }
-        }
-
-        /// Moves the clock on, firing the timers that fall due, in order.
-        fn wait(&mut self, d: Duration) -> Result<(), TestCaseError> {
-            let until = self.now.after(d);
-            while let Some((id, at)) = self
-                .timers
-                .iter()
-                .filter(|(_, at)| **at <= until)
-                .min_by_key(|(_, at)| **at)
-                .map(|(id, at)| (*id, *at))
-            {
-                self.timers.remove(&id);
-                self.now = self.now.max(at);
-                self.input(Input::Timer(id))?;
-            }
-            self.now = until;
-            Ok(())
-        }
-
-        /// One fuzzed input; what it makes the download send is returned for a test's
-        /// servers to answer.
-        fn fuzz(&mut self, step: Fuzz) -> Result<Vec<Effect>, TestCaseError> {
-            match step {
-                Fuzz::Wait(ms) => {
-                    self.wait(Duration::from_millis(ms.into()))?;
-                    Ok(Vec::new())
-                }
-                Fuzz::Respond(sender, answering, body) => {
-                    let (id, asked) = self.answering(&answering);
-                    let from = self.addr(&sender, asked);
-                    let body = match body {
-                        Body::Plain(r) => r,
-                        Body::Asked(b) => {
-                            let len = self
-                                .sent
-                                .iter()
-                                .find_map(|(_, sent, body)| match body {
-                                    Request::Read { len, .. } if *sent == id => Some(*len),
-                                    _ => None,
-                                })
-                                .unwrap_or(10);
-                            Response::Data(vec![b; len.min(5000) as usize])
-                        }
-                    };
-                    self.input(Input::Message {
-                        from,
-                        msg: Message::Response { id, body },
-                    })
-                }
-                Fuzz::Request(sender, body) => {
-                    let from = self.addr(&sender, None);
-                    let (id, deadline) = (RequestId(5), self.now.after(self.timeout));
-                    let msg = Message::Request { id, deadline, body };
-                    let effects = self.input(Input::Message { from, msg })?;
-                    prop_assert!(effects.is_empty(), "a download serves nothing");
-                    Ok(effects)
-                }
-                Fuzz::Announcements(sender, list) => {
-                    let from = self.addr(&sender, None);
-                    let msg = Message::Announcements(list);
-                    let effects = self.input(Input::Message { from, msg })?;
-                    prop_assert!(effects.is_empty(), "a download listens to no announcement");
-                    Ok(effects)
-                }
-                Fuzz::Bytes(sender, bytes) => {
-                    let Ok(msg) = Message::decode(&bytes) else {
-                        return Ok(Vec::new());
-                    };
-                    let asked = match &msg {
-                        Message::Response { id, .. } => {
-                            self.sent.iter().find(|s| s.1 == *id).map(|s| s.0)
-                        }
-                        _ => None,
-                    };
-                    let from = self.addr(&sender, asked);
-                    self.input(Input::Message { from, msg })
-                }
-                Fuzz::Timer(answering) => {
-                    let (id, _) = self.answering(&answering);
-                    // A timer the download set fires early; any other is a stray.
-                    self.timers.remove(&TimerId(id.0));
-                    self.input(Input::Timer(TimerId(id.0)))
-                }
-                Fuzz::OutputDrained => {
-                    self.undrained = self.undrained.saturating_sub(1);
-                    self.input(Input::OutputDrained)
-                }
-                Fuzz::Plaintext(offset, data) => {
-                    let effects = self.input(Input::Plaintext { offset, data })?;
-                    prop_assert!(effects.is_empty());
-                    Ok(effects)
-                }
-                Fuzz::Local => {
-                    let request = LocalRequest::Status;
-                    let effects = self.input(Input::Local {
-                        id: LocalId(8),
-                        request,
-                    })?;
-                    prop_assert!(effects.is_empty());
-                    Ok(effects)
-                }
-            }
-        }
-    }
-
-    proptest! {
-        #![proptest_config(ProptestConfig::with_cases(200))]
-
-        /// Only garbage comes back: nothing is ever output, and the download ends with one
-        /// error (at the latest once every request has timed out).
-        #[test]
-        fn fuzzed_garbage_is_never_output_and_ends_in_one_error(
-            cap in chk_cap(),
-            server_count in 0u8..6,
-            timeout_ms in 1u64..10_000,
-            steps in proptest::collection::vec(fuzz(), 1..80),
-        ) {
-            let servers = (1..=server_count).map(|b| NodeId([b; 32])).collect();
-            let mut rig = Rig::new(cap, servers, Duration::from_millis(timeout_ms));
-            rig.input(Input::Start)?;
-            for step in steps {
-                rig.fuzz(step)?;
-            }
-            // Every request in flight times out, and those it leads to; then the download
-            // must have given up.
-            for _ in 0..10_000 {
-                let Some(&at) = rig.timers.values().min() else { break };
-                rig.wait(at.since(rig.now))?;
-            }
-            prop_assert!(rig.timers.is_empty());
-            prop_assert!(rig.out.is_empty());
-            prop_assert!(
-                matches!(rig.reply, Some(LocalResponse::Downloaded(Err(_)))),
-                "{:?}",
-                rig.reply
-            );
-            prop_assert!(rig.stopped);
-        }
-    }
-
-    fn file_with(size: usize, params: EncodingParams) -> (Vec<u8>, ChkCap, Vec<Vec<u8>>) {
-        let data: Vec<u8> = (0..size).map(|i| (i * 31 % 251) as u8).collect();
-        let mut shares = Shares::default();
-        let f = encode_stream(Key([6; 16]), params, size as u64, &data[..], &mut shares).unwrap();
-        (data, f.cap, shares.0)
-    }
-
-    /// What a fuzzed server does to one answer.
-    #[derive(Clone, Debug)]
-    enum Fault {
-        Honest,
-        Drop,
-        Duplicate,
-        FlipBit(Index, u8),
-        Truncate(Index),
-        Extend(Vec<u8>),
-        /// Answers with something else altogether.
-        Replace(Response),
-        /// Answers under another request's id.
-        WrongId(u64),
-        /// The answer comes from another address.
-        WrongSender(Sender),
-    }
-
-    fn fault() -> impl Strategy<Value = Fault> {
-        prop_oneof![
-            12 => Just(Fault::Honest),
-            1 => Just(Fault::Drop),
-            1 => Just(Fault::Duplicate),
-            1 => (any::<Index>(), 1..=u8::MAX).prop_map(|(i, x)| Fault::FlipBit(i, x)),
-            1 => any::<Index>().prop_map(Fault::Truncate),
-            1 => proptest::collection::vec(any::<u8>(), 1..4).prop_map(Fault::Extend),
-            1 => response().prop_map(Fault::Replace),
-            1 => (1u64..4).prop_map(Fault::WrongId),
-            1 => sender().prop_map(Fault::WrongSender),
-        ]
-    }
-
-    /// What a step of the mixed run does.
-    #[derive(Clone, Debug)]
-    enum Act {
-        /// Delivers one queued answer (or drain), not necessarily the oldest.
-        Deliver(Index),
-        Fuzz(Fuzz),
-    }
-
-    fn act() -> impl Strategy<Value = Act> {
-        prop_oneof![
-            6 => any::<Index>().prop_map(Act::Deliver),
-            2 => fuzz().prop_map(Act::Fuzz),
-        ]
-    }
-
-    enum Queued {
-        Message(Addr, Message),
-        Drained,
-    }
-
-    /// Servers hold a real file's shares and answer through faults; garbage is mixed in.
-    struct Mixed {
-        rig: Rig,
-        cap: ChkCap,
-        servers: Vec<Server>,
-        inbox: Vec<Queued>,
-        faults: Vec<Fault>,
-        next_fault: usize,
-    }
-
-    impl Mixed {
-        /// Queues the servers' answers to what the download sent, and the drain of its
-        /// output (the local user drains at its own pace).
-        fn carry_out(&mut self, effects: Vec<Effect>, honest: bool) {
-            for effect in effects {
-                match effect {
-                    Effect::Send { to, msg } => {
-                        let fault = match honest || self.faults.is_empty() {
-                            true => Fault::Honest,
-                            false => {
-                                self.next_fault += 1;
-                                self.faults[(self.next_fault - 1) % self.faults.len()].clone()
-                            }
-                        };
-                        let server = self
-                            .servers
-                            .iter_mut()
-                            .find(|s| s.id == to.node)
-                            .expect("checked: a known server");
-                        let Some(Message::Response { id, mut body }) =
-                            serve(server, &self.cap, msg)
-                        else {
-                            continue;
-                        };
-                        let mut from = to;
-                        match (fault, &mut body) {
-                            (Fault::Drop, _) => continue,
-                            (Fault::Duplicate, _) => self.inbox.push(Queued::Message(
-                                from,
-                                Message::Response {
-                                    id,
-                                    body: body.clone(),
-                                },
-                            )),
-                            (Fault::FlipBit(at, x), Response::Data(data)) if !data.is_empty() => {
-                                let at = at.index(data.len());
-                                data[at] ^= x;
-                            }
-                            (Fault::Truncate(at), Response::Data(data)) => {
-                                data.truncate(at.index(data.len() + 1))
-                            }
-                            (Fault::Extend(more), Response::Data(data)) => data.extend(more),
-                            (Fault::Replace(other), _) => body = other,
-                            (Fault::WrongId(delta), _) => {
-                                let id = RequestId(id.0.wrapping_add(delta));
-                                let msg = Message::Response { id, body };
-                                self.inbox.push(Queued::Message(from, msg));
-                                continue;
-                            }
-                            (Fault::WrongSender(sender), _) => {
-                                from = self.rig.addr(&sender, Some(to.node));
-                            }
-                            _ => {}
-                        }
-                        self.inbox
-                            .push(Queued::Message(from, Message::Response { id, body }));
-                    }
-                    Effect::Output { .. } => self.inbox.push(Queued::Drained),
-                    _ => {}
-                }
-            }
-        }
-
-        fn deliver(&mut self, at: usize, honest: bool) -> Result<(), TestCaseError> {
-            let effects = match self.inbox.remove(at) {
-                Queued::Message(from, msg) => self.rig.input(Input::Message { from, msg })?,
-                Queued::Drained => {
-                    self.rig.undrained -= 1;
-                    self.rig.input(Input::OutputDrained)?
-                }
-            };
-            self.carry_out(effects, honest);
-            Ok(())
-        }
-    }
-
-    proptest! {
-        #![proptest_config(ProptestConfig::with_cases(150))]
-
-        /// Servers hold a real file but answer through faults (lost, duplicated, damaged,
-        /// misaddressed, reordered), with garbage mixed in: whatever is output is the file's
-        /// plaintext, never more than one segment waits undrained, and once the servers turn
-        /// honest the download ends with one answer — the whole file if it says so.
-        #[test]
-        fn fuzzed_servers_never_get_unverified_bytes_output(
-            size in 1usize..3000,
-            k in 1usize..4,
-            extra in 0usize..3,
-            segment in 200u64..1200,
-            server_count in 1usize..5,
-            placement in proptest::collection::vec((any::<Index>(), any::<Option<Index>>()), 6),
-            faults in proptest::collection::vec(fault(), 0..12),
-            timeout_ms in 1u64..10_000,
-            acts in proptest::collection::vec(act(), 1..100),
-        ) {
-            let params = EncodingParams::new(k, k + extra, segment).unwrap();
-            let (data, cap, shares) = file_with(size, params);
-            let mut servers: Vec<Server> = (0..server_count)
-                .map(|i| Server {
-                    id: NodeId([i as u8 + 1; 32]),
-                    shares: BTreeMap::new(),
-                    behaviour: Good,
-                    advisories: 0,
-                })
-                .collect();
-            // Each share on one server, some on a second too.
-            for (share, bytes) in shares.iter().enumerate() {
-                let (first, second) = &placement[share];
-                servers[first.index(server_count)].shares.insert(share, bytes.clone());
-                if let Some(second) = second {
-                    servers[second.index(server_count)].shares.insert(share, bytes.clone());
-                }
-            }
-            let ids = servers.iter().map(|s| s.id).collect();
-            let mut rig = Rig::new(cap.clone(), ids, Duration::from_millis(timeout_ms));
-            rig.plaintext = Some(data.clone());
-            let mut m = Mixed { rig, cap, servers, inbox: Vec::new(), faults, next_fault: 0 };
-            let effects = m.rig.input(Input::Start)?;
-            m.carry_out(effects, false);
-            for act in acts {
-                match act {
-                    Act::Deliver(_) if m.inbox.is_empty() => {}
-                    Act::Deliver(i) => {
-                        let at = i.index(m.inbox.len());
-                        m.deliver(at, false)?;
-                    }
-                    // The local user drains only what was output (see `Queued::Drained`).
-                    Act::Fuzz(Fuzz::OutputDrained) => {}
-                    Act::Fuzz(step) => {
-                        let effects = m.rig.fuzz(step)?;
-                        m.carry_out(effects, false);
-                    }
-                }
-            }
-            // The servers turn honest: everything queued arrives, then the timers fire.
-            for _ in 0..100_000 {
-                if m.rig.stopped {
-                    break;
-                }
-                if !m.inbox.is_empty() {
-                    m.deliver(0, true)?;
-                    continue;
-                }
-                let Some((id, at)) = m
-                    .rig
-                    .timers
-                    .iter()
-                    .min_by_key(|(_, at)| **at)
-                    .map(|(id, at)| (*id, *at))
-                else {
-                    break;
-                };
-                m.rig.timers.remove(&id);
-                m.rig.now = m.rig.now.max(at);
-                let effects = m.rig.input(Input::Timer(id))?;
-                m.carry_out(effects, true);
-            }
-            prop_assert!(m.rig.stopped, "the download neither finished nor failed");
-            match &m.rig.reply {
-                Some(LocalResponse::Downloaded(Ok(receipt))) => {
-                    prop_assert_eq!(receipt.bytes, data.len() as u64);
-                    prop_assert!(m.rig.out == data, "the output is not the file");
-                }
-                Some(LocalResponse::Downloaded(Err(_))) => {}
-                other => prop_assert!(false, "{:?}", other),
-            }
-        }
-    }
-}
+mod tests;

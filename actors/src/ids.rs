@@ -101,28 +101,9 @@ impl ShareNum {
     }
 }
 
-/// Where a file's shares are filed on storage servers (derived from its key; see
-/// [`cairn_codec::Key::storage_index`]).
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct StorageIndex(pub [u8; 16]);
-
-impl From<cairn_codec::StorageIndex> for StorageIndex {
-    fn from(si: cairn_codec::StorageIndex) -> Self {
-        StorageIndex(si.0)
-    }
-}
-
-impl fmt::Display for StorageIndex {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&base32::encode(&self.0))
-    }
-}
-
-impl fmt::Debug for StorageIndex {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "SI({})", &base32::encode(&self.0)[..8])
-    }
-}
+/// Where a file's shares are filed on storage servers: the codec's type (derived from the
+/// file's key; see [`cairn_codec::Key::storage_index`]), the same on the wire.
+pub use cairn_codec::StorageIndex;
 
 #[cfg(test)]
 mod tests {

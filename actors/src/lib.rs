@@ -10,6 +10,10 @@
 //! spawns an [`uploader`] or a [`downloader`] per operation, and a [`checker`] or a
 //! [`repairer`] per check or repair of a file's health. Their messages are in
 //! [`protocol`]; their durable state goes through the traits in [`store`].
+//!
+//! Shared by those actors, one of each: the [`requests`] table (ids, deadlines, one sweep
+//! timer, answers only from whom was asked), the [`reader`] that proves one share against a
+//! cap, and the survey of who holds which shares.
 
 pub mod actor;
 pub mod checker;
@@ -21,10 +25,13 @@ pub mod local;
 pub mod memstore;
 pub mod placement;
 pub mod protocol;
+pub mod reader;
 pub mod repairer;
 pub mod replies;
+pub mod requests;
 pub mod storage;
 pub mod store;
+pub(crate) mod survey;
 pub mod uploader;
 pub mod vdrive;
 

@@ -35,14 +35,14 @@ mod sources;
 mod tests;
 
 use crate::actor::{Actor, Addr, Context, Effect, Input, TimerId};
-use crate::checker::outstanding::Outstanding;
-use crate::checker::reader::ShareReader;
-use crate::checker::survey::Survey;
 use crate::checker::{validate, CheckOptions};
 use crate::ids::{NodeId, ShareNum, StorageIndex};
 use crate::local::{LocalId, LocalResponse};
 use crate::placement::{happiness, permuted_ring};
 use crate::protocol::{Message, Request, RequestId, Response};
+use crate::reader::ShareReader;
+use crate::requests::Requests;
+use crate::survey::{Placement, Survey};
 use crate::uploader::UploadConfig;
 use cairn_codec::reshare::{RegeneratedFile, Regenerator};
 use cairn_codec::VerifierCap;
@@ -136,7 +136,7 @@ impl RepairError {
 enum Purpose {
     List,
     Read {
-        share: usize,
+        share: ShareNum,
     },
     Allocate {
         share: ShareNum,
@@ -187,20 +187,20 @@ pub struct Repairer {
     config: UploadConfig,
     /// Every server given, in the file's permuted-ring order.
     ring: Vec<NodeId>,
-    requests: Outstanding<Purpose>,
+    requests: Requests<Purpose>,
     phase: Phase,
     survey: Survey,
     happiness_before: usize,
     distinct_before: usize,
     /// Holders of each share not yet tried as a source, in ring order.
-    candidates: BTreeMap<usize, Vec<NodeId>>,
+    candidates: BTreeMap<ShareNum, Vec<NodeId>>,
     /// The sources: one reader per share number (being verified, or verified).
-    sources: BTreeMap<usize, ShareReader>,
+    sources: BTreeMap<ShareNum, ShareReader>,
     /// The UEB's exact bytes and parse, from the first source verified.
     ueb: Option<(cairn_codec::Ueb, Vec<u8>)>,
     regen: Option<Regenerator>,
     /// The current segment's verified blocks, by share.
-    blocks: BTreeMap<usize, Vec<u8>>,
+    blocks: BTreeMap<ShareNum, Vec<u8>>,
     /// Shares still wanting a home, and servers already asked (or found holding shares).
     targets: Vec<ShareNum>,
     tried: BTreeSet<NodeId>,
@@ -229,14 +229,14 @@ impl Repairer {
         servers: Vec<NodeId>,
         config: UploadConfig,
     ) -> Self {
-        let si = StorageIndex(cap.storage_index.0);
+        let si = cap.storage_index;
         Repairer {
             local,
             ring: permuted_ring(si, &servers),
             si,
             happy,
             options,
-            requests: Outstanding::new(config.request_timeout, SWEEP),
+            requests: Requests::new(config.request_timeout, SWEEP),
             config,
             phase: Phase::Survey,
             survey: Survey::new(cap.n, Vec::new()),
@@ -269,7 +269,8 @@ impl Repairer {
         let servers = self.options.servers.select(self.si, self.cap.n, &self.ring);
         for &server in &servers {
             let body = Request::List { si: self.si };
-            self.requests.send(ctx, server, body, Purpose::List);
+            self.requests
+                .send(ctx, Addr::storage(server), body, Purpose::List);
         }
         self.survey = Survey::new(self.cap.n, servers);
         self.progress(ctx);
@@ -280,7 +281,7 @@ impl Repairer {
             if let Response::Data(data) = &body {
                 self.traffic.bytes_downloaded += data.len() as u64;
             }
-            self.answered(ctx, id, server, purpose, Some(body));
+            self.answered(ctx, id, server.node, purpose, Some(body));
         }
     }
 
@@ -289,7 +290,7 @@ impl Repairer {
             if self.done {
                 return;
             }
-            self.answered(ctx, id, server, purpose, None);
+            self.answered(ctx, id, server.node, purpose, None);
         }
     }
 
@@ -359,10 +360,10 @@ impl Repairer {
         }
         let order: BTreeMap<NodeId, usize> =
             self.ring.iter().enumerate().map(|(i, &s)| (s, i)).collect();
-        for (share, holders) in self.survey.claims() {
+        for (&share, holders) in self.survey.claims() {
             let mut holders: Vec<NodeId> = holders.iter().copied().collect();
             holders.sort_by_key(|h| order.get(h).copied());
-            self.candidates.insert(share.index(), holders);
+            self.candidates.insert(share, holders);
         }
         self.phase = Phase::Sources;
     }
@@ -377,7 +378,7 @@ impl Repairer {
     }
 
     /// The placement after the repair: the survey's (less what failed) and the closed homes.
-    fn placement_after(&self) -> crate::checker::survey::Placement {
+    fn placement_after(&self) -> Placement {
         let mut placement = self.survey.claims().clone();
         for (&share, home) in &self.homes {
             if home.close == CloseState::Done {

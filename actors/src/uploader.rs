@@ -22,11 +22,12 @@
 //! nothing until the stream catches up with them. Pulls pause while allocations are in
 //! flight, so one restart serves every share re-homed at once.
 
-use crate::actor::{Actor, Context, Effect, Input, Time, TimerId};
+use crate::actor::{Actor, Context, Effect, Input, TimerId};
 use crate::ids::{NodeId, ShareNum, StorageIndex};
 use crate::local::{LocalId, LocalResponse, UploadError, UploadReceipt};
 use crate::placement::{happiness, permuted_ring};
-use crate::protocol::{LeaseSecret, Message, RequestId};
+use crate::protocol::{LeaseSecret, Message};
+use crate::requests::Requests;
 use cairn_codec::{EncodedFile, Encoder, EncodingParams, Geometry, Key, ShareLayout};
 use rand::RngCore;
 use selection::{Placement, Selection};
@@ -181,28 +182,21 @@ enum Close {
     Done,
 }
 
-/// An Allocate in flight.
-struct AllocRequest {
-    server: NodeId,
-    shares: Vec<ShareNum>,
-    deadline: Time,
-}
-
-/// A Write or Close in flight.
-struct ShareOp {
-    server: NodeId,
-    share: ShareNum,
-    deadline: Time,
-    kind: OpKind,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum OpKind {
-    /// A write of segment `Some(s)`'s block, or of the header or trailer (`None`).
+/// What a request of the upload is for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Purpose {
+    /// Room for these shares.
+    Allocate {
+        shares: Vec<ShareNum>,
+    },
+    /// A write of segment `Some(s)`'s block of `share`, or of its header or trailer (`None`).
     Write {
+        share: ShareNum,
         segment: Option<u64>,
     },
-    Close,
+    Close {
+        share: ShareNum,
+    },
 }
 
 /// Where the plaintext stream is.
@@ -238,8 +232,8 @@ struct Run {
     homes: BTreeMap<(ShareNum, NodeId), Home>,
     /// Shares servers already hold complete (`Allocated.already_have`).
     held: Placement,
-    allocs: BTreeMap<RequestId, AllocRequest>,
-    ops: BTreeMap<RequestId, ShareOp>,
+    /// Allocates, writes and closes in flight.
+    requests: Requests<Purpose>,
     stream: Stream,
     /// Segment -> its writes not yet acknowledged (only segments with some).
     unacked: BTreeMap<u64, usize>,
@@ -254,8 +248,6 @@ struct Run {
     distinct: usize,
     /// The placement or the servers' states changed: recompute and plan more asks.
     dirty: bool,
-    next_request: u64,
-    sweep_at: Option<Time>,
     finished: bool,
 }
 
@@ -283,13 +275,15 @@ impl Run {
                 params.n
             )));
         }
-        let si = StorageIndex::from(key.storage_index());
+        let si = key.storage_index();
         let ring = permuted_ring(si, &servers);
         if ring.len() < happy {
             return Err(too_few_servers(happy, ring.len()));
         }
         let mut lease = [0u8; 32];
         ctx.rng().fill_bytes(&mut lease);
+        let mut requests = Requests::new(config.request_timeout, SWEEP);
+        requests.start(ctx);
         ctx.set_timer(DEADLINE, config.deadline);
         tracing::debug!(%si, size, happy, servers = ring.len(), "upload starts");
         Ok(Run {
@@ -304,8 +298,7 @@ impl Run {
             selection: Selection::new(params.n, ring),
             homes: BTreeMap::new(),
             held: Placement::new(),
-            allocs: BTreeMap::new(),
-            ops: BTreeMap::new(),
+            requests,
             stream: Stream {
                 encoder: Some(encoder),
                 next: 0,
@@ -318,8 +311,6 @@ impl Run {
             achieved: 0,
             distinct: 0,
             dirty: true,
-            next_request: crate::replies::first_request_id(ctx),
-            sweep_at: None,
             finished: false,
             config,
         })
@@ -348,7 +339,7 @@ impl Run {
         if self.dirty {
             self.replan(ctx);
         }
-        if self.allocs.is_empty() && !self.good_enough() {
+        if !self.allocating() && !self.good_enough() {
             let err = self.selection.not_happy(
                 &self.placement(),
                 self.happy,
@@ -357,7 +348,7 @@ impl Run {
             );
             return self.fail(err, ctx);
         }
-        self.streaming |= self.allocs.is_empty();
+        self.streaming |= !self.allocating();
         if !self.streaming {
             return;
         }
@@ -388,14 +379,15 @@ impl Run {
         let placement = self.placement();
         self.achieved = happiness(&placement);
         self.distinct = placement.len();
-        let asking: BTreeSet<ShareNum> = self
-            .allocs
-            .values()
-            .flat_map(|a| a.shares.iter().copied())
-            .collect();
-        let asks = self
-            .selection
-            .plan(&placement, &asking, self.allocs.len(), self.happy);
+        let mut asking = BTreeSet::new();
+        let mut allocs = 0;
+        for (_, _, purpose) in self.requests.iter() {
+            if let Purpose::Allocate { shares } = purpose {
+                asking.extend(shares.iter().copied());
+                allocs += 1;
+            }
+        }
+        let asks = self.selection.plan(&placement, &asking, allocs, self.happy);
         for ask in asks {
             self.send_allocate(ask, ctx);
         }
@@ -404,7 +396,7 @@ impl Run {
     /// Answers with the cap once every home is closed and the placement is happy.
     fn maybe_succeed(&mut self, ctx: &mut Context<'_>) {
         let closed = self.homes.values().all(|h| h.close == Close::Done);
-        if !closed || !self.allocs.is_empty() || !self.good_enough() {
+        if !closed || self.allocating() || !self.good_enough() {
             return;
         }
         let Some(cap) = self.file.as_ref().map(|f| f.cap.clone()) else {
@@ -437,9 +429,14 @@ impl Run {
         for (share, server) in open {
             self.send_abort(share, server, ctx);
         }
-        for req in std::mem::take(&mut self.allocs).into_values() {
-            for share in req.shares {
-                self.send_abort(share, req.server, ctx);
+        let asking = self
+            .requests
+            .forget(|_, p| matches!(p, Purpose::Allocate { .. }));
+        for (server, purpose) in asking {
+            if let Purpose::Allocate { shares } = purpose {
+                for share in shares {
+                    self.send_abort(share, server.node, ctx);
+                }
             }
         }
         ctx.reply(self.local, LocalResponse::Uploaded(Err(err)));

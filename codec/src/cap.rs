@@ -27,7 +27,10 @@ impl fmt::Debug for Key {
 }
 
 /// Names a file's shares on storage servers; derived from the key, reveals nothing of it.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// On the wire (serde) it is its 16 bytes.
+#[derive(
+    Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct StorageIndex(pub [u8; 16]);
 
 impl fmt::Display for StorageIndex {
@@ -37,8 +40,11 @@ impl fmt::Display for StorageIndex {
 }
 
 impl fmt::Debug for StorageIndex {
+    // The first 8 characters: enough to tell files apart in logs and traces.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "StorageIndex({self})")
+        let mut buf = [0u8; 8];
+        let short = base32::encode_into(&self.0[..5], &mut buf).unwrap_or("?");
+        write!(f, "SI({short})")
     }
 }
 

@@ -7,7 +7,7 @@
 //! A share that fails a check is set aside (and reported, with the check it failed) and the
 //! next candidate takes its place.
 
-use crate::cap::ChkCap;
+use crate::cap::{ChkCap, VerifierCap};
 use crate::ueb::{Ueb, MAX_UEB_SIZE};
 use crate::verify::{self, Rejection, SegmentDecoder, ShareError, ShareHashes};
 use crate::Error;
@@ -124,6 +124,7 @@ pub fn decode<S: ShareSource>(
 ) -> Result<DecodeReport, Error> {
     Decoder {
         cap,
+        verifier: cap.verifier(),
         candidates: sources.into_iter().enumerate().collect(),
         active: Vec::new(),
         ueb: None,
@@ -134,6 +135,7 @@ pub fn decode<S: ShareSource>(
 
 struct Decoder<'c, S> {
     cap: &'c ChkCap,
+    verifier: VerifierCap,
     candidates: VecDeque<(usize, S)>,
     active: Vec<ActiveShare<S>>,
     /// From the first share whose UEB matches the cap.
@@ -209,8 +211,11 @@ impl<S: ShareSource> Decoder<'_, S> {
     /// Reads and checks everything of a share but its blocks.
     fn verify_share(&mut self, index: usize, mut source: S) -> Result<ActiveShare<S>, ShareError> {
         let num = source.share_num();
-        let layout =
-            verify::check_header(self.cap, num, &read(&mut source, 0, verify::HEADER_FETCH)?)?;
+        let layout = verify::check_header(
+            &self.verifier,
+            num,
+            &read(&mut source, 0, verify::HEADER_FETCH)?,
+        )?;
         let prefix = read(&mut source, layout.ueb, layout.ueb_length_size())?;
         let len = prefix
             .iter()
@@ -220,7 +225,7 @@ impl<S: ShareSource> Decoder<'_, S> {
             true => Vec::new(), // check_ueb refuses the claimed length before anything is read
             false => read(&mut source, layout.ueb + layout.ueb_length_size(), len)?,
         };
-        let ueb = verify::check_ueb(self.cap, &layout, &[prefix, body].concat())?;
+        let (ueb, _) = verify::check_ueb(&self.verifier, &layout, &[prefix, body].concat())?;
         let (offset, len) = verify::trees_region(&layout);
         let trees = read(&mut source, offset, len)?;
         let hashes = verify::check_trees(&ueb, num, &layout, &trees)?;

@@ -343,6 +343,40 @@ pub trait ShareWriter {
     fn write_at(&mut self, share: usize, offset: u64, data: &[u8]) -> std::io::Result<()>;
 }
 
+/// A [`ShareWriter`] that keeps every share in memory, whole: for tests, and for files small
+/// enough to hold.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MemoryShares(Vec<Vec<u8>>);
+
+impl MemoryShares {
+    /// The shares written, by share number (a share never written is empty).
+    pub fn shares(&self) -> &[Vec<u8>] {
+        &self.0
+    }
+
+    /// The shares written, by share number.
+    pub fn into_shares(self) -> Vec<Vec<u8>> {
+        self.0
+    }
+}
+
+impl ShareWriter for MemoryShares {
+    fn write_at(&mut self, share: usize, offset: u64, data: &[u8]) -> std::io::Result<()> {
+        let too_far = || std::io::Error::other("a write past what memory can address");
+        let start = usize::try_from(offset).map_err(|_| too_far())?;
+        let end = start.checked_add(data.len()).ok_or_else(too_far)?;
+        if self.0.len() <= share {
+            self.0.resize(share + 1, Vec::new());
+        }
+        let buf = &mut self.0[share];
+        if buf.len() < end {
+            buf.resize(end, 0);
+        }
+        buf[start..end].copy_from_slice(data);
+        Ok(())
+    }
+}
+
 /// A [`ShareWriter`] that keeps nothing: for computing a cap without storing shares.
 pub struct DiscardShares;
 

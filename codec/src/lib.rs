@@ -28,11 +28,11 @@ pub use cap::{Cap, ChkCap, Key, LitCap, StorageIndex, VerifierCap};
 pub use decoder::{decode, DecodeReport, ShareCheck, ShareFault, ShareSource};
 pub use encoder::{
     convergent_key, encode_stream, ConvergentKeyer, DiscardShares, EncodedFile, Encoder,
-    SegmentBlocks, ShareWriter,
+    MemoryShares, SegmentBlocks, ShareWriter,
 };
 pub use hash::Hash;
 pub use layout::ShareLayout;
-pub use params::{EncodingParams, Geometry, DEFAULT_MAX_SEGMENT_SIZE, LIT_THRESHOLD};
+pub use params::{CapKind, EncodingParams, Geometry, DEFAULT_MAX_SEGMENT_SIZE, LIT_THRESHOLD};
 pub use ueb::Ueb;
 
 /// Everything that can go wrong in the codec.
@@ -92,7 +92,7 @@ fn not_enough_shares(needed: usize, good: usize, faults: &[ShareFault]) -> Strin
 
 /// The LIT cap of a small file, or `None` if it is over [`LIT_THRESHOLD`] bytes.
 pub fn lit_cap(data: &[u8]) -> Option<LitCap> {
-    (data.len() as u64 <= LIT_THRESHOLD).then(|| LitCap {
+    (CapKind::for_size(data.len() as u64) == CapKind::Lit).then(|| LitCap {
         data: data.to_vec(),
     })
 }

@@ -9,6 +9,26 @@ pub const MAX_SHARES: usize = 256;
 pub const DEFAULT_MAX_SEGMENT_SIZE: u64 = 1 << 20;
 /// Files of this many bytes or fewer live entirely in their `URI:LIT:` cap.
 pub const LIT_THRESHOLD: u64 = 55;
+/// Which kind of cap a file of some size gets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CapKind {
+    /// `URI:LIT:`: the file is in the cap; nothing is stored, no key is made.
+    Lit,
+    /// `URI:CHK:`: encrypted under its convergent key, erasure coded, stored as shares.
+    Chk,
+}
+
+impl CapKind {
+    /// The kind of cap a file of `size` bytes gets (the one place this is decided: the
+    /// gateway, `cairn cap` and the simulator's workloads all ask here).
+    pub fn for_size(size: u64) -> CapKind {
+        match size <= LIT_THRESHOLD {
+            true => CapKind::Lit,
+            false => CapKind::Chk,
+        }
+    }
+}
+
 /// The most segments a file may have (1 TiB at the default segment size). Encoder and decoder
 /// keep 32 bytes per block of hash trees in memory; this bounds that, and what a hostile UEB
 /// could make a downloader allocate.

@@ -6,59 +6,16 @@
 //! segment it has every share's block hash tree, so the share hash tree too; its root must be
 //! the UEB's `share_root_hash`, which proves the rebuilt shares are exactly the ones the
 //! original upload made. [`RegeneratedFile::share_trailer`] then gives a share's hash trees,
-//! hash chain and UEB, byte for byte what [`crate::EncodedFile::share_trailer`] wrote.
-//!
-//! The share checks of [`crate::verify`] take a read cap but use only its verify part (the
-//! UEB hash, k, N and size); [`check_header`] and [`check_ueb`] run them from a
-//! [`VerifierCap`].
+//! hash chain and UEB, byte for byte what [`crate::EncodedFile::share_trailer`] wrote. The
+//! share checks it relies on ([`crate::verify`]) need only a [`crate::VerifierCap`].
 
-use crate::cap::{ChkCap, Key, VerifierCap};
 use crate::hash::{tagged_hash, tags, Hash};
 use crate::layout::{self, ShareLayout};
 use crate::merkle::HashTree;
 use crate::params::Geometry;
 use crate::ueb::Ueb;
-use crate::verify::{self, Rejection, ShareError};
 use crate::zfec::{DecodingMatrix, Zfec};
 use crate::Error;
-
-/// The read cap the checks of [`crate::verify`] are given: the verify cap's fields and a key
-/// they never look at (a check that did would fail every share, never pass a bad one).
-fn keyless(cap: &VerifierCap) -> ChkCap {
-    ChkCap {
-        key: Key([0; 16]),
-        ueb_hash: cap.ueb_hash,
-        k: cap.k,
-        n: cap.n,
-        size: cap.size,
-    }
-}
-
-/// [`verify::check_header`] for the holder of a verify cap.
-pub fn check_header(
-    cap: &VerifierCap,
-    share: usize,
-    bytes: &[u8],
-) -> Result<ShareLayout, Rejection> {
-    verify::check_header(&keyless(cap), share, bytes)
-}
-
-/// [`verify::check_ueb`] for the holder of a verify cap; also returns the UEB's exact bytes
-/// (what every rebuilt share must hold: a UEB written by another implementation may have
-/// entries [`Ueb::to_bytes`] would not reproduce).
-pub fn check_ueb(
-    cap: &VerifierCap,
-    layout: &ShareLayout,
-    region: &[u8],
-) -> Result<(Ueb, Vec<u8>), ShareError> {
-    let ueb = verify::check_ueb(&keyless(cap), layout, region)?;
-    // check_ueb has read the length prefix and found the bytes after it: both are there.
-    let prefix = layout.ueb_length_size() as usize;
-    let len = region[..prefix]
-        .iter()
-        .fold(0usize, |acc, &b| acc << 8 | usize::from(b));
-    Ok((ueb, region[prefix..prefix + len].to_vec()))
-}
 
 /// Rebuilds every block of a file, one segment at a time, from `k` verified blocks each.
 ///
@@ -81,7 +38,7 @@ pub struct Regenerator {
 }
 
 impl Regenerator {
-    /// A regenerator for the file whose UEB is `ueb_bytes` (as [`check_ueb`] returned them,
+    /// A regenerator for the file whose UEB is `ueb_bytes` (as [`crate::verify::check_ueb`] returned them,
     /// with their parse `ueb`) and whose verified crypttext hash tree is `crypttext_tree`.
     pub fn new(ueb_bytes: Vec<u8>, ueb: &Ueb, crypttext_tree: HashTree) -> Result<Self, Error> {
         let g = ueb.geometry;
@@ -302,29 +259,17 @@ pub fn share_trailer(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{encode_stream, EncodingParams, ShareWriter};
-
-    struct Shares(Vec<Vec<u8>>);
-
-    impl ShareWriter for Shares {
-        fn write_at(&mut self, share: usize, offset: u64, data: &[u8]) -> std::io::Result<()> {
-            let buf = &mut self.0[share];
-            let end = offset as usize + data.len();
-            if buf.len() < end {
-                buf.resize(end, 0);
-            }
-            buf[offset as usize..end].copy_from_slice(data);
-            Ok(())
-        }
-    }
+    use crate::cap::{Key, VerifierCap};
+    use crate::verify::{self, check_header, check_ueb, ShareError};
+    use crate::{encode_stream, EncodingParams, MemoryShares};
 
     fn encoded(size: usize, k: usize, n: usize, segment: u64) -> (VerifierCap, Vec<Vec<u8>>) {
         let data: Vec<u8> = (0..size).map(|i| (i * 7 % 253) as u8).collect();
         let params = EncodingParams::new(k, n, segment).unwrap();
-        let mut shares = Shares(vec![Vec::new(); n]);
+        let mut shares = MemoryShares::default();
         let file =
             encode_stream(Key([3; 16]), params, size as u64, &data[..], &mut shares).unwrap();
-        (file.cap.verifier(), shares.0)
+        (file.cap.verifier(), shares.into_shares())
     }
 
     /// Regenerates every share of the file from the shares numbered `from`, as a repairer
@@ -349,7 +294,7 @@ mod tests {
             &first[start as usize..(start + len) as usize],
         )
         .unwrap();
-        let mut regen = Regenerator::new(bytes, &ueb, hashes.crypttext_tree().clone())?;
+        let mut regen = Regenerator::new(bytes.to_vec(), &ueb, hashes.crypttext_tree().clone())?;
         let g = *regen.geometry();
         let mut out: Vec<Vec<u8>> = vec![layout.header(); g.n];
         for s in 0..g.num_segments {
@@ -400,7 +345,8 @@ mod tests {
             &shares[0][start as usize..(start + len) as usize],
         )
         .unwrap();
-        let mut regen = Regenerator::new(bytes, &ueb, hashes.crypttext_tree().clone()).unwrap();
+        let mut regen =
+            Regenerator::new(bytes.to_vec(), &ueb, hashes.crypttext_tree().clone()).unwrap();
         let at = layout.data as usize;
         let bl = regen.geometry().block_size() as usize;
         let mut flipped = shares[1][at..at + bl].to_vec();
@@ -445,7 +391,8 @@ mod tests {
         .unwrap();
         let mut lying = ueb.clone();
         lying.share_root_hash[0] ^= 1;
-        let mut regen = Regenerator::new(bytes, &lying, hashes.crypttext_tree().clone()).unwrap();
+        let mut regen =
+            Regenerator::new(bytes.to_vec(), &lying, hashes.crypttext_tree().clone()).unwrap();
         let g = *regen.geometry();
         for s in 0..g.num_segments {
             let (offset, len) = (layout.block_offset(s) as usize, g.block_len(s) as usize);
@@ -473,7 +420,7 @@ mod tests {
             Err(ShareError::Rejected(_))
         ));
         let (ueb, bytes) = check_ueb(&cap, &layout, region).unwrap();
-        assert_eq!(Ueb::hash(&bytes), cap.ueb_hash);
+        assert_eq!(Ueb::hash(bytes), cap.ueb_hash);
         assert_eq!(ueb.to_bytes(), bytes);
     }
 

@@ -9,7 +9,7 @@
 //! ([`ShareHashes::check_block`]), and [`SegmentDecoder`] turns `k` good blocks into
 //! plaintext that matched the crypttext hash tree.
 
-use crate::cap::ChkCap;
+use crate::cap::{ChkCap, VerifierCap};
 use crate::crypt::Cryptor;
 use crate::hash::{tagged_hash, tags, Hash, TaggedHasher};
 use crate::layout::{self, ShareLayout, MAX_HEADER_SIZE};
@@ -57,8 +57,14 @@ impl From<Rejection> for ShareError {
 pub const HEADER_FETCH: u64 = MAX_HEADER_SIZE;
 
 /// Parses a share's header (its first [`HEADER_FETCH`] bytes, or fewer if it is that
-/// short), for share number `share` of the file `cap` names.
-pub fn check_header(cap: &ChkCap, share: usize, bytes: &[u8]) -> Result<ShareLayout, Rejection> {
+/// short), for share number `share` of the file `cap` names. The share checks need only a
+/// verify cap: whoever can read a file can check it, and so can a checker or repairer that
+/// cannot read it.
+pub fn check_header(
+    cap: &VerifierCap,
+    share: usize,
+    bytes: &[u8],
+) -> Result<ShareLayout, Rejection> {
     if share >= cap.n {
         return Err(Rejection::new(
             ShareCheck::Header,
@@ -76,7 +82,14 @@ pub fn ueb_region(layout: &ShareLayout) -> (u64, u64) {
 
 /// Checks the UEB found at [`ueb_region`] against the cap, and the header against the file
 /// the UEB describes. `region` may run past the UEB; it may not stop before its end.
-pub fn check_ueb(cap: &ChkCap, layout: &ShareLayout, region: &[u8]) -> Result<Ueb, ShareError> {
+///
+/// Returns the UEB and its exact bytes (what a rebuilt share must hold: a UEB written by
+/// another implementation may have entries [`Ueb::to_bytes`] would not reproduce).
+pub fn check_ueb<'a>(
+    cap: &VerifierCap,
+    layout: &ShareLayout,
+    region: &'a [u8],
+) -> Result<(Ueb, &'a [u8]), ShareError> {
     let prefix = layout.ueb_length_size() as usize;
     let Some(len_bytes) = region.get(..prefix) else {
         return Err(
@@ -89,7 +102,10 @@ pub fn check_ueb(cap: &ChkCap, layout: &ShareLayout, region: &[u8]) -> Result<Ue
     if len > MAX_UEB_SIZE {
         return Err(Rejection::new(ShareCheck::UebHash, format!("claims a {len}-byte UEB")).into());
     }
-    let Some(bytes) = region.get(prefix..prefix + len as usize) else {
+    let Some(bytes) = usize::try_from(len)
+        .ok()
+        .and_then(|len| region.get(prefix..prefix.checked_add(len)?))
+    else {
         return Err(Rejection::new(ShareCheck::Read, "the share ends inside its UEB").into());
     };
     if Ueb::hash(bytes) != cap.ueb_hash {
@@ -111,7 +127,7 @@ pub fn check_ueb(cap: &ChkCap, layout: &ShareLayout, region: &[u8]) -> Result<Ue
     layout
         .check_matches(&g)
         .map_err(|e| Rejection::new(ShareCheck::Header, e.to_string()))?;
-    Ok(ueb)
+    Ok((ueb, bytes))
 }
 
 /// Where the hash trees and share hash chain are: offset and length (exact, once the header
@@ -121,6 +137,34 @@ pub fn trees_region(layout: &ShareLayout) -> (u64, u64) {
         layout.crypttext_hash_tree,
         layout.ueb - layout.crypttext_hash_tree,
     )
+}
+
+/// Runs every check a reader makes on a whole share held in memory: header, UEB, hash trees
+/// and chain, every block. For tests and tools that have a share's bytes at hand (a reader
+/// over the network checks the same regions as they arrive).
+pub fn check_whole_share(cap: &VerifierCap, share: usize, bytes: &[u8]) -> Result<(), ShareError> {
+    let region = |(offset, len): (u64, u64)| {
+        let start = usize::try_from(offset)
+            .unwrap_or(usize::MAX)
+            .min(bytes.len());
+        let end = usize::try_from(offset.saturating_add(len))
+            .unwrap_or(usize::MAX)
+            .min(bytes.len());
+        &bytes[start..end]
+    };
+    let layout = check_header(cap, share, bytes)?;
+    let (ueb, _) = check_ueb(cap, &layout, region(ueb_region(&layout)))?;
+    let hashes = check_trees(&ueb, share, &layout, region(trees_region(&layout)))?;
+    for segment in 0..ueb.geometry.num_segments {
+        let (offset, len) = hashes.block_region(&ueb.geometry, segment);
+        let block = region((offset, len));
+        if block.len() as u64 != len {
+            let why = format!("the share ends inside block {segment}");
+            return Err(Rejection::new(ShareCheck::Read, why).into());
+        }
+        hashes.check_block(segment, block)?;
+    }
+    Ok(())
 }
 
 /// A share's verified hashes: what its blocks, and the file's segments, must match.

@@ -3,28 +3,9 @@
 //! caught and pinned on that share, and the file still comes back whole when k good shares
 //! remain.
 
-use cairn_codec::{decode, encode_stream, Cap, ChkCap, Error, Key, ShareCheck, ShareWriter};
+use cairn_codec::{decode, encode_stream, Cap, ChkCap, Error, Key, MemoryShares, ShareCheck};
 use cairn_codec::{EncodingParams, Geometry, ShareLayout};
 use proptest::prelude::*;
-
-/// Collects every share in memory.
-#[derive(Default)]
-struct MemShares(Vec<Vec<u8>>);
-
-impl ShareWriter for MemShares {
-    fn write_at(&mut self, share: usize, offset: u64, data: &[u8]) -> std::io::Result<()> {
-        if self.0.len() <= share {
-            self.0.resize(share + 1, Vec::new());
-        }
-        let buf = &mut self.0[share];
-        let end = offset as usize + data.len();
-        if buf.len() < end {
-            buf.resize(end, 0);
-        }
-        buf[offset as usize..end].copy_from_slice(data);
-        Ok(())
-    }
-}
 
 fn data(size: usize, seed: u64) -> Vec<u8> {
     let mut x = seed | 1;
@@ -39,9 +20,9 @@ fn data(size: usize, seed: u64) -> Vec<u8> {
 }
 
 fn encode(data: &[u8], params: EncodingParams, key: [u8; 16]) -> (ChkCap, Vec<Vec<u8>>) {
-    let mut shares = MemShares::default();
+    let mut shares = MemoryShares::default();
     let file = encode_stream(Key(key), params, data.len() as u64, data, &mut shares).unwrap();
-    (file.cap, shares.0)
+    (file.cap, shares.into_shares())
 }
 
 /// A file's parameters and a pseudo-random order of its share numbers.
@@ -286,7 +267,7 @@ fn input_shorter_or_longer_than_promised_is_an_error() {
         params,
         300,
         &bytes[..],
-        &mut MemShares::default(),
+        &mut MemoryShares::default(),
     );
     assert!(matches!(
         short,
@@ -297,7 +278,7 @@ fn input_shorter_or_longer_than_promised_is_an_error() {
         params,
         200,
         &bytes[..],
-        &mut MemShares::default(),
+        &mut MemoryShares::default(),
     );
     assert!(matches!(
         long,

@@ -1,7 +1,7 @@
 //! `cairn cap`: a file's cap, computed exactly as an upload would, without any network.
 
 use anyhow::{bail, Context, Result};
-use cairn_codec::{self as codec, Cap, EncodingParams, DEFAULT_MAX_SEGMENT_SIZE};
+use cairn_codec::{self as codec, Cap, CapKind, EncodingParams, DEFAULT_MAX_SEGMENT_SIZE};
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
@@ -45,7 +45,7 @@ pub fn run(args: CapArgs, node_dir: Option<&Path>) -> Result<()> {
 
 /// The cap of `size` bytes read from `input`, which is read twice (key pass, then encoding).
 fn file_cap(input: &mut File, size: u64, secret: &[u8], params: EncodingParams) -> Result<Cap> {
-    if size <= codec::LIT_THRESHOLD {
+    if CapKind::for_size(size) == CapKind::Lit {
         let mut data = Vec::with_capacity(size as usize);
         input.take(size).read_to_end(&mut data)?;
         let lit = codec::lit_cap(&data).context("the file grew while it was read")?;

@@ -24,7 +24,7 @@ use axum::{Json, Router};
 use cairn_actors::local::{DownloadError, LocalRequest, LocalResponse, UploadError};
 use cairn_actors::vdrive::{EntryKind, VdriveError, VdriveOp, VdriveReply};
 use cairn_actors::{NodeId, Service};
-use cairn_codec::{self as codec, Cap, EncodingParams};
+use cairn_codec::{self as codec, Cap, CapKind, EncodingParams};
 use cairn_net::host::{HostError, LocalEvent, LocalHandle, SeekSource};
 use cairn_net::transport::{PeerState, Transport};
 use cairn_net::Node;
@@ -147,7 +147,7 @@ async fn upload(
     let declared = declared_length(&headers)?;
     // With the size known up front, the key pass runs as the bytes arrive.
     let keyer = match declared {
-        Some(size) if size > codec::LIT_THRESHOLD => Some(
+        Some(size) if CapKind::for_size(size) == CapKind::Chk => Some(
             codec::ConvergentKeyer::new(&g.convergence, params, size)
                 .map_err(|e| ApiError::bad_request(format!("cannot upload this file: {e}")))?,
         ),
@@ -159,7 +159,7 @@ async fn upload(
             "the upload's body has {size} bytes but its Content-Length said {declared}"
         )));
     }
-    if size <= codec::LIT_THRESHOLD {
+    if CapKind::for_size(size) == CapKind::Lit {
         let mut data = Vec::new();
         file.rewind()?;
         file.read_to_end(&mut data)?;

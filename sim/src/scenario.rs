@@ -187,7 +187,7 @@ impl Scenario {
 
     /// Which servers hold which complete shares of `cap`'s file, read off their disks.
     pub fn holders(&self, cap: &ChkCap) -> BTreeMap<ShareNum, Vec<NodeId>> {
-        let si = cap.key.storage_index().into();
+        let si = cap.key.storage_index();
         let mut out: BTreeMap<ShareNum, Vec<NodeId>> = BTreeMap::new();
         for node in self.storage() {
             let disk = self.world.disk(node).expect("a storage node has a disk");

@@ -6,7 +6,7 @@ use cairn_codec::{ChkCap, ShareLayout};
 use cairn_sim::actors::checker::{CheckError, CheckOptions, CheckReport};
 use cairn_sim::actors::local::{LocalRequest, LocalResponse};
 use cairn_sim::actors::repairer::{RepairError, RepairPolicy, RepairReport};
-use cairn_sim::actors::{NodeId, ShareNum, StorageIndex};
+use cairn_sim::actors::{NodeId, ShareNum};
 use cairn_sim::scenario::Scenario;
 use cairn_sim::Fault;
 use std::collections::{BTreeMap, BTreeSet};
@@ -49,7 +49,7 @@ fn repair_to(s: &mut Scenario, cap: &ChkCap, happy: usize) -> Result<RepairRepor
 
 /// Share `share` of `cap`'s file as `node`'s disk holds it.
 fn on_disk(s: &Scenario, node: NodeId, cap: &ChkCap, share: ShareNum) -> Option<Vec<u8>> {
-    let si = StorageIndex::from(cap.key.storage_index());
+    let si = cap.key.storage_index();
     s.world.disk(node)?.share(si, share)
 }
 

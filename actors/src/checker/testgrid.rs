@@ -341,7 +341,7 @@ pub(crate) fn file(len: usize, k: usize, n: usize, segment: u64) -> TestFile {
         .expect("test data encodes");
     let layout: ShareLayout = f.layout;
     TestFile {
-        si: StorageIndex::from(f.cap.key.storage_index()),
+        si: f.cap.key.storage_index(),
         cap: f.cap,
         data,
         shares: shares.0,

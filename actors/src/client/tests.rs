@@ -979,12 +979,7 @@ impl Rig {
         }
         // Requests in flight: only ones really sent, none past its deadline (the sweep timer
         // has fired), and the sweep timer set for the earliest.
-        let in_flight: Vec<(RequestId, Time)> = c
-            .subscribes
-            .iter()
-            .map(|(id, d)| (*id, *d))
-            .chain(c.vdrive_ops.iter().map(|(id, (_, d))| (*id, *d)))
-            .collect();
+        let in_flight: Vec<(RequestId, Time)> = c.requests.deadlines().collect();
         for (id, deadline) in &in_flight {
             prop_assert!(self.sent_ids.contains(id));
             prop_assert!(*deadline > self.now, "{:?} is past its deadline", id);
@@ -998,10 +993,18 @@ impl Rig {
                 sweep
             );
         }
-        for (local, _) in c.vdrive_ops.values() {
+        let vdrive_ops: Vec<LocalId> = c
+            .requests
+            .iter()
+            .filter_map(|(_, _, p)| match p {
+                Purpose::Vdrive(local) => Some(*local),
+                Purpose::Subscribe => None,
+            })
+            .collect();
+        for local in &vdrive_ops {
             prop_assert!(self.waiting.contains(local));
         }
-        prop_assert_eq!(c.vdrive_ops.len(), self.waiting.len());
+        prop_assert_eq!(vdrive_ops.len(), self.waiting.len());
         // Once started with an introducer, a resubscription is always ahead.
         if self.started && c.introducer.is_some() {
             prop_assert!(self.timers.contains_key(&RESUBSCRIBE));
@@ -1162,7 +1165,10 @@ proptest! {
         rig.wait(Duration::from_millis(timeout_ms + 1))?;
         rig.check(max_servers)?;
         prop_assert!(rig.waiting.is_empty(), "unanswered: {:?}", rig.waiting);
-        prop_assert!(rig.client.vdrive_ops.is_empty());
+        prop_assert!(!rig
+            .client
+            .requests
+            .any(|_, p| matches!(p, Purpose::Vdrive(_))));
     }
 }
 

@@ -2,7 +2,7 @@
 //! them to, and the Allocate, Write, Close (or Abort) of each new share.
 
 use super::{CloseState, Home, Phase, Purpose, Repairer};
-use crate::actor::Context;
+use crate::actor::{Addr, Context};
 use crate::ids::{NodeId, ShareNum};
 use crate::placement::max_matching;
 use crate::protocol::{LeaseSecret, Request, Response, MAX_DATA_PER_MESSAGE};
@@ -66,8 +66,12 @@ impl Repairer {
             share_size: self.allocated_size(),
             lease: self.lease,
         };
-        self.requests
-            .send(ctx, server, body, Purpose::Allocate { share });
+        self.requests.send(
+            ctx,
+            Addr::storage(server),
+            body,
+            Purpose::Allocate { share },
+        );
     }
 
     /// A server's answer to an Allocate (`None`: none came in time).
@@ -154,8 +158,9 @@ impl Repairer {
             };
             at += piece.len() as u64;
             self.traffic.bytes_uploaded += piece.len() as u64;
+            let purpose = Purpose::Write { share, segment };
             self.requests
-                .send(ctx, server, body, Purpose::Write { share, segment });
+                .send(ctx, Addr::storage(server), body, purpose);
             if let Some(home) = self.homes.get_mut(&share) {
                 home.writes += 1;
             }
@@ -233,7 +238,7 @@ impl Repairer {
         for (share, server) in open {
             let body = Request::Close { si: self.si, share };
             self.requests
-                .send(ctx, server, body, Purpose::Close { share });
+                .send(ctx, Addr::storage(server), body, Purpose::Close { share });
             if let Some(home) = self.homes.get_mut(&share) {
                 home.close = CloseState::Sent;
             }
@@ -271,7 +276,7 @@ impl Repairer {
         };
         tracing::info!(si = %self.si, share = share.0, server = ?home.server, why, "repair dropped a new share's server");
         let forgotten = self.requests.forget(|server, p| {
-            server == home.server && matches!(p, Purpose::Write { share: s, .. } | Purpose::Close { share: s } if *s == share)
+            server.node == home.server && matches!(p, Purpose::Write { share: s, .. } | Purpose::Close { share: s } if *s == share)
         });
         for (_, purpose) in forgotten {
             if let Purpose::Write {
@@ -300,14 +305,14 @@ impl Repairer {
             .forget(|_, p| matches!(p, Purpose::Allocate { .. }));
         for (server, purpose) in asking {
             if let Purpose::Allocate { share } = purpose {
-                self.abort(ctx, share, server);
+                self.abort(ctx, share, server.node);
             }
         }
     }
 
     /// Asks `server` to free `share`'s space; nobody waits for the answer.
     fn abort(&mut self, ctx: &mut Context<'_>, share: ShareNum, server: NodeId) {
-        self.requests
-            .send_only(ctx, server, Request::Abort { si: self.si, share });
+        let body = Request::Abort { si: self.si, share };
+        self.requests.send_only(ctx, Addr::storage(server), body);
     }
 }

@@ -2,10 +2,10 @@
 //! blocks from them, and regenerating the segment's blocks for every share.
 
 use super::{Phase, Purpose, RepairError, Repairer};
-use crate::actor::Context;
-use crate::checker::reader::{self, Progress, ShareReader};
+use crate::actor::{Addr, Context};
 use crate::ids::{NodeId, ShareNum};
 use crate::protocol::{Request, RequestId, Response};
+use crate::reader::{self, Progress, ShareReader};
 use cairn_codec::reshare::Regenerator;
 use cairn_codec::verify::Rejection;
 
@@ -68,19 +68,20 @@ impl Repairer {
     }
 
     /// Sends the read of `share`'s source for `(offset, len)`.
-    pub(super) fn read(&mut self, ctx: &mut Context<'_>, share: usize, offset: u64, len: u64) {
+    pub(super) fn read(&mut self, ctx: &mut Context<'_>, share: ShareNum, offset: u64, len: u64) {
         let Some(server) = self.sources.get(&share).map(|r| r.server) else {
             return;
         };
         let body = Request::Read {
             si: self.si,
-            share: ShareNum(share as u8),
+            share,
             offset,
             len,
         };
+        let purpose = Purpose::Read { share };
         let id = self
             .requests
-            .send(ctx, server, body, Purpose::Read { share });
+            .send(ctx, Addr::storage(server), body, purpose);
         if let Some(reader) = self.sources.get_mut(&share) {
             reader.request = Some(id);
         }
@@ -91,7 +92,7 @@ impl Repairer {
         &mut self,
         ctx: &mut Context<'_>,
         id: RequestId,
-        share: usize,
+        share: ShareNum,
         server: NodeId,
         answer: Option<Response>,
     ) {
@@ -132,7 +133,7 @@ impl Repairer {
     fn reject_source(
         &mut self,
         ctx: &mut Context<'_>,
-        share: usize,
+        share: ShareNum,
         server: NodeId,
         rejection: Rejection,
     ) {
@@ -142,10 +143,10 @@ impl Repairer {
         tracing::debug!(si = %self.si, %line, "repair set a source aside");
         self.faults.push(line);
         if let Some(body) = reader::advisory(self.si, share, &rejection) {
-            self.requests.send_only(ctx, server, body);
+            self.requests.send_only(ctx, Addr::storage(server), body);
         }
         // It does not count as a holder any more, for the placement after the repair.
-        self.survey.disown(ShareNum(share as u8), server);
+        self.survey.disown(share, server);
         self.fill_sources(ctx);
     }
 
@@ -158,7 +159,7 @@ impl Repairer {
         if self.phase != Phase::Streaming || self.unacked.len() >= self.config.window.max(1) {
             return;
         }
-        let idle: Vec<usize> = self
+        let idle: Vec<ShareNum> = self
             .sources
             .iter()
             .filter(|(share, r)| r.verified() && !r.busy() && !self.blocks.contains_key(share))
@@ -188,7 +189,7 @@ impl Repairer {
             return;
         };
         let blocks = std::mem::take(&mut self.blocks);
-        let inputs: Vec<(usize, &[u8])> = blocks.iter().map(|(&s, b)| (s, &b[..])).collect();
+        let inputs: Vec<(usize, &[u8])> = blocks.iter().map(|(s, b)| (s.index(), &b[..])).collect();
         let segment = regen.next_segment();
         let header = regen.layout().header();
         match regen.regenerate(&inputs) {

@@ -1,42 +1,23 @@
 //! The uploader's side of the storage protocol: sending Allocate, Write, Close and Abort,
 //! matching and checking the answers, timing requests out, and dropping a server that fails.
 //!
-//! Every request is tracked with its deadline until answered; one sweep timer fires at the
-//! earliest deadline. An answer counts only if its id is in flight, it comes from the server
-//! asked, and it is the kind of answer that request expects; anything else is ignored.
+//! Requests are kept in the actor's [`Requests`](crate::requests::Requests) table. An answer
+//! counts only if its id is in flight, it comes from the server asked, and it is the kind of
+//! answer that request expects; anything else is ignored (and the request times out if
+//! nothing better comes).
 
 use super::selection::{Ask, Refusal};
-use super::{AllocRequest, Close, Home, OpKind, Run, ShareOp, Stream, SWEEP, UEB_ALLOWANCE};
-use crate::actor::{Addr, Context, Effect, Service, Time};
+use super::{Close, Home, Purpose, Run, Stream, UEB_ALLOWANCE};
+use crate::actor::{Addr, Context, Service};
 use crate::ids::{NodeId, ShareNum};
-use crate::protocol::{Message, RemoteError, Request, RequestId, Response, MAX_DATA_PER_MESSAGE};
-use std::collections::BTreeSet;
+use crate::protocol::{RemoteError, Request, RequestId, Response, MAX_DATA_PER_MESSAGE};
+use std::collections::{BTreeMap, BTreeSet};
 
 impl Run {
-    /// Sends `body` to `server`'s storage service; returns its id and deadline.
-    pub(super) fn send(
-        &mut self,
-        server: NodeId,
-        body: Request,
-        ctx: &mut Context<'_>,
-    ) -> (RequestId, Time) {
-        let id = RequestId(self.next_request);
-        self.next_request += 1;
-        let deadline = ctx.now().after(self.config.request_timeout);
-        let msg = Message::Request { id, deadline, body };
-        ctx.send(Addr::new(server, Service::Storage), msg);
-        (id, deadline)
-    }
-
-    /// Makes sure the sweep timer fires no later than `deadline`.
-    pub(super) fn arm_sweep(&mut self, deadline: Time, ctx: &mut Context<'_>) {
-        if self.sweep_at.is_none_or(|at| deadline < at) {
-            self.sweep_at = Some(deadline);
-            ctx.push(Effect::SetTimer {
-                id: SWEEP,
-                at: deadline,
-            });
-        }
+    /// Whether an Allocate is in flight.
+    pub(super) fn allocating(&self) -> bool {
+        self.requests
+            .any(|_, p| matches!(p, Purpose::Allocate { .. }))
     }
 
     /// Each share is given room for its blocks, hash trees and the largest UEB expected.
@@ -51,16 +32,9 @@ impl Run {
             share_size: self.allocated_size(),
             lease: self.lease,
         };
-        let (id, deadline) = self.send(ask.server, body, ctx);
-        self.allocs.insert(
-            id,
-            AllocRequest {
-                server: ask.server,
-                shares: ask.shares,
-                deadline,
-            },
-        );
-        self.arm_sweep(deadline, ctx);
+        let purpose = Purpose::Allocate { shares: ask.shares };
+        self.requests
+            .send(ctx, Addr::storage(ask.server), body, purpose);
     }
 
     /// Writes `data` at `offset` of a share, in pieces no bigger than a server accepts.
@@ -81,15 +55,9 @@ impl Run {
                 data: piece.to_vec(),
             };
             at += piece.len() as u64;
-            let (id, deadline) = self.send(server, body, ctx);
-            let op = ShareOp {
-                server,
-                share,
-                deadline,
-                kind: OpKind::Write { segment },
-            };
-            self.ops.insert(id, op);
-            self.arm_sweep(deadline, ctx);
+            let purpose = Purpose::Write { share, segment };
+            self.requests
+                .send(ctx, Addr::storage(server), body, purpose);
             if let Some(home) = self.homes.get_mut(&(share, server)) {
                 home.writes += 1;
             }
@@ -104,21 +72,17 @@ impl Run {
         (share, server): (ShareNum, NodeId),
         ctx: &mut Context<'_>,
     ) {
-        let (id, deadline) = self.send(server, Request::Close { si: self.si, share }, ctx);
-        let op = ShareOp {
-            server,
-            share,
-            deadline,
-            kind: OpKind::Close,
-        };
-        self.ops.insert(id, op);
-        self.arm_sweep(deadline, ctx);
+        let body = Request::Close { si: self.si, share };
+        let purpose = Purpose::Close { share };
+        self.requests
+            .send(ctx, Addr::storage(server), body, purpose);
     }
 
     /// Asks a server to free a share's space. Nobody waits for the answer: if the server is
     /// gone, the allocation dies with it (or with its lease).
     pub(super) fn send_abort(&mut self, share: ShareNum, server: NodeId, ctx: &mut Context<'_>) {
-        self.send(server, Request::Abort { si: self.si, share }, ctx);
+        let body = Request::Abort { si: self.si, share };
+        self.requests.send_only(ctx, Addr::storage(server), body);
     }
 
     pub(super) fn on_response(
@@ -131,39 +95,45 @@ impl Run {
         if from.service != Service::Storage {
             return;
         }
-        // An answer counts only from the server that was asked.
-        if self.allocs.get(&id).is_some_and(|a| a.server == from.node) {
-            self.on_allocate_answer(id, body);
-        } else if self.ops.get(&id).is_some_and(|o| o.server == from.node) {
-            self.on_op_answer(id, body, ctx);
+        let expected = match (self.requests.get(from, id), &body) {
+            (None, _) => return, // not pending, or not from the server asked
+            (Some(_), Response::Err(_)) => true,
+            (Some(Purpose::Allocate { .. }), answer) => {
+                matches!(answer, Response::Allocated { .. })
+            }
+            (Some(Purpose::Write { .. } | Purpose::Close { .. }), answer) => {
+                matches!(answer, Response::Ok)
+            }
+        };
+        if !expected {
+            return; // not the answer such a request gets: it times out if nothing better comes
+        }
+        let Some((server, purpose)) = self.requests.take(id) else {
+            return;
+        };
+        match purpose {
+            Purpose::Allocate { shares } => self.on_allocate_answer(server.node, shares, body),
+            purpose => self.on_share_answer(server.node, purpose, body, ctx),
         }
     }
 
-    pub(super) fn on_allocate_answer(&mut self, id: RequestId, body: Response) {
-        // Any other kind of answer is not an answer to an Allocate: ignore it; the request
-        // times out if nothing better comes.
-        if !matches!(body, Response::Allocated { .. } | Response::Err(_)) {
-            return;
-        }
-        let Some(req) = self.allocs.remove(&id) else {
-            return;
-        };
+    fn on_allocate_answer(&mut self, server: NodeId, shares: Vec<ShareNum>, body: Response) {
         self.dirty = true;
         match body {
             Response::Allocated {
                 already_have,
                 allocated,
             } => {
-                self.selection.accepted(req.server);
-                self.take_allocation(&req, already_have, allocated);
+                self.selection.accepted(server);
+                self.take_allocation(server, &shares, already_have, allocated);
             }
             Response::Err(e) => {
-                tracing::debug!(server = ?req.server, error = %e, "allocation refused");
+                tracing::debug!(?server, error = %e, "allocation refused");
                 let why = match e {
                     RemoteError::Full { .. } => Refusal::Full,
                     _ => Refusal::Error,
                 };
-                self.selection.refused(req.server, why);
+                self.selection.refused(server, why);
             }
             _ => {}
         }
@@ -173,19 +143,20 @@ impl Run {
     /// reserved without being asked for, are ignored.
     pub(super) fn take_allocation(
         &mut self,
-        req: &AllocRequest,
+        server: NodeId,
+        asked: &[ShareNum],
         already_have: Vec<ShareNum>,
         allocated: Vec<ShareNum>,
     ) {
         let n = self.params.n;
         let have: BTreeSet<ShareNum> = already_have.into_iter().filter(|s| s.index() < n).collect();
         for &share in &have {
-            self.held.entry(share).or_default().insert(req.server);
+            self.held.entry(share).or_default().insert(server);
         }
         let allocated: BTreeSet<ShareNum> = allocated.into_iter().collect();
         for share in allocated {
-            if req.shares.contains(&share) && !have.contains(&share) {
-                self.add_home(share, req.server);
+            if asked.contains(&share) && !have.contains(&share) {
+                self.add_home(share, server);
             }
         }
     }
@@ -205,33 +176,33 @@ impl Run {
         }
     }
 
-    pub(super) fn on_op_answer(&mut self, id: RequestId, body: Response, ctx: &mut Context<'_>) {
-        let Some(op) = self.ops.get(&id) else {
-            return;
-        };
-        match (op.kind, body) {
-            (kind, Response::Err(e)) => {
-                let what = match kind {
-                    OpKind::Write { .. } => "a write",
-                    OpKind::Close => "closing",
-                };
-                let reason = format!("{what} of share {} failed: {e}", op.share.0);
-                let server = op.server;
-                self.fail_server(server, &reason, ctx);
+    /// The answer to a Write or Close: `Ok`, or an error that fails the server.
+    fn on_share_answer(
+        &mut self,
+        server: NodeId,
+        purpose: Purpose,
+        body: Response,
+        ctx: &mut Context<'_>,
+    ) {
+        match (purpose, body) {
+            (Purpose::Write { share, segment }, Response::Ok) => {
+                self.write_acked((share, server), segment)
             }
-            (OpKind::Write { segment }, Response::Ok) => {
-                let key = (op.share, op.server);
-                self.ops.remove(&id);
-                self.write_acked(key, segment);
-            }
-            (OpKind::Close, Response::Ok) => {
-                let key = (op.share, op.server);
-                self.ops.remove(&id);
-                if let Some(home) = self.homes.get_mut(&key) {
+            (Purpose::Close { share }, Response::Ok) => {
+                if let Some(home) = self.homes.get_mut(&(share, server)) {
                     home.close = Close::Done;
                 }
             }
-            // Not an answer to a Write or Close: ignore it.
+            (purpose, Response::Err(e)) => {
+                let (what, share) = match &purpose {
+                    Purpose::Write { share, .. } => ("a write", share),
+                    Purpose::Close { share } => ("closing", share),
+                    Purpose::Allocate { .. } => return,
+                };
+                let reason = format!("{what} of share {} failed: {e}", share.0);
+                self.drop_requests(server, vec![purpose], ctx);
+                self.fail_server(server, &reason, ctx);
+            }
             _ => {}
         }
     }
@@ -256,28 +227,35 @@ impl Run {
 
     /// Every request whose deadline has passed fails its server.
     pub(super) fn on_sweep(&mut self, ctx: &mut Context<'_>) {
-        self.sweep_at = None;
-        let now = ctx.now();
-        let late: BTreeSet<NodeId> = self
-            .allocs
-            .values()
-            .map(|a| (a.server, a.deadline))
-            .chain(self.ops.values().map(|o| (o.server, o.deadline)))
-            .filter(|&(_, deadline)| deadline <= now)
-            .map(|(server, _)| server)
-            .collect();
+        let mut late: BTreeMap<NodeId, Vec<Purpose>> = BTreeMap::new();
+        for (_, server, purpose) in self.requests.take_late(ctx.now()) {
+            late.entry(server.node).or_default().push(purpose);
+        }
         let reason = format!("no answer within {:?}", self.config.request_timeout);
-        for server in late {
+        for (server, purposes) in late {
+            // Deadlines follow ids, so the late requests are the server's oldest: dropping
+            // them first keeps the aborts in the order the allocations were asked.
+            self.drop_requests(server, purposes, ctx);
             self.fail_server(server, &reason, ctx);
         }
-        let next = self
-            .allocs
-            .values()
-            .map(|a| a.deadline)
-            .chain(self.ops.values().map(|o| o.deadline))
-            .min();
-        if let Some(deadline) = next {
-            self.arm_sweep(deadline, ctx);
+        self.requests.rearm(ctx);
+    }
+
+    /// Undoes what requests no longer waited on stood for: reservations are freed, writes
+    /// no longer hold their segment's window.
+    fn drop_requests(&mut self, server: NodeId, purposes: Vec<Purpose>, ctx: &mut Context<'_>) {
+        for purpose in purposes {
+            match purpose {
+                Purpose::Allocate { shares } => {
+                    for share in shares {
+                        self.send_abort(share, server, ctx);
+                    }
+                }
+                Purpose::Write {
+                    segment: Some(s), ..
+                } => self.segment_write_done(s),
+                Purpose::Write { .. } | Purpose::Close { .. } => {}
+            }
         }
     }
 
@@ -287,34 +265,9 @@ impl Run {
         tracing::info!(si = %self.si, ?server, reason, "storage server dropped from upload");
         self.selection.lost(server);
         self.dirty = true;
-        let allocs: Vec<RequestId> = self
-            .allocs
-            .iter()
-            .filter(|(_, a)| a.server == server)
-            .map(|(&id, _)| id)
-            .collect();
-        for id in allocs {
-            if let Some(req) = self.allocs.remove(&id) {
-                for share in req.shares {
-                    self.send_abort(share, server, ctx);
-                }
-            }
-        }
-        let ops: Vec<RequestId> = self
-            .ops
-            .iter()
-            .filter(|(_, o)| o.server == server)
-            .map(|(&id, _)| id)
-            .collect();
-        for id in ops {
-            if let Some(ShareOp {
-                kind: OpKind::Write { segment: Some(s) },
-                ..
-            }) = self.ops.remove(&id)
-            {
-                self.segment_write_done(s);
-            }
-        }
+        let pending = self.requests.forget(|to, _| to.node == server);
+        let purposes = pending.into_iter().map(|(_, purpose)| purpose).collect();
+        self.drop_requests(server, purposes, ctx);
         let homes: Vec<(ShareNum, NodeId)> = self
             .homes
             .keys()

@@ -12,7 +12,7 @@ impl Run {
     /// Asks for the next segment, if the window has room and some home (or the cap) needs it.
     pub(super) fn pull_next(&mut self, ctx: &mut Context<'_>) {
         // While allocations are out, a new home may yet restart the stream: wait for them.
-        if !self.allocs.is_empty() || self.stream.pull.is_some() {
+        if self.allocating() || self.stream.pull.is_some() {
             return;
         }
         let g = self.geometry;
@@ -166,7 +166,7 @@ impl Run {
             }
         }
         let written = |h: &Home| h.close != Close::NotYet || (h.trailer_sent && h.writes == 0);
-        if !self.allocs.is_empty() || !self.homes.values().all(written) {
+        if self.allocating() || !self.homes.values().all(written) {
             return;
         }
         let close: Vec<(ShareNum, NodeId)> = self

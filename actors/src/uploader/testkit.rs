@@ -377,7 +377,7 @@ impl World {
 
     /// The complete shares of `cap`'s file on the fake servers: (share, server, bytes).
     pub fn shares(&self, cap: &ChkCap) -> Vec<(ShareNum, NodeId, Vec<u8>)> {
-        let si = StorageIndex::from(cap.key.storage_index());
+        let si = cap.key.storage_index();
         let mut out = Vec::new();
         for (&id, server) in &self.servers {
             for (&(s, share), bytes) in &server.complete {

@@ -2,9 +2,9 @@
 
 use super::testkit::{node, plaintext, reference, Fault, World};
 use super::*;
-use crate::actor::{Addr, OpId, Service};
+use crate::actor::{Addr, OpId, Service, Time};
 use crate::placement::happiness;
-use crate::protocol::{Request, Response, MAX_DATA_PER_MESSAGE};
+use crate::protocol::{Message, Request, RequestId, Response, MAX_DATA_PER_MESSAGE};
 use proptest::prelude::*;
 
 const SIZE: usize = 4321;
@@ -46,10 +46,7 @@ fn upload(
 
 /// The servers in the order this test file's uploads ask them.
 fn ring(world: &World) -> Vec<NodeId> {
-    permuted_ring(
-        StorageIndex::from(key().storage_index()),
-        &world.server_ids(),
-    )
+    permuted_ring(key().storage_index(), &world.server_ids())
 }
 
 /// Checks a successful upload: the cap is the codec's, every share the receipt names is
@@ -67,7 +64,7 @@ fn assert_uploaded(world: &World, params: EncodingParams, happy: usize) -> Uploa
         .map(|(&s, servers)| (s, servers.iter().copied().collect()))
         .collect();
     assert_eq!(happiness(&placement), receipt.happiness);
-    let si = StorageIndex::from(key().storage_index());
+    let si = key().storage_index();
     for (share, servers) in &receipt.placement {
         for server in servers {
             let stored = &world.servers[server].complete[&(si, *share)];

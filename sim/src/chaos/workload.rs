@@ -467,7 +467,7 @@ fn rebuildable_files(world: &World<Workload>, grid: &Grid) -> Vec<usize> {
     let w = world.user();
     let mut out = Vec::new();
     for (&file, cap) in &w.uploaded {
-        let si = cap.key.storage_index().into();
+        let si = cap.key.storage_index();
         let mut sources: Vec<(usize, Vec<u8>)> = Vec::new();
         for (node, _) in &grid.storage {
             let Some(disk) = world.disk(*node) else {

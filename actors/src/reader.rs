@@ -1,14 +1,14 @@
 //! Reading one share from one server and proving it with only a verify cap: its header, its
 //! UEB against the cap's UEB hash, its hash trees and share hash chain, then any block
 //! against its block hash tree. The reader is passive: it says which bytes to read next and
-//! judges what comes back; its owner (the checker or the repairer) sends the reads.
+//! judges what comes back; its owner (the downloader, the checker or the repairer) sends the
+//! reads.
 //!
 //! Memory: the region being read (a block, or the hash trees: 96 bytes per segment), and the
 //! share's verified trees once they pass.
 
 use crate::ids::{NodeId, ShareNum, StorageIndex};
 use crate::protocol::{Request, RequestId, Response, MAX_DATA_PER_MESSAGE};
-use cairn_codec::reshare;
 use cairn_codec::verify::{self, Rejection, ShareError, ShareHashes};
 use cairn_codec::{Geometry, ShareCheck, ShareLayout, Ueb, VerifierCap};
 
@@ -34,13 +34,13 @@ struct Region {
 }
 
 /// What a share proved once its trees verified.
-pub(crate) struct Verified {
+pub struct Verified {
     pub ueb: Ueb,
     pub ueb_bytes: Vec<u8>,
 }
 
 /// What became of an answer.
-pub(crate) enum Progress {
+pub enum Progress {
     /// Read this next: `(offset, len)`.
     Read(u64, u64),
     /// The share is proved: its blocks can be read now.
@@ -54,8 +54,8 @@ pub(crate) enum Progress {
 }
 
 /// One share on one server, being read. See the module docs.
-pub(crate) struct ShareReader {
-    pub share: usize,
+pub struct ShareReader {
+    pub share: ShareNum,
     pub server: NodeId,
     /// The read in flight (answers to others are stale).
     pub request: Option<RequestId>,
@@ -68,7 +68,7 @@ pub(crate) struct ShareReader {
 
 impl ShareReader {
     /// A reader of share `share` on `server`; its first read is `ShareReader::next_read`.
-    pub fn new(share: usize, server: NodeId) -> Self {
+    pub fn new(share: ShareNum, server: NodeId) -> Self {
         ShareReader {
             share,
             server,
@@ -153,12 +153,13 @@ impl ShareReader {
     fn region_done(&mut self, cap: &VerifierCap) -> Progress {
         let data = std::mem::take(&mut self.region.data);
         match std::mem::replace(&mut self.stage, Stage::Ready) {
-            Stage::Header => match reshare::check_header(cap, self.share, &data) {
+            Stage::Header => match verify::check_header(cap, self.share.index(), &data) {
                 Ok(layout) => self.read_next(Stage::Ueb(layout), verify::ueb_region(&layout), true),
                 Err(r) => Progress::Rejected(r),
             },
-            Stage::Ueb(layout) => match reshare::check_ueb(cap, &layout, &data) {
+            Stage::Ueb(layout) => match verify::check_ueb(cap, &layout, &data) {
                 Ok((ueb, ueb_bytes)) => {
+                    let ueb_bytes = ueb_bytes.to_vec();
                     self.pending_ueb = Some(Verified { ueb, ueb_bytes });
                     self.read_next(Stage::Trees(layout), verify::trees_region(&layout), false)
                 }
@@ -169,7 +170,7 @@ impl ShareReader {
                 let Some(verified) = self.pending_ueb.take() else {
                     return read_error("the hash trees were read before the UEB");
                 };
-                match verify::check_trees(&verified.ueb, self.share, &layout, &data) {
+                match verify::check_trees(&verified.ueb, self.share.index(), &layout, &data) {
                     Ok(hashes) => {
                         self.hashes = Some((hashes, verified.ueb.geometry));
                         Progress::Verified(Box::new(verified))
@@ -196,6 +197,11 @@ impl ShareReader {
         Progress::Read(offset, len)
     }
 
+    /// The file's geometry, from the share's verified UEB.
+    pub fn geometry(&self) -> Option<Geometry> {
+        self.hashes.as_ref().map(|(_, g)| *g)
+    }
+
     /// The verified crypttext hash tree (the same in every good share of the file).
     pub fn crypttext_tree(&self) -> Option<&cairn_codec::merkle::HashTree> {
         self.hashes.as_ref().map(|(h, _)| h.crypttext_tree())
@@ -203,19 +209,19 @@ impl ShareReader {
 }
 
 /// A rejected share as a report line.
-pub(crate) fn fault_line(share: usize, server: NodeId, rejection: &Rejection) -> String {
+pub fn fault_line(share: ShareNum, server: NodeId, rejection: &Rejection) -> String {
     format!(
-        "share {share} on server {server}: {} check failed: {}",
-        rejection.check, rejection.detail
+        "share {} on server {server}: {} check failed: {}",
+        share.0, rejection.check, rejection.detail
     )
 }
 
 /// The corruption advisory a rejection deserves: none for a failed read (the server may be
 /// down or slow, its share fine), one for bytes that failed a check.
-pub(crate) fn advisory(si: StorageIndex, share: usize, rejection: &Rejection) -> Option<Request> {
+pub fn advisory(si: StorageIndex, share: ShareNum, rejection: &Rejection) -> Option<Request> {
     (rejection.check != ShareCheck::Read).then(|| Request::AdviseCorrupt {
         si,
-        share: ShareNum(share as u8),
+        share,
         reason: format!("{} check failed: {}", rejection.check, rejection.detail),
     })
 }
