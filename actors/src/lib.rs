@@ -32,6 +32,8 @@ pub mod requests;
 pub mod storage;
 pub mod store;
 pub(crate) mod survey;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 pub mod uploader;
 pub mod vdrive;
 

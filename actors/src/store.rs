@@ -4,6 +4,16 @@
 //! A store's methods are synchronous: the host decides how they run (in the simulator, at
 //! once; in the real runtime, off the I/O threads). What a method has returned `Ok` for is
 //! durable: it survives a crash of the process.
+//!
+//! The contract is a test suite as much as these docs: every implementation runs
+//! `testing::share_store_suite` or `testing::journal_suite` (feature `testing`), which pin
+//! the edge cases (what a read past the end does, which error a missing share is, how space
+//! is counted). There is one journal format, [`FramedJournal`], over a file in `net` and over
+//! the simulated disk in `sim`.
+
+pub mod framed;
+
+pub use framed::{FramedJournal, Medium, MAX_RECORD};
 
 use crate::ids::{ShareNum, StorageIndex};
 use std::io;
@@ -13,6 +23,11 @@ use std::io;
 /// A share is first *incoming*: created with its final size, written in any order, invisible
 /// to readers. [`ShareStore::commit`] makes it durable and visible at once; a crash before
 /// that leaves no trace of it a reader could see.
+///
+/// Errors, by [`io::ErrorKind`]: `AlreadyExists` to create a share that exists (incoming or
+/// complete); `StorageFull` to create one bigger than [`ShareStore::available_bytes`];
+/// `NotFound` to write, commit or abort a share that is not incoming, or to read one that
+/// is not complete; `InvalidInput` to write outside a share or read from past its end.
 pub trait ShareStore: Send {
     /// Starts an incoming share of `size` bytes. Fails if it exists (incoming or complete).
     fn create(&mut self, si: StorageIndex, share: ShareNum, size: u64) -> io::Result<()>;
@@ -28,7 +43,8 @@ pub trait ShareStore: Send {
     fn commit(&mut self, si: StorageIndex, share: ShareNum) -> io::Result<()>;
     /// Deletes an incoming share.
     fn abort(&mut self, si: StorageIndex, share: ShareNum) -> io::Result<()>;
-    /// Reads `len` bytes at `offset` of a complete share (fewer at its end).
+    /// Reads `len` bytes at `offset` of a complete share (fewer at its end; none at its end;
+    /// an error past it). Bytes never written read as zeros.
     fn read(
         &mut self,
         si: StorageIndex,
@@ -36,7 +52,7 @@ pub trait ShareStore: Send {
         offset: u64,
         len: u64,
     ) -> io::Result<Vec<u8>>;
-    /// The complete shares of a file, with their sizes.
+    /// The complete shares of a file, with their sizes, by share number.
     fn list(&mut self, si: StorageIndex) -> io::Result<Vec<(ShareNum, u64)>>;
     /// Incoming shares left over from before a restart (to be aborted).
     fn incoming(&mut self) -> io::Result<Vec<(StorageIndex, ShareNum)>>;
@@ -48,9 +64,10 @@ pub trait ShareStore: Send {
 }
 
 /// An append-only log of records, for actors that keep their state as a history of changes
-/// (the vdrive).
+/// (the vdrive, the storage server's leases).
 pub trait Journal: Send {
-    /// Appends one record; when this returns `Ok` the record is durable.
+    /// Appends one record; when this returns `Ok` the record is durable. A record over
+    /// [`MAX_RECORD`] bytes is refused (`InvalidInput`).
     fn append(&mut self, record: &[u8]) -> io::Result<()>;
     /// Every complete record, oldest first. A record torn by a crash mid-append is not
     /// returned, nor is anything after it.

@@ -1,27 +1,26 @@
 //! The simulated disk: one per node, outliving the node's crashes, implementing the actors'
-//! [`ShareStore`] and [`Journal`] and the disk faults (lost unsynced writes, torn writes,
-//! bit rot, a full disk).
+//! [`ShareStore`], the medium under the node's journal, and the disk faults (lost unsynced
+//! writes, torn writes, bit rot, a full disk).
 //!
-//! Durability model. A complete (committed) share and a complete journal record are on the
-//! platter: they survive every crash. An incoming share lives in the page cache: a process
-//! crash leaves it (the restarted server finds it with [`ShareStore::incoming`] and aborts
-//! it), a power loss ([`SimDisk::crash`] with `lose_unsynced`) makes it vanish. The journal
-//! is a byte log of `length, checksum, body` frames, so an append torn by a power loss is
-//! recognised and cut off on the next read or append, as a real journal's recovery would.
+//! Durability model. A complete (committed) share is on the platter: it survives every
+//! crash. An incoming share lives in the page cache: a process crash leaves it (the
+//! restarted server finds it with [`ShareStore::incoming`] and aborts it), a power loss
+//! ([`SimDisk::crash`] with `lose_unsynced`) makes it vanish. The journal is the actors' own
+//! [`FramedJournal`] over a byte medium on this disk ([`SimDisk::journal`]): bytes written
+//! but not yet synced are lost at a power loss, and a torn append
+//! ([`SimDisk::tear_append`]) is recognised and cut off by the same recovery code a node
+//! runs over its journal file.
 //!
 //! Everything is in `BTreeMap`s so that fault targets are drawn in a deterministic order.
 
 use crate::host::index_below;
-use cairn_actors::store::{Journal, ShareStore};
+use cairn_actors::store::framed::frame;
+use cairn_actors::store::{FramedJournal, Medium, ShareStore};
 use cairn_actors::{ShareNum, StorageIndex};
 use rand::Rng;
-use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
-use std::io;
+use std::io::{self, Read};
 use std::sync::{Arc, Mutex, MutexGuard};
-
-/// Bytes of a journal frame before its body: a `u32` length and a `u32` checksum.
-const FRAME_HEADER: usize = 8;
 
 type ShareKey = (StorageIndex, ShareNum);
 
@@ -38,9 +37,9 @@ struct DiskState {
     complete: BTreeMap<ShareKey, Vec<u8>>,
     incoming: BTreeMap<ShareKey, Vec<u8>>,
     share_bytes: u64,
+    /// The journal's medium, and how much of it is synced (the rest is lost at a power loss).
     journal: Vec<u8>,
-    /// How much of `journal` is known to be whole frames; anything after it must be checked.
-    journal_checked: usize,
+    journal_synced: usize,
 }
 
 /// What a disk holds, for tests and statistics.
@@ -67,7 +66,7 @@ impl SimDisk {
                 incoming: BTreeMap::new(),
                 share_bytes: 0,
                 journal: Vec::new(),
-                journal_checked: 0,
+                journal_synced: 0,
             })),
         }
     }
@@ -78,25 +77,36 @@ impl SimDisk {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// The node's journal: the actors' [`FramedJournal`] over this disk. Open a new one at
+    /// every (re)start of the node, as a node opens its journal file.
+    pub fn journal(&self) -> FramedJournal<DiskJournal> {
+        FramedJournal::new(DiskJournal { disk: self.clone() })
+    }
+
     /// The node crashed. A process crash (`lose_unsynced` false) loses nothing the disk has
-    /// seen; a power loss also loses what was never made durable: every incoming share.
+    /// seen; a power loss also loses what was never made durable: every incoming share, and
+    /// the journal's unsynced bytes.
     pub fn crash(&self, lose_unsynced: bool) {
         if lose_unsynced {
             let mut s = self.lock();
             let lost: u64 = s.incoming.values().map(|d| d.len() as u64).sum();
             s.incoming.clear();
             s.share_bytes -= lost;
+            let synced = s.journal_synced;
+            s.journal.truncate(synced);
         }
     }
 
-    /// Leaves a torn journal append at the tail: the first `1..len` bytes of a frame whose
-    /// body is `record`, as a power loss in the middle of writing it would. The record was
-    /// never acknowledged, so losing it breaks no promise; what matters is that readers cut
-    /// it off and later appends are not lost behind it.
+    /// Leaves a torn journal append at the tail, synced: the first `1..len` bytes of a frame
+    /// whose body is `record`, as a power loss in the middle of writing it would. The record
+    /// was never acknowledged, so losing it breaks no promise; what matters is that readers
+    /// cut it off and later appends are not lost behind it.
     pub fn tear_append(&self, record: &[u8], rng: &mut impl Rng) {
-        let frame = frame_of(record);
+        let frame = frame(record);
         let keep = index_below(rng, frame.len() - 1) + 1;
-        self.lock().journal.extend_from_slice(&frame[..keep]);
+        let mut s = self.lock();
+        s.journal.extend_from_slice(&frame[..keep]);
+        s.journal_synced = s.journal.len();
     }
 
     /// Flips `count` random bits in complete shares (incoming shares are not touched: bit
@@ -163,16 +173,6 @@ impl DiskState {
             ));
         }
         Ok(())
-    }
-
-    /// Cuts the journal at the end of its last whole frame (recovery after a torn append).
-    fn recover_journal(&mut self) {
-        let mut at = self.journal_checked;
-        while let Some(next) = next_frame(&self.journal, at) {
-            at = next;
-        }
-        self.journal.truncate(at);
-        self.journal_checked = at;
     }
 }
 
@@ -264,8 +264,17 @@ impl ShareStore for SimDisk {
             .get(&(si, share))
             .ok_or_else(|| not_found("complete", si, share))?;
         let start = usize::try_from(offset)
-            .unwrap_or(usize::MAX)
-            .min(data.len());
+            .ok()
+            .filter(|&start| start <= data.len())
+            .ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!(
+                        "read at {offset} is past the end of the {}-byte share",
+                        data.len()
+                    ),
+                )
+            })?;
         let len = usize::try_from(len).unwrap_or(usize::MAX);
         let end = start.saturating_add(len).min(data.len());
         Ok(data[start..end].to_vec())
@@ -292,34 +301,79 @@ impl ShareStore for SimDisk {
     }
 }
 
-impl Journal for SimDisk {
-    fn append(&mut self, record: &[u8]) -> io::Result<()> {
-        let mut s = self.lock();
+/// The medium under a node's journal: a byte log on its [`SimDisk`], with a file's
+/// durability (written bytes survive a power loss only once synced).
+pub struct DiskJournal {
+    disk: SimDisk,
+}
+
+/// Reads a [`DiskJournal`] while holding its disk's lock.
+pub struct DiskJournalReader<'a> {
+    state: MutexGuard<'a, DiskState>,
+    at: usize,
+}
+
+impl Read for DiskJournalReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let rest = self.state.journal.get(self.at..).unwrap_or_default();
+        let n = rest.len().min(buf.len());
+        buf[..n].copy_from_slice(&rest[..n]);
+        self.at += n;
+        Ok(n)
+    }
+}
+
+impl Medium for DiskJournal {
+    type Reader<'a> = DiskJournalReader<'a>;
+
+    fn read_from(&mut self, offset: u64) -> io::Result<Self::Reader<'_>> {
+        let at = usize::try_from(offset).unwrap_or(usize::MAX);
+        Ok(DiskJournalReader {
+            state: self.disk.lock(),
+            at,
+        })
+    }
+
+    fn size(&mut self) -> io::Result<u64> {
+        Ok(self.disk.lock().journal.len() as u64)
+    }
+
+    fn write_at(&mut self, offset: u64, data: &[u8]) -> io::Result<()> {
+        let mut s = self.disk.lock();
         s.check_writable()?;
-        s.recover_journal();
-        let needed = (FRAME_HEADER + record.len()) as u64;
-        if needed > s.free() {
+        let at = usize::try_from(offset)
+            .ok()
+            .filter(|&at| at <= s.journal.len())
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "a write past the end"))?;
+        let grows = (at + data.len()).saturating_sub(s.journal.len()) as u64;
+        if grows > s.free() {
             return Err(io::Error::new(
                 io::ErrorKind::StorageFull,
-                format!("no room for a {needed}-byte journal record"),
+                format!("no room for {grows} more bytes of journal"),
             ));
         }
-        let frame = frame_of(record);
-        s.journal.extend_from_slice(&frame);
-        s.journal_checked = s.journal.len();
+        s.journal.truncate(at);
+        s.journal.extend_from_slice(data);
+        s.journal_synced = s.journal_synced.min(at);
         Ok(())
     }
 
-    fn records(&mut self) -> io::Result<Vec<Vec<u8>>> {
-        let mut s = self.lock();
-        s.recover_journal();
-        let mut records = Vec::new();
-        let mut at = 0;
-        while let Some(next) = next_frame(&s.journal, at) {
-            records.push(s.journal[at + FRAME_HEADER..next].to_vec());
-            at = next;
-        }
-        Ok(records)
+    fn truncate(&mut self, len: u64) -> io::Result<()> {
+        let mut s = self.disk.lock();
+        let len = usize::try_from(len).unwrap_or(usize::MAX);
+        s.journal.truncate(len);
+        s.journal_synced = s.journal_synced.min(len);
+        Ok(())
+    }
+
+    fn sync(&mut self) -> io::Result<()> {
+        let mut s = self.disk.lock();
+        s.journal_synced = s.journal.len();
+        Ok(())
+    }
+
+    fn name(&self) -> String {
+        "the simulated journal".into()
     }
 }
 
@@ -330,50 +384,21 @@ fn not_found(what: &str, si: StorageIndex, share: ShareNum) -> io::Error {
     )
 }
 
-fn checksum(body: &[u8]) -> u32 {
-    let hash = Sha256::digest(body);
-    u32::from_le_bytes([hash[0], hash[1], hash[2], hash[3]])
-}
-
-fn frame_of(record: &[u8]) -> Vec<u8> {
-    let mut frame = Vec::with_capacity(FRAME_HEADER + record.len());
-    frame.extend_from_slice(&(record.len() as u32).to_le_bytes());
-    frame.extend_from_slice(&checksum(record).to_le_bytes());
-    frame.extend_from_slice(record);
-    frame
-}
-
-/// Where the whole, intact frame starting at `at` ends; `None` at the end of the log or at a
-/// torn or damaged frame.
-fn next_frame(log: &[u8], at: usize) -> Option<usize> {
-    let header = log.get(at..at.checked_add(FRAME_HEADER)?)?;
-    let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
-    let sum = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
-    let end = (at + FRAME_HEADER).checked_add(len)?;
-    let body = log.get(at + FRAME_HEADER..end)?;
-    (checksum(body) == sum).then_some(end)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use cairn_actors::store::Journal;
+    use cairn_actors::testing::{journal_suite, share_store_suite};
     use rand::SeedableRng;
     use rand_chacha::ChaCha8Rng;
 
     const SI: StorageIndex = StorageIndex([7; 16]);
 
     #[test]
-    fn incoming_shares_are_invisible_until_committed() {
-        let mut disk = SimDisk::new(1000);
-        disk.create(SI, ShareNum(1), 4).unwrap();
-        disk.write(SI, ShareNum(1), 0, b"abcd").unwrap();
-        assert!(disk.read(SI, ShareNum(1), 0, 4).is_err());
-        assert_eq!(disk.list(SI).unwrap(), vec![]);
-        disk.commit(SI, ShareNum(1)).unwrap();
-        assert_eq!(disk.read(SI, ShareNum(1), 1, 10).unwrap(), b"bcd");
-        assert_eq!(disk.list(SI).unwrap(), vec![(ShareNum(1), 4)]);
-        assert!(disk.create(SI, ShareNum(1), 4).is_err());
-        assert!(disk.write(SI, ShareNum(1), 0, b"x").is_err());
+    fn the_simulated_disk_keeps_the_store_contract() {
+        share_store_suite(SimDisk::new);
+        let disk = SimDisk::new(64 << 20);
+        journal_suite(|| disk.journal());
     }
 
     #[test]
@@ -386,7 +411,7 @@ mod tests {
         assert_eq!(disk.available_bytes().unwrap(), 0);
         let err = disk.write(SI, ShareNum(0), 0, b"x").unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::StorageFull);
-        assert!(disk.append(b"r").is_err());
+        assert!(disk.journal().append(b"r").is_err());
         disk.set_full(false);
         disk.write(SI, ShareNum(0), 0, b"x").unwrap();
         assert!(disk.write(SI, ShareNum(0), 5, b"xy").is_err());
@@ -412,21 +437,48 @@ mod tests {
     fn torn_tail_is_cut_and_later_appends_survive() {
         let mut rng = ChaCha8Rng::seed_from_u64(1);
         for _ in 0..50 {
-            let mut disk = SimDisk::new(10_000);
-            disk.append(b"one").unwrap();
-            disk.append(b"two").unwrap();
+            let disk = SimDisk::new(10_000);
+            let mut journal = disk.journal();
+            journal.append(b"one").unwrap();
+            journal.append(b"two").unwrap();
             disk.tear_append(b"three, never acknowledged", &mut rng);
-            assert_eq!(
-                disk.records().unwrap(),
-                vec![b"one".to_vec(), b"two".to_vec()]
-            );
+            let restarted = disk.journal().records().unwrap();
+            assert_eq!(restarted, vec![b"one".to_vec(), b"two".to_vec()]);
             disk.tear_append(b"four", &mut rng);
-            disk.append(b"five").unwrap();
+            journal.append(b"five").unwrap();
             assert_eq!(
-                disk.records().unwrap(),
+                disk.journal().records().unwrap(),
                 vec![b"one".to_vec(), b"two".to_vec(), b"five".to_vec()]
             );
         }
+    }
+
+    #[test]
+    fn power_loss_keeps_synced_journal_bytes_and_loses_the_rest() {
+        let disk = SimDisk::new(10_000);
+        let mut journal = disk.journal();
+        journal.append(b"acknowledged").unwrap();
+        let mut medium = DiskJournal { disk: disk.clone() };
+        let end = medium.size().unwrap();
+        medium
+            .write_at(end, &frame(b"written, not synced"))
+            .unwrap();
+        disk.crash(false);
+        assert_eq!(
+            disk.usage().journal_bytes,
+            medium.size().unwrap(),
+            "a process crash loses nothing"
+        );
+        disk.crash(true);
+        assert_eq!(
+            disk.usage().journal_bytes,
+            end,
+            "a power loss loses what was not synced"
+        );
+        assert_eq!(
+            disk.journal().records().unwrap(),
+            vec![b"acknowledged".to_vec()]
+        );
     }
 
     #[test]

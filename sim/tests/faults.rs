@@ -274,9 +274,8 @@ fn a_torn_write_crashes_the_node_and_its_tail_is_dropped() {
         disk.usage().journal_bytes < torn + 2 * 16,
         "the tail was cut before appending"
     );
-    let mut disk = disk;
     assert_eq!(
-        disk.records().unwrap().len(),
+        disk.journal().records().unwrap().len(),
         5,
         "appends after the tear survive"
     );
@@ -317,7 +316,7 @@ fn bit_rot_strikes_committed_shares_only_and_a_full_disk_refuses_writes() {
         "3 flips, two may cancel: {flipped}"
     );
     assert_eq!(d.available_bytes().unwrap(), 0);
-    assert!(d.append(b"x").is_err());
+    assert!(d.journal().append(b"x").is_err());
     d.set_full(false);
     d.commit(SI, ShareNum(1)).unwrap();
     assert_eq!(d.read(SI, ShareNum(1), 0, 16).unwrap(), vec![1; 16]);

@@ -72,7 +72,7 @@ impl Grid {
     /// Adds every node to `world`.
     pub fn populate<U: LocalUser>(&self, world: &mut World<U>) {
         let added = world.add_node(self.introducer, SimDisk::new(64 << 20), |disk: &SimDisk| {
-            let vdrive: Box<dyn Actor> = Box::new(Vdrive::new(Box::new(disk.clone())));
+            let vdrive: Box<dyn Actor> = Box::new(Vdrive::new(Box::new(disk.journal())));
             vec![
                 (
                     Service::Introducer,
@@ -95,7 +95,7 @@ impl Grid {
                         format!("sim-storage-{i}"),
                         introducer,
                         Box::new(disk.clone()),
-                        Box::new(disk.clone()),
+                        Box::new(disk.journal()),
                         config.clone(),
                     );
                     vec![(Service::Storage, Box::new(server) as Box<dyn Actor>)]

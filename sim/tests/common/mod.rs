@@ -4,11 +4,12 @@
 #![allow(dead_code)]
 
 use cairn_sim::actors::protocol::{Request, Response};
-use cairn_sim::actors::store::{Journal, ShareStore};
+use cairn_sim::actors::store::{FramedJournal, Journal, ShareStore};
 use cairn_sim::actors::{
     Actor, Addr, Context, Input, Message, NodeId, RequestId, Service, ShareNum, StorageIndex, Time,
     TimerId,
 };
+use cairn_sim::disk::DiskJournal;
 use cairn_sim::{ActorSet, NoUser, SimDisk, World, WorldConfig};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -158,6 +159,7 @@ pub const SI: StorageIndex = StorageIndex([5; 16]);
 /// every other share. Logs what it finds on its disk at each start.
 pub struct Journaler {
     pub disk: SimDisk,
+    pub journal: FramedJournal<DiskJournal>,
     pub period: Duration,
     pub boots: Log<Boot>,
     pub ticks: u64,
@@ -167,6 +169,7 @@ impl Journaler {
     pub fn set(disk: &SimDisk, period: Duration, boots: Log<Boot>) -> ActorSet {
         let actor = Journaler {
             disk: disk.clone(),
+            journal: disk.journal(),
             period,
             boots,
             ticks: 0,
@@ -181,7 +184,7 @@ impl Actor for Journaler {
             Input::Start => {
                 let boot = Boot {
                     at: ctx.now(),
-                    records: self.disk.records().unwrap_or_default(),
+                    records: self.journal.records().unwrap_or_default(),
                     incoming: self.disk.incoming().unwrap_or_default(),
                     complete: self.disk.list(SI).unwrap_or_default(),
                 };
@@ -194,7 +197,7 @@ impl Actor for Journaler {
                 self.ticks += 1;
                 // Errors (a full disk, share numbers wrapping in long runs) are the test's to
                 // check on the disk afterwards, not this actor's.
-                let _ = self.disk.append(format!("tick {n}").as_bytes());
+                let _ = self.journal.append(format!("tick {n}").as_bytes());
                 let share = ShareNum(n as u8);
                 let _ = self.disk.create(SI, share, 16);
                 let _ = self.disk.write(SI, share, 0, &[n as u8; 16]);
