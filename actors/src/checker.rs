@@ -259,6 +259,7 @@ impl Checker {
             self.readers.insert((share, server), reader);
             self.read((share, server), offset, len, ctx);
         }
+        debug_assert!(self.readers.len() <= VERIFY_PARALLELISM);
         if self.readers.is_empty() && self.queue.is_empty() {
             let verified = std::mem::take(&mut self.verified);
             let report = self.report(verified);

@@ -177,6 +177,7 @@ impl Client {
             heard: now,
         };
         self.servers.insert(node, known);
+        debug_assert!(self.servers.len() <= self.max_servers);
     }
 
     fn forget_stalest(&mut self) {

@@ -228,6 +228,8 @@ impl<K: Ord + Copy, V> Recent<K, V> {
         }
         let (_, oldest) = self.by_age.pop_first()?;
         self.entries.remove(&oldest);
+        debug_assert_eq!(self.entries.len(), self.limit, "full, and no more");
+        debug_assert_eq!(self.by_age.len(), self.entries.len(), "one age per entry");
         Some(oldest)
     }
 }

@@ -76,6 +76,11 @@ impl ReplyCache {
             self.answers.remove(&(from, id));
         }
         self.oldest_deadline = self.order.front().map(|&(_, _, deadline)| deadline);
+        debug_assert_eq!(
+            self.order.len(),
+            self.answers.len(),
+            "one order entry per answer"
+        );
         // A burst of requests leaves large tables behind: give the room back once they
         // are mostly empty (each shrink halves at least, so its cost is amortised).
         if self.answers.capacity() > 64 && self.answers.len() * 4 < self.answers.capacity() {
@@ -111,6 +116,12 @@ impl ReplyCache {
             }
         }
         self.oldest_deadline = self.order.front().map(|&(_, _, deadline)| deadline);
+        debug_assert_eq!(
+            self.order.len(),
+            self.answers.len(),
+            "one order entry per answer"
+        );
+        debug_assert!(self.order.len() <= self.capacity);
     }
 
     /// How many answers are remembered.

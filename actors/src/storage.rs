@@ -192,6 +192,10 @@ impl StorageServer {
         // the Unix epoch; a simulation's keeps running through crashes); the max only
         // matters if two announcements fall on the same instant.
         let seq = ctx.now().0.max(self.last_seq.saturating_add(1));
+        debug_assert!(
+            seq > self.last_seq || seq == u64::MAX,
+            "announcements only go forward"
+        );
         self.last_seq = seq;
         let announcement = Announcement::new(&self.key, self.address.clone(), free, seq);
         let interval = self.config.announce_interval.max(MIN_ANNOUNCE_INTERVAL);
@@ -309,6 +313,7 @@ impl StorageServer {
         share_size: u64,
         mut budget: u64,
     ) -> Result<AllocationPlan, RemoteError> {
+        let budget_at_start = budget;
         let held: BTreeSet<ShareNum> = self.complete_shares(si)?.iter().map(|s| s.0).collect();
         let mut plan = AllocationPlan::default();
         for share in shares.iter().copied().collect::<BTreeSet<_>>() {
@@ -323,6 +328,7 @@ impl StorageServer {
                 plan.refused = true;
             }
         }
+        debug_assert!(plan.allocate.len() as u64 * share_size <= budget_at_start);
         Ok(plan)
     }
 
@@ -385,7 +391,8 @@ impl StorageServer {
             self.drop_incoming(si, share);
             return Err(disk(e));
         }
-        self.incoming.remove(&(si, share));
+        let closed = self.incoming.remove(&(si, share));
+        debug_assert!(closed.is_some(), "checked to be incoming above");
         Ok(Response::Ok)
     }
 
@@ -453,6 +460,7 @@ impl StorageServer {
         }
         self.advisories
             .push_back(CorruptionAdvisory { si, share, reason });
+        debug_assert!(self.advisories.len() <= MAX_CORRUPTION_ADVISORIES);
         Response::Ok
     }
 

@@ -402,6 +402,12 @@ impl Run {
         let Some(cap) = self.file.as_ref().map(|f| f.cap.clone()) else {
             return;
         };
+        debug_assert!(
+            self.unacked.is_empty(),
+            "every share closed: every write answered"
+        );
+        debug_assert!(self.requests.is_empty(), "nothing left to wait for");
+        debug_assert!(self.eof == Eof::Confirmed);
         let placement = self
             .placement()
             .into_iter()

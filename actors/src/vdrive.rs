@@ -238,11 +238,14 @@ impl Vdrive {
                  up): {e}"
             )));
         }
-        self.tree.apply(op).inspect_err(|e| {
+        let applied = self.tree.apply(op).inspect_err(|e| {
             // A checked change cannot fail; if it did, the journal is now ahead of memory.
             tracing::error!("vdrive: a checked change failed to apply: {e}");
             self.health = Health::ReadOnly(format!("a journaled change failed to apply: {e}"));
-        })
+        });
+        debug_assert!(applied.is_ok(), "a checked change applies");
+        debug_assert!(self.tree.entries() <= self.max_entries);
+        applied
     }
 }
 

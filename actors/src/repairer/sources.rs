@@ -37,6 +37,7 @@ impl Repairer {
             self.sources.insert(share, reader);
             self.read(ctx, share, offset, len);
         }
+        debug_assert!(self.sources.len() <= k, "at most k sources");
         let proved = self.sources.values().all(ShareReader::verified);
         if self.phase == Phase::Sources && proved {
             self.sources_proved(ctx);
@@ -216,6 +217,7 @@ impl Repairer {
                 return self.fail(ctx, err);
             }
         }
+        debug_assert!(self.unacked.len() <= self.config.window.max(1));
         if regen.next_segment() < regen.geometry().num_segments {
             self.regen = Some(regen);
             return self.fetch_blocks(ctx);

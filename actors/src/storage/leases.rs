@@ -125,6 +125,7 @@ impl Leases {
                 file.swap_remove(i);
             }
         }
+        debug_assert!(file.len() <= MAX_LEASES_PER_FILE);
     }
 }
 

@@ -209,6 +209,7 @@ impl Run {
 
     pub(super) fn write_acked(&mut self, key: (ShareNum, NodeId), segment: Option<u64>) {
         if let Some(home) = self.homes.get_mut(&key) {
+            debug_assert!(home.writes > 0, "an acknowledged write was counted");
             home.writes = home.writes.saturating_sub(1);
         }
         if let Some(s) = segment {
@@ -217,6 +218,10 @@ impl Run {
     }
 
     pub(super) fn segment_write_done(&mut self, segment: u64) {
+        debug_assert!(
+            self.unacked.contains_key(&segment),
+            "a write of segment {segment} was counted"
+        );
         if let Some(count) = self.unacked.get_mut(&segment) {
             *count -= 1;
             if *count == 0 {

@@ -112,6 +112,10 @@ impl Run {
             }
         }
         self.stream.next = s + 1;
+        debug_assert!(
+            self.unacked.len() <= self.config.window.max(1),
+            "a segment is pulled only while the window has room"
+        );
         if self.stream.next < self.geometry.num_segments {
             self.stream.encoder = Some(encoder);
             return Ok(());
