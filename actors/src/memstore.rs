@@ -32,6 +32,8 @@ pub struct MemShareStore {
 
 struct Shares {
     capacity: u64,
+    /// A full disk: nothing is created or written, whatever the capacity says.
+    full: bool,
     /// Sum of the sizes of all shares, incoming and complete.
     used: u64,
     incoming: BTreeMap<ShareKey, Share>,
@@ -50,6 +52,7 @@ impl MemShareStore {
         MemShareStore {
             inner: Arc::new(Mutex::new(Shares {
                 capacity,
+                full: false,
                 used: 0,
                 incoming: BTreeMap::new(),
                 complete: BTreeMap::new(),
@@ -79,6 +82,55 @@ impl MemShareStore {
         (shares.incoming.len(), shares.complete.len())
     }
 
+    /// Fills the disk (every create and write fails, nothing is available) or empties it
+    /// again: the simulator's full-disk fault.
+    pub fn set_full(&self, full: bool) {
+        self.lock().full = full;
+    }
+
+    /// A power loss: every incoming share (never synced) is gone, and its space with it.
+    pub fn lose_incoming(&self) {
+        let mut shares = self.lock();
+        let lost: u64 = shares.incoming.values().map(|s| s.size).sum();
+        shares.incoming.clear();
+        shares.used -= lost;
+    }
+
+    /// The complete shares, with their sizes, in key order.
+    pub fn complete(&self) -> Vec<(StorageIndex, ShareNum, u64)> {
+        let shares = self.lock();
+        let all = shares.complete.iter();
+        all.map(|(&(si, share), s)| (si, share, s.size)).collect()
+    }
+
+    /// A complete share's bytes, whole (for tests and invariant checks).
+    pub fn share(&self, si: StorageIndex, share: ShareNum) -> Option<Vec<u8>> {
+        let shares = self.lock();
+        let s = shares.complete.get(&(si, share))?;
+        s.read(0, s.size).ok()
+    }
+
+    /// Flips bit `bit % 8` of byte `offset` of a complete share: the simulator's bit rot.
+    pub fn flip_bit(
+        &self,
+        si: StorageIndex,
+        share: ShareNum,
+        offset: u64,
+        bit: u8,
+    ) -> io::Result<()> {
+        let mut shares = self.lock();
+        let s = shares
+            .complete
+            .get_mut(&(si, share))
+            .ok_or_else(|| not_found("complete", (si, share)))?;
+        let mut byte = s.read(offset, 1)?;
+        let Some(b) = byte.first_mut() else {
+            return Err(invalid(format!("byte {offset} is past the share's end")));
+        };
+        *b ^= 1 << (bit % 8);
+        s.write(offset, &byte)
+    }
+
     fn lock(&self) -> MutexGuard<'_, Shares> {
         // A panic while holding the lock can only be an allocation failure mid-copy; the maps
         // themselves are never left half-updated, so the contents are still usable.
@@ -88,7 +140,20 @@ impl MemShareStore {
 
 impl Shares {
     fn available(&self) -> u64 {
-        self.capacity.saturating_sub(self.used)
+        match self.full {
+            true => 0,
+            false => self.capacity.saturating_sub(self.used),
+        }
+    }
+
+    fn check_writable(&self) -> io::Result<()> {
+        match self.full {
+            true => Err(io::Error::new(
+                io::ErrorKind::StorageFull,
+                "the disk is full",
+            )),
+            false => Ok(()),
+        }
     }
 
     fn incoming_mut(&mut self, key: ShareKey) -> io::Result<&mut Share> {
@@ -161,6 +226,7 @@ impl Share {
 impl ShareStore for MemShareStore {
     fn create(&mut self, si: StorageIndex, share: ShareNum, size: u64) -> io::Result<()> {
         let mut shares = self.lock();
+        shares.check_writable()?;
         let key = (si, share);
         if shares.incoming.contains_key(&key) || shares.complete.contains_key(&key) {
             return Err(io::Error::new(
@@ -189,7 +255,9 @@ impl ShareStore for MemShareStore {
         offset: u64,
         data: &[u8],
     ) -> io::Result<()> {
-        self.lock().incoming_mut((si, share))?.write(offset, data)
+        let mut shares = self.lock();
+        shares.check_writable()?;
+        shares.incoming_mut((si, share))?.write(offset, data)
     }
 
     fn commit(&mut self, si: StorageIndex, share: ShareNum) -> io::Result<()> {

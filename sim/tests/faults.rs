@@ -308,7 +308,7 @@ fn bit_rot_strikes_committed_shares_only_and_a_full_disk_refuses_writes() {
         )
         .unwrap();
     world.run_until(Time(27 * MS));
-    let mut d = disk.clone();
+    let mut d = disk.shares();
     let share0 = d.read(SI, ShareNum(0), 0, 16).unwrap();
     let flipped: u32 = share0.iter().map(|b| b.count_ones()).sum();
     assert!(
@@ -316,8 +316,8 @@ fn bit_rot_strikes_committed_shares_only_and_a_full_disk_refuses_writes() {
         "3 flips, two may cancel: {flipped}"
     );
     assert_eq!(d.available_bytes().unwrap(), 0);
-    assert!(d.journal().append(b"x").is_err());
-    d.set_full(false);
+    assert!(disk.journal().append(b"x").is_err());
+    disk.set_full(false);
     d.commit(SI, ShareNum(1)).unwrap();
     assert_eq!(d.read(SI, ShareNum(1), 0, 16).unwrap(), vec![1; 16]);
 }

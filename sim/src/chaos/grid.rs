@@ -94,7 +94,7 @@ impl Grid {
                         NodeKey::from_seed(seed),
                         format!("sim-storage-{i}"),
                         introducer,
-                        Box::new(disk.clone()),
+                        Box::new(disk.shares()),
                         Box::new(disk.journal()),
                         config.clone(),
                     );

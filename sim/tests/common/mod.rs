@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+use cairn_sim::actors::memstore::MemShareStore;
 use cairn_sim::actors::protocol::{Request, Response};
 use cairn_sim::actors::store::{FramedJournal, Journal, ShareStore};
 use cairn_sim::actors::{
@@ -158,7 +159,7 @@ pub const SI: StorageIndex = StorageIndex([5; 16]);
 /// Every `period`, appends a record to its journal and starts an incoming share; commits
 /// every other share. Logs what it finds on its disk at each start.
 pub struct Journaler {
-    pub disk: SimDisk,
+    pub shares: MemShareStore,
     pub journal: FramedJournal<DiskJournal>,
     pub period: Duration,
     pub boots: Log<Boot>,
@@ -168,7 +169,7 @@ pub struct Journaler {
 impl Journaler {
     pub fn set(disk: &SimDisk, period: Duration, boots: Log<Boot>) -> ActorSet {
         let actor = Journaler {
-            disk: disk.clone(),
+            shares: disk.shares(),
             journal: disk.journal(),
             period,
             boots,
@@ -185,8 +186,8 @@ impl Actor for Journaler {
                 let boot = Boot {
                     at: ctx.now(),
                     records: self.journal.records().unwrap_or_default(),
-                    incoming: self.disk.incoming().unwrap_or_default(),
-                    complete: self.disk.list(SI).unwrap_or_default(),
+                    incoming: self.shares.incoming().unwrap_or_default(),
+                    complete: self.shares.list(SI).unwrap_or_default(),
                 };
                 self.ticks = boot.records.len() as u64;
                 self.boots.lock().unwrap().push(boot);
@@ -199,10 +200,10 @@ impl Actor for Journaler {
                 // check on the disk afterwards, not this actor's.
                 let _ = self.journal.append(format!("tick {n}").as_bytes());
                 let share = ShareNum(n as u8);
-                let _ = self.disk.create(SI, share, 16);
-                let _ = self.disk.write(SI, share, 0, &[n as u8; 16]);
+                let _ = self.shares.create(SI, share, 16);
+                let _ = self.shares.write(SI, share, 0, &[n as u8; 16]);
                 if n.is_multiple_of(2) {
-                    let _ = self.disk.commit(SI, share);
+                    let _ = self.shares.commit(SI, share);
                 }
                 ctx.set_timer(TimerId(0), self.period);
             }
