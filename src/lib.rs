@@ -7,4 +7,5 @@
 pub use cairn_actors as actors;
 pub use cairn_codec as codec;
 pub use cairn_net as net;
+pub use cairn_research as research;
 pub use cairn_sim as sim;

@@ -1,9 +1,9 @@
-//! `cairn sim research`: runs a large-mesh durability study (see `cairn_sim::research`) from a
+//! `cairn sim research`: runs a large-mesh durability study (see `cairn_research`) from a
 //! scenario file, flags, or both (flags override the file), with a progress bar on stderr,
 //! and writes the summary, time series and plots into the output directory.
 
 use anyhow::{Context, Result};
-use cairn_sim::research::{self, output, Churn, Departures, Progress, Repair, Scenario};
+use cairn_research::{self as research, output, Churn, Departures, Progress, Repair, Scenario};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::path::{Path, PathBuf};
 use std::time::Instant;

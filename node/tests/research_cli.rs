@@ -54,7 +54,7 @@ fn flags_run_a_study_and_write_every_output() {
         String::from_utf8_lossy(&run.stderr)
     );
     assert!(String::from_utf8_lossy(&run.stdout).contains("readable"));
-    for name in cairn_sim::research::output::FILES {
+    for name in cairn_research::output::FILES {
         let len = std::fs::metadata(out.join(name))
             .map(|m| m.len())
             .unwrap_or(0);

@@ -11,8 +11,9 @@
 //! same digest on any machine.
 //!
 //! On top of the engine, [`chaos`] is the standard chaos scenario: a grid under every fault,
-//! with a checked workload, and [`research`] runs large meshes under churn for durability and
-//! repair studies.
+//! with a checked workload, and [`scenario`] a harness for named fault scenarios. Large
+//! meshes under churn, for durability and repair studies, are the `cairn-research` crate's,
+//! on this engine.
 
 pub mod chaos;
 mod counters;
@@ -23,8 +24,7 @@ pub mod faults;
 pub mod fingerprint;
 mod host;
 pub mod network;
-mod queue;
-pub mod research;
+pub mod queue;
 pub mod scenario;
 mod trace;
 mod user;

@@ -83,6 +83,11 @@ impl<T> Agenda<T> {
     pub fn len(&self) -> usize {
         self.heap.len()
     }
+
+    /// Whether nothing is waiting.
+    pub fn is_empty(&self) -> bool {
+        self.heap.is_empty()
+    }
 }
 
 #[cfg(test)]

@@ -8,9 +8,9 @@ use super::ring::{self, Membership, SharedMembership};
 use super::scenario::{Repair, Scenario, ScenarioError, DAY};
 use super::series::{Sample, Sampler};
 use super::summary::Summary;
-use crate::{Fault, NoUser, SimDisk, World, WorldConfig};
 use cairn_actors::storage::{StorageConfig, StorageServer};
 use cairn_actors::{Actor, Addr, NodeId, NodeKey, Service, Time};
+use cairn_sim::{Fault, NoUser, SimDisk, World, WorldConfig};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 

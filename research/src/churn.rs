@@ -4,7 +4,7 @@
 //! A node is *up* when it is a member (not departed), its own on/off process says up, and its
 //! zone is not in an outage. The [`ChurnDriver`] keeps its own queue of these happenings and
 //! reports each change of a node's up state as a [`Transition`]; the runner turns them into
-//! crashes and restarts of the node in the [`crate::World`].
+//! crashes and restarts of the node in the [`cairn_sim::World`].
 //!
 //! Stationarity. The run starts in the long-run regime: each node is up at time zero with
 //! its long-run availability, and the time to its next flip is a residual period drawn from
@@ -14,8 +14,8 @@
 //! (without zones) — which is what makes a file's readability a binomial tail.
 
 use super::scenario::{Churn, Departures, Zones, DAY, HOUR};
-use crate::queue::Agenda;
 use cairn_actors::Time;
+use cairn_sim::queue::Agenda;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 

@@ -2,7 +2,9 @@
 //! binomial tail, repair keeps files alive through permanent departures and accounts for its
 //! bytes, and a seed replays exactly.
 
-use cairn_sim::research::{self, binomial_tail, Churn, Departures, Repair, Scenario, Summary};
+use cairn_research::{
+    self as research, binomial_tail, Churn, Departures, Repair, Scenario, Summary,
+};
 
 fn run(scenario: &Scenario) -> research::Outcome {
     research::run(scenario, &mut |_| {}).expect("the scenario is valid")
@@ -122,7 +124,7 @@ fn repair_keeps_files_through_departures_and_accounts_for_its_bytes() {
 #[test]
 fn a_seed_replays_exactly() {
     let scenario = Scenario {
-        zones: cairn_sim::research::Zones {
+        zones: cairn_research::Zones {
             count: 4,
             mean_days_between_outages: 5.0,
             mean_outage_hours: 6.0,
@@ -160,7 +162,7 @@ fn a_seed_replays_exactly() {
 #[test]
 #[ignore = "a study (a minute in release): run it by name"]
 fn worked_study() {
-    use cairn_sim::research::plot::{Chart, Line};
+    use cairn_research::plot::{Chart, Line};
     let mut lines = Vec::new();
     for n in [10u8, 15] {
         let (mut readable, mut surviving) = (Vec::new(), Vec::new());

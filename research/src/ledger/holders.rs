@@ -5,7 +5,7 @@
 //! back. Copies past the inline room (repairs of shares on nodes that were only down) spill
 //! into a list.
 
-use crate::research::churn::NodeNum;
+use crate::churn::NodeNum;
 
 /// Holders kept inline: room for 3-of-10 and a couple of repair copies (128 bytes a file).
 const INLINE: usize = 12;

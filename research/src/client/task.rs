@@ -13,8 +13,8 @@
 //! (a repair).
 
 use super::{ClientPlan, ClientStats, TaskIo};
-use crate::research::churn::NodeNum;
-use crate::research::ledger::{node_id, storage_index, FileNum, ShareSet};
+use crate::churn::NodeNum;
+use crate::ledger::{node_id, storage_index, FileNum, ShareSet};
 use cairn_actors::checker::CheckReport;
 use cairn_actors::placement::happiness;
 use cairn_actors::protocol::{Request, RequestId, Response, MAX_DATA_PER_MESSAGE};

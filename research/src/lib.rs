@@ -1,8 +1,8 @@
-//! `cairn sim research`: large meshes for people who study how a storage mesh behaves at
+//! cairn's research simulator (`cairn sim research`): large meshes for people who study how a storage mesh behaves at
 //! scale — how many files survive months of churn at 3-of-10 or 5-of-15, what repair costs in
 //! bandwidth, how evenly placement spreads shares.
 //!
-//! A run ([`run`]) builds a [`crate::World`] of real storage servers
+//! A run ([`run`]) builds a [`cairn_sim::World`] of real storage servers
 //! ([`cairn_actors::storage::StorageServer`]) over a size-only share store
 //! ([`ledger::SizeStore`]) and one research client ([`client::ResearchClient`]) that speaks
 //! the real protocol to them. The client uploads every file (all nodes up), then the churn
