@@ -27,7 +27,9 @@ pub struct Status {
     pub nickname: String,
     /// What the node runs: introducer, vdrive, storage, client.
     pub roles: Vec<String>,
-    pub furl: String,
+    /// Where other nodes reach it (`host:port`; never its FURL, whose secret is a
+    /// credential).
+    pub address: String,
     /// Whether the introducer answered recently (clients only).
     pub introducer_connected: Option<bool>,
     /// Known storage servers with a live connection.
@@ -39,7 +41,7 @@ pub struct Status {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Server {
     pub id: String,
-    /// Its FURL.
+    /// Where it listens (`host:port`, without its FURL's secret).
     pub address: String,
     /// The connection's state: connected, connecting, backoff or idle.
     pub connection: String,
@@ -57,4 +59,12 @@ pub struct Entry {
     pub kind: String,
     /// A file's cap.
     pub cap: Option<String>,
+}
+
+/// `POST /login-url`: a one-time URL that logs a browser in.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct LoginUrl {
+    pub url: String,
+    /// How long it stays good, in seconds.
+    pub valid_secs: u64,
 }

@@ -93,6 +93,18 @@ pub struct StatusArgs {
     json: bool,
 }
 
+/// Print a one-time URL that signs a browser in to the node's gateway.
+///
+/// The URL holds a code the node accepts once, within five minutes; the browser then
+/// keeps a session cookie for the gateway's address (SameSite=Strict, HttpOnly). Anyone who
+/// sees the URL before it is used can take the session: open it yourself, at once.
+#[derive(clap::Args)]
+pub struct WebopenArgs {
+    /// Also open it in the desktop's browser (xdg-open).
+    #[arg(long)]
+    open: bool,
+}
+
 pub fn put(dir: &Path, args: PutArgs) -> Result<()> {
     let client = GatewayClient::for_node(dir)?;
     let (mut input, size): (Box<dyn Read>, Option<u64>) = if args.file.as_os_str() == "-" {
@@ -253,6 +265,21 @@ pub fn rm(dir: &Path, args: RmArgs) -> Result<()> {
     GatewayClient::for_node(dir)?.post("/vdrive/unlink", &[("path", &args.path)])
 }
 
+pub fn webopen(dir: &Path, args: WebopenArgs) -> Result<()> {
+    let login: api::LoginUrl = GatewayClient::for_node(dir)?.post_json("/login-url", &[])?;
+    println!("{}", login.url);
+    if args.open {
+        let opened = std::process::Command::new("xdg-open")
+            .arg(&login.url)
+            .status()
+            .context("cannot run xdg-open: open the URL above by hand")?;
+        if !opened.success() {
+            bail!("xdg-open failed: open the URL above by hand");
+        }
+    }
+    Ok(())
+}
+
 pub fn status(dir: &Path, args: StatusArgs) -> Result<()> {
     let status: api::Status = GatewayClient::for_node(dir)?.get("/status", &[])?;
     if args.json {
@@ -261,7 +288,7 @@ pub fn status(dir: &Path, args: StatusArgs) -> Result<()> {
     }
     println!("node:       {} ({})", status.nickname, status.node_id);
     println!("runs:       {}", status.roles.join(", "));
-    println!("furl:       {}", status.furl);
+    println!("address:    {}", status.address);
     if let Some(connected) = status.introducer_connected {
         println!(
             "introducer: {}",

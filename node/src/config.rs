@@ -19,6 +19,43 @@ pub struct NodeConfig {
     pub client: Option<ClientSection>,
     #[serde(default)]
     pub storage: StorageSection,
+    #[serde(default)]
+    pub gateway: GatewaySection,
+}
+
+/// `[gateway]`: who may reach the local HTTP gateway, and how much an upload may take.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewaySection {
+    /// Allow `[node] gateway` on an address other machines can reach. Off: the gateway
+    /// grants full access to the node, so it stays on the loopback interface.
+    #[serde(default)]
+    pub allow_remote: bool,
+    /// The largest upload accepted, e.g. "1 TiB".
+    #[serde(default = "default_max_upload")]
+    pub max_upload_size: String,
+    /// Uploads are spooled to the node directory's disk only while this much stays free.
+    #[serde(default = "default_spool_reserve")]
+    pub spool_reserve: String,
+}
+
+fn default_max_upload() -> String {
+    // The codec's own limit: a million segments of 1 MiB.
+    "1 TiB".to_owned()
+}
+
+fn default_spool_reserve() -> String {
+    "1 GiB".to_owned()
+}
+
+impl Default for GatewaySection {
+    fn default() -> Self {
+        GatewaySection {
+            allow_remote: false,
+            max_upload_size: default_max_upload(),
+            spool_reserve: default_spool_reserve(),
+        }
+    }
 }
 
 /// `[node]`: identity and listening addresses.
@@ -128,7 +165,24 @@ impl NodeConfig {
             }
         }
         self.reserved_space()?;
+        self.upload_limits()?;
+        let gateway = self.node.gateway.ip();
+        if !gateway.is_loopback() && !self.gateway.allow_remote {
+            bail!(
+                "[node] gateway = \"{}\" is reachable from other machines, and the gateway \
+                 grants full access to the node: use 127.0.0.1, or set [gateway] \
+                 allow_remote = true if a firewall or proxy of yours guards it",
+                self.node.gateway
+            );
+        }
         Ok(())
+    }
+
+    /// `[gateway] max_upload_size` and `spool_reserve`, in bytes.
+    pub fn upload_limits(&self) -> Result<(u64, u64)> {
+        let max = parse_size(&self.gateway.max_upload_size).context("[gateway] max_upload_size")?;
+        let reserve = parse_size(&self.gateway.spool_reserve).context("[gateway] spool_reserve")?;
+        Ok((max, reserve))
     }
 
     /// `[storage] reserved_space` in bytes.
@@ -196,6 +250,20 @@ impl NodeConfig {
              reserved_space = {}\n",
             self.storage.enabled,
             toml_string(&self.storage.reserved_space)
+        );
+        out += &format!(
+            "\n[gateway]\n\
+             # Allow [node] gateway on an address other machines can reach. The gateway grants\n\
+             # full access to the node (every request needs the token in private/, but still):\n\
+             # only behind a firewall or proxy of yours.\n\
+             allow_remote = {}\n\
+             # The largest upload accepted.\n\
+             max_upload_size = {}\n\
+             # Uploads are spooled to this disk first; they fail rather than leave less free.\n\
+             spool_reserve = {}\n",
+            self.gateway.allow_remote,
+            toml_string(&self.gateway.max_upload_size),
+            toml_string(&self.gateway.spool_reserve)
         );
         out
     }
@@ -265,6 +333,7 @@ mod tests {
                 enabled: true,
                 reserved_space: "1 GB".to_owned(),
             },
+            gateway: GatewaySection::default(),
         }
     }
 
@@ -301,6 +370,29 @@ mod tests {
         assert!(
             toml::from_str::<NodeConfig>(&text).is_err(),
             "unknown keys are refused"
+        );
+    }
+
+    #[test]
+    fn a_gateway_other_machines_can_reach_needs_an_explicit_yes() {
+        let mut config = sample();
+        config.node.gateway = "0.0.0.0:3456".parse().unwrap();
+        let error = format!("{:#}", config.check().unwrap_err());
+        assert!(error.contains("allow_remote"), "{error}");
+        config.gateway.allow_remote = true;
+        config.check().unwrap();
+        let text = config.to_commented_toml();
+        assert_eq!(toml::from_str::<NodeConfig>(&text).unwrap(), config);
+        let old = text
+            .split("\n[gateway]")
+            .next()
+            .unwrap()
+            .replace("0.0.0.0", "127.0.0.1");
+        let back: NodeConfig = toml::from_str(&old).unwrap();
+        assert_eq!(
+            back.gateway,
+            GatewaySection::default(),
+            "older files read as before"
         );
     }
 

@@ -103,6 +103,7 @@ fn introducer_config(dir: &Path, args: &CreateIntroducerArgs) -> NodeConfig {
         },
         client: None,
         storage: StorageSection::default(),
+        gateway: Default::default(),
     }
 }
 
@@ -124,6 +125,7 @@ pub fn create_node(args: CreateNodeArgs) -> Result<()> {
             enabled: !args.no_storage,
             reserved_space: args.reserved_space.clone(),
         },
+        gateway: Default::default(),
     };
     nodedir::create(&args.dir, &config)?;
     println!(

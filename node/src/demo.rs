@@ -118,6 +118,7 @@ fn introducer_config() -> NodeConfig {
         },
         client: None,
         storage: StorageSection::default(),
+        gateway: Default::default(),
     }
 }
 
@@ -140,6 +141,7 @@ fn member_config(dir: &Path, introducer: &str, storage: bool) -> NodeConfig {
             enabled: storage,
             reserved_space: "0 B".to_owned(),
         },
+        gateway: Default::default(),
     }
 }
 
@@ -147,13 +149,14 @@ fn member_config(dir: &Path, introducer: &str, storage: bool) -> NodeConfig {
 async fn round_trip(grid: &[RunningNode], root: &Path, size: u64) -> Result<()> {
     let client = grid.last().context("the grid has a client")?;
     let gateway = client.gateway_url.clone();
+    let token = crate::nodedir::api_token(&client.dir)?;
     let nicknames: HashMap<String, String> = grid
         .iter()
         .map(|n| (n.node.id().to_string(), n.config.node.nickname.clone()))
         .collect();
     let sample = root.join("sample.bin");
     tokio::task::spawn_blocking(move || {
-        let client = GatewayClient::new(gateway);
+        let client = GatewayClient::new(gateway, token);
         wait_for_servers(&client)?;
         let written = write_sample(&sample, size)?;
         let started = Instant::now();

@@ -11,14 +11,21 @@
 //!   `POST /vdrive/link?path=P&cap=C[&replace=true]`, `POST /vdrive/rename?from=A&to=B`,
 //!   `POST /vdrive/unlink?path=P`.
 //! - `GET /status` — [`api::Status`] (JSON).
+//! - `POST /login-url` — a one-time login URL for a browser ([`api::LoginUrl`]);
+//!   `GET /login?code=C` trades it for a session cookie.
 //!
-//! Failures are JSON [`api::Failure`]s with a status code that says what kind.
+//! Every request passes the checks of [`auth`] first (its `Host`, its origin, the API token
+//! or a session): the gateway is reachable by every web page its user visits. Failures are
+//! JSON [`api::Failure`]s with a status code that says what kind.
+
+pub mod auth;
 
 use crate::api;
 use axum::body::{Body, Bytes};
-use axum::extract::{DefaultBodyLimit, Path as UrlPath, Query, State};
-use axum::http::{header, HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::extract::{DefaultBodyLimit, Path as UrlPath, Query, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use cairn_actors::local::{DownloadError, LocalRequest, LocalResponse, UploadError};
@@ -26,7 +33,7 @@ use cairn_actors::vdrive::{EntryKind, VdriveError, VdriveOp, VdriveReply};
 use cairn_actors::{NodeId, Service};
 use cairn_codec::{self as codec, Cap, CapKind, EncodingParams};
 use cairn_net::host::{HostError, LocalEvent, LocalHandle, SeekSource};
-use cairn_net::transport::{PeerState, Transport};
+use cairn_net::transport::{Furl, PeerState, Transport};
 use cairn_net::Node;
 use futures_util::StreamExt;
 use serde::Deserialize;
@@ -43,8 +50,25 @@ use tokio_stream::wrappers::ReceiverStream;
 /// (its output is acknowledged only as chunks are taken) once these are queued.
 const DOWNLOAD_CHUNKS_QUEUED: usize = 4;
 
+/// How big an upload may be, and how much disk its spool must leave free.
+#[derive(Clone, Copy, Debug)]
+pub struct UploadLimits {
+    /// The largest file accepted.
+    pub max_size: u64,
+    /// Spooling stops (and the upload fails) rather than leave less than this free.
+    pub spool_reserve: u64,
+}
+
+/// Bytes spooled between checks of the spool's free space.
+const SPOOL_CHECK_INTERVAL: u64 = 64 << 20;
+
 /// What the gateway serves from.
 pub struct Gateway {
+    /// Who may use it.
+    pub auth: auth::Auth,
+    /// Its own base URL, `http://127.0.0.1:PORT`.
+    pub base_url: String,
+    pub limits: UploadLimits,
     pub node: Node,
     pub transport: Arc<Transport>,
     pub nickname: String,
@@ -68,8 +92,11 @@ pub async fn serve(listener: TcpListener, gateway: Arc<Gateway>, mut stop: watch
         .route("/vdrive/link", post(link))
         .route("/vdrive/rename", post(rename))
         .route("/vdrive/unlink", post(unlink))
+        .route("/login-url", post(login_url))
+        .route("/login", get(login))
         // Upload bodies go to disk as they arrive, never into memory.
         .layer(DefaultBodyLimit::disable())
+        .layer(middleware::from_fn_with_state(gateway.clone(), guard))
         .with_state(gateway);
     let stopped = async move {
         let _ = stop.wait_for(|stop| *stop).await;
@@ -80,6 +107,43 @@ pub async fn serve(listener: TcpListener, gateway: Arc<Gateway>, mut stop: watch
     {
         tracing::error!("the gateway stopped: {error}");
     }
+}
+
+/// Turns away what [`auth`] refuses, before any handler runs; marks every answer as not for
+/// sniffing or referring, and file bodies as never to run as a page of the gateway's origin.
+async fn guard(State(g): State<Arc<Gateway>>, request: Request, next: Next) -> Response {
+    let checked = g.auth.check_origin(request.headers()).and_then(|()| {
+        match request.uri().path() {
+            "/login" => Ok(()), // the one-time code is the credential
+            _ => g.auth.check_credentials(request.headers()),
+        }
+    });
+    if let Err(refusal) = checked {
+        tracing::warn!(
+            path = request.uri().path(),
+            ?refusal,
+            "gateway: request refused"
+        );
+        return refusal.into_response();
+    }
+    let file = request.uri().path().starts_with("/uri/");
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    if file {
+        headers.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static("sandbox"),
+        );
+    }
+    response
 }
 
 /// A failed request: its status and what to tell the user.
@@ -141,10 +205,13 @@ async fn upload(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<api::Uploaded>, ApiError> {
+    let declared = declared_length(&headers)?;
+    if let Some(size) = declared.filter(|&size| size > g.limits.max_size) {
+        return Err(too_large(size, g.limits.max_size));
+    }
     let (params, happy) = g
         .encoding
         .ok_or_else(|| ApiError::from(HostError::NoActor(Service::Client)))?;
-    let declared = declared_length(&headers)?;
     // With the size known up front, the key pass runs as the bytes arrive.
     let keyer = match declared {
         Some(size) if CapKind::for_size(size) == CapKind::Chk => Some(
@@ -153,7 +220,7 @@ async fn upload(
         ),
         _ => None,
     };
-    let (mut file, size, keyer) = spool(&g.spool_dir, body, keyer).await?;
+    let (mut file, size, keyer) = spool(&g.spool_dir, g.limits, body, keyer).await?;
     if let Some(declared) = declared.filter(|&declared| declared != size) {
         return Err(ApiError::bad_request(format!(
             "the upload's body has {size} bytes but its Content-Length said {declared}"
@@ -213,26 +280,66 @@ fn declared_length(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
 }
 
 /// Writes `body` to an anonymous file in `dir`, feeding `keyer` as it goes; the file, its
-/// size and the keyer.
+/// size and the keyer. Stops at `limits`: a body over the largest upload, or a spool that
+/// would leave less than the reserve free.
 async fn spool(
     dir: &Path,
+    limits: UploadLimits,
     body: Body,
     mut keyer: Option<codec::ConvergentKeyer>,
 ) -> Result<(File, u64, Option<codec::ConvergentKeyer>), ApiError> {
     let mut file = BufWriter::with_capacity(1 << 20, tempfile::tempfile_in(dir)?);
     let mut size = 0u64;
+    let mut checked_at = 0u64;
+    check_spool_space(dir, limits)?;
     let mut chunks = body.into_data_stream();
     while let Some(chunk) = chunks.next().await {
         let chunk = chunk
             .map_err(|e| ApiError::bad_request(format!("the upload's body broke off: {e}")))?;
+        size += chunk.len() as u64;
+        if size > limits.max_size {
+            return Err(too_large(size, limits.max_size));
+        }
+        if size - checked_at >= SPOOL_CHECK_INTERVAL {
+            check_spool_space(dir, limits)?;
+            checked_at = size;
+        }
         if let Some(keyer) = &mut keyer {
             keyer.update(&chunk);
         }
         file.write_all(&chunk)?;
-        size += chunk.len() as u64;
     }
     let file = file.into_inner().map_err(|e| e.into_error())?;
     Ok((file, size, keyer))
+}
+
+fn too_large(size: u64, max: u64) -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!(
+            "the upload has {} or more, over this node's largest upload of {} ([gateway] \
+             max_upload_size in cairn.toml)",
+            bytesize::ByteSize(size),
+            bytesize::ByteSize(max)
+        ),
+    )
+}
+
+/// Fails unless the spool's file system keeps more than the reserve free.
+fn check_spool_space(dir: &Path, limits: UploadLimits) -> Result<(), ApiError> {
+    let free = fs4::available_space(dir)?;
+    if free <= limits.spool_reserve.saturating_add(SPOOL_CHECK_INTERVAL) {
+        return Err(ApiError::new(
+            StatusCode::INSUFFICIENT_STORAGE,
+            format!(
+                "the node's disk has {} free, and uploads are spooled there only while more \
+                 than {} stays free ([gateway] spool_reserve in cairn.toml)",
+                bytesize::ByteSize(free),
+                bytesize::ByteSize(limits.spool_reserve)
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// The convergent key of the spooled file, read again from its start (off the I/O threads).
@@ -488,7 +595,7 @@ async fn status(State(g): State<Arc<Gateway>>) -> Result<Json<api::Status>, ApiE
         .flat_map(|r| &r.servers)
         .map(|s| api::Server {
             id: s.id.to_string(),
-            address: s.address.clone(),
+            address: public_address(&s.address),
             connection: connections
                 .get(&s.id)
                 .map_or_else(|| "idle".to_owned(), PeerState::to_string),
@@ -500,7 +607,7 @@ async fn status(State(g): State<Arc<Gateway>>) -> Result<Json<api::Status>, ApiE
         node_id: g.node.id().to_string(),
         nickname: g.nickname.clone(),
         roles: g.roles.iter().map(|r| (*r).to_owned()).collect(),
-        furl: g.transport.furl().to_string(),
+        address: g.transport.furl().address(),
         introducer_connected: report.as_ref().map(|r| r.introducer_connected),
         servers_connected: servers
             .iter()
@@ -508,4 +615,44 @@ async fn status(State(g): State<Arc<Gateway>>) -> Result<Json<api::Status>, ApiE
             .count(),
         servers,
     }))
+}
+
+/// Where a server listens, without the secret its announced FURL carries: status output is
+/// read by people and shown in pages, and a FURL's secret is a credential.
+fn public_address(announced: &str) -> String {
+    match announced.parse::<Furl>() {
+        Ok(furl) => furl.address(),
+        Err(_) => "(an address that is not a FURL)".to_owned(),
+    }
+}
+
+// ---- browser sessions ----
+
+async fn login_url(State(g): State<Arc<Gateway>>) -> Json<api::LoginUrl> {
+    let code = g.auth.new_login_code();
+    Json(api::LoginUrl {
+        url: format!("{}/login?code={code}", g.base_url),
+        valid_secs: auth::LOGIN_CODE_LIFETIME.as_secs(),
+    })
+}
+
+#[derive(Deserialize)]
+struct LoginQuery {
+    code: String,
+}
+
+async fn login(
+    State(g): State<Arc<Gateway>>,
+    Query(q): Query<LoginQuery>,
+) -> Result<Response, ApiError> {
+    let Some(cookie) = g.auth.log_in(&q.code) else {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "this login link was used already or has expired: `cairn -d DIR webopen` makes \
+             a new one",
+        ));
+    };
+    let mut response = Redirect::to("/status").into_response();
+    response.headers_mut().insert(header::SET_COOKIE, cookie);
+    Ok(response)
 }

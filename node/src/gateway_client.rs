@@ -14,30 +14,40 @@ use ureq::{Agent, Body, SendBody};
 /// A running node's gateway.
 pub struct GatewayClient {
     base: String,
+    /// `Bearer TOKEN`: the node's API token, which every request shows.
+    authorization: String,
     agent: Agent,
 }
 
 impl GatewayClient {
     /// The gateway of the node in `dir` (which must be running).
     pub fn for_node(dir: &Path) -> Result<GatewayClient> {
-        Ok(GatewayClient::new(nodedir::node_url(dir)?))
+        let base = nodedir::node_url(dir)?;
+        Ok(GatewayClient::new(base, nodedir::api_token(dir)?))
     }
 
-    /// The gateway at `base` (`http://host:port`).
-    pub fn new(base: String) -> GatewayClient {
+    /// The gateway at `base` (`http://host:port`), with the node's API token.
+    pub fn new(base: String, token: String) -> GatewayClient {
         let agent: Agent = Agent::config_builder()
             // The node's error statuses carry a message; read it rather than fail blind.
             .http_status_as_error(false)
             .timeout_connect(Some(Duration::from_secs(10)))
             .build()
             .into();
-        GatewayClient { base, agent }
+        GatewayClient {
+            base,
+            authorization: format!("Bearer {token}"),
+            agent,
+        }
     }
 
     /// Uploads `body`, of `size` bytes if known (the node then computes the file's key as
     /// the bytes arrive); the node's answer.
     pub fn upload(&self, body: &mut dyn Read, size: Option<u64>) -> Result<api::Uploaded> {
-        let mut request = self.agent.put(format!("{}/uri", self.base));
+        let mut request = self
+            .agent
+            .put(format!("{}/uri", self.base))
+            .header("authorization", &self.authorization);
         if let Some(size) = size {
             request = request.header("content-length", size.to_string());
         }
@@ -53,6 +63,7 @@ impl GatewayClient {
         let response = self
             .agent
             .get(url)
+            .header("authorization", &self.authorization)
             .call()
             .map_err(|e| self.unreachable(e))?;
         let response = success(response)?;
@@ -67,7 +78,10 @@ impl GatewayClient {
 
     /// `GET path?query` as JSON.
     pub fn get<T: DeserializeOwned>(&self, path: &str, query: &[(&str, &str)]) -> Result<T> {
-        let mut request = self.agent.get(format!("{}{path}", self.base));
+        let mut request = self
+            .agent
+            .get(format!("{}{path}", self.base))
+            .header("authorization", &self.authorization);
         for (name, value) in query {
             request = request.query(*name, *value);
         }
@@ -76,12 +90,24 @@ impl GatewayClient {
 
     /// `POST path?query` with no body; succeeds or says why not.
     pub fn post(&self, path: &str, query: &[(&str, &str)]) -> Result<()> {
-        let mut request = self.agent.post(format!("{}{path}", self.base));
+        success(self.post_request(path, query)?)?;
+        Ok(())
+    }
+
+    /// `POST path?query` with no body, answered with JSON.
+    pub fn post_json<T: DeserializeOwned>(&self, path: &str, query: &[(&str, &str)]) -> Result<T> {
+        json(self.post_request(path, query)?)
+    }
+
+    fn post_request(&self, path: &str, query: &[(&str, &str)]) -> Result<Response<Body>> {
+        let mut request = self
+            .agent
+            .post(format!("{}{path}", self.base))
+            .header("authorization", &self.authorization);
         for (name, value) in query {
             request = request.query(*name, *value);
         }
-        success(request.send_empty().map_err(|e| self.unreachable(e))?)?;
-        Ok(())
+        request.send_empty().map_err(|e| self.unreachable(e))
     }
 
     fn unreachable(&self, error: ureq::Error) -> anyhow::Error {

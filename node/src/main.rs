@@ -83,6 +83,7 @@ enum Command {
     Mv(commands::MvArgs),
     Rm(commands::RmArgs),
     Status(commands::StatusArgs),
+    Webopen(commands::WebopenArgs),
     Cap(cap::CapArgs),
     Sim(simulate::SimArgs),
 }
@@ -128,6 +129,7 @@ fn execute(cli: Cli) -> Result<bool> {
         Command::Mv(args) => commands::mv(node_dir(dir, "mv")?, args)?,
         Command::Rm(args) => commands::rm(node_dir(dir, "rm")?, args)?,
         Command::Status(args) => commands::status(node_dir(dir, "status")?, args)?,
+        Command::Webopen(args) => commands::webopen(node_dir(dir, "webopen")?, args)?,
         Command::Cap(args) => cap::run(args, dir)?,
         Command::Sim(args) => return simulate::run(args),
     }

@@ -8,9 +8,9 @@ use cairn_codec::base32;
 use cairn_net::transport::Furl;
 use rand::rngs::OsRng;
 use rand::RngCore;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, OpenOptions};
 use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 /// The node's Ed25519 key (its seed, base32): the node's identity.
@@ -19,6 +19,9 @@ const KEY_FILE: &str = "private/node.key";
 const FURL_SECRET_FILE: &str = "private/furl.secret";
 /// The convergence secret, base32 on one line (as Tahoe-LAFS keeps it).
 const CONVERGENCE_FILE: &str = "private/convergence";
+/// The gateway's API token: whoever shows it may use the node (as Tahoe's
+/// `private/api_auth_token`).
+const API_TOKEN_FILE: &str = "private/api_auth_token";
 /// Written by a running introducer: the FURL that other nodes' configs name.
 pub const INTRODUCER_FURL_FILE: &str = "introducer.furl";
 /// Written by a running node: its gateway's base URL, for the CLI.
@@ -44,6 +47,10 @@ pub fn create(dir: &Path, config: &NodeConfig) -> Result<()> {
         );
     }
     fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    // Everything in a node directory is the node's user's alone: journals hold caps,
+    // introducer.furl is the grid's join secret.
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+        .with_context(|| format!("cannot make {} private", dir.display()))?;
     let private = dir.join("private");
     fs::DirBuilder::new()
         .mode(0o700)
@@ -56,6 +63,7 @@ pub fn create(dir: &Path, config: &NodeConfig) -> Result<()> {
     let mut convergence = [0u8; 32];
     OsRng.fill_bytes(&mut convergence);
     write_private(&dir.join(CONVERGENCE_FILE), &base32::encode(&convergence))?;
+    write_private(&dir.join(API_TOKEN_FILE), &new_token())?;
     write_atomically(
         &dir.join(CONFIG_FILE),
         config.to_commented_toml().as_bytes(),
@@ -72,6 +80,30 @@ pub fn identity(dir: &Path) -> Result<Identity> {
         furl_secret: read_line(dir, FURL_SECRET_FILE, "the node's FURL secret")?,
         convergence: convergence_secret(dir)?,
     })
+}
+
+/// The gateway's API token, made now if the node directory predates tokens.
+pub fn ensure_api_token(dir: &Path) -> Result<String> {
+    if !dir.join(API_TOKEN_FILE).exists() {
+        write_private(&dir.join(API_TOKEN_FILE), &new_token())?;
+    }
+    api_token(dir)
+}
+
+/// The gateway's API token, for the CLI.
+pub fn api_token(dir: &Path) -> Result<String> {
+    read_line(dir, API_TOKEN_FILE, "the node's API token").with_context(|| {
+        format!(
+            "{} is not a node directory that has been run (no API token in private/)",
+            dir.display()
+        )
+    })
+}
+
+fn new_token() -> String {
+    let mut token = [0u8; 32];
+    OsRng.fill_bytes(&mut token);
+    base32::encode(&token)
 }
 
 /// The node's convergence secret.
@@ -108,9 +140,16 @@ fn write_private(path: &Path, text: &str) -> Result<()> {
 }
 
 /// Replaces `path` with `bytes` so that readers see the old file or the new one, never half.
+/// The file is the node's user's alone (mode 0600).
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp: PathBuf = path.with_extension("tmp");
-    let mut file = File::create(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
+    let _ = fs::remove_file(&tmp);
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .with_context(|| format!("cannot write {}", tmp.display()))?;
     file.write_all(bytes)?;
     file.sync_all()?;
     fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
@@ -134,7 +173,6 @@ pub fn node_url(dir: &Path) -> Result<String> {
 mod tests {
     use super::*;
     use crate::config::{IntroducerSection, NodeSection, StorageSection};
-    use std::os::unix::fs::PermissionsExt;
 
     fn introducer_config() -> NodeConfig {
         NodeConfig {
@@ -150,6 +188,7 @@ mod tests {
             },
             client: None,
             storage: StorageSection::default(),
+            gateway: Default::default(),
         }
     }
 
@@ -161,7 +200,9 @@ mod tests {
         assert_eq!(NodeConfig::load(&dir).unwrap(), introducer_config());
         let mode = |p: &str| fs::metadata(dir.join(p)).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode("private"), 0o700);
-        for file in [KEY_FILE, FURL_SECRET_FILE, CONVERGENCE_FILE] {
+        assert_eq!(mode(""), 0o700, "the node directory");
+        assert_eq!(mode(CONFIG_FILE), 0o600);
+        for file in [KEY_FILE, FURL_SECRET_FILE, CONVERGENCE_FILE, API_TOKEN_FILE] {
             assert_eq!(mode(file), 0o600, "{file}");
         }
         let first = identity(&dir).unwrap();

@@ -115,7 +115,22 @@ pub async fn start(dir: &Path) -> Result<RunningNode> {
         encoding = Some(client.encoding()?);
     }
 
+    let listener = tokio::net::TcpListener::bind(config.node.gateway)
+        .await
+        .with_context(|| format!("cannot open the gateway on {}", config.node.gateway))?;
+    let bound = listener.local_addr()?;
+    let gateway_url = match bound.ip().is_loopback() {
+        true => format!("http://127.0.0.1:{}", bound.port()),
+        false => format!("http://{bound}"),
+    };
+    let (max_size, spool_reserve) = config.upload_limits()?;
     let gateway = Gateway {
+        auth: gateway::auth::Auth::new(nodedir::ensure_api_token(dir)?, bound),
+        base_url: gateway_url.clone(),
+        limits: gateway::UploadLimits {
+            max_size,
+            spool_reserve,
+        },
         node: node.clone(),
         transport: transport.clone(),
         nickname: config.node.nickname.clone(),
@@ -125,10 +140,6 @@ pub async fn start(dir: &Path) -> Result<RunningNode> {
         spool_dir: dir.join("tmp"),
     };
     std::fs::create_dir_all(&gateway.spool_dir)?;
-    let listener = tokio::net::TcpListener::bind(config.node.gateway)
-        .await
-        .with_context(|| format!("cannot open the gateway on {}", config.node.gateway))?;
-    let gateway_url = format!("http://{}", listener.local_addr()?);
     let (stop_gateway, stopped) = watch::channel(false);
     let gateway_task = tokio::spawn(gateway::serve(listener, Arc::new(gateway), stopped));
     let url_text = format!("{gateway_url}\n");

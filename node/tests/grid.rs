@@ -6,109 +6,14 @@ use cairn_codec::verify::check_whole_share;
 use cairn_codec::Cap;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::thread::sleep;
-use std::time::{Duration, Instant};
+use std::process::{Output, Stdio};
 
-/// Generous: only there so that a bug fails the test instead of hanging it.
-const PATIENCE: Duration = Duration::from_secs(60);
+
+mod support;
+
+use support::{cairn, ok, run, wait_until, Running};
+
 const STORAGE_NODES: usize = 10;
-
-fn cairn() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_cairn"));
-    command.env("RUST_LOG", "info");
-    command
-}
-
-/// Runs a `cairn` command to its end.
-fn run(args: &[&str]) -> Output {
-    cairn().args(args).output().expect("cairn runs")
-}
-
-/// Runs a `cairn` command that must succeed; its stdout.
-fn ok(args: &[&str]) -> String {
-    let out = run(args);
-    assert!(
-        out.status.success(),
-        "cairn {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("utf-8 output")
-}
-
-fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
-    let started = Instant::now();
-    while !done() {
-        assert!(started.elapsed() < PATIENCE, "gave up waiting until {what}");
-        sleep(Duration::from_millis(50));
-    }
-}
-
-/// A `cairn run` process; stopped (SIGTERM) when dropped.
-struct Running {
-    dir: PathBuf,
-    child: Option<Child>,
-}
-
-impl Running {
-    fn start(dir: &Path) -> Running {
-        let _ = fs::remove_file(dir.join("node.url"));
-        let log = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(dir.join("node.log"))
-            .expect("log file");
-        let child = cairn()
-            .arg("run")
-            .arg(dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("cairn run starts");
-        wait_until("the node writes node.url", || dir.join("node.url").exists());
-        Running {
-            dir: dir.to_owned(),
-            child: Some(child),
-        }
-    }
-
-    /// SIGTERM, and wait for a clean exit.
-    fn stop(&mut self) {
-        let Some(mut child) = self.child.take() else {
-            return;
-        };
-        let pid = child.id().to_string();
-        let _ = Command::new("kill").args(["-TERM", &pid]).status();
-        let status = child.wait().expect("wait");
-        assert!(
-            status.success(),
-            "{} did not stop cleanly: {status}",
-            self.dir.display()
-        );
-    }
-
-    /// SIGKILL: no chance to clean up.
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    fn log(&self) -> String {
-        fs::read_to_string(self.dir.join("node.log")).unwrap_or_default()
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
 
 struct Grid {
     root: tempfile::TempDir,
@@ -275,7 +180,9 @@ fn a_grid_of_processes_stores_files_and_survives_losing_servers() {
     let status = grid.status();
     assert_eq!(status["servers_connected"], STORAGE_NODES, "{status:#}");
     let server = &status["servers"][0];
-    assert!(server["id"].is_string() && server["address"].as_str().unwrap().starts_with("pb://"));
+    let address = server["address"].as_str().unwrap();
+    assert!(server["id"].is_string() && address.starts_with("127.0.0.1:"), "{address}");
+    assert!(!status.to_string().contains("pb://"), "no FURL (with its secret) in status");
 
     stop_and_restart_servers(grid, &big_cap);
 }

@@ -1,0 +1,228 @@
+//! The gateway against hostile web pages, over a real `cairn run` process: requests a browser
+//! would send for a page of another origin, or for a page that rebound its own name to
+//! 127.0.0.1, are refused; so is anything without the API token or a browser session; the
+//! CLI, which shows the token, works; a one-time login URL gives a browser a session once.
+//! Secrets stay out of status, and the node's files are its user's alone.
+
+mod support;
+
+use std::fs;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use support::{ok, run, Running};
+
+/// An HTTP answer: its status, headers (lower-cased names) and body.
+struct Answer {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Answer {
+    fn header(&self, name: &str) -> Option<&str> {
+        let found = self.headers.iter().find(|(n, _)| n == name);
+        found.map(|(_, v)| v.as_str())
+    }
+}
+
+/// Sends one request by hand, with exactly the headers given (a browser's, an attacker's).
+fn request(port: u16, method: &str, target: &str, headers: &[(&str, &str)]) -> Answer {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("the gateway listens");
+    let mut text = format!("{method} {target} HTTP/1.1\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        text += &format!("{name}: {value}\r\n");
+    }
+    if !headers
+        .iter()
+        .any(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+    {
+        text += "Content-Length: 0\r\n";
+    }
+    text += "\r\n";
+    stream.write_all(text.as_bytes()).expect("send");
+    let mut raw = String::new();
+    stream.read_to_string(&mut raw).expect("an answer");
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|s| s.parse().ok())
+        .expect("a status line");
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    Answer {
+        status,
+        headers,
+        body: body.to_owned(),
+    }
+}
+
+fn port_of(dir: &Path) -> u16 {
+    let url = fs::read_to_string(dir.join("node.url")).expect("node.url");
+    url.trim()
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("a port")
+}
+
+fn secret(dir: &Path, name: &str) -> String {
+    fs::read_to_string(dir.join("private").join(name))
+        .expect("a secret file")
+        .trim()
+        .to_owned()
+}
+
+#[test]
+fn the_gateway_serves_its_cli_and_refuses_other_origins_and_strangers() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path().join("intro");
+    let dir_arg = dir.to_str().expect("utf-8 path");
+    ok(&["create-introducer", dir_arg]);
+    let node = Running::start(&dir);
+    let port = port_of(&dir);
+    let host = format!("127.0.0.1:{port}");
+    let token = secret(&dir, "api_auth_token");
+    let bearer = format!("Bearer {token}");
+
+    // The CLI shows the token and works; its status holds no secret.
+    let status = ok(&["-d", dir_arg, "status", "--json"]);
+    let furl_secret = secret(&dir, "furl.secret");
+    assert!(
+        !status.contains(&furl_secret),
+        "status shows the FURL secret: {status}"
+    );
+    assert!(!status.contains(&token), "status shows the API token");
+    let answer = request(
+        port,
+        "GET",
+        "/status",
+        &[("Host", &host), ("Authorization", &bearer)],
+    );
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(answer.header("referrer-policy"), Some("no-referrer"));
+    assert!(!answer.body.contains(&furl_secret));
+
+    // No token, a wrong one: refused.
+    let answer = request(port, "GET", "/status", &[("Host", &host)]);
+    assert_eq!(answer.status, 401, "{}", answer.body);
+    assert!(
+        answer.body.contains("api_auth_token"),
+        "says what is needed: {}",
+        answer.body
+    );
+    let wrong = format!("Bearer {}x", &token[1..]);
+    let answer = request(
+        port,
+        "GET",
+        "/status",
+        &[("Host", &host), ("Authorization", &wrong)],
+    );
+    assert_eq!(answer.status, 401);
+
+    // DNS rebinding: a page of evil.example, now resolving to 127.0.0.1. Even with the token
+    // (which a page cannot have), the foreign Host is refused.
+    for target in ["/status", "/vdrive/list?path=/", "/uri/URI:LIT:nbswy3dp"] {
+        let headers = [("Host", "evil.example"), ("Authorization", bearer.as_str())];
+        let answer = request(port, "GET", target, &headers);
+        assert_eq!(answer.status, 403, "{target}: {}", answer.body);
+        assert!(!answer.body.contains(&furl_secret));
+    }
+
+    // A cross-site form post, and pages of other origins on this very machine.
+    let unlink = "/vdrive/unlink?path=/docs/s.txt";
+    let cross = [
+        vec![("Origin", "http://evil.example")],
+        vec![("Origin", "http://127.0.0.1:1")],
+        vec![("Sec-Fetch-Site", "same-site")],
+        vec![("Sec-Fetch-Site", "cross-site")],
+        vec![("Origin", "null")],
+    ];
+    for extra in cross {
+        let mut headers = vec![("Host", host.as_str())];
+        headers.extend(extra.iter().copied());
+        let answer = request(port, "POST", unlink, &headers);
+        assert_eq!(answer.status, 403, "{extra:?}: {}", answer.body);
+        headers.push(("Authorization", bearer.as_str()));
+        let answer = request(port, "POST", unlink, &headers);
+        assert_eq!(
+            answer.status, 403,
+            "{extra:?} with the token: {}",
+            answer.body
+        );
+    }
+
+    // A browser session: from a one-time URL, once.
+    let url = ok(&["-d", dir_arg, "webopen"]);
+    let target = url
+        .trim()
+        .split_once(&host)
+        .map(|(_, t)| t.to_owned())
+        .expect("our URL");
+    assert!(target.starts_with("/login?code="), "{url}");
+    let browser = [("Host", host.as_str()), ("Sec-Fetch-Site", "none")];
+    let login = request(port, "GET", &target, &browser);
+    assert_eq!(login.status, 303, "{}", login.body);
+    let cookie = login
+        .header("set-cookie")
+        .expect("a session cookie")
+        .to_owned();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+    let session = cookie.split(';').next().expect("name=value").to_owned();
+    let again = request(port, "GET", &target, &browser);
+    assert_eq!(again.status, 403, "a login URL works once");
+    let with_session = [
+        ("Host", host.as_str()),
+        ("Cookie", session.as_str()),
+        ("Sec-Fetch-Site", "same-origin"),
+    ];
+    let answer = request(port, "GET", "/status", &with_session);
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    // The cookie goes along with requests from a page on another port of 127.0.0.1 (same
+    // site): the origin check is what stops them.
+    let from_elsewhere = [
+        ("Host", host.as_str()),
+        ("Cookie", session.as_str()),
+        ("Origin", "http://127.0.0.1:1"),
+    ];
+    assert_eq!(request(port, "POST", unlink, &from_elsewhere).status, 403);
+
+    // An upload over the node's largest is refused before a byte is spooled.
+    let huge = [
+        ("Host", host.as_str()),
+        ("Authorization", bearer.as_str()),
+        ("Content-Length", "2199023255552"),
+    ];
+    let answer = request(port, "PUT", "/uri", &huge);
+    assert_eq!(answer.status, 413, "{}", answer.body);
+    assert!(answer.body.contains("max_upload_size"), "{}", answer.body);
+
+    // Everything the node wrote is its user's alone.
+    let mode = |p: &Path| fs::metadata(p).expect("exists").permissions().mode() & 0o777;
+    assert_eq!(mode(&dir), 0o700);
+    for file in [
+        "introducer.furl",
+        "node.url",
+        "cairn.toml",
+        "vdrive/journal",
+    ] {
+        assert_eq!(
+            mode(&dir.join(file)) & 0o077,
+            0,
+            "{file} is readable by others"
+        );
+    }
+    drop(node);
+
+    // A node not running says so.
+    let out = run(&["-d", dir_arg, "status"]);
+    assert!(!out.status.success());
+}
