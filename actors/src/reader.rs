@@ -89,7 +89,11 @@ impl ShareReader {
     pub fn next_read(&self) -> (u64, u64) {
         let r = &self.region;
         let have = r.data.len() as u64;
-        (r.offset + have, (r.len - have).min(MAX_DATA_PER_MESSAGE))
+        debug_assert!(have <= r.len, "a region never holds more than asked");
+        (
+            r.offset.saturating_add(have),
+            (r.len - have).min(MAX_DATA_PER_MESSAGE),
+        )
     }
 
     /// Whether the share has been proved (its blocks can be read).

@@ -7,6 +7,10 @@ use crate::params::Geometry;
 use crate::Error;
 
 const HASH: u64 = 32;
+/// The largest offset a header may name (2^48: far past the largest share, a million
+/// segments of 16 MiB, and far below where offset arithmetic could overflow).
+const MAX_SHARE_OFFSET: u64 = 1 << 48;
+
 /// A share-hash-chain entry: a u16 node index and a hash.
 const CHAIN_ENTRY: u64 = 2 + HASH;
 /// The largest header (v2).
@@ -166,6 +170,13 @@ impl ShareLayout {
         if !in_order {
             return Err(bad(format!("header offsets are out of order: {layout:?}")));
         }
+        // No share of a readable file comes near this, and below it no sum of offsets and
+        // lengths a reader makes can overflow.
+        if layout.ueb > MAX_SHARE_OFFSET || layout.block_size > MAX_SHARE_OFFSET {
+            return Err(bad(format!(
+                "header offsets are beyond any share: {layout:?}"
+            )));
+        }
         Ok(layout)
     }
 
@@ -247,6 +258,19 @@ mod tests {
         assert!(ShareLayout::parse(&header[..20]).is_err());
         header[20] = 0xff; // crypttext tree offset far past the block hashes
         assert!(ShareLayout::parse(&header).is_err());
+    }
+
+    #[test]
+    fn offsets_past_any_share_are_refused_before_anyone_adds_to_them() {
+        let g = Geometry::new(EncodingParams::default(), 5000).unwrap();
+        let mut layout = ShareLayout::with_version(&g, 2);
+        layout.ueb = u64::MAX - 3; // in order, and one addition from overflowing
+        let error = ShareLayout::parse(&layout.header())
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("beyond any share"), "{error}");
+        layout.ueb = MAX_SHARE_OFFSET;
+        assert!(ShareLayout::parse(&layout.header()).is_ok());
     }
 
     #[test]

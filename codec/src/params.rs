@@ -9,6 +9,11 @@ pub const MAX_SHARES: usize = 256;
 pub const DEFAULT_MAX_SEGMENT_SIZE: u64 = 1 << 20;
 /// Files of this many bytes or fewer live entirely in their `URI:LIT:` cap.
 pub const LIT_THRESHOLD: u64 = 55;
+/// The largest segment a file may have: 16 times the default. A reader buffers a segment's
+/// `k` blocks and its plaintext, so this bounds what a crafted cap (whose UEB may declare any
+/// segment size) can make a downloader allocate. Tahoe-LAFS writes 128 KiB segments.
+pub const MAX_SEGMENT_SIZE: u64 = 16 << 20;
+
 /// Which kind of cap a file of some size gets.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CapKind {
@@ -103,6 +108,12 @@ impl Geometry {
             ));
         }
         let segment_size = next_multiple(max_segment_size.min(size), k as u64);
+        if segment_size > MAX_SEGMENT_SIZE {
+            return Err(Error::InvalidParams(format!(
+                "segments of {segment_size} bytes are over the limit of {MAX_SEGMENT_SIZE}: \
+                 use a smaller maximum segment size"
+            )));
+        }
         let num_segments = size.div_ceil(segment_size);
         if num_segments > MAX_SEGMENTS {
             return Err(Error::InvalidParams(format!(

@@ -93,14 +93,19 @@ impl Ueb {
         if size == 0
             || segment_size == 0
             || segment_size % k != 0
-            || segment_size > size.next_multiple_of(k)
+            || size
+                .checked_next_multiple_of(k)
+                .is_none_or(|padded| segment_size > padded)
         {
             return Err(malformed(format!(
                 "segment_size={segment_size} does not fit size={size} and k={k}"
             )));
         }
         let params = crate::EncodingParams::new(k as usize, n as usize, segment_size)?;
-        let geometry = Geometry::new(params, size)?;
+        // Limits a reader keeps to (segment size, segment count) are the UEB's too: a file
+        // past them is refused as unreadable, not buffered.
+        let geometry = Geometry::new(params, size)
+            .map_err(|e| malformed(format!("an unreadable file: {e}")))?;
         debug_assert_eq!(geometry.segment_size, segment_size);
         let expect = |key: &str, want: String| -> Result<(), Error> {
             match text(key)? == want {
@@ -206,6 +211,54 @@ mod tests {
         assert!(ueb
             .to_bytes()
             .starts_with(b"codec_name:3:crs,codec_params:11:131073-3-10,"));
+    }
+
+    /// `ueb` with some entries replaced, written back as netstrings.
+    fn with_entries(ueb: &Ueb, changes: &[(&str, &str)]) -> Vec<u8> {
+        let mut fields = parse_fields(&ueb.to_bytes()).unwrap();
+        for (key, value) in changes {
+            fields.insert((*key).to_owned(), value.as_bytes().to_vec());
+        }
+        let mut out = Vec::new();
+        for (key, value) in fields {
+            out.extend_from_slice(format!("{key}:{}:", value.len()).as_bytes());
+            out.extend_from_slice(&value);
+            out.push(b',');
+        }
+        out
+    }
+
+    #[test]
+    fn a_segment_over_the_limit_is_unreadable() {
+        let g = |segment: u64| {
+            let params = EncodingParams::new(1, 1, segment).unwrap();
+            Geometry::new(params, 1 << 30)
+        };
+        assert!(g(crate::params::MAX_SEGMENT_SIZE).is_ok());
+        assert!(g(crate::params::MAX_SEGMENT_SIZE + 1).is_err());
+        let huge = with_entries(
+            &sample(),
+            &[
+                ("needed_shares", "1"),
+                ("total_shares", "1"),
+                ("size", "1073741824"),
+                ("segment_size", "1073741824"),
+                ("codec_params", "1073741824-1-1"),
+                ("tail_codec_params", "1073741824-1-1"),
+                ("num_segments", "1"),
+            ],
+        );
+        let error = Ueb::parse(&huge).unwrap_err().to_string();
+        assert!(error.contains("over the limit"), "{error}");
+        let overflow = with_entries(&sample(), &[("size", "18446744073709551615")]);
+        assert!(matches!(Ueb::parse(&overflow), Err(Error::MalformedUeb(_))));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic_the_parser(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..400)) {
+            let _ = Ueb::parse(&bytes);
+        }
     }
 
     #[test]

@@ -8,7 +8,6 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 
-
 mod support;
 
 use support::{cairn, ok, run, wait_until, Running};
@@ -181,8 +180,14 @@ fn a_grid_of_processes_stores_files_and_survives_losing_servers() {
     assert_eq!(status["servers_connected"], STORAGE_NODES, "{status:#}");
     let server = &status["servers"][0];
     let address = server["address"].as_str().unwrap();
-    assert!(server["id"].is_string() && address.starts_with("127.0.0.1:"), "{address}");
-    assert!(!status.to_string().contains("pb://"), "no FURL (with its secret) in status");
+    assert!(
+        server["id"].is_string() && address.starts_with("127.0.0.1:"),
+        "{address}"
+    );
+    assert!(
+        !status.to_string().contains("pb://"),
+        "no FURL (with its secret) in status"
+    );
 
     stop_and_restart_servers(grid, &big_cap);
 }

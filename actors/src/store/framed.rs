@@ -6,11 +6,17 @@
 //! checksum is the first four bytes of the payload's SHA-256). An append writes its frame
 //! after the last whole one and syncs before returning, so an acknowledged record is durable.
 //!
-//! A crash mid-append leaves a torn frame at the tail; bit rot can spoil one anywhere. The
-//! journal keeps everything before the first frame that is incomplete, fails its checksum or
-//! claims more than [`MAX_RECORD`] bytes, and cuts the medium there — when it first reads it,
-//! and whenever it finds bytes after its last acknowledged frame (an append that failed part
-//! way) — so that later appends are never stranded behind a bad frame.
+//! A crash mid-append leaves a torn frame at the tail: the journal keeps everything before the
+//! first frame that is incomplete, fails its checksum or claims more than [`MAX_RECORD`]
+//! bytes, and cuts the medium there — when it first reads it, and whenever it finds bytes
+//! after its last acknowledged frame (an append that failed part way) — so that later
+//! appends are never stranded behind a bad frame.
+//!
+//! Damage is told apart from a torn tail: a torn append leaves at most one frame's bytes,
+//! and nothing whole after them. A bad frame followed by more than that, or by intact frames,
+//! is bit rot or an outside hand, and cutting there would silently drop acknowledged
+//! records: the journal then refuses to be read ([`io::ErrorKind::InvalidData`], naming the
+//! offset) and changes nothing, so that its operator decides.
 
 use super::Journal;
 use sha2::{Digest, Sha256};
@@ -66,10 +72,44 @@ impl<M: Medium> FramedJournal<M> {
         &self.medium
     }
 
-    /// Reads the medium and cuts off any torn or damaged tail.
+    /// Reads the medium and cuts off a torn tail; refuses a damaged journal (see the
+    /// module docs).
     pub fn recover(&mut self) -> io::Result<()> {
         let end = self.scan(|_| ())?;
+        self.refuse_damage_before(end)?;
         self.cut_at(end)
+    }
+
+    /// Fails if what follows the last intact frame, at `end`, is not what a torn append
+    /// leaves: more than one frame's bytes, or whole frames after the bad one.
+    fn refuse_damage_before(&mut self, end: u64) -> io::Result<()> {
+        let len = self.size()?;
+        let rest = len.saturating_sub(end);
+        if rest == 0 {
+            return Ok(());
+        }
+        let damaged = rest > (FRAME_HEADER + MAX_RECORD) as u64 || {
+            let name = self.medium.name();
+            let mut tail = Vec::new();
+            self.medium
+                .read_from(end)
+                .and_then(|r| r.take(rest).read_to_end(&mut tail))
+                .map_err(|e| context(e, "cannot read journal", &name))?;
+            (1..tail.len()).any(|at| whole_frames_to_the_end(&tail[at..]))
+        };
+        if !damaged {
+            return Ok(());
+        }
+        let name = self.medium.name();
+        tracing::error!(journal = %name, at = end, "journal: damaged, with records after the damage");
+        Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "journal {name} is damaged at byte {end}, and records follow the damage: it \
+                 was left as it is. Restore it from a backup, or move it aside to start with \
+                 what it held before byte {end} lost"
+            ),
+        ))
     }
 
     /// Reads every frame from the start, handing each payload to `visit`; returns where the
@@ -151,8 +191,9 @@ impl<M: Medium> Journal for FramedJournal<M> {
         self.drop_unacknowledged()?;
         let mut records = Vec::new();
         let end = self.scan(|record| records.push(record))?;
-        // Damage found now (bit rot since the last read) is cut as a restart would cut it,
-        // so that what was returned is exactly what later appends follow.
+        // Damage found now (bit rot since the last read) is judged as a restart would judge
+        // it, so that what was returned is exactly what later appends follow.
+        self.refuse_damage_before(end)?;
         self.cut_at(end)?;
         Ok(records)
     }
@@ -183,6 +224,28 @@ fn read_frame(reader: &mut impl Read) -> io::Result<Option<Vec<u8>>> {
     let mut payload = Vec::new();
     reader.take(len as u64).read_to_end(&mut payload)?;
     Ok((payload.len() == len && checksum(&payload) == sum).then_some(payload))
+}
+
+/// Whether `bytes` is one or more intact frames, to its very end (or to a torn last frame):
+/// what the records after a damaged frame look like, and a torn tail does not.
+fn whole_frames_to_the_end(bytes: &[u8]) -> bool {
+    let mut rest = bytes;
+    let mut whole = 0;
+    loop {
+        let Some(header) = rest.get(..FRAME_HEADER) else {
+            return whole > 0;
+        };
+        let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
+        let sum = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
+        let Some(payload) = rest.get(FRAME_HEADER..FRAME_HEADER + len) else {
+            return whole > 0; // a torn last frame
+        };
+        if len > MAX_RECORD || checksum(payload) != sum {
+            return false;
+        }
+        whole += 1;
+        rest = &rest[FRAME_HEADER + len..];
+    }
 }
 
 /// Fills `buf`; `false` if the medium ends first.
@@ -303,7 +366,7 @@ mod tests {
     }
 
     #[test]
-    fn a_bad_checksum_drops_that_record_and_all_after_it() {
+    fn damage_with_records_after_it_is_refused_and_left_alone() {
         let bytes = Bytes::default();
         let mut journal = FramedJournal::new(bytes.clone());
         for record in ["one", "two", "three"] {
@@ -311,22 +374,47 @@ mod tests {
         }
         let mut rotten = bytes.get();
         rotten[2 * FRAME_HEADER + 3] ^= 0x01; // the second record's payload
-        bytes.set(rotten);
-        let mut journal = FramedJournal::new(bytes.clone());
-        assert_eq!(journal.records().unwrap(), strings(&["one"]));
-        journal.append(b"four").unwrap();
-        assert_eq!(records(&bytes), strings(&["one", "four"]));
+        bytes.set(rotten.clone());
+        let error = FramedJournal::new(bytes.clone()).records().unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::InvalidData);
+        assert!(error.to_string().contains("byte 11"), "{error}");
+        let error = FramedJournal::new(bytes.clone())
+            .append(b"four")
+            .unwrap_err();
+        assert_eq!(
+            error.kind(),
+            io::ErrorKind::InvalidData,
+            "nothing is appended after damage"
+        );
+        assert_eq!(bytes.get(), rotten, "the damaged journal is not changed");
+        // An open journal that finds the damage later refuses too.
+        let error = journal.records().unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::InvalidData);
     }
 
     #[test]
-    fn a_huge_claimed_length_is_damage_not_an_allocation() {
+    fn a_damaged_length_with_records_after_it_is_refused_too() {
+        let bytes = Bytes::default();
+        let mut journal = FramedJournal::new(bytes.clone());
+        for record in ["one", "two", "three"] {
+            journal.append(record.as_bytes()).unwrap();
+        }
+        let mut rotten = bytes.get();
+        rotten[FRAME_HEADER + 3 + 2] ^= 0x40; // the second record claims 4 MiB more
+        bytes.set(rotten);
+        let error = FramedJournal::new(bytes.clone()).records().unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::InvalidData);
+    }
+
+    #[test]
+    fn a_huge_claimed_length_at_the_tail_is_torn_not_an_allocation() {
         let bytes = Bytes::default();
         FramedJournal::new(bytes.clone()).append(b"one").unwrap();
         let mut scribbled = bytes.get();
         scribbled.extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0, 1, 2, 3]);
         bytes.set(scribbled);
         assert_eq!(records(&bytes), strings(&["one"]));
-        assert_eq!(bytes.get().len(), FRAME_HEADER + 3, "the damage is cut");
+        assert_eq!(bytes.get().len(), FRAME_HEADER + 3, "the torn tail is cut");
     }
 
     #[test]

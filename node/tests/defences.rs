@@ -1,8 +1,9 @@
-//! The gateway against hostile web pages, over a real `cairn run` process: requests a browser
-//! would send for a page of another origin, or for a page that rebound its own name to
-//! 127.0.0.1, are refused; so is anything without the API token or a browser session; the
+//! A real `cairn run` process against hostile web pages and a damaged disk. Requests a
+//! browser would send for a page of another origin, or for a page that rebound its own name
+//! to 127.0.0.1, are refused; so is anything without the API token or a browser session; the
 //! CLI, which shows the token, works; a one-time login URL gives a browser a session once.
-//! Secrets stay out of status, and the node's files are its user's alone.
+//! Secrets stay out of status, and the node's files are its user's alone. A journal damaged
+//! in the middle stops the node from starting, with a message, and is left as it was.
 
 mod support;
 
@@ -225,4 +226,36 @@ fn the_gateway_serves_its_cli_and_refuses_other_origins_and_strangers() {
     // A node not running says so.
     let out = run(&["-d", dir_arg, "status"]);
     assert!(!out.status.success());
+}
+
+/// A journal frame: length, checksum (the payload's SHA-256, first four bytes), payload.
+fn frame(payload: &[u8]) -> Vec<u8> {
+    use sha2::{Digest, Sha256};
+    let sum = Sha256::digest(payload);
+    let mut out = (payload.len() as u32).to_le_bytes().to_vec();
+    out.extend_from_slice(&sum[..4]);
+    out.extend_from_slice(payload);
+    out
+}
+
+#[test]
+fn a_node_refuses_to_start_over_a_damaged_journal_and_leaves_it_be() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path().join("intro");
+    let dir_arg = dir.to_str().expect("utf-8 path");
+    ok(&["create-introducer", dir_arg]);
+    fs::create_dir_all(dir.join("vdrive")).expect("vdrive dir");
+    let journal = dir.join("vdrive/journal");
+    let mut bytes = [frame(b"one"), frame(b"two"), frame(b"three")].concat();
+    bytes[11 + 8] ^= 1; // the second record's payload: bit rot, with a record after it
+    fs::write(&journal, &bytes).expect("write");
+    let out = run(&["run", dir_arg]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("damaged at byte 11") && stderr.contains("vdrive/journal"),
+        "{stderr}"
+    );
+    assert_eq!(fs::read(&journal).expect("read"), bytes, "left as it was");
+    assert!(!dir.join("node.url").exists(), "the node did not start");
 }
