@@ -18,6 +18,12 @@ use crate::store::Journal;
 use serde::{Deserialize, Serialize};
 use tree::Tree;
 
+/// Checks a path as the vdrive will, so that a client can refuse a bad one before it does
+/// any work for it (an upload, say).
+pub fn check_path(path: &str) -> Result<(), VdriveError> {
+    tree::components(path).map(drop)
+}
+
 /// The longest path accepted, in bytes.
 pub const MAX_PATH_LEN: usize = 4096;
 /// The longest name (path component) accepted, in bytes.

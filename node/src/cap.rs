@@ -13,12 +13,13 @@ use std::path::{Path, PathBuf};
 /// encryption), which is what lets a grid store identical files once.
 #[derive(clap::Args)]
 pub struct CapArgs {
-    /// Shares needed to rebuild the file (k).
-    #[arg(long, value_name = "K", default_value_t = 3)]
-    shares_needed: usize,
-    /// Shares made (N, at most 256).
-    #[arg(long, value_name = "N", default_value_t = 10)]
-    shares_total: usize,
+    /// Shares needed to rebuild the file (k). Default: the node's with -d (as `put` would
+    /// encode it), else 3.
+    #[arg(long, value_name = "K")]
+    shares_needed: Option<usize>,
+    /// Shares made (N, at most 256). Default: the node's with -d, else 10.
+    #[arg(long, value_name = "N")]
+    shares_total: Option<usize>,
     /// Largest segment, in bytes; the file is encoded one segment at a time.
     #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_SEGMENT_SIZE)]
     max_segment_size: u64,
@@ -32,7 +33,17 @@ pub struct CapArgs {
 }
 
 pub fn run(args: CapArgs, node_dir: Option<&Path>) -> Result<()> {
-    let params = EncodingParams::new(args.shares_needed, args.shares_total, args.max_segment_size)?;
+    let node_encoding = match node_dir {
+        Some(dir) if dir.join(crate::config::CONFIG_FILE).exists() => {
+            let config = crate::config::NodeConfig::load(dir)?;
+            config.client.map(|c| (c.shares_needed, c.shares_total))
+        }
+        _ => None,
+    };
+    let (k, n) = node_encoding.unwrap_or((3, 10));
+    let k = args.shares_needed.unwrap_or(k);
+    let n = args.shares_total.unwrap_or(n);
+    let params = EncodingParams::new(k, n, args.max_segment_size)?;
     let secret = convergence_secret(args.convergence_secret.as_deref(), node_dir)?;
     let mut input = open_seekable(&args.file)?;
     let size = input.seek(SeekFrom::End(0))?;

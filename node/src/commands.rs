@@ -106,6 +106,10 @@ pub struct WebopenArgs {
 }
 
 pub fn put(dir: &Path, args: PutArgs) -> Result<()> {
+    // A path the vdrive would refuse is refused before a byte is uploaded.
+    if let Some(path) = &args.path {
+        vdrive_path(path)?;
+    }
     let client = GatewayClient::for_node(dir)?;
     let (mut input, size): (Box<dyn Read>, Option<u64>) = if args.file.as_os_str() == "-" {
         (Box::new(io::stdin().lock()), None)
@@ -144,18 +148,26 @@ pub fn put(dir: &Path, args: PutArgs) -> Result<()> {
 }
 
 pub fn get(dir: &Path, args: GetArgs) -> Result<()> {
+    let output = match &args.output {
+        Some(out) if out.as_os_str() == "-" => None,
+        Some(out) => Some(output_file(out, &args.source)?),
+        None => None,
+    };
     let client = GatewayClient::for_node(dir)?;
     let cap = resolve(&client, &args.source)?;
     let (size, body) = client.download(&cap)?;
     let mut reader = body.into_reader();
-    match &args.output {
+    match &output {
         Some(out) => {
             let parent = match out.parent() {
                 Some(p) if !p.as_os_str().is_empty() => p,
                 _ => Path::new("."),
             };
-            let mut partial = tempfile::NamedTempFile::new_in(parent)
+            let mut partial = tempfile::Builder::new()
+                .prefix(".cairn-partial-")
+                .tempfile_in(parent)
                 .with_context(|| format!("cannot write in {}", parent.display()))?;
+            crate::signals::remove_on_interrupt(partial.path());
             copy_exactly(&mut reader, partial.as_file_mut(), size)?;
             partial.as_file().sync_all()?;
             partial
@@ -167,11 +179,38 @@ pub fn get(dir: &Path, args: GetArgs) -> Result<()> {
     Ok(())
 }
 
+/// Where `get -o OUT` writes: OUT, or for a directory, the vdrive name inside it.
+fn output_file(out: &Path, source: &str) -> Result<PathBuf> {
+    if !out.is_dir() {
+        return Ok(out.to_owned());
+    }
+    let name = match source.starts_with("URI:") {
+        true => None,
+        false => source.rsplit('/').next().filter(|n| !n.is_empty()),
+    };
+    match name {
+        Some(name) => Ok(out.join(name)),
+        None => bail!(
+            "{} is a directory, and a cap names no file: give the file to write, \
+             `-o {}/NAME`",
+            out.display(),
+            out.display()
+        ),
+    }
+}
+
+/// Checks a vdrive path as the vdrive will, before any request is made for it.
+fn vdrive_path(path: &str) -> Result<&str> {
+    cairn_actors::vdrive::check_path(path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(path)
+}
+
 /// A cap as given, or the cap of the file at a vdrive path.
 fn resolve(client: &GatewayClient, source: &str) -> Result<String> {
     if source.starts_with("URI:") {
         return Ok(source.to_owned());
     }
+    vdrive_path(source)?;
     let entry: api::Entry = client.get("/vdrive/lookup", &[("path", source)])?;
     match entry.cap {
         Some(cap) => Ok(cap),
@@ -218,7 +257,8 @@ fn progress_bar(size: Option<u64>, what: &str) -> Option<ProgressBar> {
 
 pub fn ls(dir: &Path, args: LsArgs) -> Result<()> {
     let client = GatewayClient::for_node(dir)?;
-    let entries: Vec<api::Entry> = client.get("/vdrive/list", &[("path", &args.path)])?;
+    let path = vdrive_path(&args.path)?;
+    let entries: Vec<api::Entry> = client.get("/vdrive/list", &[("path", path)])?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&entries)?);
         return Ok(());
@@ -243,10 +283,12 @@ pub fn ls(dir: &Path, args: LsArgs) -> Result<()> {
 }
 
 pub fn mkdir(dir: &Path, args: MkdirArgs) -> Result<()> {
-    GatewayClient::for_node(dir)?.post("/vdrive/mkdir", &[("path", &args.path)])
+    let path = vdrive_path(&args.path)?;
+    GatewayClient::for_node(dir)?.post("/vdrive/mkdir", &[("path", path)])
 }
 
 pub fn ln(dir: &Path, args: LnArgs) -> Result<()> {
+    vdrive_path(&args.path)?;
     let replace = if args.replace { "true" } else { "false" };
     let query = [
         ("path", args.path.as_str()),
@@ -257,12 +299,16 @@ pub fn ln(dir: &Path, args: LnArgs) -> Result<()> {
 }
 
 pub fn mv(dir: &Path, args: MvArgs) -> Result<()> {
-    let query = [("from", args.from.as_str()), ("to", &args.to)];
+    let query = [
+        ("from", vdrive_path(&args.from)?),
+        ("to", vdrive_path(&args.to)?),
+    ];
     GatewayClient::for_node(dir)?.post("/vdrive/rename", &query)
 }
 
 pub fn rm(dir: &Path, args: RmArgs) -> Result<()> {
-    GatewayClient::for_node(dir)?.post("/vdrive/unlink", &[("path", &args.path)])
+    let path = vdrive_path(&args.path)?;
+    GatewayClient::for_node(dir)?.post("/vdrive/unlink", &[("path", path)])
 }
 
 pub fn webopen(dir: &Path, args: WebopenArgs) -> Result<()> {

@@ -13,6 +13,7 @@ mod nodedir;
 mod research;
 mod runtime;
 mod serve;
+mod signals;
 mod simulate;
 
 use anyhow::Result;
@@ -90,6 +91,10 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // The commands that print for a pipe end quietly when it closes; a node keeps running.
+    if !matches!(cli.command, Command::Run(_) | Command::Demo(_)) {
+        signals::die_on_broken_pipe();
+    }
     // A running node reports what it does; other commands speak only of trouble.
     let level = match cli.command {
         Command::Run(_) => tracing::Level::INFO,
@@ -137,10 +142,19 @@ fn execute(cli: Cli) -> Result<bool> {
 }
 
 fn node_dir<'a>(dir: Option<&'a Path>, command: &str) -> Result<&'a Path> {
-    dir.ok_or_else(|| {
+    let dir = dir.ok_or_else(|| {
         anyhow::anyhow!(
             "`cairn {command}` acts through a running node: give its directory with \
              `cairn -d NODEDIR {command} ...`"
         )
-    })
+    })?;
+    if !dir.join(config::CONFIG_FILE).is_file() {
+        anyhow::bail!(
+            "{} is not a node directory (it has no {}): make one with `cairn create-node`, \
+             or give the directory of an existing node",
+            dir.display(),
+            config::CONFIG_FILE
+        );
+    }
+    Ok(dir)
 }

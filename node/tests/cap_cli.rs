@@ -92,6 +92,34 @@ fn default_secret_warns_and_node_secret_is_used() {
 }
 
 #[test]
+fn with_a_node_the_cap_is_the_one_its_put_would_give() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write_file(dir.path(), "f", &[7u8; 5000]);
+    let node = dir.path().join("node");
+    let furl = "pb://aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa@127.0.0.1:1/abcdefghijklmnopqrstuvwxyz";
+    let node_arg = node.to_str().unwrap();
+    let encoding = [
+        "--shares-needed",
+        "2",
+        "--shares-happy",
+        "4",
+        "--shares-total",
+        "5",
+    ];
+    let mut create = vec!["create-node", node_arg, "--introducer", furl];
+    create.extend(encoding);
+    let created = cairn(&create, b"");
+    assert!(created.status.success(), "{}", stderr(&created));
+    let cap = stdout(&cairn(&["-d", node_arg, "cap", &file], b""));
+    assert!(cap.ends_with(":2:5:5000"), "the node's 2-of-5: {cap}");
+    let cap = stdout(&cairn(
+        &["-d", node_arg, "cap", "--shares-total", "6", &file],
+        b"",
+    ));
+    assert!(cap.ends_with(":2:6:5000"), "an explicit N wins: {cap}");
+}
+
+#[test]
 fn bad_input_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let file = write_file(dir.path(), "f", &[1u8; 100]);

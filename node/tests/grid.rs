@@ -6,7 +6,7 @@ use cairn_codec::verify::check_whole_share;
 use cairn_codec::Cap;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Output, Stdio};
+use std::process::{Command, Output, Stdio};
 
 mod support;
 
@@ -175,6 +175,8 @@ fn a_grid_of_processes_stores_files_and_survives_losing_servers() {
     assert_eq!(no_client.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&no_client.stderr).contains("runs no client"));
 
+    daily_use_edges(&grid, &files, &big_cap);
+
     // Status: every server known and, after the uploads, connected.
     let status = grid.status();
     assert_eq!(status["servers_connected"], STORAGE_NODES, "{status:#}");
@@ -190,6 +192,125 @@ fn a_grid_of_processes_stores_files_and_survives_losing_servers() {
     );
 
     stop_and_restart_servers(grid, &big_cap);
+}
+
+/// What a user runs into in daily use: pipes that close early, paths the vdrive refuses,
+/// `-o` given `-` or a directory, a node directory that is not one, Ctrl-C mid-download.
+fn daily_use_edges(grid: &Grid, files: &Path, big_cap: &str) {
+    let dir = grid.client_dir();
+    // A reader that stops early ends the command quietly, as it ends `ls` (SIGPIPE).
+    for command in ["ls / | true", "status | head -c 1 > /dev/null"] {
+        let shell = format!(
+            "{} -d {dir} {command}; echo \"${{PIPESTATUS[0]}}\"",
+            env!("CARGO_BIN_EXE_cairn")
+        );
+        let out = Command::new("bash").args(["-c", &shell]).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{command}: {stderr}");
+        let status = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        assert!(status == "0" || status == "141", "{command}: exit {status}");
+    }
+    let get_head = format!(
+        "{} -d {dir} get {big_cap} | head -c 10 > /dev/null; echo \"${{PIPESTATUS[0]}}\"",
+        env!("CARGO_BIN_EXE_cairn")
+    );
+    let out = Command::new("bash")
+        .args(["-c", &get_head])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.is_empty(),
+        "nothing blames the node for a closed pipe: {stderr}"
+    );
+
+    // Paths the vdrive would refuse are refused before any work: no upload happens.
+    let small = files.join("in-56").display().to_string();
+    let long_path = format!("/{}", "a".repeat(70_000));
+    for (args, why) in [
+        (vec!["put", &small, "/docs/"], "empty component"),
+        (vec!["put", &small, "docs/x"], "not absolute"),
+        (vec!["put", &small, "/x/../y"], "are not allowed"),
+        (vec!["put", &small, &long_path], "longer than"),
+        (vec!["get", &long_path], "longer than"),
+        (vec!["ls", &long_path], "longer than"),
+    ] {
+        let mut full = vec!["-d", &dir];
+        full.extend(args.iter().copied());
+        let out = run(&full);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains(why) && !stderr.contains("panicked"),
+            "{args:?}: {stderr}"
+        );
+        assert!(
+            out.stdout.is_empty(),
+            "{args:?}: no cap printed, nothing uploaded"
+        );
+    }
+
+    // `-o -` is standard output; `-o DIR` with a vdrive path writes DIR/NAME.
+    ok(&["-d", &dir, "put", &small, "/edge.bin"]);
+    let to_stdout = run(&["-d", &dir, "get", "/edge.bin", "-o", "-"]);
+    assert_eq!(to_stdout.stdout, fs::read(&small).unwrap());
+    assert!(!Path::new("-").exists());
+    let into = files.join("into");
+    fs::create_dir(&into).unwrap();
+    ok(&["-d", &dir, "get", "/edge.bin", "-o", into.to_str().unwrap()]);
+    assert_eq!(
+        fs::read(into.join("edge.bin")).unwrap(),
+        fs::read(&small).unwrap()
+    );
+    let out = run(&["-d", &dir, "get", big_cap, "-o", into.to_str().unwrap()]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("a cap names no file"));
+    ok(&["-d", &dir, "rm", "/edge.bin"]);
+
+    // A directory that is no node says so (not "is the node running?").
+    let out = run(&["-d", files.to_str().unwrap(), "ls"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("is not a node directory"), "{stderr}");
+
+    // Ctrl-C during `get -o` leaves no partial file behind (a file large enough that the
+    // download is still running when the partial file appears).
+    let large = files.join("large");
+    fs::write(&large, sample(48 << 20, 9)).unwrap();
+    let large_cap = grid.put(&large);
+    let interrupted = files.join("interrupted");
+    fs::create_dir(&interrupted).unwrap();
+    let mut child = cairn()
+        .args(["-d", &dir, "get", &large_cap, "-o"])
+        .arg(interrupted.join("out"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while fs::read_dir(&interrupted).unwrap().next().is_none() {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the download ended before it began"
+        );
+        assert!(
+            started.elapsed() < support::PATIENCE,
+            "no partial file appeared"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    let _ = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status();
+    let status = child.wait().unwrap();
+    let left: Vec<_> = fs::read_dir(&interrupted)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    if status.code() == Some(0) {
+        // It won the race: then the file is whole.
+        assert_eq!(fs::read(interrupted.join("out")).unwrap().len(), 48 << 20);
+    } else {
+        assert!(left.is_empty(), "Ctrl-C left {left:?}");
+    }
 }
 
 fn stop_and_restart_servers(mut grid: Grid, cap: &str) {
