@@ -35,7 +35,7 @@
 //! the runtime's threads; the codec's work runs in the actors' tasks (see [`crate::host`]).
 
 mod connection;
-mod frame;
+pub mod frame;
 mod furl;
 mod peers;
 mod queue;

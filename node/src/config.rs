@@ -138,11 +138,13 @@ impl NodeConfig {
                 dir.display()
             )
         })?;
-        let config: NodeConfig =
-            toml::from_str(&text).with_context(|| format!("{} is not valid", path.display()))?;
-        config
-            .check()
-            .with_context(|| format!("{} is not valid", path.display()))?;
+        Self::parse(&text).with_context(|| format!("{} is not valid", path.display()))
+    }
+
+    /// Parses and checks the text of a `cairn.toml`.
+    pub fn parse(text: &str) -> Result<NodeConfig> {
+        let config: NodeConfig = toml::from_str(text)?;
+        config.check()?;
         Ok(config)
     }
 

@@ -4,7 +4,6 @@
 mod api;
 mod cap;
 mod commands;
-mod config;
 mod create;
 mod demo;
 mod gateway;
@@ -17,6 +16,7 @@ mod signals;
 mod simulate;
 
 use anyhow::Result;
+use cairn_node::config;
 use clap::{Parser, Subcommand};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
