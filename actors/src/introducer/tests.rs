@@ -4,10 +4,10 @@ use super::*;
 use crate::actor::{Effect, Service};
 use crate::ids::NodeKey;
 use crate::protocol::MAX_MESSAGE_SIZE;
+use crate::testing::driven::wraps_driven;
 use crate::testing::strategies::wire;
 use crate::testing::Driven;
 use proptest::prelude::*;
-use std::ops::{Deref, DerefMut};
 use std::time::Duration;
 
 const T0: Time = Time(1_000_000_000);
@@ -28,18 +28,7 @@ fn announcement(n: u8, free_space: u64, seq: u64) -> Announcement {
 /// The introducer, driven by hand.
 struct Harness(Driven<Introducer>);
 
-impl Deref for Harness {
-    type Target = Driven<Introducer>;
-    fn deref(&self) -> &Self::Target {
-        &self.0
-    }
-}
-
-impl DerefMut for Harness {
-    fn deref_mut(&mut self) -> &mut Self::Target {
-        &mut self.0
-    }
-}
+wraps_driven!(Harness, Introducer, 0);
 
 impl Harness {
     fn new(introducer: Introducer) -> Self {

@@ -4,10 +4,10 @@ use super::*;
 use crate::actor::{Effect, Service};
 use crate::ids::NodeId;
 use crate::memstore::{MemJournal, MemShareStore};
+use crate::testing::driven::wraps_driven;
 use crate::testing::strategies::wire;
 use crate::testing::{Driven, FlakyJournal, FlakyStore, JournalFault};
 use proptest::prelude::*;
-use std::ops::{Deref, DerefMut};
 
 const SI: StorageIndex = StorageIndex([4; 16]);
 const OTHER_SI: StorageIndex = StorageIndex([5; 16]);
@@ -33,18 +33,7 @@ struct Harness {
     config: StorageConfig,
 }
 
-impl Deref for Harness {
-    type Target = Driven<StorageServer>;
-    fn deref(&self) -> &Self::Target {
-        &self.driven
-    }
-}
-
-impl DerefMut for Harness {
-    fn deref_mut(&mut self) -> &mut Self::Target {
-        &mut self.driven
-    }
-}
+wraps_driven!(Harness, StorageServer, driven);
 
 impl Harness {
     fn new(capacity: u64, config: StorageConfig) -> Self {

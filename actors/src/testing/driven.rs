@@ -84,3 +84,26 @@ impl<A: Actor> Driven<A> {
         answer
     }
 }
+
+/// Makes a test file's thin wrapper around a [`Driven`] (`$wrapper`, whose field `$field`
+/// drives an `$actor`, beside handles the wrapper keeps for its own helpers) read as the
+/// `Driven` it wraps: `Deref` and `DerefMut` to it.
+#[cfg(test)]
+macro_rules! wraps_driven {
+    ($wrapper:ty, $actor:ty, $field:tt) => {
+        impl std::ops::Deref for $wrapper {
+            type Target = $crate::testing::Driven<$actor>;
+            fn deref(&self) -> &Self::Target {
+                &self.$field
+            }
+        }
+
+        impl std::ops::DerefMut for $wrapper {
+            fn deref_mut(&mut self) -> &mut Self::Target {
+                &mut self.$field
+            }
+        }
+    };
+}
+#[cfg(test)]
+pub(crate) use wraps_driven;

@@ -5,11 +5,11 @@ use crate::actor::{Effect, Service};
 use crate::ids::NodeId;
 use crate::memstore::MemJournal;
 use crate::protocol::MAX_MESSAGE_SIZE;
+use crate::testing::driven::wraps_driven;
 use crate::testing::strategies::{chk_cap_text, lit_cap_text, vdrive_op, wire};
 use crate::testing::{Driven, FlakyJournal, JournalFault};
 use cairn_codec::Cap;
 use proptest::prelude::*;
-use std::ops::{Deref, DerefMut};
 
 const T0: Time = Time(5_000_000_000);
 const CLIENT: Addr = Addr {
@@ -25,18 +25,7 @@ struct Harness {
     max_entries: usize,
 }
 
-impl Deref for Harness {
-    type Target = Driven<Vdrive>;
-    fn deref(&self) -> &Self::Target {
-        &self.driven
-    }
-}
-
-impl DerefMut for Harness {
-    fn deref_mut(&mut self) -> &mut Self::Target {
-        &mut self.driven
-    }
-}
+wraps_driven!(Harness, Vdrive, driven);
 
 impl Harness {
     fn new() -> Self {
