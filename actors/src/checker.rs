@@ -405,6 +405,4 @@ impl Actor for Checker {
 }
 
 #[cfg(test)]
-pub(crate) mod testgrid;
-#[cfg(test)]
 mod tests;

@@ -216,57 +216,6 @@ pub enum DecodeError {
     Malformed(String),
 }
 
-/// Test inputs shared by the actors' property tests.
-#[cfg(test)]
-pub(crate) mod testing {
-    use super::{Message, RemoteError, Request, RequestId};
-    use crate::actor::Time;
-    use proptest::prelude::*;
-
-    /// Any refusal a server may answer with.
-    pub fn remote_error() -> impl Strategy<Value = RemoteError> {
-        prop_oneof![
-            Just(RemoteError::NoSuchShare),
-            Just(RemoteError::NotAllocated),
-            any::<u64>().prop_map(|free| RemoteError::Full { free }),
-            any::<u64>().prop_map(|size| RemoteError::OutOfBounds { size }),
-            ".{0,20}".prop_map(RemoteError::Malformed),
-            Just(RemoteError::Unsupported),
-            ".{0,20}".prop_map(RemoteError::Disk),
-        ]
-    }
-
-    /// Bytes off the wire: noise, or the encoding of `body` (as a request with some id and
-    /// deadline) damaged by [`damaged`].
-    pub fn wire(body: impl Strategy<Value = Request>) -> impl Strategy<Value = Vec<u8>> {
-        let request = (body, any::<u64>()).prop_map(|(body, deadline)| Message::Request {
-            id: RequestId(deadline.rotate_left(7)),
-            deadline: Time(deadline),
-            body,
-        });
-        damaged(request)
-    }
-
-    /// Bytes off the wire: noise, or the encoding of `msg` with a few bytes flipped and maybe
-    /// cut short (which often still decodes, into something odd).
-    pub fn damaged(msg: impl Strategy<Value = Message>) -> impl Strategy<Value = Vec<u8>> {
-        let flips = proptest::collection::vec((any::<prop::sample::Index>(), 1..=u8::MAX), 0..4);
-        let damaged =
-            (msg, flips, any::<Option<prop::sample::Index>>()).prop_map(|(msg, flips, cut)| {
-                let mut bytes = msg.encode();
-                for (at, x) in flips {
-                    let at = at.index(bytes.len());
-                    bytes[at] ^= x;
-                }
-                if let Some(cut) = cut {
-                    bytes.truncate(cut.index(bytes.len() + 1));
-                }
-                bytes
-            });
-        prop_oneof![proptest::collection::vec(any::<u8>(), 0..200), damaged]
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -38,8 +38,6 @@ mod requests;
 mod selection;
 mod stream;
 #[cfg(test)]
-pub(crate) mod testkit;
-#[cfg(test)]
 mod tests;
 
 /// Bytes reserved in each share for the UEB, whose exact length is known only after the last

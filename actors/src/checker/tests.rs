@@ -1,8 +1,8 @@
 //! The checker against real storage servers, honest and not.
 
-use super::testgrid::{file, node, Fault, Grid, TestFile};
 use super::*;
 use crate::protocol::RemoteError;
+use crate::testing::grid::{file, node, Fault, Grid, TestFile};
 use proptest::prelude::*;
 
 const TIMEOUT: Duration = Duration::from_secs(1);
@@ -31,7 +31,12 @@ fn check(
         TIMEOUT,
     );
     grid.run(&mut checker);
-    assert!(grid.stopped, "a check always ends");
+    assert!(grid.stopped.is_some(), "a check always ends");
+    let quiet = grid.user.pulls.is_empty() && grid.user.output.is_empty();
+    assert!(
+        quiet && grid.spawned.is_empty(),
+        "a check has no plaintext and spawns nothing"
+    );
     match grid.reply() {
         LocalResponse::Checked(result) => result.clone(),
         other => panic!("a check answered {other:?}"),
@@ -96,7 +101,7 @@ fn without_verify_a_lying_server_is_believed_with_verify_it_is_not() {
     let (mut grid, f) = spread();
     // Server 11 holds nothing but claims all ten shares; server 2 serves rotten bytes.
     grid.fault(node(11), Fault::ClaimsAll(10));
-    grid.fault(node(2), Fault::Corrupting);
+    grid.fault(node(2), Fault::CorruptsReads);
     let believed = check(&mut grid, &f, 7, CheckOptions::default()).unwrap();
     assert_eq!(believed.holders[&ShareNum(0)], {
         let mut v = vec![node(1), node(11)];
@@ -106,7 +111,7 @@ fn without_verify_a_lying_server_is_believed_with_verify_it_is_not() {
 
     let (mut grid, f) = spread();
     grid.fault(node(11), Fault::ClaimsAll(10));
-    grid.fault(node(2), Fault::Corrupting);
+    grid.fault(node(2), Fault::CorruptsReads);
     let options = CheckOptions {
         verify: true,
         ..CheckOptions::default()
@@ -197,7 +202,7 @@ fn fault() -> impl Strategy<Value = Fault> {
         1 => Just(Fault::Silent),
         1 => Just(Fault::Late),
         1 => Just(Fault::Duplicating),
-        1 => Just(Fault::Corrupting),
+        1 => Just(Fault::CorruptsReads),
         1 => (0u8..=255).prop_map(Fault::ClaimsAll),
         1 => Just(Fault::Answers(Response::Ok)),
         1 => proptest::collection::vec((0u8..=255, any::<u64>()), 0..20)

@@ -1,11 +1,10 @@
 //! The client driven by hand: inputs in, effects checked.
 
 use super::*;
-use crate::ids::NodeKey;
 use crate::local::UploadError;
-use crate::protocol::testing::{damaged, remote_error};
 use crate::protocol::RemoteError;
-use crate::uploader::testkit::{plaintext, World};
+use crate::testing::grid::{plaintext, Grid};
+use crate::testing::strategies::{server_key, signed_announcement};
 use crate::vdrive::VdriveReply;
 use cairn_codec::{EncodingParams, Key};
 use rand::SeedableRng;
@@ -73,15 +72,6 @@ fn replies(effects: &[Effect]) -> Vec<LocalResponse> {
         .collect()
 }
 
-fn key(seed: u8) -> NodeKey {
-    NodeKey::from_seed([seed; 32])
-}
-
-fn announcement(seed: u8, seq: u64) -> Announcement {
-    let address = format!("10.0.0.{seed}:9000");
-    Announcement::new(&key(seed), address, 1000 * u64::from(seed), seq)
-}
-
 fn announce(client: &mut Client, now: Time, list: Vec<Announcement>) {
     let msg = Message::Announcements(list);
     let effects = step(
@@ -144,7 +134,7 @@ fn without_an_introducer_nothing_is_sent() {
     let mut c = Client::new(None, None, config());
     assert!(step(&mut c, at(0), Input::Start).is_empty());
     // Announcements can come only from an introducer.
-    let msg = Message::Announcements(vec![announcement(1, 1)]);
+    let msg = Message::Announcements(vec![signed_announcement(1, 1)]);
     step(
         &mut c,
         at(1),
@@ -159,32 +149,32 @@ fn without_an_introducer_nothing_is_sent() {
 #[test]
 fn keeps_the_newest_verified_announcement_of_each_server() {
     let mut c = client();
-    let mut forged = announcement(3, 1);
+    let mut forged = signed_announcement(3, 1);
     forged.free_space += 1;
     announce(
         &mut c,
         at(1),
-        vec![announcement(1, 1), announcement(2, 5), forged],
+        vec![signed_announcement(1, 1), signed_announcement(2, 5), forged],
     );
     assert_eq!(c.servers().len(), 2, "the forged one is dropped");
-    let moved = Announcement::new(&key(2), "10.9.9.9:1".into(), 7, 6);
-    announce(&mut c, at(2), vec![announcement(1, 0), moved]);
+    let moved = Announcement::new(&server_key(2), "10.9.9.9:1".into(), 7, 6);
+    announce(&mut c, at(2), vec![signed_announcement(1, 0), moved]);
     let report = status(&mut c, at(3));
     let by_id: BTreeMap<NodeId, &ServerStatus> = report.servers.iter().map(|s| (s.id, s)).collect();
     assert_eq!(
-        by_id[&key(1).id()].address,
+        by_id[&server_key(1).id()].address,
         "10.0.0.1:9000",
         "an older seq is ignored"
     );
     assert_eq!(
-        by_id[&key(2).id()].address,
+        by_id[&server_key(2).id()].address,
         "10.9.9.9:1",
         "a newer seq replaces"
     );
-    assert_eq!(by_id[&key(2).id()].free_space, 7);
+    assert_eq!(by_id[&server_key(2).id()].free_space, 7);
     // Announcements from anyone but the introducer are not listened to.
-    let from = Addr::new(key(4).id(), Service::Storage);
-    let msg = Message::Announcements(vec![announcement(4, 1)]);
+    let from = Addr::new(server_key(4).id(), Service::Storage);
+    let msg = Message::Announcements(vec![signed_announcement(4, 1)]);
     step(&mut c, at(4), Input::Message { from, msg });
     assert_eq!(c.servers().len(), 2);
 }
@@ -192,7 +182,7 @@ fn keeps_the_newest_verified_announcement_of_each_server() {
 #[test]
 fn a_server_is_reachable_while_its_announcements_are_fresh() {
     let mut c = client();
-    announce(&mut c, at(0), vec![announcement(1, 1)]);
+    announce(&mut c, at(0), vec![signed_announcement(1, 1)]);
     assert!(status(&mut c, at(180)).servers[0].reachable);
     assert!(
         !status(&mut c, at(181)).servers[0].reachable,
@@ -200,9 +190,9 @@ fn a_server_is_reachable_while_its_announcements_are_fresh() {
     );
     // The same announcement repeated (a dead server the introducer still lists) does not
     // count; a newer one does.
-    announce(&mut c, at(200), vec![announcement(1, 1)]);
+    announce(&mut c, at(200), vec![signed_announcement(1, 1)]);
     assert!(!status(&mut c, at(200)).servers[0].reachable);
-    announce(&mut c, at(201), vec![announcement(1, 2)]);
+    announce(&mut c, at(201), vec![signed_announcement(1, 2)]);
     assert!(status(&mut c, at(201)).servers[0].reachable);
 }
 
@@ -216,7 +206,7 @@ fn freshness_counts_the_intervals_the_client_really_resubscribes_at() {
     let mut c = Client::new(Some(introducer()), None, config);
     let sent = requests(&step(&mut c, at(0), Input::Start));
     answer(&mut c, at(0), introducer(), sent[0].1, Response::Ok);
-    announce(&mut c, at(0), vec![announcement(1, 1)]);
+    announce(&mut c, at(0), vec![signed_announcement(1, 1)]);
     let report = status(&mut c, at(3));
     assert!(report.servers[0].reachable);
     assert!(
@@ -246,11 +236,11 @@ fn the_introducer_is_connected_while_it_answers() {
 #[test]
 fn the_server_table_is_bounded_and_forgets_the_stalest() {
     let mut c = client().with_server_limit(2);
-    announce(&mut c, at(0), vec![announcement(1, 1)]);
-    announce(&mut c, at(1), vec![announcement(2, 1)]);
-    announce(&mut c, at(2), vec![announcement(1, 2)]);
-    announce(&mut c, at(3), vec![announcement(3, 1)]);
-    let mut expected = vec![key(1).id(), key(3).id()];
+    announce(&mut c, at(0), vec![signed_announcement(1, 1)]);
+    announce(&mut c, at(1), vec![signed_announcement(2, 1)]);
+    announce(&mut c, at(2), vec![signed_announcement(1, 2)]);
+    announce(&mut c, at(3), vec![signed_announcement(3, 1)]);
+    let mut expected = vec![server_key(1).id(), server_key(3).id()];
     expected.sort();
     assert_eq!(c.servers(), expected);
 }
@@ -262,7 +252,7 @@ fn an_upload_runs_in_a_spawned_uploader() {
     announce(
         &mut c,
         at(0),
-        keys.iter().map(|&k| announcement(k, 1)).collect(),
+        keys.iter().map(|&k| signed_announcement(k, 1)).collect(),
     );
     let params = EncodingParams::new(2, 5, 1000).unwrap();
     let data = plaintext(3000, 1);
@@ -277,15 +267,16 @@ fn an_upload_runs_in_a_spawned_uploader() {
         panic!("expected a spawn, got {effects:?}");
     };
     assert_eq!(service, Service::Upload(OpId(1)));
-    let ids: Vec<NodeId> = keys.iter().map(|&k| key(k).id()).collect();
-    let mut world = World::new(0, 0).with_servers(&ids, 1 << 20);
-    world.input = data.clone();
-    world.run(actor.as_mut(), Addr::new(me().node, service));
-    let LocalResponse::Uploaded(Ok(receipt)) = world.reply() else {
-        panic!("{:?}", world.replies);
+    // The grid's servers are the ones announced: server i's key is seeded with i.
+    let mut grid = Grid::new(5, 1 << 20);
+    grid.user.input = data.clone();
+    grid.op = Addr::new(me().node, service);
+    grid.run(actor.as_mut());
+    let LocalResponse::Uploaded(Ok(receipt)) = grid.reply() else {
+        panic!("{:?}", grid.replies);
     };
     assert_eq!(receipt.happiness, 5);
-    assert_eq!(world.download(&receipt.cap).unwrap(), data);
+    assert_eq!(grid.decode(&receipt.cap).unwrap(), data);
 }
 
 #[test]
@@ -300,10 +291,11 @@ fn an_upload_with_no_servers_known_fails_in_its_uploader() {
     let Some(Effect::Spawn { mut actor, service }) = local(&mut c, at(1), request).pop() else {
         panic!("expected a spawn");
     };
-    let mut world = World::new(0, 0);
-    world.run(actor.as_mut(), Addr::new(me().node, service));
+    let mut grid = Grid::new(0, 0);
+    grid.op = Addr::new(me().node, service);
+    grid.run(actor.as_mut());
     assert!(matches!(
-        world.reply(),
+        grid.reply(),
         LocalResponse::Uploaded(Err(UploadError::NotHappy { known: 0, .. }))
     ));
 }
@@ -440,12 +432,11 @@ fn stray_inputs_are_ignored() {
 
 // ---- fuzzing: arbitrary and malformed inputs ----
 
-use crate::ids::{ShareNum, StorageIndex};
-use crate::protocol::LeaseSecret;
-use crate::vdrive::{DirEntry, EntryKind};
+use crate::testing::strategies::{
+    announcement, any_message, any_request, chk_cap, damaged, response, vdrive_op, Focus,
+};
 use proptest::prelude::*;
 use proptest::sample::Index;
-use std::cell::RefCell;
 use std::collections::BTreeSet;
 
 /// Who a fuzzed message claims to come from.
@@ -465,7 +456,7 @@ impl Sender {
             Sender::Introducer => introducer(),
             Sender::Vdrive => vdrive(),
             Sender::IntroducerNodeStorage => Addr::new(introducer().node, Service::Storage),
-            Sender::Stranger(n) => Addr::new(key(*n).id(), Service::Storage),
+            Sender::Stranger(n) => Addr::new(server_key(*n).id(), Service::Storage),
         }
     }
 }
@@ -477,256 +468,6 @@ fn sender() -> impl Strategy<Value = Sender> {
         1 => Just(Sender::IntroducerNodeStorage),
         1 => (1u8..8).prop_map(Sender::Stranger),
     ]
-}
-
-/// How a forged announcement differs from a signed one.
-#[derive(Clone, Debug)]
-enum Forgery {
-    FreeSpace,
-    Address,
-    Seq,
-    /// Claims to be another node (whose id it does not hash to).
-    Node(u8),
-    /// Another node's key, signature left as it was.
-    PublicKey(u8),
-    SignatureBit(Index, u8),
-    NoSignature,
-    /// Validly signed, but over the address length limit.
-    LongAddress,
-}
-
-/// An announcement in a fuzzed list: one of a few servers' keys, signed or forged.
-#[derive(Clone, Debug)]
-struct Ann {
-    seed: u8,
-    seq: u64,
-    forgery: Option<Forgery>,
-}
-
-fn forgery() -> impl Strategy<Value = Forgery> {
-    prop_oneof![
-        Just(Forgery::FreeSpace),
-        Just(Forgery::Address),
-        Just(Forgery::Seq),
-        (1u8..8).prop_map(Forgery::Node),
-        (1u8..8).prop_map(Forgery::PublicKey),
-        (any::<Index>(), 1..=u8::MAX).prop_map(|(i, x)| Forgery::SignatureBit(i, x)),
-        Just(Forgery::NoSignature),
-        Just(Forgery::LongAddress),
-    ]
-}
-
-fn ann() -> impl Strategy<Value = Ann> {
-    (
-        1u8..8,
-        prop_oneof![4 => 0u64..5, 1 => any::<u64>()],
-        prop::option::weighted(0.3, forgery()),
-    )
-        .prop_map(|(seed, seq, forgery)| Ann { seed, seq, forgery })
-}
-
-thread_local! {
-    /// Signed announcements by (seed, seq): signing is the costly part of making one.
-    static SIGNED: RefCell<BTreeMap<(u8, u64), Announcement>> = const { RefCell::new(BTreeMap::new()) };
-}
-
-impl Ann {
-    fn build(&self) -> Announcement {
-        let signed = || {
-            SIGNED.with(|cache| {
-                cache
-                    .borrow_mut()
-                    .entry((self.seed, self.seq))
-                    .or_insert_with(|| announcement(self.seed, self.seq))
-                    .clone()
-            })
-        };
-        let mut a = signed();
-        match &self.forgery {
-            None => {}
-            Some(Forgery::FreeSpace) => a.free_space ^= 1,
-            Some(Forgery::Address) => a.address.push('0'),
-            Some(Forgery::Seq) => a.seq = a.seq.wrapping_add(1),
-            Some(Forgery::Node(n)) => a.node = key(*n).id(),
-            Some(Forgery::PublicKey(n)) => {
-                a.public_key = key(*n).public_key();
-                a.node = key(*n).id();
-            }
-            Some(Forgery::SignatureBit(at, x)) => {
-                let at = at.index(a.signature.len());
-                a.signature[at] ^= x;
-            }
-            Some(Forgery::NoSignature) => a.signature.clear(),
-            Some(Forgery::LongAddress) => {
-                let address = "x".repeat(Announcement::MAX_ADDRESS_LEN + 1);
-                a = Announcement::new(&key(self.seed), address, 1, self.seq);
-            }
-        }
-        a
-    }
-}
-
-fn vdrive_result() -> impl Strategy<Value = Result<VdriveReply, VdriveError>> {
-    let kind = prop_oneof![
-        Just(EntryKind::Dir),
-        ".{0,10}".prop_map(|cap| EntryKind::File { cap })
-    ];
-    let entry = (".{0,8}", kind.clone()).prop_map(|(name, kind)| DirEntry { name, kind });
-    prop_oneof![
-        Just(Ok(VdriveReply::Done)),
-        proptest::collection::vec(entry, 0..4).prop_map(|e| Ok(VdriveReply::Entries(e))),
-        kind.prop_map(|k| Ok(VdriveReply::Entry(k))),
-        ".{0,10}".prop_map(|p| Err(VdriveError::NotFound(p))),
-        ".{0,10}".prop_map(|p| Err(VdriveError::InvalidPath(p, "no".into()))),
-        ".{0,10}".prop_map(|p| Err(VdriveError::Storage(p))),
-    ]
-}
-
-/// Any answer, of any kind: right or wrong for the request it claims to answer.
-fn response() -> impl Strategy<Value = Response> {
-    let share = any::<u8>().prop_map(ShareNum);
-    let data = prop_oneof![
-        4 => proptest::collection::vec(any::<u8>(), 0..64),
-        1 => (0usize..5000).prop_map(|n| vec![0xa5; n]),
-    ];
-    prop_oneof![
-        3 => Just(Response::Ok),
-        1 => (
-            proptest::collection::vec(share.clone(), 0..4),
-            proptest::collection::vec(share.clone(), 0..4)
-        )
-            .prop_map(|(already_have, allocated)| Response::Allocated {
-                already_have,
-                allocated
-            }),
-        1 => data.prop_map(Response::Data),
-        1 => proptest::collection::vec((share, any::<u64>()), 0..6).prop_map(Response::Shares),
-        3 => vdrive_result().prop_map(Response::Vdrive),
-        2 => remote_error().prop_map(Response::Err),
-    ]
-}
-
-fn path() -> impl Strategy<Value = String> {
-    prop_oneof![
-        4 => prop_oneof![Just("/"), Just("/a"), Just("/a/b")].prop_map(String::from),
-        1 => ".{0,12}",
-    ]
-}
-
-fn vdrive_op() -> impl Strategy<Value = VdriveOp> {
-    prop_oneof![
-        path().prop_map(|path| VdriveOp::Mkdir { path }),
-        (path(), ".{0,10}", any::<bool>()).prop_map(|(path, cap, replace)| VdriveOp::Link {
-            path,
-            cap,
-            replace
-        }),
-        path().prop_map(|path| VdriveOp::Unlink { path }),
-        (path(), path()).prop_map(|(from, to)| VdriveOp::Rename { from, to }),
-        path().prop_map(|path| VdriveOp::List { path }),
-        path().prop_map(|path| VdriveOp::Lookup { path }),
-    ]
-}
-
-/// A request of any kind: a client serves none of them.
-fn any_request() -> impl Strategy<Value = Request> {
-    let si = any::<[u8; 16]>().prop_map(StorageIndex);
-    let share = any::<u8>().prop_map(ShareNum);
-    prop_oneof![
-        ann().prop_map(|a| Request::Announce(a.build())),
-        Just(Request::Subscribe),
-        (
-            si.clone(),
-            proptest::collection::vec(share.clone(), 0..4),
-            any::<u64>()
-        )
-            .prop_map(|(si, shares, share_size)| Request::Allocate {
-                si,
-                shares,
-                share_size,
-                lease: LeaseSecret([3; 32])
-            }),
-        (
-            si.clone(),
-            share.clone(),
-            any::<u64>(),
-            proptest::collection::vec(any::<u8>(), 0..20)
-        )
-            .prop_map(|(si, share, offset, data)| Request::Write {
-                si,
-                share,
-                offset,
-                data
-            }),
-        (si.clone(), share.clone()).prop_map(|(si, share)| Request::Close { si, share }),
-        (si.clone(), share.clone()).prop_map(|(si, share)| Request::Abort { si, share }),
-        (si.clone(), share.clone(), any::<u64>(), any::<u64>()).prop_map(
-            |(si, share, offset, len)| Request::Read {
-                si,
-                share,
-                offset,
-                len
-            }
-        ),
-        si.clone().prop_map(|si| Request::List { si }),
-        (si.clone(), any::<u64>()).prop_map(|(si, t)| Request::RenewLease {
-            si,
-            lease: LeaseSecret([4; 32]),
-            expires: Time(t)
-        }),
-        (si, share, ".{0,20}").prop_map(|(si, share, reason)| Request::AdviseCorrupt {
-            si,
-            share,
-            reason
-        }),
-        vdrive_op().prop_map(Request::Vdrive),
-    ]
-}
-
-/// Any message, as a fuzzed peer might send it (ids are random: see [`Fuzz::Respond`] for
-/// answers to the client's own requests).
-fn any_message() -> impl Strategy<Value = Message> {
-    prop_oneof![
-        (any::<u64>(), any::<u64>(), any_request()).prop_map(|(id, deadline, body)| {
-            Message::Request {
-                id: RequestId(id),
-                deadline: Time(deadline),
-                body,
-            }
-        }),
-        (any::<u64>(), response()).prop_map(|(id, body)| Message::Response {
-            id: RequestId(id),
-            body
-        }),
-        proptest::collection::vec(ann(), 0..3)
-            .prop_map(|list| Message::Announcements(list.iter().map(Ann::build).collect())),
-    ]
-}
-
-/// Bytes off the wire: noise, or a damaged encoding of a message.
-fn wire(msg: impl Strategy<Value = Message>) -> impl Strategy<Value = Vec<u8>> {
-    damaged(msg)
-}
-
-/// A cap to download: mostly well-formed, sometimes one no parser would have let through.
-fn chk_cap() -> impl Strategy<Value = cairn_codec::ChkCap> {
-    let shape = prop_oneof![
-        8 => (1usize..12).prop_flat_map(|n| (1..=n, Just(n))),
-        1 => prop_oneof![
-            (0usize..300).prop_map(|n| (0, n)),
-            (1usize..12).prop_map(|n| (n + 1, n)),
-            (257usize..300).prop_map(|n| (3, n)),
-        ],
-    ];
-    (any::<[u8; 16]>(), any::<[u8; 32]>(), shape, any::<u64>()).prop_map(
-        |(key, ueb_hash, (k, n), size)| cairn_codec::ChkCap {
-            key: Key(key),
-            ueb_hash,
-            k,
-            n,
-            size,
-        },
-    )
 }
 
 /// A local request of the fuzzed kind (the local id is the step's number).
@@ -796,7 +537,7 @@ enum Fuzz {
     Start,
     /// A timer, whether or not the client set it.
     Timer(u64),
-    Announcements(Sender, Vec<Ann>),
+    Announcements(Sender, Vec<Announcement>),
     Respond(Sender, Answering, Response),
     Request(Sender, Request),
     /// Bytes off the wire: delivered only if they decode.
@@ -816,11 +557,11 @@ fn fuzz() -> impl Strategy<Value = Fuzz> {
         4 => wait.prop_map(Fuzz::Wait),
         1 => Just(Fuzz::Start),
         1 => prop_oneof![0u64..3, any::<u64>()].prop_map(Fuzz::Timer),
-        3 => (sender(), proptest::collection::vec(ann(), 0..4))
+        3 => (sender(), proptest::collection::vec(announcement(), 0..4))
             .prop_map(|(from, list)| Fuzz::Announcements(from, list)),
-        5 => (sender(), answering, response()).prop_map(|(from, id, body)| Fuzz::Respond(from, id, body)),
+        5 => (sender(), answering, response(Focus::Vdrive)).prop_map(|(from, id, body)| Fuzz::Respond(from, id, body)),
         1 => (sender(), any_request()).prop_map(|(from, body)| Fuzz::Request(from, body)),
-        2 => (sender(), wire(any_message())).prop_map(|(from, bytes)| Fuzz::Bytes(from, bytes)),
+        2 => (sender(), damaged(any_message(Focus::Vdrive))).prop_map(|(from, bytes)| Fuzz::Bytes(from, bytes)),
         1 => (any::<u64>(), proptest::collection::vec(any::<u8>(), 0..16))
             .prop_map(|(offset, data)| Fuzz::Plaintext(offset, data)),
         1 => Just(Fuzz::OutputDrained),
@@ -1059,7 +800,6 @@ proptest! {
                     }
                 }
                 Fuzz::Announcements(from, list) => {
-                    let list: Vec<Announcement> = list.iter().map(Ann::build).collect();
                     if from.addr() == introducer() && has_introducer {
                         rig.announced.extend(list.iter().filter(|a| a.verify()).map(|a| a.node));
                     }
@@ -1177,9 +917,13 @@ fn checks_and_repairs_run_as_operations_over_the_servers_heard_from_lately() {
     use crate::checker::{CheckOptions, ServerScope};
     let mut c = client();
     step(&mut c, at(0), Input::Start);
-    announce(&mut c, at(1), vec![announcement(1, 1), announcement(2, 1)]);
+    announce(
+        &mut c,
+        at(1),
+        vec![signed_announcement(1, 1), signed_announcement(2, 1)],
+    );
     // Server 2 falls silent (it left the grid); server 1 keeps announcing.
-    announce(&mut c, at(200), vec![announcement(1, 2)]);
+    announce(&mut c, at(200), vec![signed_announcement(1, 2)]);
     let cap = cairn_codec::VerifierCap {
         storage_index: cairn_codec::StorageIndex([1; 16]),
         ueb_hash: [2; 32],
@@ -1218,7 +962,7 @@ fn checks_and_repairs_run_as_operations_over_the_servers_heard_from_lately() {
             .iter()
             .map(|(to, _, _)| to.node)
             .collect();
-        assert_eq!(asked, vec![key(1).id()]);
+        assert_eq!(asked, vec![server_key(1).id()]);
     }
     assert!(matches!(ops[..], [Service::Check(a), Service::Repair(b)] if a != b));
 }

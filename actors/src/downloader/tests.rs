@@ -1,243 +1,119 @@
-//! The downloader against test servers: good, silent and corrupt ones, then fuzzed inputs
-//! and fuzzed servers.
+//! The downloader against real storage servers (good, silent and corrupting ones), then
+//! fuzzed inputs and fuzzed servers.
 
 use super::*;
-use crate::actor::{Service, Time};
+use crate::actor::{OpId, Service, Time};
 use crate::local::LocalResponse;
-use crate::protocol::testing::{damaged, remote_error};
 use crate::protocol::MAX_DATA_PER_MESSAGE;
-use cairn_codec::{encode_stream, EncodingParams, Key, ShareWriter};
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
-use std::collections::VecDeque;
+use crate::testing::grid::{node, plaintext, Fault, Grid, Server, TestFile};
+use crate::testing::strategies::{
+    announcement, any_message, any_request, chk_cap, damaged, response, Focus,
+};
+use crate::testing::Driven;
+use cairn_codec::{EncodingParams, Key};
 
-/// How a test server behaves.
-#[derive(Clone, Copy, PartialEq)]
-enum Behaviour {
-    Good,
-    Silent,
-    /// Flips a bit in every block it serves.
-    CorruptBlocks,
-}
-
-struct Server {
-    id: NodeId,
-    shares: BTreeMap<usize, Vec<u8>>,
-    behaviour: Behaviour,
-    advisories: usize,
-}
-
-#[derive(Default)]
-struct Shares(Vec<Vec<u8>>);
-
-impl ShareWriter for Shares {
-    fn write_at(&mut self, share: usize, offset: u64, data: &[u8]) -> std::io::Result<()> {
-        self.0.resize(self.0.len().max(share + 1), Vec::new());
-        let buf = &mut self.0[share];
-        let end = offset as usize + data.len();
-        buf.resize(buf.len().max(end), 0);
-        buf[offset as usize..end].copy_from_slice(data);
-        Ok(())
-    }
-}
-
-fn file(size: usize) -> (Vec<u8>, ChkCap, Vec<Vec<u8>>) {
-    let data: Vec<u8> = (0..size).map(|i| (i * 31 % 251) as u8).collect();
+/// A `size`-byte file, 3-of-10.
+fn file(size: usize) -> TestFile {
     let params = EncodingParams::new(3, 10, 1000).unwrap();
-    let mut shares = Shares::default();
-    let f = encode_stream(Key([5; 16]), params, size as u64, &data[..], &mut shares).unwrap();
-    (data, f.cap, shares.0)
+    TestFile::encode(Key([5; 16]), params, plaintext(size, 5))
 }
 
-/// Runs a download against servers holding one share each (server i holds share i),
-/// with virtual time; returns the output, the final response and the servers.
-fn run(behaviours: &[Behaviour], size: usize) -> (Vec<u8>, Vec<u8>, LocalResponse, Vec<Server>) {
-    let (data, cap, shares) = file(size);
-    let mut servers: Vec<Server> = behaviours
-        .iter()
-        .enumerate()
-        .map(|(i, &behaviour)| Server {
-            id: crate::ids::NodeKey::from_seed([i as u8 + 1; 32]).id(),
-            shares: BTreeMap::from([(i, shares[i].clone())]),
-            behaviour,
-            advisories: 0,
-        })
-        .collect();
-    let client = Addr::new(
-        crate::ids::NodeKey::from_seed([99; 32]).id(),
-        Service::Download(crate::OpId(1)),
+/// Downloads a `size`-byte file from servers holding one share each (server `i + 1` holds
+/// share `i`), each with its fault; returns the grid after, and the file.
+fn download(faults: &[Fault], size: usize) -> (Grid, TestFile) {
+    let mut grid = Grid::new(faults.len() as u8, 1 << 20);
+    let f = file(size);
+    for (i, fault) in faults.iter().enumerate() {
+        let server = node(i as u8 + 1);
+        f.place(&mut grid, &[(i, server)]);
+        grid.fault(server, fault.clone());
+    }
+    grid.op = Addr::new(node(99), Service::Download(OpId(1)));
+    let mut d = Downloader::new(
+        LocalId(7),
+        f.cap.clone(),
+        grid.ids(),
+        Duration::from_secs(5),
     );
-    let ids = servers.iter().map(|s| s.id).collect();
-    let mut d = Downloader::new(LocalId(7), cap.clone(), ids, Duration::from_secs(5));
-    let mut rng = ChaCha8Rng::seed_from_u64(1);
-    let mut now = Time(0);
-    let mut inbox: VecDeque<Input> = VecDeque::from([Input::Start]);
-    let mut timers: BTreeMap<TimerId, Time> = BTreeMap::new();
-    let (mut out, mut response) = (Vec::new(), None);
-    for _ in 0..100_000 {
-        let input = match inbox.pop_front() {
-            Some(input) => input,
-            None => match timers
-                .iter()
-                .min_by_key(|(_, at)| **at)
-                .map(|(id, at)| (*id, *at))
-            {
-                Some((id, at)) => {
-                    timers.remove(&id);
-                    now = at;
-                    Input::Timer(id)
-                }
-                None => break,
-            },
-        };
-        let mut ctx = Context::new(now, client, &mut rng);
-        d.handle(input, &mut ctx);
-        for effect in ctx.into_effects() {
-            match effect {
-                Effect::Send { to, msg } => {
-                    let server = servers
-                        .iter_mut()
-                        .find(|s| s.id == to.node)
-                        .expect("a known server");
-                    if let Some(answer) = serve(server, &cap, msg) {
-                        inbox.push_back(Input::Message {
-                            from: to,
-                            msg: answer,
-                        });
-                    }
-                }
-                Effect::SetTimer { id, at } => {
-                    timers.insert(id, at);
-                }
-                Effect::CancelTimer { id } => {
-                    timers.remove(&id);
-                }
-                Effect::Output { data, .. } => {
-                    out.extend_from_slice(&data);
-                    inbox.push_back(Input::OutputDrained);
-                }
-                Effect::Reply { response: r, .. } => response = Some(r),
-                Effect::Stop => timers.clear(),
-                other => panic!("unexpected effect {other:?}"),
-            }
-        }
-    }
-    (data, out, response.expect("the download answered"), servers)
+    grid.run(&mut d);
+    assert!(grid.stopped.is_some(), "a download always ends");
+    let quiet = grid.user.pulls.is_empty() && grid.spawned.is_empty();
+    assert!(quiet, "a download pulls no plaintext and spawns nothing");
+    (grid, f)
 }
-
-fn serve(server: &mut Server, cap: &ChkCap, msg: Message) -> Option<Message> {
-    let Message::Request { id, body, .. } = msg else {
-        return None;
-    };
-    if server.behaviour == Behaviour::Silent {
-        return None;
-    }
-    let si = cap.key.storage_index();
-    let body = match body {
-        Request::List { si: asked } if asked == si => Response::Shares(
-            server
-                .shares
-                .iter()
-                .map(|(s, b)| (ShareNum(*s as u8), b.len() as u64))
-                .collect(),
-        ),
-        Request::Read {
-            share, offset, len, ..
-        } => match server.shares.get(&share.index()) {
-            Some(bytes) => {
-                let start = (offset as usize).min(bytes.len());
-                let end = (start + len as usize).min(bytes.len());
-                let mut data = bytes[start..end].to_vec();
-                // Blocks are the only reads past the header at this size.
-                if server.behaviour == Behaviour::CorruptBlocks && offset == 0x24 {
-                    data[0] ^= 1;
-                }
-                Response::Data(data)
-            }
-            None => Response::Err(crate::protocol::RemoteError::NoSuchShare),
-        },
-        Request::AdviseCorrupt { .. } => {
-            server.advisories += 1;
-            Response::Ok
-        }
-        _ => Response::Err(crate::protocol::RemoteError::Unsupported),
-    };
-    Some(Message::Response { id, body })
-}
-
-use Behaviour::*;
 
 #[test]
 fn downloads_from_all_good_servers() {
-    let (data, out, response, _) = run(&[Good; 10], 5000);
+    let (grid, f) = download(&vec![Fault::None; 10], 5000);
+    let response = grid.reply();
     assert!(
         matches!(response, LocalResponse::Downloaded(Ok(ref r)) if r.bytes == 5000 && r.faults.is_empty()),
         "{response:?}"
     );
-    assert_eq!(out, data);
+    assert_eq!(grid.user.output, f.data);
 }
 
 #[test]
 fn survives_n_minus_k_silent_servers() {
-    let mut b = [Silent; 10];
-    b[2] = Good;
-    b[5] = Good;
-    b[9] = Good;
-    let (data, out, response, _) = run(&b, 3001);
+    let mut faults = vec![Fault::Silent; 10];
+    for good in [2, 5, 9] {
+        faults[good] = Fault::None;
+    }
+    let (grid, f) = download(&faults, 3001);
+    let response = grid.reply();
     assert!(
         matches!(response, LocalResponse::Downloaded(Ok(_))),
         "{response:?}"
     );
-    assert_eq!(out, data);
+    assert_eq!(grid.user.output, f.data);
 }
 
 #[test]
 fn fails_clearly_with_too_few_servers_and_outputs_nothing() {
-    let mut b = [Silent; 10];
-    b[0] = Good;
-    b[1] = Good;
-    let (_, out, response, _) = run(&b, 3001);
-    let LocalResponse::Downloaded(Err(DownloadError::NotEnoughShares { needed: 3, .. })) =
-        &response
+    let mut faults = vec![Fault::Silent; 10];
+    faults[0] = Fault::None;
+    faults[1] = Fault::None;
+    let (grid, _) = download(&faults, 3001);
+    let response = grid.reply();
+    let LocalResponse::Downloaded(Err(DownloadError::NotEnoughShares { needed: 3, .. })) = response
     else {
         panic!("{response:?}")
     };
     assert!(
-        response_text(&response).contains("2 distinct shares found on 10 servers"),
+        response_text(response).contains("2 distinct shares found on 10 servers"),
         "{response:?}"
     );
-    assert!(out.is_empty());
+    assert!(grid.user.output.is_empty());
 }
 
 #[test]
 fn routes_around_corrupt_blocks_and_advises_the_server() {
-    let mut b = [Good; 10];
-    b[0] = CorruptBlocks;
-    let (data, out, response, servers) = run(&b, 2500);
-    let LocalResponse::Downloaded(Ok(receipt)) = &response else {
+    let mut faults = vec![Fault::None; 10];
+    // A share's first block is its first read past the header, at this size.
+    faults[0] = Fault::CorruptsReadsAt(0x24);
+    let (grid, f) = download(&faults, 2500);
+    let response = grid.reply();
+    let LocalResponse::Downloaded(Ok(receipt)) = response else {
         panic!("{response:?}")
     };
-    assert_eq!(out, data);
+    assert_eq!(grid.user.output, f.data);
     assert_eq!(receipt.faults.len(), 1, "{:?}", receipt.faults);
     assert!(
         receipt.faults[0].contains("block hash of segment 0"),
         "{:?}",
         receipt.faults
     );
-    assert_eq!(servers[0].advisories, 1);
+    assert_eq!(grid.servers[&node(1)].status().advisories_received, 1);
 }
 
 #[test]
 fn a_malformed_cap_is_refused_at_once() {
-    let (_, mut cap, _) = file(100);
+    let mut cap = file(100).cap;
     cap.k = 0;
-    let server = crate::ids::NodeKey::from_seed([1; 32]).id();
-    let mut d = Downloader::new(LocalId(7), cap, vec![server], Duration::from_secs(5));
-    let mut rng = ChaCha8Rng::seed_from_u64(1);
-    let me = Addr::new(server, Service::Download(crate::OpId(1)));
-    let mut ctx = Context::new(Time(0), me, &mut rng);
-    d.handle(Input::Start, &mut ctx);
-    let effects = ctx.into_effects();
+    let server = node(1);
+    let d = Downloader::new(LocalId(7), cap, vec![server], Duration::from_secs(5));
+    let me = Addr::new(server, Service::Download(OpId(1)));
+    let effects = Driven::new(d, me, Time(0), 1).input(Input::Start);
     let [Effect::Reply {
         response: LocalResponse::Downloaded(Err(DownloadError::Corrupt(why))),
         ..
@@ -257,11 +133,12 @@ fn response_text(r: &LocalResponse) -> String {
 
 // ---- fuzzing: arbitrary and malformed inputs ----
 
-use crate::ids::NodeKey;
 use crate::local::LocalRequest;
 use crate::protocol::Announcement;
 use proptest::prelude::*;
 use proptest::sample::Index;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
 
 /// Who a fuzzed message claims to come from.
 #[derive(Clone, Debug)]
@@ -310,127 +187,11 @@ enum Body {
     Asked(u8),
 }
 
-/// Any answer, of any kind: right or wrong for the request it claims to answer.
-fn response() -> impl Strategy<Value = Response> {
-    // Mostly share numbers the file has, so that they are tried.
-    let share = prop_oneof![4 => 0u8..12, 1 => any::<u8>()].prop_map(ShareNum);
-    let data = prop_oneof![
-        4 => proptest::collection::vec(any::<u8>(), 0..64),
-        1 => (0usize..5000, any::<u8>()).prop_map(|(n, b)| vec![b; n]),
-    ];
-    let vdrive = prop_oneof![
-        Just(Ok(crate::vdrive::VdriveReply::Done)),
-        ".{0,8}".prop_map(|p| Err(crate::vdrive::VdriveError::NotFound(p))),
-    ];
-    prop_oneof![
-        1 => Just(Response::Ok),
-        1 => proptest::collection::vec(share.clone(), 0..4).prop_map(|allocated| {
-            Response::Allocated {
-                already_have: vec![],
-                allocated,
-            }
-        }),
-        4 => data.prop_map(Response::Data),
-        4 => proptest::collection::vec((share, any::<u64>()), 0..6).prop_map(Response::Shares),
-        1 => vdrive.prop_map(Response::Vdrive),
-        2 => remote_error().prop_map(Response::Err),
-    ]
-}
-
 fn body() -> impl Strategy<Value = Body> {
     prop_oneof![
-        4 => response().prop_map(Body::Plain),
+        4 => response(Focus::Storage).prop_map(Body::Plain),
         1 => any::<u8>().prop_map(Body::Asked),
     ]
-}
-
-/// A request of any kind: a downloader serves none of them.
-fn any_request() -> impl Strategy<Value = Request> {
-    let si = any::<[u8; 16]>().prop_map(StorageIndex);
-    let share = any::<u8>().prop_map(ShareNum);
-    prop_oneof![
-        Just(Request::Subscribe),
-        (si.clone(), share.clone(), any::<u64>(), any::<u64>()).prop_map(
-            |(si, share, offset, len)| Request::Read {
-                si,
-                share,
-                offset,
-                len
-            }
-        ),
-        si.clone().prop_map(|si| Request::List { si }),
-        (
-            si.clone(),
-            share.clone(),
-            proptest::collection::vec(any::<u8>(), 0..20)
-        )
-            .prop_map(|(si, share, data)| Request::Write {
-                si,
-                share,
-                offset: 0,
-                data
-            }),
-        (si, share).prop_map(|(si, share)| Request::AdviseCorrupt {
-            si,
-            share,
-            reason: "fuzz".into()
-        }),
-        Just(Request::Vdrive(crate::vdrive::VdriveOp::List {
-            path: "/".into()
-        })),
-    ]
-}
-
-/// Announcements, signed or forged: a downloader listens to none.
-fn announcements() -> impl Strategy<Value = Vec<Announcement>> {
-    let one = (1u8..4, 0u64..3, any::<bool>()).prop_map(|(seed, seq, forge)| {
-        let key = NodeKey::from_seed([seed; 32]);
-        let mut a = Announcement::new(&key, format!("10.0.0.{seed}:1"), 100, seq);
-        if forge {
-            a.free_space += 1;
-        }
-        a
-    });
-    proptest::collection::vec(one, 0..3)
-}
-
-/// Bytes off the wire: noise, or the encoding of an answer with a few bytes flipped and
-/// maybe cut short (which often still decodes, into something odd).
-fn wire() -> impl Strategy<Value = Vec<u8>> {
-    let msg = prop_oneof![
-        (0u64..1 << 62, response()).prop_map(|(id, body)| Message::Response {
-            id: RequestId(id),
-            body
-        }),
-        any_request().prop_map(|body| Message::Request {
-            id: RequestId(1),
-            deadline: Time(u64::MAX),
-            body
-        }),
-        announcements().prop_map(Message::Announcements),
-    ];
-    damaged(msg)
-}
-
-/// A cap: mostly one a parser accepts, sometimes one it would have refused.
-fn chk_cap() -> impl Strategy<Value = ChkCap> {
-    let shape = prop_oneof![
-        8 => (1usize..12).prop_flat_map(|n| (1..=n, Just(n))),
-        1 => prop_oneof![
-            (0usize..300).prop_map(|n| (0, n)),
-            (1usize..12).prop_map(|n| (n + 1, n)),
-            (257usize..300).prop_map(|n| (3, n)),
-        ],
-    ];
-    (any::<[u8; 16]>(), any::<[u8; 32]>(), shape, any::<u64>()).prop_map(
-        |(key, ueb_hash, (k, n), size)| ChkCap {
-            key: Key(key),
-            ueb_hash,
-            k,
-            n,
-            size,
-        },
-    )
 }
 
 /// One input to a download in a fuzzed run.
@@ -455,8 +216,9 @@ fn fuzz() -> impl Strategy<Value = Fuzz> {
         3 => prop_oneof![3 => 0u32..2000, 1 => 0u32..30_000].prop_map(Fuzz::Wait),
         10 => (sender(), answering(), body()).prop_map(|(s, a, b)| Fuzz::Respond(s, a, b)),
         1 => (sender(), any_request()).prop_map(|(s, r)| Fuzz::Request(s, r)),
-        1 => (sender(), announcements()).prop_map(|(s, a)| Fuzz::Announcements(s, a)),
-        2 => (sender(), wire()).prop_map(|(s, b)| Fuzz::Bytes(s, b)),
+        1 => (sender(), proptest::collection::vec(announcement(), 0..3))
+            .prop_map(|(s, a)| Fuzz::Announcements(s, a)),
+        2 => (sender(), damaged(any_message(Focus::Storage))).prop_map(|(s, b)| Fuzz::Bytes(s, b)),
         2 => answering().prop_map(Fuzz::Timer),
         1 => Just(Fuzz::OutputDrained),
         1 => (any::<u64>(), proptest::collection::vec(any::<u8>(), 0..8))
@@ -814,16 +576,10 @@ proptest! {
     }
 }
 
-fn file_with(size: usize, params: EncodingParams) -> (Vec<u8>, ChkCap, Vec<Vec<u8>>) {
-    let data: Vec<u8> = (0..size).map(|i| (i * 31 % 251) as u8).collect();
-    let mut shares = Shares::default();
-    let f = encode_stream(Key([6; 16]), params, size as u64, &data[..], &mut shares).unwrap();
-    (data, f.cap, shares.0)
-}
-
-/// What a fuzzed server does to one answer.
+/// What a fuzzed server does to one answer: faults of single answers, drawn in turn, where
+/// the grid's `Fault` is one server's behaviour for a whole run.
 #[derive(Clone, Debug)]
-enum Fault {
+enum Mangling {
     Honest,
     Drop,
     Duplicate,
@@ -838,17 +594,17 @@ enum Fault {
     WrongSender(Sender),
 }
 
-fn fault() -> impl Strategy<Value = Fault> {
+fn mangling() -> impl Strategy<Value = Mangling> {
     prop_oneof![
-        12 => Just(Fault::Honest),
-        1 => Just(Fault::Drop),
-        1 => Just(Fault::Duplicate),
-        1 => (any::<Index>(), 1..=u8::MAX).prop_map(|(i, x)| Fault::FlipBit(i, x)),
-        1 => any::<Index>().prop_map(Fault::Truncate),
-        1 => proptest::collection::vec(any::<u8>(), 1..4).prop_map(Fault::Extend),
-        1 => response().prop_map(Fault::Replace),
-        1 => (1u64..4).prop_map(Fault::WrongId),
-        1 => sender().prop_map(Fault::WrongSender),
+        12 => Just(Mangling::Honest),
+        1 => Just(Mangling::Drop),
+        1 => Just(Mangling::Duplicate),
+        1 => (any::<Index>(), 1..=u8::MAX).prop_map(|(i, x)| Mangling::FlipBit(i, x)),
+        1 => any::<Index>().prop_map(Mangling::Truncate),
+        1 => proptest::collection::vec(any::<u8>(), 1..4).prop_map(Mangling::Extend),
+        1 => response(Focus::Storage).prop_map(Mangling::Replace),
+        1 => (1u64..4).prop_map(Mangling::WrongId),
+        1 => sender().prop_map(Mangling::WrongSender),
     ]
 }
 
@@ -872,14 +628,13 @@ enum Queued {
     Drained,
 }
 
-/// Servers hold a real file's shares and answer through faults; garbage is mixed in.
+/// Real servers hold a file's shares and answer through manglings; garbage is mixed in.
 struct Mixed {
     rig: Rig,
-    cap: ChkCap,
-    servers: Vec<Server>,
+    servers: BTreeMap<NodeId, Server>,
     inbox: Vec<Queued>,
-    faults: Vec<Fault>,
-    next_fault: usize,
+    manglings: Vec<Mangling>,
+    next_mangling: usize,
 }
 
 impl Mixed {
@@ -889,59 +644,68 @@ impl Mixed {
         for effect in effects {
             match effect {
                 Effect::Send { to, msg } => {
-                    let fault = match honest || self.faults.is_empty() {
-                        true => Fault::Honest,
-                        false => {
-                            self.next_fault += 1;
-                            self.faults[(self.next_fault - 1) % self.faults.len()].clone()
-                        }
-                    };
+                    let mangling = self.next_mangling(honest);
                     let server = self
                         .servers
-                        .iter_mut()
-                        .find(|s| s.id == to.node)
+                        .get_mut(&to.node)
                         .expect("checked: a known server");
-                    let Some(Message::Response { id, mut body }) = serve(server, &self.cap, msg)
-                    else {
-                        continue;
+                    let input = Input::Message {
+                        from: fuzz_me(),
+                        msg,
                     };
-                    let mut from = to;
-                    match (fault, &mut body) {
-                        (Fault::Drop, _) => continue,
-                        (Fault::Duplicate, _) => self.inbox.push(Queued::Message(
-                            from,
-                            Message::Response {
-                                id,
-                                body: body.clone(),
-                            },
-                        )),
-                        (Fault::FlipBit(at, x), Response::Data(data)) if !data.is_empty() => {
-                            let at = at.index(data.len());
-                            data[at] ^= x;
-                        }
-                        (Fault::Truncate(at), Response::Data(data)) => {
-                            data.truncate(at.index(data.len() + 1))
-                        }
-                        (Fault::Extend(more), Response::Data(data)) => data.extend(more),
-                        (Fault::Replace(other), _) => body = other,
-                        (Fault::WrongId(delta), _) => {
-                            let id = RequestId(id.0.wrapping_add(delta));
-                            let msg = Message::Response { id, body };
-                            self.inbox.push(Queued::Message(from, msg));
-                            continue;
-                        }
-                        (Fault::WrongSender(sender), _) => {
-                            from = self.rig.addr(&sender, Some(to.node));
-                        }
-                        _ => {}
+                    for (id, body) in server.serve(self.rig.now, to, input) {
+                        self.mangle(to, id, body, mangling.clone());
                     }
-                    self.inbox
-                        .push(Queued::Message(from, Message::Response { id, body }));
                 }
                 Effect::Output { .. } => self.inbox.push(Queued::Drained),
                 _ => {}
             }
         }
+    }
+
+    /// What happens to the next answer: the manglings in turn, until the servers turn honest.
+    fn next_mangling(&mut self, honest: bool) -> Mangling {
+        if honest || self.manglings.is_empty() {
+            return Mangling::Honest;
+        }
+        self.next_mangling += 1;
+        self.manglings[(self.next_mangling - 1) % self.manglings.len()].clone()
+    }
+
+    /// Queues a server's answer, mangled.
+    fn mangle(&mut self, to: Addr, id: RequestId, mut body: Response, mangling: Mangling) {
+        let mut from = to;
+        match (mangling, &mut body) {
+            (Mangling::Drop, _) => return,
+            (Mangling::Duplicate, _) => self.inbox.push(Queued::Message(
+                from,
+                Message::Response {
+                    id,
+                    body: body.clone(),
+                },
+            )),
+            (Mangling::FlipBit(at, x), Response::Data(data)) if !data.is_empty() => {
+                let at = at.index(data.len());
+                data[at] ^= x;
+            }
+            (Mangling::Truncate(at), Response::Data(data)) => {
+                data.truncate(at.index(data.len() + 1))
+            }
+            (Mangling::Extend(more), Response::Data(data)) => data.extend(more),
+            (Mangling::Replace(other), _) => body = other,
+            (Mangling::WrongId(delta), _) => {
+                let id = RequestId(id.0.wrapping_add(delta));
+                let msg = Message::Response { id, body };
+                self.inbox.push(Queued::Message(from, msg));
+                return;
+            }
+            (Mangling::WrongSender(sender), _) => {
+                from = self.rig.addr(&sender, Some(to.node));
+            }
+            _ => {}
+        }
+        self.inbox
+            .push(Queued::Message(from, Message::Response { id, body }));
     }
 
     fn deliver(&mut self, at: usize, honest: bool) -> Result<(), TestCaseError> {
@@ -972,32 +736,30 @@ proptest! {
         segment in 200u64..1200,
         server_count in 1usize..5,
         placement in proptest::collection::vec((any::<Index>(), any::<Option<Index>>()), 6),
-        faults in proptest::collection::vec(fault(), 0..12),
+        manglings in proptest::collection::vec(mangling(), 0..12),
         timeout_ms in 1u64..10_000,
         acts in proptest::collection::vec(act(), 1..100),
     ) {
         let params = EncodingParams::new(k, k + extra, segment).unwrap();
-        let (data, cap, shares) = file_with(size, params);
-        let mut servers: Vec<Server> = (0..server_count)
-            .map(|i| Server {
-                id: NodeId([i as u8 + 1; 32]),
-                shares: BTreeMap::new(),
-                behaviour: Good,
-                advisories: 0,
-            })
+        let f = TestFile::encode(Key([6; 16]), params, plaintext(size, 6));
+        let mut servers: Vec<Server> = (1..=server_count as u8)
+            .map(|i| Server::new(i, u64::MAX))
             .collect();
         // Each share on one server, some on a second too.
-        for (share, bytes) in shares.iter().enumerate() {
-            let (first, second) = &placement[share];
-            servers[first.index(server_count)].shares.insert(share, bytes.clone());
-            if let Some(second) = second {
-                servers[second.index(server_count)].shares.insert(share, bytes.clone());
+        for (share, (first, second)) in placement.iter().enumerate().take(params.n) {
+            let first = first.index(server_count);
+            f.place_on(&mut servers[first], share);
+            match second.map(|second| second.index(server_count)) {
+                Some(second) if second != first => f.place_on(&mut servers[second], share),
+                _ => {}
             }
         }
-        let ids = servers.iter().map(|s| s.id).collect();
-        let mut rig = Rig::new(cap.clone(), ids, Duration::from_millis(timeout_ms));
-        rig.plaintext = Some(data.clone());
-        let mut m = Mixed { rig, cap, servers, inbox: Vec::new(), faults, next_fault: 0 };
+        let servers: BTreeMap<NodeId, Server> =
+            (1..).map(node).zip(servers).collect();
+        let ids = servers.keys().copied().collect();
+        let mut rig = Rig::new(f.cap.clone(), ids, Duration::from_millis(timeout_ms));
+        rig.plaintext = Some(f.data.clone());
+        let mut m = Mixed { rig, servers, inbox: Vec::new(), manglings, next_mangling: 0 };
         let effects = m.rig.input(Input::Start)?;
         m.carry_out(effects, false);
         for act in acts {
@@ -1041,8 +803,8 @@ proptest! {
         prop_assert!(m.rig.stopped, "the download neither finished nor failed");
         match &m.rig.reply {
             Some(LocalResponse::Downloaded(Ok(receipt))) => {
-                prop_assert_eq!(receipt.bytes, data.len() as u64);
-                prop_assert!(m.rig.out == data, "the output is not the file");
+                prop_assert_eq!(receipt.bytes, f.data.len() as u64);
+                prop_assert!(m.rig.out == f.data, "the output is not the file");
             }
             Some(LocalResponse::Downloaded(Err(_))) => {}
             other => prop_assert!(false, "{:?}", other),

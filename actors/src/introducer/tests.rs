@@ -3,11 +3,11 @@
 use super::*;
 use crate::actor::{Effect, Service};
 use crate::ids::NodeKey;
-use crate::protocol::testing::wire;
 use crate::protocol::MAX_MESSAGE_SIZE;
+use crate::testing::driven::wraps_driven;
+use crate::testing::strategies::wire;
+use crate::testing::Driven;
 use proptest::prelude::*;
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
 use std::time::Duration;
 
 const T0: Time = Time(1_000_000_000);
@@ -25,52 +25,17 @@ fn announcement(n: u8, free_space: u64, seq: u64) -> Announcement {
     Announcement::new(&key, format!("10.0.0.{n}:4000"), free_space, seq)
 }
 
-struct Harness {
-    introducer: Introducer,
-    rng: ChaCha8Rng,
-    now: Time,
-    next_id: u64,
-}
+/// The introducer, driven by hand.
+struct Harness(Driven<Introducer>);
+
+wraps_driven!(Harness, Introducer, 0);
 
 impl Harness {
     fn new(introducer: Introducer) -> Self {
-        let mut h = Harness {
-            introducer,
-            rng: ChaCha8Rng::seed_from_u64(2),
-            now: T0,
-            next_id: 0,
-        };
+        let me = Addr::new(NodeId([0; 32]), Service::Introducer);
+        let mut h = Harness(Driven::new(introducer, me, T0, 2));
         assert!(h.input(Input::Start).is_empty());
         h
-    }
-
-    fn input(&mut self, input: Input) -> Vec<Effect> {
-        let me = Addr::new(NodeId([0; 32]), Service::Introducer);
-        let mut ctx = Context::new(self.now, me, &mut self.rng);
-        self.introducer.handle(input, &mut ctx);
-        ctx.into_effects()
-    }
-
-    /// Sends `body` from `from` with a live deadline; returns its answer (which must come
-    /// first) and the messages that followed, by recipient.
-    fn request(&mut self, from: Addr, body: Request) -> (Response, Vec<(Addr, Message)>) {
-        self.next_id += 1;
-        let id = RequestId(self.next_id);
-        let deadline = self.now.after(Duration::from_secs(5));
-        let msg = Message::Request { id, deadline, body };
-        let mut sends = self
-            .input(Input::Message { from, msg })
-            .into_iter()
-            .map(|e| match e {
-                Effect::Send { to, msg } => (to, msg),
-                other => panic!("the introducer only sends, not {other:?}"),
-            });
-        match sends.next() {
-            Some((to, Message::Response { id: got, body })) if to == from && got == id => {
-                (body, sends.collect())
-            }
-            other => panic!("expected the answer first, got {other:?}"),
-        }
     }
 
     fn announce(&mut self, a: Announcement) -> (Response, Vec<(Addr, Message)>) {
@@ -125,7 +90,7 @@ fn only_newer_announcements_replace_older_ones() {
     for stale in [announcement(1, 999, 5), announcement(1, 999, 4)] {
         assert_eq!(h.announce(stale), (Response::Ok, vec![]));
     }
-    let known: Vec<_> = h.introducer.servers().cloned().collect();
+    let known: Vec<_> = h.actor.servers().cloned().collect();
     assert_eq!(known, vec![announcement(1, 100, 5)]);
 }
 
@@ -135,7 +100,7 @@ fn a_re_announcement_with_nothing_new_is_kept_but_not_pushed() {
     h.subscribe(client(1));
     h.announce(announcement(1, 100, 5));
     assert_eq!(h.announce(announcement(1, 100, 6)), (Response::Ok, vec![]));
-    assert_eq!(h.introducer.servers().next().map(|a| a.seq), Some(6));
+    assert_eq!(h.actor.servers().next().map(|a| a.seq), Some(6));
 }
 
 #[test]
@@ -155,7 +120,7 @@ fn forged_announcements_are_refused_and_forgotten() {
         assert!(matches!(answer, Response::Err(RemoteError::Malformed(_))));
         assert!(pushed.is_empty());
     }
-    assert_eq!(h.introducer.servers().count(), 0);
+    assert_eq!(h.actor.servers().count(), 0);
 }
 
 #[test]
@@ -164,7 +129,7 @@ fn re_subscribing_is_idempotent() {
     h.announce(announcement(1, 100, 1));
     assert_eq!(h.subscribe(client(1)).len(), 1);
     assert_eq!(h.subscribe(client(1)).len(), 1);
-    assert_eq!(h.introducer.subscriber_count(), 1);
+    assert_eq!(h.actor.subscriber_count(), 1);
     let (_, pushed) = h.announce(announcement(2, 100, 1));
     assert_eq!(pushed.len(), 1);
 }
@@ -176,7 +141,7 @@ fn full_tables_forget_whoever_was_heard_from_least_recently() {
     h.announce(announcement(2, 1, 1));
     h.announce(announcement(1, 1, 2)); // 1 is fresh again; 2 is now the stalest
     h.announce(announcement(3, 1, 1));
-    let mut nodes: Vec<_> = h.introducer.servers().map(|a| a.node).collect();
+    let mut nodes: Vec<_> = h.actor.servers().map(|a| a.node).collect();
     let mut expected = vec![server(1).node, server(3).node];
     nodes.sort();
     expected.sort();
@@ -185,7 +150,7 @@ fn full_tables_forget_whoever_was_heard_from_least_recently() {
     for c in [1, 2, 1, 3] {
         h.subscribe(client(c));
     }
-    assert_eq!(h.introducer.subscriber_count(), 2);
+    assert_eq!(h.actor.subscriber_count(), 2);
     let (_, pushed) = h.announce(announcement(4, 1, 1));
     let told: Vec<_> = pushed.into_iter().map(|(to, _)| to).collect();
     assert_eq!(told, vec![client(1), client(3)]);
@@ -241,7 +206,7 @@ fn expired_requests_and_stray_messages_get_no_answer() {
             msg
         })
         .is_empty());
-    assert_eq!(h.introducer.subscriber_count(), 0);
+    assert_eq!(h.actor.subscriber_count(), 0);
     let stray = Message::Response {
         id: RequestId(1),
         body: Response::Ok,
@@ -258,7 +223,7 @@ fn expired_requests_and_stray_messages_get_no_answer() {
             msg: Message::Announcements(vec![announcement(1, 1, 1)])
         })
         .is_empty());
-    assert_eq!(h.introducer.servers().count(), 0);
+    assert_eq!(h.actor.servers().count(), 0);
 }
 
 #[test]
@@ -282,8 +247,8 @@ fn a_restart_forgets_everything() {
     h.announce(announcement(1, 1, 1));
     h.subscribe(client(1));
     h.input(Input::Start);
-    assert_eq!(h.introducer.servers().count(), 0);
-    assert_eq!(h.introducer.subscriber_count(), 0);
+    assert_eq!(h.actor.servers().count(), 0);
+    assert_eq!(h.actor.subscriber_count(), 0);
 }
 
 /// One input to the introducer in a fuzzed run.
@@ -373,11 +338,11 @@ proptest! {
                 })
                 .collect();
             prop_assert_eq!(answers, live_id.into_iter().collect::<Vec<_>>());
-            prop_assert!(h.introducer.servers().count() <= max_servers);
-            prop_assert!(h.introducer.subscriber_count() <= max_subscribers);
-            prop_assert!(h.introducer.servers().all(Announcement::verify));
-            prop_assert_eq!(h.introducer.servers.by_age.len(), h.introducer.servers.len());
-            prop_assert_eq!(h.introducer.subscribers.by_age.len(), h.introducer.subscribers.len());
+            prop_assert!(h.actor.servers().count() <= max_servers);
+            prop_assert!(h.actor.subscriber_count() <= max_subscribers);
+            prop_assert!(h.actor.servers().all(Announcement::verify));
+            prop_assert_eq!(h.actor.servers.by_age.len(), h.actor.servers.len());
+            prop_assert_eq!(h.actor.subscribers.by_age.len(), h.actor.subscribers.len());
         }
     }
 }

@@ -1,8 +1,8 @@
 //! The repairer against real storage servers, honest and not.
 
 use super::*;
-use crate::checker::testgrid::{file, node, Fault, Grid, TestFile};
 use crate::checker::ServerScope;
+use crate::testing::grid::{file, node, Fault, Grid, TestFile};
 use proptest::prelude::*;
 use std::time::Duration;
 
@@ -43,7 +43,12 @@ fn repair_with(
         config,
     );
     grid.run(&mut repairer);
-    assert!(grid.stopped, "a repair always ends");
+    assert!(grid.stopped.is_some(), "a repair always ends");
+    let quiet = grid.user.pulls.is_empty() && grid.user.output.is_empty();
+    assert!(
+        quiet && grid.spawned.is_empty(),
+        "a repair has no plaintext and spawns nothing"
+    );
     match grid.reply() {
         LocalResponse::Repaired(result) => result.clone(),
         other => panic!("a repair answered {other:?}"),
@@ -66,21 +71,6 @@ fn assert_identical(grid: &Grid, f: &TestFile, repaired: &[(ShareNum, NodeId)]) 
             share.0
         );
     }
-}
-
-/// The file read back from the shares on the servers in `from` only.
-fn read_from(grid: &Grid, f: &TestFile, from: &[NodeId]) -> Result<Vec<u8>, cairn_codec::Error> {
-    let mut sources = Vec::new();
-    for &server in from {
-        for share in 0..f.cap.n {
-            if let Some(bytes) = grid.share(server, f.si, ShareNum(share as u8)) {
-                sources.push((share, bytes));
-            }
-        }
-    }
-    let mut out = Vec::new();
-    cairn_codec::decode(&f.cap, sources, &mut out)?;
-    Ok(out)
 }
 
 #[test]
@@ -117,7 +107,7 @@ fn lost_shares_are_rebuilt_byte_for_byte_on_fresh_servers() {
     let mut from: Vec<NodeId> = used.into_iter().collect();
     from.truncate(2);
     from.push(node(9));
-    assert_eq!(read_from(&grid, &f, &from).unwrap(), f.data);
+    assert_eq!(grid.decode_from(&f.cap, &from).unwrap(), f.data);
 }
 
 #[test]
@@ -166,7 +156,7 @@ fn fewer_than_k_shares_fail_before_anything_is_written() {
 fn a_corrupt_source_is_advised_and_replaced() {
     let (mut grid, f) = damaged(15, 5);
     // The holder of share 5, the first source tried, serves rotten bytes.
-    grid.fault(node(6), Fault::Corrupting);
+    grid.fault(node(6), Fault::CorruptsReads);
     let r = repair(&mut grid, &f, 7).unwrap();
     assert_eq!(r.faults.len(), 1, "{:?}", r.faults);
     assert!(
@@ -208,13 +198,9 @@ fn no_server_accepting_is_a_typed_failure_with_nothing_left_behind() {
     for i in 0..5 {
         grid.fault(node(i + 1), Fault::Silent);
     }
-    grid.fault(node(11), Fault::RefusesWrites);
+    grid.fault(node(11), Fault::RefusesWritesAfter(0));
     // Server 12 is too small for a share.
-    grid.servers
-        .get_mut(&node(12))
-        .unwrap()
-        .store
-        .set_capacity(1000);
+    grid.server(node(12)).store.set_capacity(1000);
     let err = repair(&mut grid, &f, 7).unwrap_err();
     let RepairError::NotHappy {
         happy: 7,
@@ -307,8 +293,8 @@ fn fault() -> impl Strategy<Value = Fault> {
         1 => Just(Fault::Silent),
         1 => Just(Fault::Late),
         1 => Just(Fault::Duplicating),
-        1 => Just(Fault::Corrupting),
-        1 => Just(Fault::RefusesWrites),
+        1 => Just(Fault::CorruptsReads),
+        1 => Just(Fault::RefusesWritesAfter(0)),
         1 => (0u8..=255).prop_map(Fault::ClaimsAll),
         1 => Just(Fault::Answers(Response::Ok)),
         1 => Just(Fault::Answers(Response::Data(vec![0; 40]))),

@@ -4,12 +4,10 @@ use super::*;
 use crate::actor::{Effect, Service};
 use crate::ids::NodeId;
 use crate::memstore::{MemJournal, MemShareStore};
-use crate::protocol::testing::wire;
+use crate::testing::driven::wraps_driven;
+use crate::testing::strategies::wire;
+use crate::testing::{Driven, FlakyJournal, FlakyStore, JournalFault};
 use proptest::prelude::*;
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 
 const SI: StorageIndex = StorageIndex([4; 16]);
 const OTHER_SI: StorageIndex = StorageIndex([5; 16]);
@@ -25,92 +23,17 @@ const INTRODUCER: Addr = Addr {
 /// The harness's clock starts here (as the real host's, far from zero).
 const T0: Time = Time(1_700_000_000_000_000_000);
 
-/// A store whose every method fails while `failing` is set.
-#[derive(Clone)]
-struct FlakyStore {
-    inner: MemShareStore,
-    failing: Arc<AtomicBool>,
-}
-
-impl FlakyStore {
-    fn check(&self) -> io::Result<()> {
-        match self.failing.load(Ordering::Relaxed) {
-            true => Err(io::Error::other("simulated disk failure")),
-            false => Ok(()),
-        }
-    }
-}
-
-impl ShareStore for FlakyStore {
-    fn create(&mut self, si: StorageIndex, share: ShareNum, size: u64) -> io::Result<()> {
-        self.check()?;
-        self.inner.create(si, share, size)
-    }
-    fn write(&mut self, si: StorageIndex, share: ShareNum, at: u64, d: &[u8]) -> io::Result<()> {
-        self.check()?;
-        self.inner.write(si, share, at, d)
-    }
-    fn commit(&mut self, si: StorageIndex, share: ShareNum) -> io::Result<()> {
-        self.check()?;
-        self.inner.commit(si, share)
-    }
-    fn abort(&mut self, si: StorageIndex, share: ShareNum) -> io::Result<()> {
-        self.check()?;
-        self.inner.abort(si, share)
-    }
-    fn read(&mut self, si: StorageIndex, n: ShareNum, at: u64, len: u64) -> io::Result<Vec<u8>> {
-        self.check()?;
-        self.inner.read(si, n, at, len)
-    }
-    fn list(&mut self, si: StorageIndex) -> io::Result<Vec<(ShareNum, u64)>> {
-        self.check()?;
-        self.inner.list(si)
-    }
-    fn incoming(&mut self) -> io::Result<Vec<(StorageIndex, ShareNum)>> {
-        self.check()?;
-        self.inner.incoming()
-    }
-    fn used_bytes(&mut self) -> io::Result<u64> {
-        self.check()?;
-        self.inner.used_bytes()
-    }
-    fn available_bytes(&mut self) -> io::Result<u64> {
-        self.check()?;
-        self.inner.available_bytes()
-    }
-}
-
-/// A journal whose appends fail while `failing` is set.
-#[derive(Clone)]
-struct FlakyJournal {
-    inner: MemJournal,
-    failing: Arc<AtomicBool>,
-}
-
-impl Journal for FlakyJournal {
-    fn append(&mut self, record: &[u8]) -> io::Result<()> {
-        if self.failing.load(Ordering::Relaxed) {
-            return Err(io::Error::other("simulated journal failure"));
-        }
-        self.inner.append(record)
-    }
-    fn records(&mut self) -> io::Result<Vec<Vec<u8>>> {
-        self.inner.records()
-    }
-}
-
-/// One server over handles to its store and journal, with a clock.
+/// One server over handles to its store and journal, with switches to make them fail.
 struct Harness {
-    server: StorageServer,
+    driven: Driven<StorageServer>,
     store: MemShareStore,
     journal: MemJournal,
-    store_fails: Arc<AtomicBool>,
-    journal_fails: Arc<AtomicBool>,
+    flaky_store: FlakyStore<MemShareStore>,
+    flaky_journal: FlakyJournal<MemJournal>,
     config: StorageConfig,
-    rng: ChaCha8Rng,
-    now: Time,
-    next_id: u64,
 }
+
+wraps_driven!(Harness, StorageServer, driven);
 
 impl Harness {
     fn new(capacity: u64, config: StorageConfig) -> Self {
@@ -119,32 +42,25 @@ impl Harness {
 
     /// A server (not yet started) over existing storage, as after a restart.
     fn over(store: MemShareStore, journal: MemJournal, config: StorageConfig) -> Self {
-        let store_fails = Arc::new(AtomicBool::new(false));
-        let journal_fails = Arc::new(AtomicBool::new(false));
+        let flaky_store = FlakyStore::new(store.clone());
+        let flaky_journal = FlakyJournal::new(journal.clone());
+        let key = NodeKey::from_seed([1; 32]);
+        let me = Addr::new(key.id(), Service::Storage);
         let server = StorageServer::new(
-            NodeKey::from_seed([1; 32]),
+            key,
             "10.0.0.1:4000".into(),
             Some(INTRODUCER),
-            Box::new(FlakyStore {
-                inner: store.clone(),
-                failing: store_fails.clone(),
-            }),
-            Box::new(FlakyJournal {
-                inner: journal.clone(),
-                failing: journal_fails.clone(),
-            }),
+            Box::new(flaky_store.clone()),
+            Box::new(flaky_journal.clone()),
             config.clone(),
         );
         Harness {
-            server,
+            driven: Driven::new(server, me, T0, 1),
             store,
             journal,
-            store_fails,
-            journal_fails,
+            flaky_store,
+            flaky_journal,
             config,
-            rng: ChaCha8Rng::seed_from_u64(1),
-            now: T0,
-            next_id: 0,
         }
     }
 
@@ -156,36 +72,16 @@ impl Harness {
 
     /// The same storage under a fresh server, started.
     fn restart(self) -> Self {
+        let now = self.now.after(Duration::from_secs(5));
         let mut h = Self::over(self.store, self.journal, self.config);
-        h.now = self.now.after(Duration::from_secs(5));
+        h.now = now;
         h.input(Input::Start);
         h
     }
 
-    fn input(&mut self, input: Input) -> Vec<Effect> {
-        let me = Addr::new(NodeKey::from_seed([1; 32]).id(), Service::Storage);
-        let mut ctx = Context::new(self.now, me, &mut self.rng);
-        self.server.handle(input, &mut ctx);
-        ctx.into_effects()
-    }
-
-    /// Sends `body` from the client with a live deadline; returns the one answer.
+    /// Sends `body` from the client; returns the one answer.
     fn request(&mut self, body: Request) -> Response {
-        self.next_id += 1;
-        let id = RequestId(self.next_id);
-        let msg = Message::Request {
-            id,
-            deadline: self.now.after(Duration::from_secs(10)),
-            body,
-        };
-        let effects = self.input(Input::Message { from: CLIENT, msg });
-        match &effects[..] {
-            [Effect::Send {
-                to,
-                msg: Message::Response { id: got, body },
-            }] if *to == CLIENT && *got == id => body.clone(),
-            other => panic!("expected one response, got {other:?}"),
-        }
+        self.driven.only_answer(CLIENT, body)
     }
 
     fn allocate(&mut self, si: StorageIndex, shares: &[u8], size: u64) -> Response {
@@ -297,7 +193,7 @@ fn the_timer_re_announces_with_a_newer_seq_and_current_free_space() {
 
 #[test]
 fn without_an_introducer_nothing_is_announced() {
-    let mut server = StorageServer::new(
+    let server = StorageServer::new(
         NodeKey::from_seed([1; 32]),
         "here".into(),
         None,
@@ -305,10 +201,8 @@ fn without_an_introducer_nothing_is_announced() {
         Box::new(MemJournal::new()),
         StorageConfig::default(),
     );
-    let mut rng = ChaCha8Rng::seed_from_u64(0);
-    let mut ctx = Context::new(T0, CLIENT, &mut rng);
-    server.handle(Input::Start, &mut ctx);
-    assert!(ctx.effects().is_empty());
+    let mut h = Driven::new(server, CLIENT, T0, 0);
+    assert!(h.input(Input::Start).is_empty());
 }
 
 #[test]
@@ -327,7 +221,7 @@ fn a_share_written_and_closed_reads_back() {
         h.request(Request::List { si: SI }),
         Response::Shares(vec![(ShareNum(2), 10)])
     );
-    assert_eq!(h.server.status().incoming_shares, 0);
+    assert_eq!(h.actor.status().incoming_shares, 0);
 }
 
 #[test]
@@ -340,7 +234,7 @@ fn allocate_reports_held_shares_and_skips_uploads_in_progress() {
         h.allocate(SI, &[2, 1, 3, 0, 2], 4),
         allocated(&[1], &[0, 2])
     );
-    assert_eq!(h.server.status().incoming_shares, 3);
+    assert_eq!(h.actor.status().incoming_shares, 3);
     // Every share in progress: nothing to give, but nothing full either.
     assert_eq!(h.allocate(SI, &[3], 4), allocated(&[], &[]));
     assert_eq!(h.allocate(SI, &[], 4), allocated(&[], &[]));
@@ -432,7 +326,7 @@ fn abort_gives_the_space_back_and_can_be_repeated() {
     };
     assert_eq!(h.request(abort.clone()), Response::Ok);
     assert_eq!(h.request(abort), Response::Ok);
-    assert_eq!(h.server.status().leased_files, 0);
+    assert_eq!(h.actor.status().leased_files, 0);
     assert_eq!(h.allocate(SI, &[0], 100), allocated(&[], &[0]));
     assert_eq!(h.close(0), Response::Ok);
 }
@@ -505,12 +399,7 @@ fn other_services_are_unsupported_and_stray_messages_ignored() {
 /// Sends `body` under request id `id` (as a network duplicating a request would); returns
 /// every answer.
 fn send_as(h: &mut Harness, id: u64, body: Request) -> Vec<Response> {
-    let msg = Message::Request {
-        id: RequestId(id),
-        deadline: h.now.after(Duration::from_secs(10)),
-        body,
-    };
-    h.input(Input::Message { from: CLIENT, msg })
+    h.send_as(CLIENT, RequestId(id), body)
         .into_iter()
         .filter_map(|e| match e {
             Effect::Send {
@@ -556,14 +445,14 @@ fn disk_failures_are_answered_not_panicked() {
     let mut h = Harness::started(1000);
     h.upload(0, b"abc");
     h.allocate(SI, &[1], 3);
-    h.store_fails.store(true, Ordering::Relaxed);
+    h.flaky_store.fail(true);
     let is_disk = |r: Response| matches!(r, Response::Err(RemoteError::Disk(_)));
     assert!(is_disk(h.allocate(SI, &[2], 3)));
     assert!(is_disk(h.write(1, 0, b"x")));
     assert!(is_disk(h.read(0, 0, 1)));
     assert!(is_disk(h.request(Request::List { si: SI })));
     assert!(is_disk(h.close(1)));
-    h.store_fails.store(false, Ordering::Relaxed);
+    h.flaky_store.fail(false);
     // The failed close forgot the share; the store's copy is aborted at the next start.
     assert_eq!(
         h.write(1, 0, b"x"),
@@ -576,14 +465,14 @@ fn disk_failures_are_answered_not_panicked() {
 #[test]
 fn an_allocation_whose_lease_cannot_be_recorded_is_undone() {
     let mut h = Harness::started(1000);
-    h.journal_fails.store(true, Ordering::Relaxed);
+    h.flaky_journal.set(JournalFault::LosesAppends);
     assert!(matches!(
         h.allocate(SI, &[0, 1], 10),
         Response::Err(RemoteError::Disk(_))
     ));
     assert_eq!(h.store.counts(), (0, 0));
-    assert_eq!(h.server.status().incoming_shares, 0);
-    h.journal_fails.store(false, Ordering::Relaxed);
+    assert_eq!(h.actor.status().incoming_shares, 0);
+    h.flaky_journal.set(JournalFault::None);
     assert_eq!(h.allocate(SI, &[0, 1], 10), allocated(&[], &[0, 1]));
 }
 
@@ -592,11 +481,11 @@ fn restart_aborts_unfinished_uploads_and_keeps_complete_shares_and_leases() {
     let mut h = Harness::started(1000);
     h.upload(0, b"kept");
     h.allocate(OTHER_SI, &[0], 100);
-    assert_eq!(h.server.status().leased_files, 2);
+    assert_eq!(h.actor.status().leased_files, 2);
     let mut h = h.restart();
     assert_eq!(h.store.counts(), (0, 1));
     assert_eq!(h.store.available_bytes().unwrap(), 996);
-    let status = h.server.status();
+    let status = h.actor.status();
     assert_eq!(
         (status.incoming_shares, status.leased_files, status.leases),
         (0, 1, 1)
@@ -624,13 +513,13 @@ fn leases_are_kept_only_for_files_held_and_bounded_per_file() {
     }
     // A lease already over is accepted and not kept.
     assert_eq!(h.request(renew(SI, 200, Time(0))), Response::Ok);
-    let status = h.server.status();
+    let status = h.actor.status();
     assert_eq!(
         (status.leased_files, status.leases),
         (1, MAX_LEASES_PER_FILE)
     );
     let h = h.restart();
-    assert_eq!(h.server.status().leases, MAX_LEASES_PER_FILE);
+    assert_eq!(h.actor.status().leases, MAX_LEASES_PER_FILE);
 }
 
 #[test]
@@ -639,7 +528,7 @@ fn a_damaged_lease_journal_replays_up_to_the_damage() {
     h.upload(0, b"x");
     h.journal.clone().append(&[0xff; 3]).unwrap();
     let h = h.restart();
-    assert_eq!(h.server.status().leases, 1);
+    assert_eq!(h.actor.status().leases, 1);
 }
 
 #[test]
@@ -654,7 +543,7 @@ fn corruption_advisories_are_logged_within_bounds() {
         };
         assert_eq!(h.request(advise), Response::Ok);
     }
-    let status = h.server.status();
+    let status = h.actor.status();
     assert_eq!(
         status.advisories_received,
         MAX_CORRUPTION_ADVISORIES as u64 + 3
@@ -759,7 +648,7 @@ fn step() -> impl Strategy<Value = Step> {
 
 /// Checks what the server keeps in memory against what its store holds.
 fn assert_bounded(h: &mut Harness) -> Result<(), TestCaseError> {
-    let status = h.server.status();
+    let status = h.actor.status();
     let incoming = h.store.incoming().unwrap();
     prop_assert_eq!(status.incoming_shares, incoming.len());
     let files: BTreeSet<StorageIndex> = (0u8..2)

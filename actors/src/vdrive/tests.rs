@@ -4,16 +4,12 @@ use super::*;
 use crate::actor::{Effect, Service};
 use crate::ids::NodeId;
 use crate::memstore::MemJournal;
-use crate::protocol::testing::wire;
 use crate::protocol::MAX_MESSAGE_SIZE;
-use cairn_codec::{Cap, ChkCap, Key, LitCap};
+use crate::testing::driven::wraps_driven;
+use crate::testing::strategies::{chk_cap_text, lit_cap_text, vdrive_op, wire};
+use crate::testing::{Driven, FlakyJournal, JournalFault};
+use cairn_codec::Cap;
 use proptest::prelude::*;
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
-use std::io;
-use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
 
 const T0: Time = Time(5_000_000_000);
 const CLIENT: Addr = Addr {
@@ -21,68 +17,15 @@ const CLIENT: Addr = Addr {
     service: Service::Client,
 };
 
-fn lit(text: &str) -> String {
-    Cap::Lit(LitCap {
-        data: text.as_bytes().to_vec(),
-    })
-    .to_string()
-}
-
-fn chk() -> String {
-    let cap = ChkCap {
-        key: Key([1; 16]),
-        ueb_hash: [2; 32],
-        k: 3,
-        n: 10,
-        size: 1_000_000,
-    };
-    Cap::Chk(cap).to_string()
-}
-
-/// How a [`FlakyJournal`]'s appends behave.
-const APPEND_OK: u8 = 0;
-/// The append fails and nothing is written.
-const APPEND_LOST: u8 = 1;
-/// The record is written but the append still reports failure (a failed sync, say).
-const APPEND_WRITTEN_BUT_FAILED: u8 = 2;
-/// Reading the records fails.
-const UNREADABLE: u8 = 3;
-
-#[derive(Clone)]
-struct FlakyJournal {
-    inner: MemJournal,
-    mode: Arc<AtomicU8>,
-}
-
-impl Journal for FlakyJournal {
-    fn append(&mut self, record: &[u8]) -> io::Result<()> {
-        match self.mode.load(Ordering::Relaxed) {
-            APPEND_LOST => Err(io::Error::other("simulated append failure")),
-            APPEND_WRITTEN_BUT_FAILED => {
-                self.inner.append(record)?;
-                Err(io::Error::other("simulated sync failure"))
-            }
-            _ => self.inner.append(record),
-        }
-    }
-
-    fn records(&mut self) -> io::Result<Vec<Vec<u8>>> {
-        match self.mode.load(Ordering::Relaxed) {
-            UNREADABLE => Err(io::Error::other("simulated read failure")),
-            _ => self.inner.records(),
-        }
-    }
-}
-
+/// A vdrive over a journal, with a switch to make the journal fail.
 struct Harness {
-    vdrive: Vdrive,
+    driven: Driven<Vdrive>,
     journal: MemJournal,
-    mode: Arc<AtomicU8>,
+    flaky: FlakyJournal<MemJournal>,
     max_entries: usize,
-    rng: ChaCha8Rng,
-    now: Time,
-    next_id: u64,
 }
+
+wraps_driven!(Harness, Vdrive, driven);
 
 impl Harness {
     fn new() -> Self {
@@ -91,19 +34,14 @@ impl Harness {
 
     /// A started vdrive over `journal`.
     fn over(journal: MemJournal, max_entries: usize) -> Self {
-        let mode = Arc::new(AtomicU8::new(APPEND_OK));
-        let flaky = FlakyJournal {
-            inner: journal.clone(),
-            mode: mode.clone(),
-        };
+        let flaky = FlakyJournal::new(journal.clone());
+        let vdrive = Vdrive::with_max_entries(Box::new(flaky.clone()), max_entries);
+        let me = Addr::new(NodeId([0; 32]), Service::Vdrive);
         let mut h = Harness {
-            vdrive: Vdrive::with_max_entries(Box::new(flaky), max_entries),
+            driven: Driven::new(vdrive, me, T0, 3),
             journal,
-            mode,
+            flaky,
             max_entries,
-            rng: ChaCha8Rng::seed_from_u64(3),
-            now: T0,
-            next_id: 0,
         };
         assert!(h.input(Input::Start).is_empty());
         h
@@ -114,26 +52,9 @@ impl Harness {
         Self::over(self.journal.clone(), self.max_entries)
     }
 
-    fn input(&mut self, input: Input) -> Vec<Effect> {
-        let me = Addr::new(NodeId([0; 32]), Service::Vdrive);
-        let mut ctx = Context::new(self.now, me, &mut self.rng);
-        self.vdrive.handle(input, &mut ctx);
-        ctx.into_effects()
-    }
-
-    /// Sends `body` with a live deadline; returns the one answer.
+    /// Sends `body` from the client; returns the one answer.
     fn request(&mut self, body: Request) -> Response {
-        self.next_id += 1;
-        let id = RequestId(self.next_id);
-        let deadline = self.now.after(Duration::from_secs(1));
-        let msg = Message::Request { id, deadline, body };
-        match &self.input(Input::Message { from: CLIENT, msg })[..] {
-            [Effect::Send {
-                to,
-                msg: Message::Response { id: got, body },
-            }] if *to == CLIENT && *got == id => body.clone(),
-            other => panic!("expected one answer, got {other:?}"),
-        }
+        self.driven.only_answer(CLIENT, body)
     }
 
     fn op(&mut self, op: VdriveOp) -> Result<VdriveReply, VdriveError> {
@@ -222,8 +143,8 @@ fn is_invalid_path(result: Result<VdriveReply, VdriveError>) -> bool {
 fn directories_and_links_list_in_name_order() {
     let mut h = Harness::new();
     assert_eq!(h.mkdir("/docs"), DONE);
-    assert_eq!(h.link("/docs/b", &chk(), false), DONE);
-    assert_eq!(h.link("/docs/a", &lit("hi"), false), DONE);
+    assert_eq!(h.link("/docs/b", &chk_cap_text(), false), DONE);
+    assert_eq!(h.link("/docs/a", &lit_cap_text("hi"), false), DONE);
     assert_eq!(h.mkdir("/docs/z"), DONE);
     let names = |r: Result<VdriveReply, VdriveError>| -> Vec<String> {
         match r {
@@ -233,7 +154,7 @@ fn directories_and_links_list_in_name_order() {
     };
     assert_eq!(names(h.list("/docs")), vec!["a", "b", "z"]);
     assert_eq!(names(h.list("/")), vec!["docs"]);
-    assert_eq!(h.lookup("/docs/b"), entry(file(&chk())));
+    assert_eq!(h.lookup("/docs/b"), entry(file(&chk_cap_text())));
     assert_eq!(h.lookup("/docs/z"), entry(EntryKind::Dir));
     assert_eq!(h.lookup("/"), entry(EntryKind::Dir));
     assert_eq!(h.lookup("/nothing"), not_found("/nothing"));
@@ -241,7 +162,7 @@ fn directories_and_links_list_in_name_order() {
         h.list("/docs/a"),
         Err(VdriveError::NotADirectory("/docs/a".into()))
     );
-    assert_eq!(h.vdrive.entries(), 4);
+    assert_eq!(h.actor.entries(), 4);
 }
 
 #[test]
@@ -257,7 +178,10 @@ fn malformed_paths_are_refused() {
     for path in bad {
         assert!(is_invalid_path(h.mkdir(path)), "mkdir {path:?}");
         assert!(is_invalid_path(h.lookup(path)), "lookup {path:?}");
-        assert!(is_invalid_path(h.link(path, &chk(), true)), "link {path:?}");
+        assert!(
+            is_invalid_path(h.link(path, &chk_cap_text(), true)),
+            "link {path:?}"
+        );
         assert!(is_invalid_path(h.rename("/d", path)), "rename to {path:?}");
     }
     // Errors quote long paths only in part.
@@ -280,9 +204,9 @@ fn malformed_paths_are_refused() {
 fn the_root_always_exists_and_cannot_be_removed_or_moved() {
     let mut h = Harness::new();
     assert_eq!(h.mkdir("/"), exists("/"));
-    assert_eq!(h.link("/", &chk(), false), exists("/"));
+    assert_eq!(h.link("/", &chk_cap_text(), false), exists("/"));
     assert_eq!(
-        h.link("/", &chk(), true),
+        h.link("/", &chk_cap_text(), true),
         Err(VdriveError::IsADirectory("/".into()))
     );
     assert!(is_invalid_path(h.unlink("/")));
@@ -294,7 +218,7 @@ fn the_root_always_exists_and_cannot_be_removed_or_moved() {
 #[test]
 fn caps_are_parsed_before_they_are_linked() {
     let mut h = Harness::new();
-    let too_long = lit(&"x".repeat(MAX_CAP_LEN));
+    let too_long = lit_cap_text(&"x".repeat(MAX_CAP_LEN));
     for cap in ["", "URI:CHK:nope", "hello", &too_long] {
         assert!(matches!(
             h.link("/f", cap, false),
@@ -302,7 +226,7 @@ fn caps_are_parsed_before_they_are_linked() {
         ));
     }
     assert_eq!(h.lookup("/f"), not_found("/f"));
-    let verifier = match chk().parse::<Cap>() {
+    let verifier = match chk_cap_text().parse::<Cap>() {
         Ok(Cap::Chk(c)) => Cap::ChkVerifier(c.verifier()).to_string(),
         _ => unreachable!(),
     };
@@ -313,7 +237,7 @@ fn caps_are_parsed_before_they_are_linked() {
 fn mkdir_needs_its_parent() {
     let mut h = Harness::new();
     assert_eq!(h.mkdir("/a/b"), not_found("/a"));
-    h.link("/f", &chk(), false).unwrap();
+    h.link("/f", &chk_cap_text(), false).unwrap();
     assert_eq!(
         h.mkdir("/f/b"),
         Err(VdriveError::NotADirectory("/f (in /f/b)".into()))
@@ -327,30 +251,30 @@ fn mkdir_needs_its_parent() {
 fn link_replaces_a_file_only_when_asked_and_never_a_directory() {
     let mut h = Harness::new();
     h.mkdir("/d").unwrap();
-    h.link("/f", &lit("one"), false).unwrap();
-    assert_eq!(h.link("/f", &lit("two"), false), exists("/f"));
-    assert_eq!(h.link("/f", &lit("two"), true), DONE);
-    assert_eq!(h.lookup("/f"), entry(file(&lit("two"))));
-    assert_eq!(h.link("/d", &lit("x"), false), exists("/d"));
+    h.link("/f", &lit_cap_text("one"), false).unwrap();
+    assert_eq!(h.link("/f", &lit_cap_text("two"), false), exists("/f"));
+    assert_eq!(h.link("/f", &lit_cap_text("two"), true), DONE);
+    assert_eq!(h.lookup("/f"), entry(file(&lit_cap_text("two"))));
+    assert_eq!(h.link("/d", &lit_cap_text("x"), false), exists("/d"));
     assert_eq!(
-        h.link("/d", &lit("x"), true),
+        h.link("/d", &lit_cap_text("x"), true),
         Err(VdriveError::IsADirectory("/d".into()))
     );
-    assert_eq!(h.link("/new", &lit("x"), true), DONE);
-    assert_eq!(h.vdrive.entries(), 3);
+    assert_eq!(h.link("/new", &lit_cap_text("x"), true), DONE);
+    assert_eq!(h.actor.entries(), 3);
 }
 
 #[test]
 fn unlink_removes_files_and_empty_directories() {
     let mut h = Harness::new();
     h.mkdir("/d").unwrap();
-    h.link("/d/f", &chk(), false).unwrap();
+    h.link("/d/f", &chk_cap_text(), false).unwrap();
     assert!(matches!(h.unlink("/d"), Err(VdriveError::IsADirectory(m)) if m.contains("not empty")));
     assert_eq!(h.unlink("/d/f"), DONE);
     assert_eq!(h.unlink("/d/f"), not_found("/d/f"));
     assert_eq!(h.unlink("/d"), DONE);
     assert_eq!(h.dump(), vec![]);
-    assert_eq!(h.vdrive.entries(), 0);
+    assert_eq!(h.actor.entries(), 0);
 }
 
 #[test]
@@ -358,10 +282,10 @@ fn rename_moves_files_and_trees_but_replaces_nothing() {
     let mut h = Harness::new();
     h.mkdir("/a").unwrap();
     h.mkdir("/a/sub").unwrap();
-    h.link("/a/sub/f", &chk(), false).unwrap();
+    h.link("/a/sub/f", &chk_cap_text(), false).unwrap();
     h.mkdir("/b").unwrap();
     assert_eq!(h.rename("/a/sub", "/b/moved"), DONE);
-    assert_eq!(h.lookup("/b/moved/f"), entry(file(&chk())));
+    assert_eq!(h.lookup("/b/moved/f"), entry(file(&chk_cap_text())));
     assert_eq!(h.lookup("/a/sub"), not_found("/a/sub"));
     assert_eq!(h.rename("/b/moved/f", "/g"), DONE);
     assert_eq!(h.rename("/g", "/b"), exists("/b"));
@@ -374,18 +298,18 @@ fn rename_moves_files_and_trees_but_replaces_nothing() {
         Err(VdriveError::NotADirectory("/g (in /g/inside)".into()))
     );
     // /a, /b, /b/moved and /g.
-    assert_eq!(h.vdrive.entries(), 4);
+    assert_eq!(h.actor.entries(), 4);
 }
 
 #[test]
 fn acknowledged_changes_survive_a_restart_exactly() {
     let mut h = Harness::new();
     h.mkdir("/a").unwrap();
-    h.link("/a/f", &lit("x"), false).unwrap();
-    h.link("/a/f", &lit("y"), true).unwrap();
+    h.link("/a/f", &lit_cap_text("x"), false).unwrap();
+    h.link("/a/f", &lit_cap_text("y"), true).unwrap();
     h.mkdir("/b").unwrap();
     h.rename("/a", "/b/a").unwrap();
-    h.link("/g", &chk(), false).unwrap();
+    h.link("/g", &chk_cap_text(), false).unwrap();
     h.unlink("/g").unwrap();
     h.mkdir("/b").unwrap_err();
     let before = h.dump();
@@ -396,18 +320,18 @@ fn acknowledged_changes_survive_a_restart_exactly() {
     );
     let mut again = h.restart();
     assert_eq!(again.dump(), before);
-    assert_eq!(again.vdrive.entries(), h.vdrive.entries());
-    assert_eq!(again.vdrive.fault(), None);
+    assert_eq!(again.actor.entries(), h.actor.entries());
+    assert_eq!(again.actor.fault(), None);
 }
 
 #[test]
 fn a_change_the_journal_refused_is_not_made() {
     let mut h = Harness::new();
     h.mkdir("/a").unwrap();
-    h.mode.store(APPEND_LOST, Ordering::Relaxed);
+    h.flaky.set(JournalFault::LosesAppends);
     assert!(matches!(h.mkdir("/b"), Err(VdriveError::Storage(_))));
     assert!(matches!(h.unlink("/a"), Err(VdriveError::Storage(_))));
-    h.mode.store(APPEND_OK, Ordering::Relaxed);
+    h.flaky.set(JournalFault::None);
     assert_eq!(h.dump(), vec![("/a".into(), EntryKind::Dir)]);
     assert_eq!(h.mkdir("/b"), DONE);
 }
@@ -415,9 +339,9 @@ fn a_change_the_journal_refused_is_not_made() {
 #[test]
 fn a_change_of_unknown_fate_is_settled_by_the_journal() {
     let mut h = Harness::new();
-    h.mode.store(APPEND_WRITTEN_BUT_FAILED, Ordering::Relaxed);
+    h.flaky.set(JournalFault::AppendsButFails);
     assert!(matches!(h.mkdir("/a"), Err(VdriveError::Storage(_))));
-    h.mode.store(APPEND_OK, Ordering::Relaxed);
+    h.flaky.set(JournalFault::None);
     // The record did land: the vdrive re-read the journal and knows it, as a restart would.
     assert_eq!(h.mkdir("/a"), exists("/a"));
     assert_eq!(h.restart().dump(), h.dump());
@@ -429,15 +353,15 @@ fn an_unreadable_journal_is_retried_and_nothing_is_answered_from_an_empty_tree()
     let mut first = Harness::over(journal.clone(), MAX_ENTRIES);
     first.mkdir("/a").unwrap();
     let mut h = first.restart();
-    h.mode.store(UNREADABLE, Ordering::Relaxed);
+    h.flaky.set(JournalFault::Unreadable);
     h.input(Input::Start);
     assert!(matches!(h.lookup("/a"), Err(VdriveError::Storage(_))));
     assert!(matches!(h.mkdir("/b"), Err(VdriveError::Storage(_))));
-    assert!(h.vdrive.fault().is_some());
-    h.mode.store(APPEND_OK, Ordering::Relaxed);
+    assert!(h.actor.fault().is_some());
+    h.flaky.set(JournalFault::None);
     assert_eq!(h.lookup("/a"), entry(EntryKind::Dir));
     assert_eq!(h.mkdir("/b"), DONE);
-    assert_eq!(h.vdrive.fault(), None);
+    assert_eq!(h.actor.fault(), None);
 }
 
 #[test]
@@ -451,7 +375,7 @@ fn a_damaged_journal_leaves_a_read_only_prefix() {
     let mut h = h.restart();
     assert_eq!(h.dump(), vec![("/a".into(), EntryKind::Dir)]);
     assert!(matches!(h.mkdir("/c"), Err(VdriveError::Storage(m)) if m.contains("read-only")));
-    assert!(h.vdrive.fault().is_some());
+    assert!(h.actor.fault().is_some());
     assert_eq!(h.journal.len(), 3);
 
     // Records that decode but were not written by a vdrive are refused the same way.
@@ -463,7 +387,7 @@ fn a_damaged_journal_leaves_a_read_only_prefix() {
         let mut journal = MemJournal::new();
         journal.append(&record).unwrap();
         let mut h = Harness::over(journal, MAX_ENTRIES);
-        assert!(h.vdrive.fault().is_some());
+        assert!(h.actor.fault().is_some());
         assert!(matches!(h.mkdir("/c"), Err(VdriveError::Storage(_))));
     }
 }
@@ -473,13 +397,13 @@ fn the_tree_is_bounded_but_full_trees_can_still_rename_and_unlink() {
     let mut h = Harness::over(MemJournal::new(), 3);
     h.mkdir("/a").unwrap();
     h.mkdir("/b").unwrap();
-    h.link("/a/f", &chk(), false).unwrap();
+    h.link("/a/f", &chk_cap_text(), false).unwrap();
     assert!(matches!(h.mkdir("/c"), Err(VdriveError::Storage(m)) if m.contains("full")));
     assert!(matches!(
-        h.link("/c", &chk(), false),
+        h.link("/c", &chk_cap_text(), false),
         Err(VdriveError::Storage(_))
     ));
-    assert_eq!(h.link("/a/f", &lit("z"), true), DONE);
+    assert_eq!(h.link("/a/f", &lit_cap_text("z"), true), DONE);
     assert_eq!(h.rename("/a/f", "/b/f"), DONE);
     assert_eq!(h.unlink("/b/f"), DONE);
     assert_eq!(h.mkdir("/c"), DONE);
@@ -491,15 +415,15 @@ fn a_directory_is_bounded_so_its_listing_fits() {
     let mut h = Harness::new();
     h.mkdir("/d").unwrap();
     for i in 0..MAX_DIR_ENTRIES {
-        assert_eq!(h.link(&format!("/d/{i}"), &chk(), false), DONE);
+        assert_eq!(h.link(&format!("/d/{i}"), &chk_cap_text(), false), DONE);
     }
     let full = |r| matches!(r, Err(VdriveError::Storage(m)) if m.contains("full"));
     assert!(full(h.mkdir("/d/last")));
-    assert!(full(h.link("/d/last", &chk(), false)));
-    h.link("/z", &chk(), false).unwrap();
+    assert!(full(h.link("/d/last", &chk_cap_text(), false)));
+    h.link("/z", &chk_cap_text(), false).unwrap();
     assert!(full(h.rename("/z", "/d/z")));
     assert_eq!(
-        h.link("/d/0", &lit("z"), true),
+        h.link("/d/0", &lit_cap_text("z"), true),
         DONE,
         "replacing adds no name"
     );
@@ -554,31 +478,6 @@ fn expired_foreign_and_stray_messages() {
         })
         .is_empty());
     assert!(h.input(Input::Timer(crate::actor::TimerId(1))).is_empty());
-}
-
-/// A path a fuzzer might send: mostly over a few names, so that operations collide.
-fn path() -> impl Strategy<Value = String> {
-    let name = prop_oneof![Just("a"), Just("b"), Just("c")];
-    prop_oneof![
-        8 => proptest::collection::vec(name, 0..4).prop_map(|parts| format!("/{}", parts.join("/"))),
-        1 => ".{0,20}",
-        1 => Just("/a/../b".to_string()),
-    ]
-}
-
-fn cap() -> impl Strategy<Value = String> {
-    prop_oneof![Just(chk()), Just(lit("x")), Just(lit("y")), ".{0,10}"]
-}
-
-fn vdrive_op() -> impl Strategy<Value = VdriveOp> {
-    prop_oneof![
-        3 => path().prop_map(|path| VdriveOp::Mkdir { path }),
-        3 => (path(), cap(), any::<bool>()).prop_map(|(path, cap, replace)| VdriveOp::Link { path, cap, replace }),
-        2 => path().prop_map(|path| VdriveOp::Unlink { path }),
-        2 => (path(), path()).prop_map(|(from, to)| VdriveOp::Rename { from, to }),
-        1 => path().prop_map(|path| VdriveOp::List { path }),
-        1 => path().prop_map(|path| VdriveOp::Lookup { path }),
-    ]
 }
 
 #[derive(Clone, Debug)]
@@ -668,8 +567,8 @@ proptest! {
             if let (true, Some(op)) = (done, op) {
                 check_effect(&mut h, &op)?;
             }
-            prop_assert!(h.vdrive.entries() <= max_entries);
-            prop_assert_eq!(h.vdrive.fault(), None);
+            prop_assert!(h.actor.entries() <= max_entries);
+            prop_assert_eq!(h.actor.fault(), None);
         }
         let before = h.dump();
         prop_assert_eq!(h.restart().dump(), before);
