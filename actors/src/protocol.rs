@@ -43,12 +43,15 @@ pub enum Request {
     Announce(Announcement),
     /// Client -> introducer: send me the storage servers, now and as they change.
     Subscribe,
-    /// Client -> storage: reserve space for these shares of a file, `share_size` bytes each.
+    /// Client -> storage: reserve space for these shares of a file, `share_size` bytes each,
+    /// for the upload that shows `upload` (as Tahoe's HTTPS protocol binds a bucket to its
+    /// upload secret): only it may write, close or abort them.
     Allocate {
         si: StorageIndex,
         shares: Vec<ShareNum>,
         share_size: u64,
         lease: LeaseSecret,
+        upload: UploadSecret,
     },
     /// Client -> storage: bytes of a share being uploaded.
     Write {
@@ -57,11 +60,20 @@ pub enum Request {
         offset: u64,
         #[serde(with = "serde_bytes")]
         data: Vec<u8>,
+        upload: UploadSecret,
     },
     /// Client -> storage: the share is complete; make it visible (atomically, durably).
-    Close { si: StorageIndex, share: ShareNum },
+    Close {
+        si: StorageIndex,
+        share: ShareNum,
+        upload: UploadSecret,
+    },
     /// Client -> storage: give up on a share being uploaded; free its space.
-    Abort { si: StorageIndex, share: ShareNum },
+    Abort {
+        si: StorageIndex,
+        share: ShareNum,
+        upload: UploadSecret,
+    },
     /// Client -> storage: bytes of a complete share.
     Read {
         si: StorageIndex,
@@ -124,11 +136,28 @@ pub enum RemoteError {
     Unsupported,
     #[error("the node's disk failed: {0}")]
     Disk(String),
+    #[error("that share is being uploaded by someone else (the upload secret does not match)")]
+    NotYourUpload,
+    #[error("a limit of the server was reached: {0}")]
+    Limit(String),
 }
 
 /// A secret that lets its holder renew (and, later, cancel) a lease on a file's shares.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct LeaseSecret(pub [u8; 32]);
+
+/// The secret of one upload: drawn at random by its uploader, shown with every allocation,
+/// write, close and abort, so that no one else (another storage server that learnt the
+/// storage index from its own allocation, say) can touch the shares it is writing.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct UploadSecret(pub [u8; 32]);
+
+impl std::fmt::Debug for UploadSecret {
+    // A secret: never in logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("UploadSecret(…)")
+    }
+}
 
 /// A storage server's signed claim to serve storage.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -244,6 +273,7 @@ mod tests {
                 share: ShareNum(2),
                 offset: 9,
                 data: vec![1, 2, 3],
+                upload: UploadSecret([4; 32]),
             },
         };
         assert_eq!(Message::decode(&msg.encode()), Ok(msg));

@@ -204,8 +204,10 @@ pub struct Repairer {
     /// Shares still wanting a home, and servers already asked (or found holding shares).
     targets: Vec<ShareNum>,
     tried: BTreeSet<NodeId>,
-    /// The lease the new shares are allocated under.
+    /// The lease the new shares are allocated under, and the secret that makes them this
+    /// repair's upload.
     lease: crate::protocol::LeaseSecret,
+    upload: crate::protocol::UploadSecret,
     homes: BTreeMap<ShareNum, Home>,
     /// Segment -> its writes not yet acknowledged (only segments with some).
     unacked: BTreeMap<u64, usize>,
@@ -251,6 +253,7 @@ impl Repairer {
             targets: Vec::new(),
             tried: BTreeSet::new(),
             lease: crate::protocol::LeaseSecret([0; 32]),
+            upload: crate::protocol::UploadSecret([0; 32]),
             homes: BTreeMap::new(),
             unacked: BTreeMap::new(),
             file: None,

@@ -15,6 +15,20 @@ pub fn first_request_id(ctx: &mut Context<'_>) -> u64 {
     ctx.rng().gen_range(1..1 << 62)
 }
 
+/// The latest deadline a request may have, from its arrival: what a server remembers of a
+/// request is kept until its deadline, so a peer must not choose it freely.
+pub const MAX_REQUEST_LIFETIME: std::time::Duration = std::time::Duration::from_secs(10 * 60);
+
+/// A request as a server takes it in: who sent it, its id, its deadline (clamped to
+/// [`MAX_REQUEST_LIFETIME`]), and whether carrying it out changes anything.
+#[derive(Clone, Copy, Debug)]
+pub struct Admitted {
+    pub from: Addr,
+    pub id: RequestId,
+    pub deadline: Time,
+    pub changes: bool,
+}
+
 /// How many answers a server remembers at most (the oldest are forgotten first).
 /// Duplicates arrive close together, so a few thousand cover far more than a duplication
 /// window.
@@ -55,6 +69,51 @@ impl ReplyCache {
             oldest_deadline: None,
             capacity: capacity.max(1),
         }
+    }
+
+    /// Takes in a request that arrived now: `None` if it is past its deadline (nobody waits
+    /// for it) or is a duplicate of a request that changes something (answered again, as
+    /// before: it must not be carried out twice). Queries, which change nothing, are neither
+    /// looked up nor remembered: a duplicate is answered afresh, and no peer can make the
+    /// server hold large answers.
+    pub fn admit(
+        &mut self,
+        ctx: &mut Context<'_>,
+        from: Addr,
+        id: RequestId,
+        deadline: Time,
+        changes: bool,
+    ) -> Option<Admitted> {
+        let now = ctx.now();
+        if now > deadline {
+            tracing::trace!(?from, ?id, "request past its deadline, ignored");
+            return None;
+        }
+        self.forget_expired(now);
+        if changes && self.resend(ctx, from, id) {
+            return None;
+        }
+        Some(Admitted {
+            from,
+            id,
+            deadline: deadline.min(now.after(MAX_REQUEST_LIFETIME)),
+            changes,
+        })
+    }
+
+    /// Sends the answer to an admitted request, remembering it if the request changed
+    /// something.
+    pub fn answer(&mut self, ctx: &mut Context<'_>, request: Admitted, body: Response) {
+        if request.changes {
+            self.remember(request.from, request.id, request.deadline, &body);
+        }
+        ctx.send(
+            request.from,
+            Message::Response {
+                id: request.id,
+                body,
+            },
+        );
     }
 
     /// The answer already given to request `id` from `from`, if it is remembered.

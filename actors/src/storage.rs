@@ -2,28 +2,36 @@
 //!
 //! Clients allocate space for shares of a file, write them in pieces, and close them (which
 //! makes them visible, atomically) or abort them; anyone may list and read complete shares.
-//! The server enforces the limits a peer cannot be trusted with — space (keeping
-//! [`StorageConfig::reserved_space`] free), share and message sizes, bounds — and announces
-//! itself to the introducer periodically. Shares live in a [`ShareStore`], leases in a
+//! A share being uploaded belongs to the upload that allocated it: writes, closes and aborts
+//! must show its [`UploadSecret`], so no other peer can spoil or cancel it. The server
+//! enforces the limits a peer cannot be trusted with — space (keeping
+//! [`StorageConfig::reserved_space`] free, every share charged at least
+//! [`MIN_SHARE_CHARGE`]), shares being uploaded per peer ([`MAX_INCOMING_PER_NODE`]), uploads
+//! left idle (dropped after [`INCOMING_IDLE_LIMIT`]), share and message sizes, bounds, lease
+//! lengths, how long an answer is remembered ([`crate::replies::MAX_REQUEST_LIFETIME`]) — and
+//! announces itself to the introducer periodically. Shares live in a [`ShareStore`], leases in a
 //! [`Journal`]; in memory the server keeps only what those bound: the sizes of incoming
 //! shares, the leases of files it holds, and a short log of corruption advisories.
 
 mod leases;
+mod uploads;
 
 use crate::actor::{Actor, Addr, Context, Input, Time, TimerId};
+use crate::ids::NodeId;
 use crate::ids::{NodeKey, ShareNum, StorageIndex};
 use crate::protocol::{
-    Announcement, LeaseSecret, Message, RemoteError, Request, RequestId, Response,
+    Announcement, LeaseSecret, Message, RemoteError, Request, RequestId, Response, UploadSecret,
     MAX_DATA_PER_MESSAGE,
 };
 use crate::replies::ReplyCache;
 use crate::store::{Journal, ShareStore};
 use leases::Leases;
 use rand::RngCore;
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::io;
 use std::sync::Arc;
 use std::time::Duration;
+use uploads::Ask;
 
 pub use leases::MAX_LEASES_PER_FILE;
 
@@ -40,7 +48,28 @@ pub const MAX_ADVISORY_REASON: usize = 256;
 /// would make the server announce in a loop without time passing.
 pub const MIN_ANNOUNCE_INTERVAL: Duration = Duration::from_secs(1);
 
+/// Space charged for a share however small, by default: a peer cannot fill the server's
+/// tables with allocations of one byte.
+pub const MIN_SHARE_CHARGE: u64 = 4096;
+/// The most shares one node may be uploading to this server at once.
+pub const MAX_INCOMING_PER_NODE: usize = 1024;
+/// A share being uploaded that nobody has written to for this long is dropped (Tahoe drops
+/// idle uploads after the same 30 minutes): its uploader is gone.
+pub const INCOMING_IDLE_LIMIT: Duration = Duration::from_secs(30 * 60);
 const ANNOUNCE_TIMER: TimerId = TimerId(0);
+/// Fires when the oldest share being uploaded would be idle too long.
+const IDLE_TIMER: TimerId = TimerId(1);
+
+/// A share being uploaded: its size, what it is charged beyond it, whose upload it is,
+/// when it was last written.
+#[derive(Clone, Copy, Debug)]
+struct Incoming {
+    size: u64,
+    overcharge: u64,
+    upload: UploadSecret,
+    uploader: NodeId,
+    touched: Time,
+}
 
 /// How a storage server behaves.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -49,6 +78,8 @@ pub struct StorageConfig {
     pub reserved_space: u64,
     /// How often the server announces itself to the introducer.
     pub announce_interval: Duration,
+    /// The least space a share is charged, however small ([`MIN_SHARE_CHARGE`]).
+    pub min_share_charge: u64,
 }
 
 impl Default for StorageConfig {
@@ -56,6 +87,7 @@ impl Default for StorageConfig {
         StorageConfig {
             reserved_space: 0,
             announce_interval: Duration::from_secs(60),
+            min_share_charge: MIN_SHARE_CHARGE,
         }
     }
 }
@@ -96,8 +128,12 @@ pub struct StorageServer {
     store: Box<dyn ShareStore>,
     leases: Leases,
     config: StorageConfig,
-    /// The size of every share being uploaded: the store's incoming shares, exactly.
-    incoming: BTreeMap<(StorageIndex, ShareNum), u64>,
+    /// Every share being uploaded: the store's incoming shares, exactly.
+    incoming: BTreeMap<(StorageIndex, ShareNum), Incoming>,
+    /// The incoming shares' charges beyond their sizes, summed.
+    overcharge: u64,
+    /// When the idle timer is set to fire.
+    idle_check: Option<Time>,
     advisories: VecDeque<CorruptionAdvisory>,
     advisories_received: u64,
     next_request: u64,
@@ -125,6 +161,8 @@ impl StorageServer {
             leases: Leases::new(leases),
             config,
             incoming: BTreeMap::new(),
+            overcharge: 0,
+            idle_check: None,
             advisories: VecDeque::new(),
             advisories_received: 0,
             next_request: 0,
@@ -166,6 +204,8 @@ impl StorageServer {
     /// on this server), so they only hold space.
     fn abort_leftovers(&mut self) {
         self.incoming.clear();
+        self.overcharge = 0;
+        self.idle_check = None;
         let leftovers = match self.store.incoming() {
             Ok(leftovers) => leftovers,
             Err(e) => {
@@ -221,41 +261,50 @@ impl StorageServer {
         body: Request,
         ctx: &mut Context<'_>,
     ) {
-        if ctx.now() > deadline {
-            tracing::trace!(?from, ?id, "storage: request past its deadline, ignored");
-            return;
-        }
-        // Reads and lists change nothing (and their answers can be large): they are neither
-        // remembered nor looked up, so a duplicate is simply answered again, from the store
-        // as it is now. Only requests that change something must not be carried out twice.
+        // Reads and lists change nothing (and their answers can be large).
         let changes = !matches!(body, Request::Read { .. } | Request::List { .. });
-        self.answered.forget_expired(ctx.now());
-        if changes && self.answered.resend(ctx, from, id) {
-            return; // a duplicate, answered as before
-        }
-        let body = self.serve(body, ctx.now()).unwrap_or_else(Response::Err);
-        if changes {
-            self.answered.remember(from, id, deadline, &body);
-        }
-        ctx.send(from, Message::Response { id, body });
+        let Some(request) = self.answered.admit(ctx, from, id, deadline, changes) else {
+            return;
+        };
+        let body = self
+            .serve(body, from.node, ctx.now())
+            .unwrap_or_else(Response::Err);
+        self.answered.answer(ctx, request, body);
+        self.arm_idle_check(ctx);
     }
 
-    fn serve(&mut self, request: Request, now: Time) -> Result<Response, RemoteError> {
+    fn serve(
+        &mut self,
+        request: Request,
+        from: NodeId,
+        now: Time,
+    ) -> Result<Response, RemoteError> {
         match request {
             Request::Allocate {
                 si,
                 shares,
                 share_size,
                 lease,
-            } => self.allocate(si, &shares, share_size, lease, now),
+                upload,
+            } => {
+                let ask = Ask {
+                    si,
+                    share_size,
+                    upload,
+                    uploader: from,
+                    now,
+                };
+                self.allocate(ask, &shares, lease)
+            }
             Request::Write {
                 si,
                 share,
                 offset,
                 data,
-            } => self.write(si, share, offset, &data),
-            Request::Close { si, share } => self.close(si, share),
-            Request::Abort { si, share } => self.abort(si, share),
+                upload,
+            } => self.write(si, share, offset, &data, upload, now),
+            Request::Close { si, share, upload } => self.close(si, share, upload),
+            Request::Abort { si, share, upload } => self.abort(si, share, upload),
             Request::Read {
                 si,
                 share,
@@ -271,140 +320,6 @@ impl StorageServer {
                 Err(RemoteError::Unsupported)
             }
         }
-    }
-
-    fn allocate(
-        &mut self,
-        si: StorageIndex,
-        shares: &[ShareNum],
-        share_size: u64,
-        lease: LeaseSecret,
-        now: Time,
-    ) -> Result<Response, RemoteError> {
-        if share_size == 0 || share_size > MAX_SHARE_SIZE {
-            return Err(RemoteError::Malformed(format!(
-                "share size {share_size} is not in 1..={MAX_SHARE_SIZE}"
-            )));
-        }
-        let free = self.free_space()?;
-        let plan = self.plan_allocation(si, shares, share_size, free)?;
-        if plan.already_have.is_empty() && plan.allocate.is_empty() {
-            return match plan.refused {
-                true => Err(RemoteError::Full { free }),
-                false => Ok(plan.into_response()),
-            };
-        }
-        self.create_all(si, &plan.allocate, share_size)?;
-        if let Err(e) = self.leases.grant(si, lease, now.after(ALLOCATION_LEASE)) {
-            // Without the lease the allocation did not happen: give the space back.
-            for &share in &plan.allocate {
-                self.drop_incoming(si, share);
-            }
-            return Err(disk(e));
-        }
-        Ok(plan.into_response())
-    }
-
-    /// Decides, without touching the store, what to do with each requested share.
-    fn plan_allocation(
-        &mut self,
-        si: StorageIndex,
-        shares: &[ShareNum],
-        share_size: u64,
-        mut budget: u64,
-    ) -> Result<AllocationPlan, RemoteError> {
-        let budget_at_start = budget;
-        let held: BTreeSet<ShareNum> = self.complete_shares(si)?.iter().map(|s| s.0).collect();
-        let mut plan = AllocationPlan::default();
-        for share in shares.iter().copied().collect::<BTreeSet<_>>() {
-            if held.contains(&share) {
-                plan.already_have.push(share);
-            } else if self.incoming.contains_key(&(si, share)) {
-                // Another upload (or this one, retrying) is writing it: not ours to give.
-            } else if share_size <= budget {
-                budget -= share_size;
-                plan.allocate.push(share);
-            } else {
-                plan.refused = true;
-            }
-        }
-        debug_assert!(plan.allocate.len() as u64 * share_size <= budget_at_start);
-        Ok(plan)
-    }
-
-    /// Creates every share of `shares`, or none of them.
-    fn create_all(
-        &mut self,
-        si: StorageIndex,
-        shares: &[ShareNum],
-        size: u64,
-    ) -> Result<(), RemoteError> {
-        for (done, &share) in shares.iter().enumerate() {
-            if let Err(e) = self.store.create(si, share, size) {
-                for &created in &shares[..done] {
-                    self.drop_incoming(si, created);
-                }
-                return Err(match e.kind() {
-                    io::ErrorKind::StorageFull => RemoteError::Full {
-                        free: self.free_space().unwrap_or(0),
-                    },
-                    _ => disk(e),
-                });
-            }
-            self.incoming.insert((si, share), size);
-        }
-        Ok(())
-    }
-
-    fn write(
-        &mut self,
-        si: StorageIndex,
-        share: ShareNum,
-        offset: u64,
-        data: &[u8],
-    ) -> Result<Response, RemoteError> {
-        if data.len() as u64 > MAX_DATA_PER_MESSAGE {
-            return Err(RemoteError::Malformed(format!(
-                "a write of {} bytes is over the {MAX_DATA_PER_MESSAGE}-byte limit",
-                data.len()
-            )));
-        }
-        let size = *self
-            .incoming
-            .get(&(si, share))
-            .ok_or(RemoteError::NotAllocated)?;
-        let end = offset.checked_add(data.len() as u64);
-        if end.is_none_or(|end| end > size) {
-            return Err(RemoteError::OutOfBounds { size });
-        }
-        self.store.write(si, share, offset, data).map_err(disk)?;
-        Ok(Response::Ok)
-    }
-
-    fn close(&mut self, si: StorageIndex, share: ShareNum) -> Result<Response, RemoteError> {
-        if !self.incoming.contains_key(&(si, share)) {
-            return Err(RemoteError::NotAllocated);
-        }
-        if let Err(e) = self.store.commit(si, share) {
-            // The share is in an unknown state: get rid of it rather than keep a record of
-            // it that may not match the store. The uploader will place it elsewhere.
-            self.drop_incoming(si, share);
-            return Err(disk(e));
-        }
-        let closed = self.incoming.remove(&(si, share));
-        debug_assert!(closed.is_some(), "checked to be incoming above");
-        Ok(Response::Ok)
-    }
-
-    /// Aborting what is not incoming succeeds: the abort may be a retry whose first answer
-    /// was lost.
-    fn abort(&mut self, si: StorageIndex, share: ShareNum) -> Result<Response, RemoteError> {
-        if self.incoming.remove(&(si, share)).is_none() {
-            return Ok(Response::Ok);
-        }
-        let result = self.store.abort(si, share);
-        self.forget_leases_if_empty(si);
-        result.map(|()| Response::Ok).map_err(disk)
     }
 
     fn read(
@@ -445,6 +360,8 @@ impl StorageServer {
         if !self.holds(si)? {
             return Err(RemoteError::NoSuchShare);
         }
+        // A lease runs at most one lease period from now, whatever the peer asks.
+        let expires = expires.min(now.after(ALLOCATION_LEASE));
         if expires > now {
             self.leases.grant(si, lease, expires).map_err(disk)?;
         }
@@ -481,26 +398,18 @@ impl StorageServer {
         Ok(incoming || !self.store.list(si).map_err(disk)?.is_empty())
     }
 
-    /// Forgets an incoming share and asks the store to delete it (best effort: a share the
-    /// store cannot delete is aborted again at the next start).
-    fn drop_incoming(&mut self, si: StorageIndex, share: ShareNum) {
-        self.incoming.remove(&(si, share));
-        if let Err(e) = self.store.abort(si, share) {
-            tracing::warn!(?si, share = share.0, "storage: cannot abort a share: {e}");
-        }
-        self.forget_leases_if_empty(si);
-    }
-
     fn forget_leases_if_empty(&mut self, si: StorageIndex) {
         if !self.holds(si).unwrap_or(true) {
             self.leases.forget(si);
         }
     }
 
-    /// Space for new shares: what the store can take, less the reserve.
+    /// Space for new shares: what the store can take, less the reserve and what small
+    /// shares being uploaded are charged beyond their size.
     fn free_space(&mut self) -> Result<u64, RemoteError> {
         let available = self.store.available_bytes().map_err(disk)?;
-        Ok(available.saturating_sub(self.config.reserved_space))
+        let reserved = self.config.reserved_space.saturating_add(self.overcharge);
+        Ok(available.saturating_sub(reserved))
     }
 }
 
@@ -509,6 +418,7 @@ impl Actor for StorageServer {
         match input {
             Input::Start => self.start(ctx),
             Input::Timer(ANNOUNCE_TIMER) => self.announce(ctx),
+            Input::Timer(IDLE_TIMER) => self.drop_idle_uploads(ctx),
             Input::Message {
                 from,
                 msg: Message::Request { id, deadline, body },
@@ -523,25 +433,7 @@ impl Actor for StorageServer {
     }
 }
 
-/// What an allocation will do with each share asked for.
-#[derive(Default)]
-struct AllocationPlan {
-    already_have: Vec<ShareNum>,
-    allocate: Vec<ShareNum>,
-    /// Some share did not fit.
-    refused: bool,
-}
-
-impl AllocationPlan {
-    fn into_response(self) -> Response {
-        Response::Allocated {
-            already_have: self.already_have,
-            allocated: self.allocate,
-        }
-    }
-}
-
-fn disk(e: io::Error) -> RemoteError {
+pub(super) fn disk(e: io::Error) -> RemoteError {
     RemoteError::Disk(e.to_string())
 }
 

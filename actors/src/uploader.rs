@@ -26,7 +26,7 @@ use crate::actor::{Actor, Context, Effect, Input, TimerId};
 use crate::ids::{NodeId, ShareNum, StorageIndex};
 use crate::local::{LocalId, LocalResponse, UploadError, UploadReceipt};
 use crate::placement::{happiness, permuted_ring};
-use crate::protocol::{LeaseSecret, Message};
+use crate::protocol::{LeaseSecret, Message, UploadSecret};
 use crate::requests::Requests;
 use cairn_codec::{EncodedFile, Encoder, EncodingParams, Geometry, Key, ShareLayout};
 use rand::RngCore;
@@ -226,6 +226,8 @@ struct Run {
     geometry: Geometry,
     layout: ShareLayout,
     lease: LeaseSecret,
+    /// Shown with every allocation, write, close and abort: the shares are this upload's.
+    upload: UploadSecret,
     selection: Selection,
     homes: BTreeMap<(ShareNum, NodeId), Home>,
     /// Shares servers already hold complete (`Allocated.already_have`).
@@ -280,6 +282,8 @@ impl Run {
         }
         let mut lease = [0u8; 32];
         ctx.rng().fill_bytes(&mut lease);
+        let mut upload = [0u8; 32];
+        ctx.rng().fill_bytes(&mut upload);
         let mut requests = Requests::new(config.request_timeout, SWEEP);
         requests.start(ctx);
         ctx.set_timer(DEADLINE, config.deadline);
@@ -293,6 +297,7 @@ impl Run {
             geometry: *encoder.geometry(),
             layout: *encoder.layout(),
             lease: LeaseSecret(lease),
+            upload: UploadSecret(upload),
             selection: Selection::new(params.n, ring),
             homes: BTreeMap::new(),
             held: Placement::new(),

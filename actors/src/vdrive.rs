@@ -197,20 +197,19 @@ impl Vdrive {
         body: Request,
         ctx: &mut Context<'_>,
     ) {
-        if ctx.now() > deadline {
-            tracing::trace!(?from, ?id, "vdrive: request past its deadline, ignored");
+        // Lookups and listings change nothing (and a listing can be large).
+        let changes = !matches!(
+            body,
+            Request::Vdrive(VdriveOp::List { .. } | VdriveOp::Lookup { .. })
+        );
+        let Some(request) = self.answered.admit(ctx, from, id, deadline, changes) else {
             return;
-        }
-        self.answered.forget_expired(ctx.now());
-        if self.answered.resend(ctx, from, id) {
-            return; // a duplicate, answered as before
-        }
+        };
         let body = match body {
             Request::Vdrive(op) => Response::Vdrive(self.serve(op)),
             _ => Response::Err(RemoteError::Unsupported),
         };
-        self.answered.remember(from, id, deadline, &body);
-        ctx.send(from, Message::Response { id, body });
+        self.answered.answer(ctx, request, body);
     }
 
     fn serve(&mut self, op: VdriveOp) -> Result<VdriveReply, VdriveError> {

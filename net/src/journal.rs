@@ -127,18 +127,15 @@ fn context(e: io::Error, what: &str, path: &Path) -> io::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use cairn_actors::actor::{Actor, Addr, Context, Effect, Input, Service, Time};
+    use cairn_actors::actor::{Addr, Input, Service, Time};
     use cairn_actors::codec::{Cap, LitCap};
-    use cairn_actors::protocol::{Message, Request, RequestId, Response};
+    use cairn_actors::protocol::{Request, Response};
     use cairn_actors::store::framed::frame;
-    use cairn_actors::testing::journal_suite;
+    use cairn_actors::testing::{journal_suite, Driven};
     use cairn_actors::vdrive::{EntryKind, Vdrive, VdriveOp, VdriveReply};
     use cairn_actors::NodeId;
-    use rand::SeedableRng;
-    use rand_chacha::ChaCha8Rng;
     use std::fs;
     use std::io::Write;
-    use std::time::Duration;
 
     fn records(path: &Path) -> Vec<Vec<u8>> {
         FileJournal::open(path).unwrap().records().unwrap()
@@ -189,35 +186,22 @@ mod tests {
         assert!(err.to_string().contains("journal"), "{err}");
     }
 
-    /// Sends one vdrive operation to `vdrive` and returns its answer.
-    fn vdrive_op(vdrive: &mut Vdrive, id: u64, op: VdriveOp) -> Response {
-        let client = Addr::new(NodeId([9; 32]), Service::Client);
-        let now = Time(5_000_000_000);
-        let msg = Message::Request {
-            id: RequestId(id),
-            deadline: now.after(Duration::from_secs(1)),
-            body: Request::Vdrive(op),
-        };
-        let mut rng = ChaCha8Rng::seed_from_u64(3);
-        let mut ctx = Context::new(now, Addr::new(NodeId([0; 32]), Service::Vdrive), &mut rng);
-        vdrive.handle(Input::Message { from: client, msg }, &mut ctx);
-        match ctx.into_effects().as_slice() {
-            [Effect::Send {
-                msg: Message::Response { body, .. },
-                ..
-            }] => body.clone(),
-            other => panic!("expected one answer, got {other:?}"),
-        }
+    const CLIENT: Addr = Addr {
+        node: NodeId([9; 32]),
+        service: Service::Client,
+    };
+
+    /// A started vdrive over the journal at `path`, driven by hand.
+    fn started_vdrive(path: &Path) -> Driven<Vdrive> {
+        let vdrive = Vdrive::new(Box::new(FileJournal::open(path).unwrap()));
+        let me = Addr::new(NodeId([0; 32]), Service::Vdrive);
+        let mut driven = Driven::new(vdrive, me, Time(5_000_000_000), 3);
+        assert!(driven.input(Input::Start).is_empty());
+        driven
     }
 
-    fn started_vdrive(path: &Path) -> Vdrive {
-        let mut vdrive = Vdrive::new(Box::new(FileJournal::open(path).unwrap()));
-        let mut rng = ChaCha8Rng::seed_from_u64(3);
-        let me = Addr::new(NodeId([0; 32]), Service::Vdrive);
-        let mut ctx = Context::new(Time(5_000_000_000), me, &mut rng);
-        vdrive.handle(Input::Start, &mut ctx);
-        assert!(ctx.effects().is_empty());
-        vdrive
+    fn vdrive_op(vdrive: &mut Driven<Vdrive>, op: VdriveOp) -> Response {
+        vdrive.only_answer(CLIENT, Request::Vdrive(op))
     }
 
     #[test]
@@ -241,9 +225,9 @@ mod tests {
                 to: "/g".into(),
             },
         ];
-        for (id, op) in ops.into_iter().enumerate() {
+        for op in ops {
             assert_eq!(
-                vdrive_op(&mut vdrive, id as u64, op),
+                vdrive_op(&mut vdrive, op),
                 Response::Vdrive(Ok(VdriveReply::Done))
             );
         }
@@ -252,23 +236,23 @@ mod tests {
         scribble(&path, &frame(b"torn")[..6]);
 
         let mut vdrive = started_vdrive(&path);
-        assert_eq!(vdrive.entries(), 2);
+        assert_eq!(vdrive.actor.entries(), 2);
         let lookup = VdriveOp::Lookup { path: "/g".into() };
         assert_eq!(
-            vdrive_op(&mut vdrive, 10, lookup),
+            vdrive_op(&mut vdrive, lookup),
             Response::Vdrive(Ok(VdriveReply::Entry(EntryKind::File { cap })))
         );
         let list = VdriveOp::List { path: "/a".into() };
         assert_eq!(
-            vdrive_op(&mut vdrive, 11, list),
+            vdrive_op(&mut vdrive, list),
             Response::Vdrive(Ok(VdriveReply::Entries(vec![])))
         );
         let mkdir = VdriveOp::Mkdir { path: "/b".into() };
         assert_eq!(
-            vdrive_op(&mut vdrive, 12, mkdir),
+            vdrive_op(&mut vdrive, mkdir),
             Response::Vdrive(Ok(VdriveReply::Done))
         );
         drop(vdrive);
-        assert_eq!(started_vdrive(&path).entries(), 3);
+        assert_eq!(started_vdrive(&path).actor.entries(), 3);
     }
 }

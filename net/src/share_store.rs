@@ -19,7 +19,9 @@
 //! Space: the store counts the bytes of its shares (an incoming share at its full size from
 //! the moment it is created) when it opens, and keeps the count as it goes. With a capacity,
 //! it refuses shares beyond it. Either way it never offers more than the file system has
-//! free (the storage server keeps its reserved space on top of that).
+//! free, less the incoming shares' full sizes: they are sparse files, whose unwritten bytes
+//! the file system does not count yet, but will (the storage server keeps its reserved space
+//! on top of that).
 
 use cairn_actors::store::ShareStore;
 use cairn_actors::{ShareNum, StorageIndex};
@@ -39,6 +41,8 @@ pub struct DiskShareStore {
     capacity: Option<u64>,
     /// Bytes of all shares, complete and incoming.
     used: u64,
+    /// Bytes of the incoming shares alone: promised, not yet taken from the file system.
+    incoming: u64,
 }
 
 impl DiskShareStore {
@@ -57,8 +61,9 @@ impl DiskShareStore {
             shares,
             capacity,
             used: 0,
+            incoming: 0,
         };
-        store.used = store.count_used()?;
+        (store.used, store.incoming) = store.count_used()?;
         Ok(store)
     }
 
@@ -67,9 +72,11 @@ impl DiskShareStore {
         self.capacity
     }
 
-    /// Sums the sizes of every share the store can see, complete and incoming.
-    fn count_used(&self) -> io::Result<u64> {
+    /// Sums the sizes of every share the store can see, complete and incoming; and of the
+    /// incoming ones alone.
+    fn count_used(&self) -> io::Result<(u64, u64)> {
         let mut used = 0u64;
+        let mut incoming = 0u64;
         for (name, meta) in entries(&self.shares)? {
             if !meta.is_dir() {
                 continue;
@@ -82,17 +89,21 @@ impl DiskShareStore {
             for (_, bucket) in buckets {
                 for (_, size) in share_files(&bucket)? {
                     used = used.saturating_add(size);
+                    if name == INCOMING {
+                        incoming = incoming.saturating_add(size);
+                    }
                 }
             }
         }
-        Ok(used)
+        Ok((used, incoming))
     }
 
     /// Room for new shares: below the capacity if there is one, and never more than the
     /// file system has free for this user.
     fn available(&self) -> io::Result<u64> {
         let on_disk = fs4::available_space(&self.shares)
-            .map_err(|e| context(e, "cannot ask the free space of", &self.shares))?;
+            .map_err(|e| context(e, "cannot ask the free space of", &self.shares))?
+            .saturating_sub(self.incoming);
         Ok(match self.capacity {
             Some(capacity) => capacity.saturating_sub(self.used).min(on_disk),
             None => on_disk,
@@ -185,6 +196,7 @@ impl ShareStore for DiskShareStore {
             return Err(context(e, "cannot size share", &path));
         }
         self.used = self.used.saturating_add(size);
+        self.incoming = self.incoming.saturating_add(size);
         Ok(())
     }
 
@@ -216,7 +228,7 @@ impl ShareStore for DiskShareStore {
 
     fn commit(&mut self, si: StorageIndex, share: ShareNum) -> io::Result<()> {
         let incoming = self.incoming_path(si, share);
-        let (file, _) = open_share(&incoming, true, "incoming", si, share)?;
+        let (file, size) = open_share(&incoming, true, "incoming", si, share)?;
         file.sync_all()
             .map_err(|e| context(e, "cannot sync share", &incoming))?;
         drop(file);
@@ -232,6 +244,7 @@ impl ShareStore for DiskShareStore {
         fs::create_dir_all(&bucket).map_err(|e| context(e, "cannot create", &bucket))?;
         fs::rename(&incoming, &complete)
             .map_err(|e| context(e, "cannot move share into", &complete))?;
+        self.incoming = self.incoming.saturating_sub(size);
         self.sync_commit(si, &bucket)?;
         remove_if_empty(&self.incoming_bucket(si));
         Ok(())
@@ -242,6 +255,7 @@ impl ShareStore for DiskShareStore {
         let size = share_len(&path, "incoming", si, share)?;
         fs::remove_file(&path).map_err(|e| context(e, "cannot delete share", &path))?;
         self.used = self.used.saturating_sub(size);
+        self.incoming = self.incoming.saturating_sub(size);
         remove_if_empty(&self.incoming_bucket(si));
         Ok(())
     }

@@ -20,7 +20,7 @@ use super::churn::NodeNum;
 use super::ledger::{mix, node_id, storage_index, FileNum};
 use super::ring::{self, RingCache, SharedMembership};
 use super::scenario::Repair;
-use cairn_actors::protocol::{LeaseSecret, Message, Request, RequestId, Response};
+use cairn_actors::protocol::{LeaseSecret, Message, Request, RequestId, Response, UploadSecret};
 use cairn_actors::{Actor, Addr, Context, Effect, Input, Service, Time, TimerId};
 use cairn_sim::fingerprint::FastBuild;
 use rand::{Rng, RngCore};
@@ -359,6 +359,12 @@ impl TaskIo<'_, '_> {
     /// The lease secret of every share this client places.
     pub fn lease(&self) -> LeaseSecret {
         self.client.lease
+    }
+
+    /// The upload secret of every share this client places: one client, uploading each share
+    /// once, has nothing to keep apart from itself.
+    pub fn upload(&self) -> UploadSecret {
+        UploadSecret(self.client.lease.0)
     }
 
     pub fn now(&self) -> Time {

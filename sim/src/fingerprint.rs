@@ -245,6 +245,7 @@ mod tests {
                 share: ShareNum(3),
                 offset: 77,
                 data: vec![42; 1000],
+                upload: cairn_actors::protocol::UploadSecret([8; 32]),
             },
         };
         let wire = msg.encode();

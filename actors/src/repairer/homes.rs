@@ -5,7 +5,7 @@ use super::{CloseState, Home, Phase, Purpose, Repairer};
 use crate::actor::{Addr, Context};
 use crate::ids::{NodeId, ShareNum};
 use crate::placement::max_matching;
-use crate::protocol::{LeaseSecret, Request, Response, MAX_DATA_PER_MESSAGE};
+use crate::protocol::{LeaseSecret, Request, Response, UploadSecret, MAX_DATA_PER_MESSAGE};
 use crate::uploader::UEB_ALLOWANCE;
 use rand::RngCore;
 use std::collections::BTreeSet;
@@ -40,6 +40,9 @@ impl Repairer {
         let mut lease = [0u8; 32];
         ctx.rng().fill_bytes(&mut lease);
         self.lease = LeaseSecret(lease);
+        let mut upload = [0u8; 32];
+        ctx.rng().fill_bytes(&mut upload);
+        self.upload = UploadSecret(upload);
         for share in self.targets.clone() {
             self.offer(ctx, share);
         }
@@ -65,6 +68,7 @@ impl Repairer {
             shares: vec![share],
             share_size: self.allocated_size(),
             lease: self.lease,
+            upload: self.upload,
         };
         self.requests.send(
             ctx,
@@ -155,6 +159,7 @@ impl Repairer {
                 share,
                 offset: at,
                 data: piece.to_vec(),
+                upload: self.upload,
             };
             at += piece.len() as u64;
             self.traffic.bytes_uploaded += piece.len() as u64;
@@ -236,7 +241,11 @@ impl Repairer {
             .map(|(&share, h)| (share, h.server))
             .collect();
         for (share, server) in open {
-            let body = Request::Close { si: self.si, share };
+            let body = Request::Close {
+                si: self.si,
+                share,
+                upload: self.upload,
+            };
             self.requests
                 .send(ctx, Addr::storage(server), body, Purpose::Close { share });
             if let Some(home) = self.homes.get_mut(&share) {
@@ -312,7 +321,11 @@ impl Repairer {
 
     /// Asks `server` to free `share`'s space; nobody waits for the answer.
     fn abort(&mut self, ctx: &mut Context<'_>, share: ShareNum, server: NodeId) {
-        let body = Request::Abort { si: self.si, share };
+        let body = Request::Abort {
+            si: self.si,
+            share,
+            upload: self.upload,
+        };
         self.requests.send_only(ctx, Addr::storage(server), body);
     }
 }

@@ -4,14 +4,17 @@ use super::*;
 use crate::actor::{Effect, Service};
 use crate::ids::NodeId;
 use crate::memstore::{MemJournal, MemShareStore};
+use crate::replies::MAX_REQUEST_LIFETIME;
 use crate::testing::driven::wraps_driven;
-use crate::testing::strategies::wire;
+use crate::testing::strategies::{upload_secret, wire};
 use crate::testing::{Driven, FlakyJournal, FlakyStore, JournalFault};
 use proptest::prelude::*;
+use std::collections::BTreeSet;
 
 const SI: StorageIndex = StorageIndex([4; 16]);
 const OTHER_SI: StorageIndex = StorageIndex([5; 16]);
 const LEASE: LeaseSecret = LeaseSecret([6; 32]);
+const UPLOAD: UploadSecret = UploadSecret([7; 32]);
 const CLIENT: Addr = Addr {
     node: NodeId([9; 32]),
     service: Service::Client,
@@ -22,6 +25,15 @@ const INTRODUCER: Addr = Addr {
 };
 /// The harness's clock starts here (as the real host's, far from zero).
 const T0: Time = Time(1_700_000_000_000_000_000);
+
+/// The server's configuration in these tests: no minimum charge per share, so that space can
+/// be counted to the byte with small shares (`a_small_share_is_charged_the_minimum` tests it).
+fn config() -> StorageConfig {
+    StorageConfig {
+        min_share_charge: 1,
+        ..StorageConfig::default()
+    }
+}
 
 /// One server over handles to its store and journal, with switches to make them fail.
 struct Harness {
@@ -65,7 +77,7 @@ impl Harness {
     }
 
     fn started(capacity: u64) -> Self {
-        let mut h = Self::new(capacity, StorageConfig::default());
+        let mut h = Self::new(capacity, config());
         h.input(Input::Start);
         h
     }
@@ -90,6 +102,7 @@ impl Harness {
             shares: shares.iter().map(|&n| ShareNum(n)).collect(),
             share_size: size,
             lease: LEASE,
+            upload: UPLOAD,
         })
     }
 
@@ -99,6 +112,7 @@ impl Harness {
             share: ShareNum(share),
             offset,
             data: data.to_vec(),
+            upload: UPLOAD,
         })
     }
 
@@ -106,6 +120,7 @@ impl Harness {
         self.request(Request::Close {
             si: SI,
             share: ShareNum(share),
+            upload: UPLOAD,
         })
     }
 
@@ -158,7 +173,7 @@ fn start_announces_signed_free_space_and_sets_the_timer() {
         1000,
         StorageConfig {
             reserved_space: 100,
-            ..StorageConfig::default()
+            ..config()
         },
     );
     let effects = h.input(Input::Start);
@@ -199,7 +214,7 @@ fn without_an_introducer_nothing_is_announced() {
         None,
         Box::new(MemShareStore::new(10)),
         Box::new(MemJournal::new()),
-        StorageConfig::default(),
+        config(),
     );
     let mut h = Driven::new(server, CLIENT, T0, 0);
     assert!(h.input(Input::Start).is_empty());
@@ -228,12 +243,21 @@ fn a_share_written_and_closed_reads_back() {
 fn allocate_reports_held_shares_and_skips_uploads_in_progress() {
     let mut h = Harness::started(1000);
     h.upload(1, b"done");
-    assert_eq!(h.allocate(SI, &[3], 4), allocated(&[], &[3]));
+    let someone_else = Request::Allocate {
+        si: SI,
+        shares: vec![ShareNum(3)],
+        share_size: 4,
+        lease: LEASE,
+        upload: UploadSecret([8; 32]),
+    };
+    assert_eq!(h.request(someone_else), allocated(&[], &[3]));
     // 1 is complete, 3 is being uploaded by someone, 0 and 2 are free; 2 is asked twice.
     assert_eq!(
         h.allocate(SI, &[2, 1, 3, 0, 2], 4),
         allocated(&[1], &[0, 2])
     );
+    // Asked again by the same upload (a retry), its shares are allocated again, not twice.
+    assert_eq!(h.allocate(SI, &[0, 2], 4), allocated(&[], &[0, 2]));
     assert_eq!(h.actor.status().incoming_shares, 3);
     // Every share in progress: nothing to give, but nothing full either.
     assert_eq!(h.allocate(SI, &[3], 4), allocated(&[], &[]));
@@ -244,7 +268,7 @@ fn allocate_reports_held_shares_and_skips_uploads_in_progress() {
 fn allocation_keeps_the_reserve_counting_this_request() {
     let config = StorageConfig {
         reserved_space: 300,
-        ..StorageConfig::default()
+        ..config()
     };
     let mut h = Harness::new(1000, config);
     h.input(Input::Start);
@@ -323,6 +347,7 @@ fn abort_gives_the_space_back_and_can_be_repeated() {
     let abort = Request::Abort {
         si: SI,
         share: ShareNum(0),
+        upload: UPLOAD,
     };
     assert_eq!(h.request(abort.clone()), Response::Ok);
     assert_eq!(h.request(abort), Response::Ok);
@@ -419,6 +444,7 @@ fn duplicated_changes_are_answered_as_before_and_duplicated_lists_anew() {
         shares: vec![ShareNum(0)],
         share_size: 3,
         lease: LEASE,
+        upload: UPLOAD,
     };
     // Carried out again, the allocation would find share 0 being uploaded and allocate none.
     assert_eq!(
@@ -575,29 +601,35 @@ fn request() -> impl Strategy<Value = Request> {
     ];
     let data = proptest::collection::vec(any::<u8>(), 0..30);
     let secret = (0u8..40).prop_map(|b| LeaseSecret([b; 32]));
+    let upload = upload_secret();
     prop_oneof![
         3 => (
             si.clone(),
             proptest::collection::vec(share.clone(), 0..6),
             size,
-            secret.clone()
+            secret.clone(),
+            upload.clone(),
         )
-            .prop_map(|(si, shares, share_size, lease)| Request::Allocate {
+            .prop_map(|(si, shares, share_size, lease, upload)| Request::Allocate {
                 si,
                 shares,
                 share_size,
-                lease
+                lease,
+                upload,
             }),
-        4 => (si.clone(), share.clone(), offset.clone(), data).prop_map(|(si, share, offset, data)| {
-            Request::Write {
+        4 => (si.clone(), share.clone(), offset.clone(), data, upload.clone()).prop_map(
+            |(si, share, offset, data, upload)| Request::Write {
                 si,
                 share,
                 offset,
                 data,
+                upload,
             }
-        }),
-        2 => (si.clone(), share.clone()).prop_map(|(si, share)| Request::Close { si, share }),
-        1 => (si.clone(), share.clone()).prop_map(|(si, share)| Request::Abort { si, share }),
+        ),
+        2 => (si.clone(), share.clone(), upload.clone())
+            .prop_map(|(si, share, upload)| Request::Close { si, share, upload }),
+        1 => (si.clone(), share.clone(), upload)
+            .prop_map(|(si, share, upload)| Request::Abort { si, share, upload }),
         3 => (si.clone(), share.clone(), offset, len).prop_map(|(si, share, offset, len)| {
             Request::Read {
                 si,
@@ -671,7 +703,7 @@ proptest! {
         capacity in 0u64..600,
         reserved_space in 0u64..100,
     ) {
-        let config = StorageConfig { reserved_space, ..StorageConfig::default() };
+        let config = StorageConfig { reserved_space, ..config() };
         let mut h = Harness::new(capacity, config);
         h.input(Input::Start);
         for (n, step) in steps.into_iter().enumerate() {
@@ -714,7 +746,14 @@ proptest! {
                 })
                 .collect();
             prop_assert_eq!(answers.len(), usize::from(live.is_some()));
-            prop_assert_eq!(answers.len(), effects.len());
+            for effect in &effects {
+                let answer_or_idle_timer = matches!(
+                    effect,
+                    Effect::Send { msg: Message::Response { .. }, .. }
+                        | Effect::SetTimer { id: IDLE_TIMER, .. }
+                );
+                prop_assert!(answer_or_idle_timer, "{:?}", effect);
+            }
             if let (Some(id), Some((got, body))) = (live, answers.first()) {
                 prop_assert_eq!(id, *got);
                 if let Response::Data(data) = body {
@@ -726,4 +765,156 @@ proptest! {
             prop_assert!(used <= capacity);
         }
     }
+}
+
+// ---- uploads belong to their uploader; limits a peer cannot choose ----
+
+const THIEF: Addr = Addr {
+    node: NodeId([13; 32]),
+    service: Service::Storage,
+};
+
+/// `body` for share 0 of `SI`, as the upload with secret `upload` would send it.
+fn as_upload(upload: UploadSecret, kind: &str) -> Request {
+    let (si, share) = (SI, ShareNum(0));
+    match kind {
+        "write" => Request::Write {
+            si,
+            share,
+            offset: 0,
+            data: b"garbage".to_vec(),
+            upload,
+        },
+        "close" => Request::Close { si, share, upload },
+        _ => Request::Abort { si, share, upload },
+    }
+}
+
+#[test]
+fn no_one_but_its_uploader_writes_closes_or_aborts_a_share() {
+    let mut h = Harness::started(1000);
+    assert_eq!(h.allocate(SI, &[0], 10), allocated(&[], &[0]));
+    // Another server, which learnt the storage index from its own allocation, tries every
+    // way to spoil the upload.
+    let stolen = UploadSecret([66; 32]);
+    for kind in ["write", "close", "abort"] {
+        let answer = h.only_answer(THIEF, as_upload(stolen, kind));
+        assert_eq!(answer, Response::Err(RemoteError::NotYourUpload), "{kind}");
+    }
+    let again = Request::Allocate {
+        si: SI,
+        shares: vec![ShareNum(0)],
+        share_size: 10,
+        lease: LEASE,
+        upload: stolen,
+    };
+    assert_eq!(
+        h.only_answer(THIEF, again),
+        allocated(&[], &[]),
+        "not the thief's"
+    );
+    // The uploader's share is untouched: it finishes and reads back its own bytes.
+    assert_eq!(h.write(0, 0, b"0123456789"), Response::Ok);
+    assert_eq!(h.close(0), Response::Ok);
+    assert_eq!(h.read(0, 0, 10), Response::Data(b"0123456789".to_vec()));
+}
+
+#[test]
+fn an_upload_left_idle_is_dropped_and_its_space_given_back() {
+    let mut h = Harness::started(1000);
+    assert_eq!(h.allocate(SI, &[0, 1], 400), allocated(&[], &[0, 1]));
+    let full = h.allocate(OTHER_SI, &[0], 400);
+    assert!(
+        matches!(full, Response::Err(RemoteError::Full { .. })),
+        "{full:?}"
+    );
+    let idle_check = h
+        .timers
+        .get(&IDLE_TIMER)
+        .copied()
+        .expect("a timer for idle uploads");
+    assert_eq!(idle_check, T0.after(INCOMING_IDLE_LIMIT));
+    // Share 1 is written to half way: it is not idle yet when share 0 is.
+    h.now = T0.after(INCOMING_IDLE_LIMIT / 2);
+    assert_eq!(h.write(1, 0, b"busy"), Response::Ok);
+    h.now = idle_check;
+    let effects = h.input(Input::Timer(IDLE_TIMER));
+    assert!(
+        matches!(effects[..], [Effect::SetTimer { id: IDLE_TIMER, .. }]),
+        "{effects:?}"
+    );
+    assert_eq!(h.actor.status().incoming_shares, 1);
+    assert_eq!(
+        h.write(0, 0, b"late"),
+        Response::Err(RemoteError::NotAllocated)
+    );
+    assert_eq!(
+        h.allocate(OTHER_SI, &[0], 400),
+        allocated(&[], &[0]),
+        "room again"
+    );
+}
+
+#[test]
+fn a_node_uploads_only_so_many_shares_at_once_and_others_are_not_held_up() {
+    let mut h = Harness::started(1 << 30);
+    let files = MAX_INCOMING_PER_NODE / 256;
+    for f in 0..files {
+        let all: Vec<u8> = (0..=255).collect();
+        let answer = h.allocate(StorageIndex([f as u8; 16]), &all, 1);
+        assert!(
+            matches!(answer, Response::Allocated { ref allocated, .. } if allocated.len() == 256)
+        );
+    }
+    let over = h.allocate(StorageIndex([200; 16]), &[0], 1);
+    assert!(
+        matches!(over, Response::Err(RemoteError::Limit(_))),
+        "{over:?}"
+    );
+    let someone = Request::Allocate {
+        si: StorageIndex([200; 16]),
+        shares: vec![ShareNum(0)],
+        share_size: 1,
+        lease: LEASE,
+        upload: UploadSecret([3; 32]),
+    };
+    assert_eq!(h.only_answer(THIEF, someone), allocated(&[], &[0]));
+}
+
+#[test]
+fn a_small_share_is_charged_the_minimum() {
+    let mut h = Harness::new(3 * MIN_SHARE_CHARGE - 1, StorageConfig::default());
+    h.input(Input::Start);
+    assert_eq!(h.allocate(SI, &[0, 1], 1), allocated(&[], &[0, 1]));
+    let full = h.allocate(SI, &[2], 1);
+    assert!(
+        matches!(full, Response::Err(RemoteError::Full { .. })),
+        "{full:?}"
+    );
+}
+
+#[test]
+fn an_answer_is_remembered_no_longer_than_the_request_lifetime() {
+    let mut h = Harness::started(1000);
+    let allocate = Request::Allocate {
+        si: SI,
+        shares: vec![ShareNum(0)],
+        share_size: 10,
+        lease: LEASE,
+        upload: UPLOAD,
+    };
+    let forever = Message::Request {
+        id: RequestId(77),
+        deadline: Time(u64::MAX),
+        body: allocate,
+    };
+    h.message(CLIENT, forever);
+    assert_eq!(h.actor.answered.len(), 1);
+    h.now = h.now.after(MAX_REQUEST_LIFETIME + Duration::from_secs(1));
+    h.read(0, 0, 1); // any request: the server forgets what has expired
+    assert_eq!(
+        h.actor.answered.len(),
+        0,
+        "a peer does not choose how long it is kept"
+    );
 }

@@ -5,10 +5,11 @@
 //! For servers (storage, vdrive, introducer) whose every answer a test checks. An operation
 //! that talks to many servers over time runs in the [`grid`](super::grid) instead.
 
-use crate::actor::{Actor, Addr, Context, Effect, Input, Time};
+use crate::actor::{Actor, Addr, Context, Effect, Input, Time, TimerId};
 use crate::protocol::{Message, Request, RequestId, Response};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// How long after now the deadline of a request from [`Driven::request`] is: live for as
@@ -24,6 +25,8 @@ pub struct Driven<A> {
     /// The time of the next input; the test moves it.
     pub now: Time,
     rng: ChaCha8Rng,
+    /// The timers the actor has set in answering requests, and when each fires.
+    pub timers: BTreeMap<TimerId, Time>,
     next_id: u64,
 }
 
@@ -36,6 +39,7 @@ impl<A: Actor> Driven<A> {
             me,
             now,
             rng: ChaCha8Rng::seed_from_u64(seed),
+            timers: BTreeMap::new(),
             next_id: 0,
         }
     }
@@ -60,15 +64,26 @@ impl<A: Actor> Driven<A> {
     }
 
     /// Sends `body` from `from` under a fresh id, with a live deadline; returns the answer,
-    /// which must be the first effect, and the messages sent after it. Panics on any effect
-    /// but a send: a server only answers and tells.
+    /// which must be the first send, and the messages sent after it. Timers set or cancelled
+    /// on the way are kept in [`Driven::timers`]; any other effect panics: a server only
+    /// answers and tells.
     pub fn request(&mut self, from: Addr, body: Request) -> (Response, Vec<(Addr, Message)>) {
         self.next_id += 1;
         let id = RequestId(self.next_id);
-        let mut sends = self.send_as(from, id, body).into_iter().map(|e| match e {
-            Effect::Send { to, msg } => (to, msg),
-            other => panic!("a server only sends, not {other:?}"),
-        });
+        let mut sent = Vec::new();
+        for effect in self.send_as(from, id, body) {
+            match effect {
+                Effect::Send { to, msg } => sent.push((to, msg)),
+                Effect::SetTimer { id, at } => {
+                    self.timers.insert(id, at);
+                }
+                Effect::CancelTimer { id } => {
+                    self.timers.remove(&id);
+                }
+                other => panic!("a server only sends and sets timers, not {other:?}"),
+            }
+        }
+        let mut sends = sent.into_iter();
         match sends.next() {
             Some((to, Message::Response { id: got, body })) if to == from && got == id => {
                 (body, sends.collect())

@@ -9,7 +9,7 @@
 use crate::actor::Time;
 use crate::ids::{NodeKey, ShareNum, StorageIndex};
 use crate::protocol::{
-    Announcement, LeaseSecret, Message, RemoteError, Request, RequestId, Response,
+    Announcement, LeaseSecret, Message, RemoteError, Request, RequestId, Response, UploadSecret,
 };
 use crate::vdrive::{DirEntry, EntryKind, VdriveError, VdriveOp, VdriveReply};
 use cairn_codec::{Cap, ChkCap, Key, LitCap};
@@ -139,35 +139,54 @@ pub fn vdrive_op() -> impl Strategy<Value = VdriveOp> {
     ]
 }
 
+/// One of two upload secrets: requests of two uploads, and of one upload, both happen.
+pub fn upload_secret() -> impl Strategy<Value = UploadSecret> + Clone {
+    prop_oneof![Just(UploadSecret([1; 32])), Just(UploadSecret([2; 32]))]
+}
+
 /// A request of any kind, to any file and share.
 pub fn any_request() -> impl Strategy<Value = Request> {
     let si = any::<[u8; 16]>().prop_map(StorageIndex);
     let share = any::<u8>().prop_map(ShareNum);
     let data = proptest::collection::vec(any::<u8>(), 0..20);
+    let upload = upload_secret();
     prop_oneof![
         announcement().prop_map(Request::Announce),
         Just(Request::Subscribe),
         (
             si.clone(),
             proptest::collection::vec(share.clone(), 0..4),
-            any::<u64>()
+            any::<u64>(),
+            upload.clone(),
         )
-            .prop_map(|(si, shares, share_size)| Request::Allocate {
+            .prop_map(|(si, shares, share_size, upload)| Request::Allocate {
                 si,
                 shares,
                 share_size,
-                lease: LeaseSecret([3; 32])
+                lease: LeaseSecret([3; 32]),
+                upload,
             }),
-        (si.clone(), share.clone(), any::<u64>(), data).prop_map(|(si, share, offset, data)| {
-            Request::Write {
+        (
+            si.clone(),
+            share.clone(),
+            any::<u64>(),
+            data,
+            upload.clone()
+        )
+            .prop_map(|(si, share, offset, data, upload)| Request::Write {
                 si,
                 share,
                 offset,
                 data,
-            }
+                upload,
+            }),
+        (si.clone(), share.clone(), upload.clone())
+            .prop_map(|(si, share, upload)| Request::Close { si, share, upload }),
+        (si.clone(), share.clone(), upload).prop_map(|(si, share, upload)| Request::Abort {
+            si,
+            share,
+            upload
         }),
-        (si.clone(), share.clone()).prop_map(|(si, share)| Request::Close { si, share }),
-        (si.clone(), share.clone()).prop_map(|(si, share)| Request::Abort { si, share }),
         (si.clone(), share.clone(), any::<u64>(), any::<u64>()).prop_map(
             |(si, share, offset, len)| Request::Read {
                 si,

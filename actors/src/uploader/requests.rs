@@ -31,6 +31,7 @@ impl Run {
             shares: ask.shares.clone(),
             share_size: self.allocated_size(),
             lease: self.lease,
+            upload: self.upload,
         };
         let purpose = Purpose::Allocate { shares: ask.shares };
         self.requests
@@ -53,6 +54,7 @@ impl Run {
                 share,
                 offset: at,
                 data: piece.to_vec(),
+                upload: self.upload,
             };
             at += piece.len() as u64;
             let purpose = Purpose::Write { share, segment };
@@ -72,7 +74,11 @@ impl Run {
         (share, server): (ShareNum, NodeId),
         ctx: &mut Context<'_>,
     ) {
-        let body = Request::Close { si: self.si, share };
+        let body = Request::Close {
+            si: self.si,
+            share,
+            upload: self.upload,
+        };
         let purpose = Purpose::Close { share };
         self.requests
             .send(ctx, Addr::storage(server), body, purpose);
@@ -81,7 +87,11 @@ impl Run {
     /// Asks a server to free a share's space. Nobody waits for the answer: if the server is
     /// gone, the allocation dies with it (or with its lease).
     pub(super) fn send_abort(&mut self, share: ShareNum, server: NodeId, ctx: &mut Context<'_>) {
-        let body = Request::Abort { si: self.si, share };
+        let body = Request::Abort {
+            si: self.si,
+            share,
+            upload: self.upload,
+        };
         self.requests.send_only(ctx, Addr::storage(server), body);
     }
 

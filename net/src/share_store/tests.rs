@@ -4,14 +4,11 @@
 
 use super::*;
 use crate::journal::FileJournal;
-use cairn_actors::actor::{Actor, Addr, Context, Effect, Input, Service, Time};
-use cairn_actors::protocol::{LeaseSecret, Message, RemoteError, Request, RequestId, Response};
+use cairn_actors::actor::{Addr, Input, Service, Time};
+use cairn_actors::protocol::{LeaseSecret, RemoteError, Request, Response, UploadSecret};
 use cairn_actors::storage::{StorageConfig, StorageServer};
-use cairn_actors::testing::share_store_suite;
+use cairn_actors::testing::{share_store_suite, Driven};
 use cairn_actors::{NodeId, NodeKey};
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
-use std::time::Duration;
 use tempfile::TempDir;
 
 const SI: StorageIndex = StorageIndex([1; 16]);
@@ -72,6 +69,31 @@ fn without_a_capacity_the_store_offers_what_the_disk_has_free() {
     assert_eq!(
         kind(store.create(SI, ShareNum(1), u64::MAX / 2)),
         io::ErrorKind::StorageFull
+    );
+}
+
+#[test]
+fn a_sparse_incoming_share_counts_against_free_space_at_its_full_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = DiskShareStore::open(dir.path(), None).unwrap();
+    let before = store.available_bytes().unwrap();
+    let size = 1 << 30; // a sparse file: the file system hardly notices it
+    store.create(SI, ShareNum(0), size).unwrap();
+    let slack = 1 << 20; // what else on this disk changed meanwhile
+    let during = store.available_bytes().unwrap();
+    assert!(during + size <= before + slack, "{before} then {during}");
+    let reopened = DiskShareStore::open(dir.path(), None)
+        .unwrap()
+        .available_bytes()
+        .unwrap();
+    assert!(
+        reopened + size <= before + slack,
+        "counted again on reopening"
+    );
+    store.abort(SI, ShareNum(0)).unwrap();
+    assert!(
+        store.available_bytes().unwrap() + slack >= before,
+        "given back"
     );
 }
 
@@ -193,85 +215,55 @@ fn storage_indexes_and_share_numbers_parse_only_in_canonical_form() {
 }
 
 /// Drives a real storage server over a disk store and a file journal.
-struct Server {
-    server: StorageServer,
-    rng: ChaCha8Rng,
-    now: Time,
-    next_id: u64,
-}
-
 const CLIENT: Addr = Addr {
     node: NodeId([9; 32]),
     service: Service::Client,
 };
 const LEASE: LeaseSecret = LeaseSecret([6; 32]);
+const UPLOAD: UploadSecret = UploadSecret([12; 32]);
 
-impl Server {
-    fn start(dir: &Path) -> Self {
-        let store = DiskShareStore::open(dir, Some(10_000)).unwrap();
-        let journal = FileJournal::open(dir.join("leases")).unwrap();
-        let server = StorageServer::new(
-            NodeKey::from_seed([1; 32]),
-            "127.0.0.1:4000".into(),
-            None,
-            Box::new(store),
-            Box::new(journal),
-            StorageConfig::default(),
-        );
-        let mut s = Server {
-            server,
-            rng: ChaCha8Rng::seed_from_u64(1),
-            now: Time(1_700_000_000_000_000_000),
-            next_id: 0,
-        };
-        s.input(Input::Start);
-        s
-    }
+/// The real storage server over the disk store and a file journal, driven by hand.
+fn started_server(dir: &Path) -> Driven<StorageServer> {
+    let store = DiskShareStore::open(dir, Some(10_000)).unwrap();
+    let journal = FileJournal::open(dir.join("leases")).unwrap();
+    let key = NodeKey::from_seed([1; 32]);
+    let me = Addr::new(key.id(), Service::Storage);
+    let actor = StorageServer::new(
+        key,
+        "127.0.0.1:4000".into(),
+        None,
+        Box::new(store),
+        Box::new(journal),
+        StorageConfig::default(),
+    );
+    let mut server = Driven::new(actor, me, Time(1_700_000_000_000_000_000), 1);
+    server.input(Input::Start);
+    server
+}
 
-    fn input(&mut self, input: Input) -> Vec<Effect> {
-        let me = Addr::new(NodeKey::from_seed([1; 32]).id(), Service::Storage);
-        let mut ctx = Context::new(self.now, me, &mut self.rng);
-        self.server.handle(input, &mut ctx);
-        ctx.into_effects()
-    }
-
-    fn request(&mut self, body: Request) -> Response {
-        self.next_id += 1;
-        let id = RequestId(self.next_id);
-        let deadline = self.now.after(Duration::from_secs(10));
-        let msg = Message::Request { id, deadline, body };
-        match &self.input(Input::Message { from: CLIENT, msg })[..] {
-            [Effect::Send {
-                to,
-                msg: Message::Response { id: got, body },
-            }] if *to == CLIENT && *got == id => body.clone(),
-            other => panic!("expected one response, got {other:?}"),
-        }
-    }
-
-    fn read(&mut self, share: u8, offset: u64, len: u64) -> Response {
-        let share = ShareNum(share);
-        self.request(Request::Read {
-            si: SI,
-            share,
-            offset,
-            len,
-        })
-    }
+fn read(server: &mut Driven<StorageServer>, share: u8, offset: u64, len: u64) -> Response {
+    let read = Request::Read {
+        si: SI,
+        share: ShareNum(share),
+        offset,
+        len,
+    };
+    server.only_answer(CLIENT, read)
 }
 
 #[test]
 fn the_storage_server_runs_over_the_disk_store_and_survives_a_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let mut server = Server::start(dir.path());
+    let mut server = started_server(dir.path());
     let allocate = Request::Allocate {
         si: SI,
         shares: vec![ShareNum(0), ShareNum(1)],
         share_size: 10,
         lease: LEASE,
+        upload: UPLOAD,
     };
     assert_eq!(
-        server.request(allocate.clone()),
+        server.only_answer(CLIENT, allocate.clone()),
         Response::Allocated {
             already_have: vec![],
             allocated: vec![ShareNum(0), ShareNum(1)],
@@ -282,38 +274,49 @@ fn the_storage_server_runs_over_the_disk_store_and_survives_a_restart() {
         share: ShareNum(share),
         offset,
         data: data.to_vec(),
+        upload: UPLOAD,
     };
-    assert_eq!(server.request(write(0, 0, b"hello")), Response::Ok);
-    assert_eq!(server.request(write(0, 5, b"world")), Response::Ok);
     assert_eq!(
-        server.read(0, 0, 10),
+        server.only_answer(CLIENT, write(0, 0, b"hello")),
+        Response::Ok
+    );
+    assert_eq!(
+        server.only_answer(CLIENT, write(0, 5, b"world")),
+        Response::Ok
+    );
+    assert_eq!(
+        read(&mut server, 0, 0, 10),
         Response::Err(RemoteError::NoSuchShare)
     );
     let close = Request::Close {
         si: SI,
         share: ShareNum(0),
+        upload: UPLOAD,
     };
-    assert_eq!(server.request(close), Response::Ok);
+    assert_eq!(server.only_answer(CLIENT, close), Response::Ok);
     assert_eq!(
-        server.read(0, 0, 100),
+        read(&mut server, 0, 0, 100),
         Response::Data(b"helloworld".to_vec())
     );
-    assert_eq!(server.read(0, 5, 3), Response::Data(b"wor".to_vec()));
-    assert_eq!(server.request(write(1, 0, b"left")), Response::Ok);
+    assert_eq!(read(&mut server, 0, 5, 3), Response::Data(b"wor".to_vec()));
+    assert_eq!(
+        server.only_answer(CLIENT, write(1, 0, b"left")),
+        Response::Ok
+    );
     drop(server);
 
     // Share 1 was never closed: the new server aborts it, and it can be allocated again.
-    let mut server = Server::start(dir.path());
+    let mut server = started_server(dir.path());
     assert_eq!(
-        server.read(0, 0, 100),
+        read(&mut server, 0, 0, 100),
         Response::Data(b"helloworld".to_vec())
     );
     assert_eq!(
-        server.request(Request::List { si: SI }),
+        server.only_answer(CLIENT, Request::List { si: SI }),
         Response::Shares(vec![(ShareNum(0), 10)])
     );
     assert_eq!(
-        server.request(allocate),
+        server.only_answer(CLIENT, allocate),
         Response::Allocated {
             already_have: vec![ShareNum(0)],
             allocated: vec![ShareNum(1)],

@@ -329,6 +329,7 @@ impl Task {
                 shares: vec![ShareNum(share)],
                 share_size: plan.share_size,
                 lease: io.lease(),
+                upload: io.upload(),
             };
             self.send_place(io, node, share, Stage::Allocate, request);
         }
@@ -339,10 +340,12 @@ impl Task {
                     share: ShareNum(share),
                     offset: 0,
                     data: Vec::new(),
+                    upload: io.upload(),
                 },
                 _ => Request::Close {
                     si,
                     share: ShareNum(share),
+                    upload: io.upload(),
                 },
             };
             self.send_place(io, node, share, stage, request);

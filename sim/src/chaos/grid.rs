@@ -87,6 +87,7 @@ impl Grid {
             let config = StorageConfig {
                 reserved_space: 0,
                 announce_interval: Duration::from_secs(60),
+                ..StorageConfig::default()
             };
             let added =
                 world.add_node(id, SimDisk::new(STORAGE_CAPACITY), move |disk: &SimDisk| {
