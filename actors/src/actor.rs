@@ -128,6 +128,11 @@ pub enum Effect {
     Spawn {
         service: Service,
         actor: Box<dyn Actor>,
+        /// The local request this actor now answers, if the spawner hands one over (as the
+        /// client does with each transfer, check and repair): from here on the new actor
+        /// replies to it, outputs and pulls for it, and the host abandons the request if the
+        /// new actor ends without replying. `None` leaves every local request where it was.
+        local: Option<LocalId>,
     },
     /// This actor is finished: remove it.
     Stop,
@@ -142,7 +147,7 @@ impl fmt::Debug for Effect {
             Effect::Reply { to, response } => write!(f, "Reply({to:?}, {response:?})"),
             Effect::Output { to, data } => write!(f, "Output({to:?}, {} bytes)", data.len()),
             Effect::Pull { from, offset, max } => write!(f, "Pull({from:?}, {offset}, {max})"),
-            Effect::Spawn { service, .. } => write!(f, "Spawn({service:?})"),
+            Effect::Spawn { service, local, .. } => write!(f, "Spawn({service:?}, {local:?})"),
             Effect::Stop => write!(f, "Stop"),
         }
     }

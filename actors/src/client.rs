@@ -228,12 +228,12 @@ impl Client {
                 let servers = self.servers();
                 let upload = self.config.upload.clone();
                 let actor = Uploader::new(id, key, params, happy, size, servers, upload);
-                self.spawn(Service::Upload, Box::new(actor), ctx);
+                self.spawn(id, Service::Upload, Box::new(actor), ctx);
             }
             LocalRequest::Download { cap } => {
                 let timeout = self.config.request_timeout;
                 let actor = Downloader::new(id, cap, self.servers(), timeout);
-                self.spawn(Service::Download, Box::new(actor), ctx);
+                self.spawn(id, Service::Download, Box::new(actor), ctx);
             }
             LocalRequest::Vdrive(op) => self.vdrive_request(id, op, ctx),
             LocalRequest::Status => {
@@ -248,7 +248,7 @@ impl Client {
                 let servers = self.live_servers(ctx.now());
                 let timeout = self.config.request_timeout;
                 let actor = Checker::new(id, cap, happy, options, servers, timeout);
-                self.spawn(Service::Check, Box::new(actor), ctx);
+                self.spawn(id, Service::Check, Box::new(actor), ctx);
             }
             LocalRequest::Repair {
                 cap,
@@ -258,7 +258,7 @@ impl Client {
                 let servers = self.live_servers(ctx.now());
                 let config = self.config.upload.clone();
                 let actor = Repairer::new(id, cap, happy, options, servers, config);
-                self.spawn(Service::Repair, Box::new(actor), ctx);
+                self.spawn(id, Service::Repair, Box::new(actor), ctx);
             }
         }
     }
@@ -280,8 +280,11 @@ impl Client {
         }
     }
 
+    /// Starts `actor` as a new operation and hands it local request `local`: the operation
+    /// answers it, and the client is done with it.
     fn spawn(
         &mut self,
+        local: LocalId,
         service: fn(OpId) -> Service,
         actor: Box<dyn Actor>,
         ctx: &mut Context<'_>,
@@ -291,6 +294,7 @@ impl Client {
         ctx.push(Effect::Spawn {
             service: service(op),
             actor,
+            local: Some(local),
         });
     }
 

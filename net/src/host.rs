@@ -13,7 +13,9 @@
 //!   node's [`Outbound`] (a transport, or the in-process [`LocalNetwork`] for tests);
 //! - replies, output and pulls go to the local user through per-request channels, read with
 //!   a [`LocalHandle`] from [`Node::request`];
-//! - spawned actors get their own task and `Input::Start`; a stopped actor's task ends.
+//! - spawned actors get their own task and `Input::Start`; a stopped actor's task ends. A
+//!   spawn that names a local request (`Effect::Spawn { local: Some(id), .. }`) hands that
+//!   request to the new actor: from then on it is the one whose end abandons the request.
 //!
 //! An actor that panics ends its task only: the panic is logged, the actor is removed, and
 //! the local requests it was handling are dropped, so their callers get
@@ -101,7 +103,8 @@ struct Slot {
     incarnation: u64,
 }
 
-/// A local request in progress: its user's channel, and the actor answering it now.
+/// A local request in progress: its user's channel, and the actor answering it now (the
+/// service it was made of, until a spawn hands it over).
 struct LocalSlot {
     user: mpsc::UnboundedSender<ToUser>,
     owner: Service,
@@ -132,6 +135,26 @@ impl Node {
     /// called within a tokio runtime.
     pub fn spawn(&self, service: Service, actor: Box<dyn Actor>) -> Result<(), HostError> {
         task::start(self.clone(), service, actor)
+    }
+
+    /// Starts `actor` at `service` and, if `local` names a request, hands that request to it
+    /// first (so that the new actor's end, however soon, abandons it). A request whose new
+    /// actor could not start is abandoned at once rather than left waiting for an answer
+    /// nobody will give.
+    fn spawn_answering(
+        &self,
+        service: Service,
+        actor: Box<dyn Actor>,
+        local: Option<LocalId>,
+    ) -> Result<(), HostError> {
+        if let Some(id) = local {
+            self.set_owner(id, service);
+        }
+        let started = task::start(self.clone(), service, actor);
+        if let (Err(_), Some(id)) = (&started, local) {
+            lock(&self.shared.locals).remove(&id);
+        }
+        started
     }
 
     /// Whether an actor runs at `service`.
@@ -223,7 +246,8 @@ impl Node {
         lock(&self.shared.locals).retain(|_, slot| slot.owner != service);
     }
 
-    /// Records that the actor at `owner` now answers local request `id`.
+    /// Records that the actor at `owner` now answers local request `id` (a spawn handed it
+    /// over).
     fn set_owner(&self, id: LocalId, owner: Service) {
         if let Some(slot) = lock(&self.shared.locals).get_mut(&id) {
             slot.owner = owner;
@@ -237,7 +261,11 @@ impl Node {
             tracing::debug!(?id, ?from, "local user gone; dropping its output or pull");
             return;
         };
-        slot.owner = from;
+        if slot.owner != from {
+            // Only a hand-over moves a request: an actor writing for one it was not handed
+            // does not make it the owner.
+            tracing::debug!(?id, ?from, owner = ?slot.owner, "output or pull from a non-owner");
+        }
         if slot.user.send(event).is_err() {
             locals.remove(&id);
         }

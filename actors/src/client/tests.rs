@@ -273,7 +273,10 @@ fn an_upload_runs_in_a_spawned_uploader() {
         size: data.len() as u64,
     };
     let mut effects = local(&mut c, at(1), request);
-    let Some(Effect::Spawn { service, mut actor }) = effects.pop() else {
+    let Some(Effect::Spawn {
+        service, mut actor, ..
+    }) = effects.pop()
+    else {
         panic!("expected a spawn, got {effects:?}");
     };
     assert_eq!(service, Service::Upload(OpId(1)));
@@ -297,7 +300,10 @@ fn an_upload_with_no_servers_known_fails_in_its_uploader() {
         happy: 7,
         size: 1000,
     };
-    let Some(Effect::Spawn { mut actor, service }) = local(&mut c, at(1), request).pop() else {
+    let Some(Effect::Spawn {
+        mut actor, service, ..
+    }) = local(&mut c, at(1), request).pop()
+    else {
         panic!("expected a spawn");
     };
     let mut world = World::new(0, 0);
@@ -332,6 +338,29 @@ fn each_transfer_gets_its_own_operation() {
         services,
         vec![Service::Download(OpId(1)), Service::Download(OpId(2))]
     );
+}
+
+#[test]
+fn each_operation_is_handed_the_local_request_it_was_spawned_for() {
+    let mut c = client();
+    let cap = cairn_codec::ChkCap {
+        key: Key([1; 16]),
+        ueb_hash: [2; 32],
+        k: 3,
+        n: 10,
+        size: 1000,
+    };
+    let effects = local(&mut c, at(1), LocalRequest::Download { cap });
+    let handed: Vec<Option<LocalId>> = effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Spawn { local, .. } => Some(*local),
+            _ => None,
+        })
+        .collect();
+    // `local` asks as request 5; the client does not answer it itself.
+    assert_eq!(handed, vec![Some(LocalId(5))]);
+    assert!(replies(&effects).is_empty(), "{effects:?}");
 }
 
 #[test]
@@ -915,7 +944,11 @@ impl Rig {
                         prop_assert!(matches!(response, LocalResponse::Vdrive(_)));
                     }
                 }
-                Effect::Spawn { service, .. } => {
+                Effect::Spawn {
+                    service,
+                    local: handed,
+                    ..
+                } => {
                     let op = match service {
                         Service::Upload(op)
                         | Service::Download(op)
@@ -924,6 +957,21 @@ impl Rig {
                         other => return Err(TestCaseError::fail(format!("spawned {other:?}"))),
                     };
                     prop_assert!(self.ops.insert(op), "operation {:?} spawned twice", op);
+                    // An operation is spawned only for the local request being handled, and
+                    // takes it over: the client must not answer it as well.
+                    prop_assert!(
+                        handed.is_some() && *handed == local,
+                        "{:?} for {:?}",
+                        service,
+                        handed
+                    );
+                    if let Some(id) = handed {
+                        prop_assert!(
+                            self.answered.insert(*id),
+                            "{:?} answered and handed over",
+                            id
+                        );
+                    }
                 }
                 other => prop_assert!(false, "unexpected effect {:?}", other),
             }
@@ -1149,7 +1197,7 @@ proptest! {
                         // (and refuse nonsense) without panicking.
                         let mut effects = effects;
                         prop_assert_eq!(effects.len(), 1, "{:?}", effects);
-                        let Some(Effect::Spawn { service, mut actor }) = effects.pop() else {
+                        let Some(Effect::Spawn { service, mut actor, .. }) = effects.pop() else {
                             return Err(TestCaseError::fail("no spawn"));
                         };
                         let mut rng = ChaCha8Rng::seed_from_u64(n as u64);
@@ -1205,7 +1253,7 @@ fn checks_and_repairs_run_as_operations_over_the_servers_heard_from_lately() {
     for request in [check, repair] {
         let mut effects = local(&mut c, at(200), request);
         assert_eq!(effects.len(), 1, "{effects:?}");
-        let Some(Effect::Spawn { service, actor }) = effects.pop() else {
+        let Some(Effect::Spawn { service, actor, .. }) = effects.pop() else {
             panic!("not a spawn")
         };
         ops.push(service);

@@ -321,7 +321,7 @@ impl World {
                     self.schedule(later, Input::Plaintext { offset, data });
                 }
             }
-            Effect::Spawn { service, actor } => self.spawned.push((service, actor)),
+            Effect::Spawn { service, actor, .. } => self.spawned.push((service, actor)),
             Effect::Stop => self.stopped = true,
         }
     }

@@ -81,14 +81,7 @@ impl Runner {
                 }
                 Envelope::Timer { .. } => continue,
             };
-            let local = match &input {
-                Input::Local { id, .. } => Some(*id),
-                _ => None,
-            };
             let effects = self.handle(input);
-            if let Some(id) = local {
-                self.hand_over(id, &effects);
-            }
             if !self.carry_out(effects).await {
                 break;
             }
@@ -103,21 +96,6 @@ impl Runner {
             self.actor.handle(input, &mut ctx);
         }
         ctx.into_effects()
-    }
-
-    /// An actor that took local request `id` and, rather than answer it, spawned one actor,
-    /// has handed the request to that actor (as the client does with uploads and downloads).
-    fn hand_over(&self, id: LocalId, effects: &[Effect]) {
-        let replied = effects
-            .iter()
-            .any(|e| matches!(e, Effect::Reply { to, .. } if *to == id));
-        let mut spawned = effects.iter().filter_map(|e| match e {
-            Effect::Spawn { service, .. } => Some(*service),
-            _ => None,
-        });
-        if let (false, Some(service), None) = (replied, spawned.next(), spawned.next()) {
-            self.node.set_owner(id, service);
-        }
     }
 
     /// Carries out `effects` in order; false if the actor stopped.
@@ -141,16 +119,20 @@ impl Runner {
                     };
                     self.node.to_user(from, me, pull)
                 }
-                Effect::Spawn { service, actor } => self.spawn(service, actor),
+                Effect::Spawn {
+                    service,
+                    actor,
+                    local,
+                } => self.spawn(service, actor, local),
                 Effect::Stop => running = false,
             }
         }
         running
     }
 
-    fn spawn(&self, service: Service, actor: Box<dyn Actor>) {
-        if let Err(error) = self.node.spawn(service, actor) {
-            tracing::warn!(by = ?self.me, ?service, "spawn failed: {error}");
+    fn spawn(&self, service: Service, actor: Box<dyn Actor>, local: Option<LocalId>) {
+        if let Err(error) = self.node.spawn_answering(service, actor, local) {
+            tracing::warn!(by = ?self.me, ?service, ?local, "spawn failed: {error}");
         }
     }
 }
