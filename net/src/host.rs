@@ -17,6 +17,13 @@
 //!   spawn that names a local request (`Effect::Spawn { local: Some(id), .. }`) hands that
 //!   request to the new actor: from then on it is the one whose end abandons the request.
 //!
+//! Inputs that may hold a thread for long — the codec work of uploads, downloads and
+//! repairs, and the storage server's and vdrive's store calls, which wait on the disk — run
+//! inside `tokio::task::block_in_place` on a multi-threaded runtime: the worker hands its
+//! other tasks to another thread first, so the node's connections and other actors keep
+//! running (see `task::blocking`). Elsewhere (a current-thread runtime, madsim) they run in
+//! place.
+//!
 //! An actor that panics ends its task only: the panic is logged, the actor is removed, and
 //! the local requests it was handling are dropped, so their callers get
 //! [`HostError::Abandoned`] instead of waiting forever.

@@ -32,7 +32,8 @@
 //! a full queue in normal operation.
 //!
 //! TLS encryption and decryption run on each connection's own task, so they spread across
-//! the runtime's threads; the codec's work runs in the actors' tasks (see [`crate::host`]).
+//! the runtime's threads; the codec's work and the stores' disk I/O run in the actors' tasks,
+//! whose workers hand the connections' tasks on first (see [`crate::host`]).
 
 mod connection;
 mod frame;

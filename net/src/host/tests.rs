@@ -311,3 +311,53 @@ async fn a_request_handed_to_an_actor_that_cannot_start_is_abandoned() {
         .expect_err("no actor took the request");
     assert!(matches!(error, HostError::Abandoned(_)), "{error}");
 }
+
+/// Stands in for a store's slow disk: on a local request it blocks its thread until the disk
+/// is released (or gives up after [`PATIENCE`]), then replies whether it was released.
+struct SlowDisk {
+    release: std::sync::mpsc::Receiver<()>,
+}
+
+impl Actor for SlowDisk {
+    fn handle(&mut self, input: Input, ctx: &mut Context<'_>) {
+        if let Input::Local { id, .. } = input {
+            let released = self.release.recv_timeout(PATIENCE).is_ok();
+            let report = StatusReport {
+                introducer_connected: released,
+                ..StatusReport::default()
+            };
+            ctx.reply(id, LocalResponse::Status(report));
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn a_store_waiting_on_its_disk_does_not_hold_up_the_nodes_other_actors() {
+    for service in [Service::Storage, Service::Vdrive] {
+        let node = lone_node();
+        let (release, disk) = std::sync::mpsc::channel();
+        node.spawn(service, Box::new(SlowDisk { release: disk }))
+            .expect("spawn the slow disk");
+        node.spawn(Service::Client, Box::new(Echo))
+            .expect("spawn echo");
+        let waiting = node
+            .request(service, LocalRequest::Status)
+            .await
+            .expect("request");
+        // The runtime's only worker is the one blocked in the disk: the client answers only
+        // if that worker handed its other tasks on first.
+        assert_eq!(ask(&node, Service::Client).await.expect("echo"), status());
+        release.send(()).expect("the disk waits");
+        let response = timeout(PATIENCE * 2, waiting.response())
+            .await
+            .expect("no hang")
+            .expect("a reply");
+        let LocalResponse::Status(report) = response else {
+            panic!("not a status: {response:?}");
+        };
+        assert!(
+            report.introducer_connected,
+            "{service:?}: the client answered only after the disk gave up"
+        );
+    }
+}
