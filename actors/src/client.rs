@@ -140,9 +140,11 @@ impl Client {
 
     // ---- the grid ----
 
-    /// Keeps each announcement that is newer than what is known of its server and verifies.
-    /// Only the introducer is listened to: anyone else could replay old announcements.
-    fn on_announcements(&mut self, from: Addr, list: Vec<Announcement>, now: Time) {
+    /// Keeps each announcement that is newer than what is known of its server and verifies,
+    /// and tells the host where a server it keeps is reachable. Only the introducer is
+    /// listened to: anyone else could replay old announcements, or point the node at any
+    /// address it likes.
+    fn on_announcements(&mut self, from: Addr, list: Vec<Announcement>, ctx: &mut Context<'_>) {
         if Some(from) != self.introducer {
             tracing::debug!(
                 ?from,
@@ -163,18 +165,26 @@ impl Client {
                 tracing::debug!(node = ?a.node, "client: announcement does not verify, ignored");
                 continue;
             }
-            self.remember(a, now);
+            self.remember(a, ctx);
         }
     }
 
-    fn remember(&mut self, announcement: Announcement, now: Time) {
+    /// Keeps a believed announcement; if it brings a new address for its server (or a new
+    /// server), tells the host, so that the node can reach it.
+    fn remember(&mut self, announcement: Announcement, ctx: &mut Context<'_>) {
         let node = announcement.node;
-        if !self.servers.contains_key(&node) && self.servers.len() >= self.max_servers {
+        let known = self.servers.get(&node);
+        let moved = known.is_none_or(|k| k.announcement.address != announcement.address);
+        if known.is_none() && self.servers.len() >= self.max_servers {
             self.forget_stalest();
+        }
+        if moved {
+            let address = announcement.address.clone();
+            ctx.push(Effect::Learn { node, address });
         }
         let known = Known {
             announcement,
-            heard: now,
+            heard: ctx.now(),
         };
         self.servers.insert(node, known);
     }
@@ -387,7 +397,7 @@ impl Actor for Client {
             Input::Message {
                 from,
                 msg: Message::Announcements(list),
-            } => self.on_announcements(from, list, ctx.now()),
+            } => self.on_announcements(from, list, ctx),
             Input::Message {
                 from,
                 msg: Message::Response { id, body },

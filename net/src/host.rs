@@ -11,6 +11,8 @@
 //!   re-set, cancelled, or belongs to a stopped actor never fires (as in the simulator);
 //! - sends to actors of this node go through their mailboxes; sends to other nodes go to the
 //!   node's [`Outbound`] (a transport, or the in-process [`LocalNetwork`] for tests);
+//! - addresses an actor learnt (`Effect::Learn`: the client's verified announcements) go to
+//!   the node's [`Outbound`], which is how a transport comes to dial storage servers;
 //! - replies, output and pulls go to the local user through per-request channels, read with
 //!   a [`LocalHandle`] from [`Node::request`];
 //! - spawned actors get their own task and `Input::Start`; a stopped actor's task ends. A
@@ -64,6 +66,11 @@ pub trait Outbound: Send + Sync {
     /// Hands `msg` from the actor at `from` (on this node) to the actor at `to` (on another
     /// node). Must not block; delivery is best effort, as on any network.
     fn send(&self, from: Addr, to: Addr, msg: Message);
+
+    /// Node `node` is reachable at `address`: an actor of this node believed an announcement
+    /// saying so (`Effect::Learn`). An outbound that dials nodes checks that the address is
+    /// one it can use for `node`, and otherwise ignores it. Must not block.
+    fn learn(&self, node: NodeId, address: &str);
 }
 
 /// What can go wrong when using a [`Node`].

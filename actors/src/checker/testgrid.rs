@@ -228,8 +228,11 @@ impl Grid {
                 }
                 Effect::Reply { response, .. } => self.replies.push(response),
                 Effect::Stop => self.stopped = true,
-                Effect::Output { .. } | Effect::Pull { .. } | Effect::Spawn { .. } => {
-                    panic!("a check or repair has no plaintext and spawns nothing")
+                Effect::Output { .. }
+                | Effect::Pull { .. }
+                | Effect::Spawn { .. }
+                | Effect::Learn { .. } => {
+                    panic!("a check or repair has no plaintext, spawns nothing, learns nothing")
                 }
             }
         }

@@ -82,7 +82,9 @@ fn announcement(seed: u8, seq: u64) -> Announcement {
     Announcement::new(&key(seed), address, 1000 * u64::from(seed), seq)
 }
 
-fn announce(client: &mut Client, now: Time, list: Vec<Announcement>) {
+/// Hands the client announcements from its introducer; what it tells the host (addresses
+/// to learn, nothing else).
+fn announce(client: &mut Client, now: Time, list: Vec<Announcement>) -> Vec<(NodeId, String)> {
     let msg = Message::Announcements(list);
     let effects = step(
         client,
@@ -92,7 +94,13 @@ fn announce(client: &mut Client, now: Time, list: Vec<Announcement>) {
             msg,
         },
     );
-    assert!(effects.is_empty());
+    effects
+        .into_iter()
+        .map(|e| match e {
+            Effect::Learn { node, address } => (node, address),
+            other => panic!("announcements made the client do {other:?}"),
+        })
+        .collect()
 }
 
 fn answer(
@@ -187,6 +195,38 @@ fn keeps_the_newest_verified_announcement_of_each_server() {
     let msg = Message::Announcements(vec![announcement(4, 1)]);
     step(&mut c, at(4), Input::Message { from, msg });
     assert_eq!(c.servers().len(), 2);
+}
+
+#[test]
+fn the_host_learns_the_address_of_each_server_the_introducer_announces_once() {
+    let mut c = client();
+    let learnt = announce(&mut c, at(1), vec![announcement(1, 1), announcement(2, 1)]);
+    let address = |seed: u8| format!("10.0.0.{seed}:9000");
+    assert_eq!(
+        learnt,
+        vec![(key(1).id(), address(1)), (key(2).id(), address(2))]
+    );
+    // A newer announcement at the same address teaches nothing new; a move does.
+    let moved = Announcement::new(&key(2), "10.9.9.9:1".into(), 7, 2);
+    let learnt = announce(&mut c, at(2), vec![announcement(1, 2), moved]);
+    assert_eq!(learnt, vec![(key(2).id(), "10.9.9.9:1".to_string())]);
+}
+
+#[test]
+fn announcements_the_client_does_not_believe_teach_the_host_no_address() {
+    let mut c = client();
+    // From a storage server rather than the introducer: anyone could send these.
+    let from = Addr::new(key(4).id(), Service::Storage);
+    let msg = Message::Announcements(vec![announcement(4, 1)]);
+    let effects = step(&mut c, at(1), Input::Message { from, msg });
+    assert!(effects.is_empty(), "{effects:?}");
+    // From the introducer, but forged, or older than what is known.
+    let mut forged = announcement(3, 1);
+    forged.address = "10.6.6.6:1".into();
+    assert!(announce(&mut c, at(2), vec![forged]).is_empty());
+    announce(&mut c, at(3), vec![announcement(5, 9)]);
+    let stale = Announcement::new(&key(5), "10.6.6.6:2".into(), 7, 8);
+    assert!(announce(&mut c, at(4), vec![stale]).is_empty());
 }
 
 #[test]
@@ -973,6 +1013,13 @@ impl Rig {
                         );
                     }
                 }
+                Effect::Learn { node, .. } => {
+                    prop_assert!(
+                        self.announced.contains(node),
+                        "learnt {:?}, never announced",
+                        node
+                    )
+                }
                 other => prop_assert!(false, "unexpected effect {:?}", other),
             }
         }
@@ -1108,12 +1155,18 @@ proptest! {
                 }
                 Fuzz::Announcements(from, list) => {
                     let list: Vec<Announcement> = list.iter().map(Ann::build).collect();
-                    if from.addr() == introducer() && has_introducer {
+                    let believed = from.addr() == introducer() && has_introducer;
+                    if believed {
                         rig.announced.extend(list.iter().filter(|a| a.verify()).map(|a| a.node));
                     }
                     let msg = Message::Announcements(list);
                     let effects = rig.input(Input::Message { from: from.addr(), msg }, None)?;
-                    prop_assert!(effects.is_empty(), "{:?}", effects);
+                    // Only the introducer's announcements teach the host addresses.
+                    prop_assert!(
+                        effects.iter().all(|e| believed && matches!(e, Effect::Learn { .. })),
+                        "{:?}",
+                        effects
+                    );
                 }
                 Fuzz::Respond(from, answering, body) => {
                     let id = match answering {
@@ -1136,15 +1189,22 @@ proptest! {
                 }
                 Fuzz::Bytes(from, bytes) => {
                     let Ok(msg) = Message::decode(&bytes) else { continue };
+                    let believed = from.addr() == introducer() && has_introducer;
+                    let announcements = matches!(msg, Message::Announcements(_));
                     if let Message::Announcements(list) = &msg {
-                        if from.addr() == introducer() && has_introducer {
+                        if believed {
                             rig.announced.extend(list.iter().filter(|a| a.verify()).map(|a| a.node));
                         }
                     }
                     let quiet = !matches!(msg, Message::Response { .. });
                     let effects = rig.input(Input::Message { from: from.addr(), msg }, None)?;
                     if quiet {
-                        prop_assert!(effects.is_empty(), "{:?}", effects);
+                        let learns = believed && announcements;
+                        prop_assert!(
+                            effects.iter().all(|e| learns && matches!(e, Effect::Learn { .. })),
+                            "{:?}",
+                            effects
+                        );
                     }
                 }
                 Fuzz::Plaintext(offset, data) => {

@@ -323,6 +323,7 @@ impl World {
             }
             Effect::Spawn { service, actor, .. } => self.spawned.push((service, actor)),
             Effect::Stop => self.stopped = true,
+            Effect::Learn { .. } => panic!("an upload learns no addresses"),
         }
     }
 

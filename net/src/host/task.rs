@@ -124,6 +124,7 @@ impl Runner {
                     actor,
                     local,
                 } => self.spawn(service, actor, local),
+                Effect::Learn { node, address } => self.node.shared.outbound.learn(node, &address),
                 Effect::Stop => running = false,
             }
         }

@@ -235,6 +235,8 @@ impl<U: LocalUser> World<U> {
                 // learns who answers from each reply, output and pull (their `from`), and a
                 // node's requests end with it when it crashes.
                 Effect::Spawn { service, actor, .. } => self.spawn(ix, service, actor),
+                // The simulated network routes by node id: it needs no addresses.
+                Effect::Learn { .. } => {}
                 Effect::Stop => {
                     self.nodes.get_mut(ix).actors.remove(&service);
                 }
