@@ -128,7 +128,19 @@ pub enum Effect {
     Spawn {
         service: Service,
         actor: Box<dyn Actor>,
+        /// The local request this actor now answers, if the spawner hands one over (as the
+        /// client does with each transfer, check and repair): from here on the new actor
+        /// replies to it, outputs and pulls for it, and the host abandons the request if the
+        /// new actor ends without replying. `None` leaves every local request where it was.
+        local: Option<LocalId>,
     },
+    /// Node `node` is reachable at `address`, per an announcement this actor believed (the
+    /// client: one from its own introducer, newer than what it knew, whose signature
+    /// verifies). A host that dials nodes (the real runtime's transport) dials it there from
+    /// now on, if the address is one it can use for that node; a host whose network needs no
+    /// addresses (the simulator) ignores it. This is the only way addresses reach a host from
+    /// the grid: it never reads them out of messages in transit, which anyone could send.
+    Learn { node: NodeId, address: String },
     /// This actor is finished: remove it.
     Stop,
 }
@@ -142,7 +154,8 @@ impl fmt::Debug for Effect {
             Effect::Reply { to, response } => write!(f, "Reply({to:?}, {response:?})"),
             Effect::Output { to, data } => write!(f, "Output({to:?}, {} bytes)", data.len()),
             Effect::Pull { from, offset, max } => write!(f, "Pull({from:?}, {offset}, {max})"),
-            Effect::Spawn { service, .. } => write!(f, "Spawn({service:?})"),
+            Effect::Spawn { service, local, .. } => write!(f, "Spawn({service:?}, {local:?})"),
+            Effect::Learn { node, address } => write!(f, "Learn({node:?}, {address})"),
             Effect::Stop => write!(f, "Stop"),
         }
     }

@@ -140,9 +140,11 @@ impl Client {
 
     // ---- the grid ----
 
-    /// Keeps each announcement that is newer than what is known of its server and verifies.
-    /// Only the introducer is listened to: anyone else could replay old announcements.
-    fn on_announcements(&mut self, from: Addr, list: Vec<Announcement>, now: Time) {
+    /// Keeps each announcement that is newer than what is known of its server and verifies,
+    /// and tells the host where a server it keeps is reachable. Only the introducer is
+    /// listened to: anyone else could replay old announcements, or point the node at any
+    /// address it likes.
+    fn on_announcements(&mut self, from: Addr, list: Vec<Announcement>, ctx: &mut Context<'_>) {
         if Some(from) != self.introducer {
             tracing::debug!(
                 ?from,
@@ -163,18 +165,26 @@ impl Client {
                 tracing::debug!(node = ?a.node, "client: announcement does not verify, ignored");
                 continue;
             }
-            self.remember(a, now);
+            self.remember(a, ctx);
         }
     }
 
-    fn remember(&mut self, announcement: Announcement, now: Time) {
+    /// Keeps a believed announcement; if it brings a new address for its server (or a new
+    /// server), tells the host, so that the node can reach it.
+    fn remember(&mut self, announcement: Announcement, ctx: &mut Context<'_>) {
         let node = announcement.node;
-        if !self.servers.contains_key(&node) && self.servers.len() >= self.max_servers {
+        let known = self.servers.get(&node);
+        let moved = known.is_none_or(|k| k.announcement.address != announcement.address);
+        if known.is_none() && self.servers.len() >= self.max_servers {
             self.forget_stalest();
+        }
+        if moved {
+            let address = announcement.address.clone();
+            ctx.push(Effect::Learn { node, address });
         }
         let known = Known {
             announcement,
-            heard: now,
+            heard: ctx.now(),
         };
         self.servers.insert(node, known);
         debug_assert!(self.servers.len() <= self.max_servers);
@@ -229,12 +239,12 @@ impl Client {
                 let servers = self.servers();
                 let upload = self.config.upload.clone();
                 let actor = Uploader::new(id, key, params, happy, size, servers, upload);
-                self.spawn(Service::Upload, Box::new(actor), ctx);
+                self.spawn(id, Service::Upload, Box::new(actor), ctx);
             }
             LocalRequest::Download { cap } => {
                 let timeout = self.config.request_timeout;
                 let actor = Downloader::new(id, cap, self.servers(), timeout);
-                self.spawn(Service::Download, Box::new(actor), ctx);
+                self.spawn(id, Service::Download, Box::new(actor), ctx);
             }
             LocalRequest::Vdrive(op) => self.vdrive_request(id, op, ctx),
             LocalRequest::Status => {
@@ -249,7 +259,7 @@ impl Client {
                 let servers = self.live_servers(ctx.now());
                 let timeout = self.config.request_timeout;
                 let actor = Checker::new(id, cap, happy, options, servers, timeout);
-                self.spawn(Service::Check, Box::new(actor), ctx);
+                self.spawn(id, Service::Check, Box::new(actor), ctx);
             }
             LocalRequest::Repair {
                 cap,
@@ -259,7 +269,7 @@ impl Client {
                 let servers = self.live_servers(ctx.now());
                 let config = self.config.upload.clone();
                 let actor = Repairer::new(id, cap, happy, options, servers, config);
-                self.spawn(Service::Repair, Box::new(actor), ctx);
+                self.spawn(id, Service::Repair, Box::new(actor), ctx);
             }
         }
     }
@@ -281,8 +291,11 @@ impl Client {
         }
     }
 
+    /// Starts `actor` as a new operation and hands it local request `local`: the operation
+    /// answers it, and the client is done with it.
     fn spawn(
         &mut self,
+        local: LocalId,
         service: fn(OpId) -> Service,
         actor: Box<dyn Actor>,
         ctx: &mut Context<'_>,
@@ -292,6 +305,7 @@ impl Client {
         ctx.push(Effect::Spawn {
             service: service(op),
             actor,
+            local: Some(local),
         });
     }
 
@@ -384,7 +398,7 @@ impl Actor for Client {
             Input::Message {
                 from,
                 msg: Message::Announcements(list),
-            } => self.on_announcements(from, list, ctx.now()),
+            } => self.on_announcements(from, list, ctx),
             Input::Message {
                 from,
                 msg: Message::Response { id, body },

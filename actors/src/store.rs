@@ -1,8 +1,12 @@
 //! The durable state of actors goes through these small traits, so that the same actor runs
 //! over real files (`net`) and over the simulator's faulty disk (`sim`).
 //!
-//! A store's methods are synchronous: the host decides how they run (in the simulator, at
-//! once; in the real runtime, off the I/O threads). What a method has returned `Ok` for is
+//! A store's methods are synchronous and are called from inside an actor's `handle`: the host
+//! decides where that runs. The simulator calls them at once (its disk is memory). The real
+//! runtime (`net`) runs the handles of the actors that own stores — the storage server and
+//! the vdrive — inside tokio's `block_in_place`, so a write or fsync that waits on the disk
+//! blocks only that actor's thread, after the thread has handed the node's other tasks
+//! (connections, other actors) to another worker. What a method has returned `Ok` for is
 //! durable: it survives a crash of the process.
 //!
 //! The contract is a test suite as much as these docs: every implementation runs

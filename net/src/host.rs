@@ -11,9 +11,20 @@
 //!   re-set, cancelled, or belongs to a stopped actor never fires (as in the simulator);
 //! - sends to actors of this node go through their mailboxes; sends to other nodes go to the
 //!   node's [`Outbound`] (a transport, or the in-process [`LocalNetwork`] for tests);
+//! - addresses an actor learnt (`Effect::Learn`: the client's verified announcements) go to
+//!   the node's [`Outbound`], which is how a transport comes to dial storage servers;
 //! - replies, output and pulls go to the local user through per-request channels, read with
 //!   a [`LocalHandle`] from [`Node::request`];
-//! - spawned actors get their own task and `Input::Start`; a stopped actor's task ends.
+//! - spawned actors get their own task and `Input::Start`; a stopped actor's task ends. A
+//!   spawn that names a local request (`Effect::Spawn { local: Some(id), .. }`) hands that
+//!   request to the new actor: from then on it is the one whose end abandons the request.
+//!
+//! Inputs that may hold a thread for long — the codec work of uploads, downloads and
+//! repairs, and the storage server's and vdrive's store calls, which wait on the disk — run
+//! inside `tokio::task::block_in_place` on a multi-threaded runtime: the worker hands its
+//! other tasks to another thread first, so the node's connections and other actors keep
+//! running (see `task::blocking`). Elsewhere (a current-thread runtime, madsim) they run in
+//! place.
 //!
 //! An actor that panics ends its task only: the panic is logged, the actor is removed, and
 //! the local requests it was handling are dropped, so their callers get
@@ -55,6 +66,11 @@ pub trait Outbound: Send + Sync {
     /// Hands `msg` from the actor at `from` (on this node) to the actor at `to` (on another
     /// node). Must not block; delivery is best effort, as on any network.
     fn send(&self, from: Addr, to: Addr, msg: Message);
+
+    /// Node `node` is reachable at `address`: an actor of this node believed an announcement
+    /// saying so (`Effect::Learn`). An outbound that dials nodes checks that the address is
+    /// one it can use for `node`, and otherwise ignores it. Must not block.
+    fn learn(&self, node: NodeId, address: &str);
 }
 
 /// What can go wrong when using a [`Node`].
@@ -101,7 +117,8 @@ struct Slot {
     incarnation: u64,
 }
 
-/// A local request in progress: its user's channel, and the actor answering it now.
+/// A local request in progress: its user's channel, and the actor answering it now (the
+/// service it was made of, until a spawn hands it over).
 struct LocalSlot {
     user: mpsc::UnboundedSender<ToUser>,
     owner: Service,
@@ -132,6 +149,26 @@ impl Node {
     /// called within a tokio runtime.
     pub fn spawn(&self, service: Service, actor: Box<dyn Actor>) -> Result<(), HostError> {
         task::start(self.clone(), service, actor)
+    }
+
+    /// Starts `actor` at `service` and, if `local` names a request, hands that request to it
+    /// first (so that the new actor's end, however soon, abandons it). A request whose new
+    /// actor could not start is abandoned at once rather than left waiting for an answer
+    /// nobody will give.
+    fn spawn_answering(
+        &self,
+        service: Service,
+        actor: Box<dyn Actor>,
+        local: Option<LocalId>,
+    ) -> Result<(), HostError> {
+        if let Some(id) = local {
+            self.set_owner(id, service);
+        }
+        let started = task::start(self.clone(), service, actor);
+        if let (Err(_), Some(id)) = (&started, local) {
+            lock(&self.shared.locals).remove(&id);
+        }
+        started
     }
 
     /// Whether an actor runs at `service`.
@@ -223,7 +260,8 @@ impl Node {
         lock(&self.shared.locals).retain(|_, slot| slot.owner != service);
     }
 
-    /// Records that the actor at `owner` now answers local request `id`.
+    /// Records that the actor at `owner` now answers local request `id` (a spawn handed it
+    /// over).
     fn set_owner(&self, id: LocalId, owner: Service) {
         if let Some(slot) = lock(&self.shared.locals).get_mut(&id) {
             slot.owner = owner;
@@ -237,7 +275,11 @@ impl Node {
             tracing::debug!(?id, ?from, "local user gone; dropping its output or pull");
             return;
         };
-        slot.owner = from;
+        if slot.owner != from {
+            // Only a hand-over moves a request: an actor writing for one it was not handed
+            // does not make it the owner.
+            tracing::debug!(?id, ?from, owner = ?slot.owner, "output or pull from a non-owner");
+        }
         if slot.user.send(event).is_err() {
             locals.remove(&id);
         }

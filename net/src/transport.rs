@@ -12,8 +12,13 @@
 //! once, both keep the one the lower node id dialled), so replies go back over the
 //! connection a request came in on: the introducer and storage servers need no addresses
 //! for their clients. Addresses are learnt from [`Transport::add_peer`] (the introducer's
-//! FURL, from configuration) and from the introducer's announcements, when their signature
-//! verifies and their address is a FURL for the node they announce. A node with an address
+//! FURL, from configuration) and from the node's client actor, through the host
+//! ([`Outbound::learn`]): the client passes on the address of each announcement it believed —
+//! one from its introducer, newer than what it knew, whose signature verifies — and the
+//! transport takes it if it is a FURL for the node announced. The transport itself never
+//! reads addresses out of the frames it carries: a frame can come from any peer, and an
+//! address taken from one would let that peer make this node dial any host. A node with an
+//! address
 //! is dialled as soon as it is known and redialled when its connection drops, with
 //! exponential backoff (capped, jittered) after failures.
 //!
@@ -32,7 +37,8 @@
 //! a full queue in normal operation.
 //!
 //! TLS encryption and decryption run on each connection's own task, so they spread across
-//! the runtime's threads; the codec's work runs in the actors' tasks (see [`crate::host`]).
+//! the runtime's threads; the codec's work and the stores' disk I/O run in the actors' tasks,
+//! whose workers hand the connections' tasks on first (see [`crate::host`]).
 
 mod connection;
 pub mod frame;
@@ -48,7 +54,7 @@ pub use peers::{PeerState, PeerStatus};
 pub use tls::IdentityError;
 
 use crate::host::{lock, Node, Outbound};
-use cairn_actors::protocol::{Announcement, MAX_MESSAGE_SIZE};
+use cairn_actors::protocol::MAX_MESSAGE_SIZE;
 use cairn_actors::{Addr, Message, NodeId, NodeKey};
 use connection::{Established, Inbox};
 use frame::Frame;
@@ -434,23 +440,6 @@ impl Transport {
         entry.conn = None;
         self.failed(&mut peers, peer);
     }
-
-    /// Learns the addresses in announcements whose signature verifies and whose address
-    /// is a FURL for the node announced.
-    fn learn(&self, announcements: &[Announcement]) {
-        for announcement in announcements {
-            if !announcement.verify() {
-                continue;
-            }
-            match announcement.address.parse::<Furl>() {
-                Ok(furl) if furl.node == announcement.node => self.add_peer(furl),
-                _ => tracing::debug!(
-                    node = ?announcement.node,
-                    "announced address is not a FURL for the node announcing it; ignored"
-                ),
-            }
-        }
-    }
 }
 
 impl Outbound for Transport {
@@ -482,10 +471,22 @@ impl Outbound for Transport {
             tracing::debug!(?from, ?to, "the node's queue is full; message dropped");
         }
     }
+
+    /// Takes `address` for `node` if it is a FURL for that node (a FURL pins the key the
+    /// connection must prove, so a FURL naming another node would be refused anyway).
+    fn learn(&self, node: NodeId, address: &str) {
+        match address.parse::<Furl>() {
+            Ok(furl) if furl.node == node => self.add_peer(furl),
+            _ => tracing::debug!(
+                ?node,
+                "announced address is not a FURL for the node announced; ignored"
+            ),
+        }
+    }
 }
 
-/// Where a connection's reader hands its frames: the node's actors, after the transport has
-/// learnt any addresses announced in them.
+/// Where a connection's reader hands its frames: the node's actors. Announcements pass
+/// through like any message; only the client actor decides whether to believe them.
 struct Delivery {
     transport: Arc<Transport>,
     node: Node,
@@ -496,9 +497,6 @@ impl Inbox for Delivery {
         let Frame::Deliver { from, to, msg } = frame else {
             return;
         };
-        if let Message::Announcements(announcements) = &msg {
-            self.transport.learn(announcements);
-        }
         let from = Addr::new(peer, from);
         if let Err(error) = self.node.deliver(from, to, msg).await {
             tracing::debug!(?from, ?to, "message dropped: {error}");

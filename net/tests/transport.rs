@@ -1,12 +1,15 @@
 //! The authenticated transport over real TCP on 127.0.0.1: messages both ways, impostors and
-//! wrong secrets refused, hostile bytes survived, reconnection after a restart, and a whole
-//! grid (introducer, ten storage servers on disk, a client) uploading and downloading.
+//! wrong secrets refused, hostile bytes survived, reconnection after a restart, addresses
+//! learnt only from the introducer, and a whole grid (introducer, ten storage servers on disk,
+//! a client) uploading and downloading.
 #![cfg(not(madsim))]
 
 mod support;
 
 use cairn_actors::client::{Client, ClientConfig};
 use cairn_actors::introducer::Introducer;
+use cairn_actors::local::{LocalRequest, LocalResponse};
+use cairn_actors::protocol::Announcement;
 use cairn_actors::storage::{StorageConfig, StorageServer};
 use cairn_actors::{Message, NodeKey, Service};
 use cairn_codec::EncodingParams;
@@ -338,6 +341,63 @@ async fn a_restarted_peer_is_reconnected_on_the_same_port() {
     };
     let (from, _) = timeout(PATIENCE, resend).await.expect("reconnected");
     assert_eq!(from, a.addr(Service::Client));
+}
+
+/// The storage servers `node`'s client knows, once it has handled everything queued before.
+async fn servers_known(node: &TestNode) -> usize {
+    let handle = node.node.request(Service::Client, LocalRequest::Status);
+    let handle = handle.await.expect("request");
+    let response = timeout(PATIENCE, handle.response()).await;
+    match response.expect("no hang").expect("reply") {
+        LocalResponse::Status(report) => report.servers.len(),
+        other => panic!("not a status report: {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn announcements_from_a_peer_that_is_not_the_introducer_make_the_node_dial_nothing() {
+    let introducer = TestNode::start(30, any_port()).await;
+    let node = TestNode::start(31, any_port()).await;
+    let mallory = TestNode::start(32, any_port()).await;
+    let target = TestNode::start(33, any_port()).await;
+    let introducer_addr = introducer.addr(Service::Introducer);
+    let client = Client::new(Some(introducer_addr), None, ClientConfig::default());
+    node.node
+        .spawn(Service::Client, Box::new(client))
+        .expect("client");
+    let mut at_node = Recorder::spawn(&node.node, Service::Storage);
+    // A genuine, signed announcement of a real node at its real FURL: only its sender is
+    // wrong. Mallory sends it as if from an introducer service (its own).
+    let furl = target.transport.furl().to_string();
+    let announcements = Message::Announcements(vec![Announcement::new(&target.key, furl, 1, 1)]);
+    let to = node.addr(Service::Client);
+    mallory.transport.add_peer(node.transport.furl());
+    let from = mallory.addr(Service::Introducer);
+    mallory.transport.send(from, to, announcements.clone());
+    // Frames of one connection arrive in order: once the marker is in, the announcements are
+    // in the client's mailbox, and the status request queues behind them.
+    let from = mallory.addr(Service::Client);
+    mallory
+        .transport
+        .send(from, node.addr(Service::Storage), marker(1));
+    let delivered = timeout(PATIENCE, at_node.recv()).await;
+    delivered.expect("the marker comes").expect("open");
+    assert_eq!(servers_known(&node).await, 0, "the client believed mallory");
+    let target_id = target.key.id();
+    let peers = node.transport.peers();
+    assert!(!peers.iter().any(|p| p.id == target_id), "{peers:?}");
+    assert!(
+        target.transport.peers().is_empty(),
+        "the node dialled the target"
+    );
+
+    // The same announcement from the introducer is believed, and the node dials the target.
+    introducer.transport.add_peer(node.transport.furl());
+    introducer
+        .transport
+        .send(introducer_addr, to, announcements);
+    wait_for_state(&node, target_id, PeerState::Connected).await;
+    assert_eq!(servers_known(&node).await, 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -30,7 +30,8 @@ pub fn run(args: RunArgs) -> Result<()> {
     })
 }
 
-/// The multi-threaded runtime nodes run on: I/O on its workers, codec work moved off them.
+/// The multi-threaded runtime nodes run on: network I/O on its workers, which hand their other
+/// tasks on before codec work or a store's disk I/O blocks them (`block_in_place`).
 pub fn tokio_runtime() -> Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -170,6 +170,7 @@ impl Actor for Parent {
                     ctx.push(Effect::Spawn {
                         service,
                         actor: Box::new(child),
+                        local: None,
                     });
                 }
             }

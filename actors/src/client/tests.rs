@@ -72,7 +72,9 @@ fn replies(effects: &[Effect]) -> Vec<LocalResponse> {
         .collect()
 }
 
-fn announce(client: &mut Client, now: Time, list: Vec<Announcement>) {
+/// Hands the client announcements from its introducer; what it tells the host (addresses
+/// to learn, nothing else).
+fn announce(client: &mut Client, now: Time, list: Vec<Announcement>) -> Vec<(NodeId, String)> {
     let msg = Message::Announcements(list);
     let effects = step(
         client,
@@ -82,7 +84,13 @@ fn announce(client: &mut Client, now: Time, list: Vec<Announcement>) {
             msg,
         },
     );
-    assert!(effects.is_empty());
+    effects
+        .into_iter()
+        .map(|e| match e {
+            Effect::Learn { node, address } => (node, address),
+            other => panic!("announcements made the client do {other:?}"),
+        })
+        .collect()
 }
 
 fn answer(
@@ -180,6 +188,45 @@ fn keeps_the_newest_verified_announcement_of_each_server() {
 }
 
 #[test]
+fn the_host_learns_the_address_of_each_server_the_introducer_announces_once() {
+    let mut c = client();
+    let learnt = announce(
+        &mut c,
+        at(1),
+        vec![signed_announcement(1, 1), signed_announcement(2, 1)],
+    );
+    let address = |seed: u8| format!("10.0.0.{seed}:9000");
+    assert_eq!(
+        learnt,
+        vec![
+            (server_key(1).id(), address(1)),
+            (server_key(2).id(), address(2))
+        ]
+    );
+    // A newer announcement at the same address teaches nothing new; a move does.
+    let moved = Announcement::new(&server_key(2), "10.9.9.9:1".into(), 7, 2);
+    let learnt = announce(&mut c, at(2), vec![signed_announcement(1, 2), moved]);
+    assert_eq!(learnt, vec![(server_key(2).id(), "10.9.9.9:1".to_string())]);
+}
+
+#[test]
+fn announcements_the_client_does_not_believe_teach_the_host_no_address() {
+    let mut c = client();
+    // From a storage server rather than the introducer: anyone could send these.
+    let from = Addr::new(server_key(4).id(), Service::Storage);
+    let msg = Message::Announcements(vec![signed_announcement(4, 1)]);
+    let effects = step(&mut c, at(1), Input::Message { from, msg });
+    assert!(effects.is_empty(), "{effects:?}");
+    // From the introducer, but forged, or older than what is known.
+    let mut forged = signed_announcement(3, 1);
+    forged.address = "10.6.6.6:1".into();
+    assert!(announce(&mut c, at(2), vec![forged]).is_empty());
+    announce(&mut c, at(3), vec![signed_announcement(5, 9)]);
+    let stale = Announcement::new(&server_key(5), "10.6.6.6:2".into(), 7, 8);
+    assert!(announce(&mut c, at(4), vec![stale]).is_empty());
+}
+
+#[test]
 fn a_server_is_reachable_while_its_announcements_are_fresh() {
     let mut c = client();
     announce(&mut c, at(0), vec![signed_announcement(1, 1)]);
@@ -263,7 +310,10 @@ fn an_upload_runs_in_a_spawned_uploader() {
         size: data.len() as u64,
     };
     let mut effects = local(&mut c, at(1), request);
-    let Some(Effect::Spawn { service, mut actor }) = effects.pop() else {
+    let Some(Effect::Spawn {
+        service, mut actor, ..
+    }) = effects.pop()
+    else {
         panic!("expected a spawn, got {effects:?}");
     };
     assert_eq!(service, Service::Upload(OpId(1)));
@@ -288,7 +338,10 @@ fn an_upload_with_no_servers_known_fails_in_its_uploader() {
         happy: 7,
         size: 1000,
     };
-    let Some(Effect::Spawn { mut actor, service }) = local(&mut c, at(1), request).pop() else {
+    let Some(Effect::Spawn {
+        mut actor, service, ..
+    }) = local(&mut c, at(1), request).pop()
+    else {
         panic!("expected a spawn");
     };
     let mut grid = Grid::new(0, 0);
@@ -324,6 +377,29 @@ fn each_transfer_gets_its_own_operation() {
         services,
         vec![Service::Download(OpId(1)), Service::Download(OpId(2))]
     );
+}
+
+#[test]
+fn each_operation_is_handed_the_local_request_it_was_spawned_for() {
+    let mut c = client();
+    let cap = cairn_codec::ChkCap {
+        key: Key([1; 16]),
+        ueb_hash: [2; 32],
+        k: 3,
+        n: 10,
+        size: 1000,
+    };
+    let effects = local(&mut c, at(1), LocalRequest::Download { cap });
+    let handed: Vec<Option<LocalId>> = effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Spawn { local, .. } => Some(*local),
+            _ => None,
+        })
+        .collect();
+    // `local` asks as request 5; the client does not answer it itself.
+    assert_eq!(handed, vec![Some(LocalId(5))]);
+    assert!(replies(&effects).is_empty(), "{effects:?}");
 }
 
 #[test]
@@ -656,7 +732,11 @@ impl Rig {
                         prop_assert!(matches!(response, LocalResponse::Vdrive(_)));
                     }
                 }
-                Effect::Spawn { service, .. } => {
+                Effect::Spawn {
+                    service,
+                    local: handed,
+                    ..
+                } => {
                     let op = match service {
                         Service::Upload(op)
                         | Service::Download(op)
@@ -665,6 +745,28 @@ impl Rig {
                         other => return Err(TestCaseError::fail(format!("spawned {other:?}"))),
                     };
                     prop_assert!(self.ops.insert(op), "operation {:?} spawned twice", op);
+                    // An operation is spawned only for the local request being handled, and
+                    // takes it over: the client must not answer it as well.
+                    prop_assert!(
+                        handed.is_some() && *handed == local,
+                        "{:?} for {:?}",
+                        service,
+                        handed
+                    );
+                    if let Some(id) = handed {
+                        prop_assert!(
+                            self.answered.insert(*id),
+                            "{:?} answered and handed over",
+                            id
+                        );
+                    }
+                }
+                Effect::Learn { node, .. } => {
+                    prop_assert!(
+                        self.announced.contains(node),
+                        "learnt {:?}, never announced",
+                        node
+                    )
                 }
                 other => prop_assert!(false, "unexpected effect {:?}", other),
             }
@@ -800,12 +902,18 @@ proptest! {
                     }
                 }
                 Fuzz::Announcements(from, list) => {
-                    if from.addr() == introducer() && has_introducer {
+                    let believed = from.addr() == introducer() && has_introducer;
+                    if believed {
                         rig.announced.extend(list.iter().filter(|a| a.verify()).map(|a| a.node));
                     }
                     let msg = Message::Announcements(list);
                     let effects = rig.input(Input::Message { from: from.addr(), msg }, None)?;
-                    prop_assert!(effects.is_empty(), "{:?}", effects);
+                    // Only the introducer's announcements teach the host addresses.
+                    prop_assert!(
+                        effects.iter().all(|e| believed && matches!(e, Effect::Learn { .. })),
+                        "{:?}",
+                        effects
+                    );
                 }
                 Fuzz::Respond(from, answering, body) => {
                     let id = match answering {
@@ -828,15 +936,22 @@ proptest! {
                 }
                 Fuzz::Bytes(from, bytes) => {
                     let Ok(msg) = Message::decode(&bytes) else { continue };
+                    let believed = from.addr() == introducer() && has_introducer;
+                    let announcements = matches!(msg, Message::Announcements(_));
                     if let Message::Announcements(list) = &msg {
-                        if from.addr() == introducer() && has_introducer {
+                        if believed {
                             rig.announced.extend(list.iter().filter(|a| a.verify()).map(|a| a.node));
                         }
                     }
                     let quiet = !matches!(msg, Message::Response { .. });
                     let effects = rig.input(Input::Message { from: from.addr(), msg }, None)?;
                     if quiet {
-                        prop_assert!(effects.is_empty(), "{:?}", effects);
+                        let learns = believed && announcements;
+                        prop_assert!(
+                            effects.iter().all(|e| learns && matches!(e, Effect::Learn { .. })),
+                            "{:?}",
+                            effects
+                        );
                     }
                 }
                 Fuzz::Plaintext(offset, data) => {
@@ -889,7 +1004,7 @@ proptest! {
                         // (and refuse nonsense) without panicking.
                         let mut effects = effects;
                         prop_assert_eq!(effects.len(), 1, "{:?}", effects);
-                        let Some(Effect::Spawn { service, mut actor }) = effects.pop() else {
+                        let Some(Effect::Spawn { service, mut actor, .. }) = effects.pop() else {
                             return Err(TestCaseError::fail("no spawn"));
                         };
                         let mut rng = ChaCha8Rng::seed_from_u64(n as u64);
@@ -949,7 +1064,7 @@ fn checks_and_repairs_run_as_operations_over_the_servers_heard_from_lately() {
     for request in [check, repair] {
         let mut effects = local(&mut c, at(200), request);
         assert_eq!(effects.len(), 1, "{effects:?}");
-        let Some(Effect::Spawn { service, actor }) = effects.pop() else {
+        let Some(Effect::Spawn { service, actor, .. }) = effects.pop() else {
             panic!("not a spawn")
         };
         ops.push(service);

@@ -258,8 +258,9 @@ impl Grid {
                 self.schedule(self.now.after(self.latency), Input::OutputDrained);
             }
             Effect::Pull { offset, max, .. } => self.pull(offset, max),
-            Effect::Spawn { service, actor } => self.spawned.push((service, actor)),
+            Effect::Spawn { service, actor, .. } => self.spawned.push((service, actor)),
             Effect::Stop => self.stopped = Some(self.now),
+            Effect::Learn { .. } => panic!("an operation learns no addresses"),
         }
     }
 

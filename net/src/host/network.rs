@@ -67,4 +67,7 @@ impl Outbound for LocalNetwork {
             tracing::debug!(?from, ?to, "node gone; message dropped");
         }
     }
+
+    /// The nodes of a local network reach each other by id: addresses mean nothing here.
+    fn learn(&self, _node: NodeId, _address: &str) {}
 }

@@ -81,14 +81,7 @@ impl Runner {
                 }
                 Envelope::Timer { .. } => continue,
             };
-            let local = match &input {
-                Input::Local { id, .. } => Some(*id),
-                _ => None,
-            };
             let effects = self.handle(input);
-            if let Some(id) = local {
-                self.hand_over(id, &effects);
-            }
             if !self.carry_out(effects).await {
                 break;
             }
@@ -97,27 +90,12 @@ impl Runner {
 
     fn handle(&mut self, input: Input) -> Vec<Effect> {
         let mut ctx = Context::new(now(), self.me, &mut self.rng);
-        if codec_heavy(self.me.service) {
-            compute(|| self.actor.handle(input, &mut ctx));
+        if blocks_its_thread(self.me.service) {
+            blocking(|| self.actor.handle(input, &mut ctx));
         } else {
             self.actor.handle(input, &mut ctx);
         }
         ctx.into_effects()
-    }
-
-    /// An actor that took local request `id` and, rather than answer it, spawned one actor,
-    /// has handed the request to that actor (as the client does with uploads and downloads).
-    fn hand_over(&self, id: LocalId, effects: &[Effect]) {
-        let replied = effects
-            .iter()
-            .any(|e| matches!(e, Effect::Reply { to, .. } if *to == id));
-        let mut spawned = effects.iter().filter_map(|e| match e {
-            Effect::Spawn { service, .. } => Some(*service),
-            _ => None,
-        });
-        if let (false, Some(service), None) = (replied, spawned.next(), spawned.next()) {
-            self.node.set_owner(id, service);
-        }
     }
 
     /// Carries out `effects` in order; false if the actor stopped.
@@ -141,16 +119,21 @@ impl Runner {
                     };
                     self.node.to_user(from, me, pull)
                 }
-                Effect::Spawn { service, actor } => self.spawn(service, actor),
+                Effect::Spawn {
+                    service,
+                    actor,
+                    local,
+                } => self.spawn(service, actor, local),
+                Effect::Learn { node, address } => self.node.shared.outbound.learn(node, &address),
                 Effect::Stop => running = false,
             }
         }
         running
     }
 
-    fn spawn(&self, service: Service, actor: Box<dyn Actor>) {
-        if let Err(error) = self.node.spawn(service, actor) {
-            tracing::warn!(by = ?self.me, ?service, "spawn failed: {error}");
+    fn spawn(&self, service: Service, actor: Box<dyn Actor>, local: Option<LocalId>) {
+        if let Err(error) = self.node.spawn_answering(service, actor, local) {
+            tracing::warn!(by = ?self.me, ?service, ?local, "spawn failed: {error}");
         }
     }
 }
@@ -247,11 +230,18 @@ fn panic_message(error: tokio::task::JoinError) -> String {
     }
 }
 
-/// Whether an actor at `service` does codec work (seconds of CPU per file) in its inputs.
-fn codec_heavy(service: Service) -> bool {
+/// Whether an actor at `service` may hold its thread for long within one input, so that its
+/// inputs are handled through [`blocking`]: uploads, downloads and repairs do seconds of
+/// codec work per file, a segment per input; the storage server and the vdrive call their
+/// stores synchronously, and a store's writes, renames and fsyncs wait on the disk.
+fn blocks_its_thread(service: Service) -> bool {
     matches!(
         service,
-        Service::Upload(_) | Service::Download(_) | Service::Repair(_)
+        Service::Upload(_)
+            | Service::Download(_)
+            | Service::Repair(_)
+            | Service::Storage
+            | Service::Vdrive
     )
 }
 
@@ -261,13 +251,18 @@ fn panic_message(error: tokio::task::JoinError) -> String {
     error.to_string()
 }
 
-/// Runs CPU-heavy `work` (seconds of codec work for a file, in segment-sized inputs).
+/// Runs `work`, which may block its thread for long: encrypting, hashing and erasure coding
+/// a segment, or waiting for a store's disk writes and fsyncs.
+///
+/// On a multi-threaded runtime (the one nodes run on) this is `block_in_place`: the worker
+/// thread first hands its queue of other tasks (connections, other actors, timers) to
+/// another thread, then runs `work` in place, so the node's network I/O and its other actors
+/// keep going meanwhile. The actor's own task stays where it is: it still handles one input
+/// at a time, and nothing is copied or moved to another thread. A current-thread runtime
+/// (tokio's default in `#[tokio::test]`) has nowhere to move the other tasks, and there
+/// `block_in_place` panics: `work` just runs, holding the only thread.
 #[cfg(not(madsim))]
-fn compute<T>(work: impl FnOnce() -> T) -> T {
-    // Uploads and downloads encrypt, hash and erasure code whole segments in one input: let
-    // the runtime move its other tasks off this thread meanwhile, so the node's I/O keeps
-    // flowing while both cores compute. `block_in_place` panics on a single-threaded
-    // runtime, where there is nowhere to move them.
+fn blocking<T>(work: impl FnOnce() -> T) -> T {
     let flavor = tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor());
     if flavor.is_ok_and(|f| f == tokio::runtime::RuntimeFlavor::MultiThread) {
         tokio::task::block_in_place(work)
@@ -276,8 +271,9 @@ fn compute<T>(work: impl FnOnce() -> T) -> T {
     }
 }
 
-/// Under madsim there is one simulated thread and no `block_in_place`: just compute.
+/// Under madsim there is one simulated thread and no `block_in_place`: `work` just runs (its
+/// time does not count on madsim's clock).
 #[cfg(madsim)]
-fn compute<T>(work: impl FnOnce() -> T) -> T {
+fn blocking<T>(work: impl FnOnce() -> T) -> T {
     work()
 }

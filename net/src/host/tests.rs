@@ -145,6 +145,7 @@ impl Actor for Spawner {
             ctx.push(Effect::Spawn {
                 service: Service::Download(OpId(id.0)),
                 actor,
+                local: Some(id),
             });
         }
     }
@@ -211,4 +212,152 @@ async fn a_handle_answers_pulls_and_takes_output_from_a_spawned_actor() {
     };
     assert_eq!(response, status());
     assert_eq!(output, b"dcba");
+}
+
+/// Spawns `child()` at `at` for its local request, handing the request over if `hand_over`;
+/// answers the request itself when any message comes (from a child that did not take it).
+struct Handing {
+    at: Service,
+    child: fn() -> Box<dyn Actor>,
+    hand_over: bool,
+    waiting: Option<LocalId>,
+}
+
+impl Handing {
+    fn new(at: Service, child: fn() -> Box<dyn Actor>, hand_over: bool) -> Self {
+        Handing {
+            at,
+            child,
+            hand_over,
+            waiting: None,
+        }
+    }
+}
+
+impl Actor for Handing {
+    fn handle(&mut self, input: Input, ctx: &mut Context<'_>) {
+        match input {
+            Input::Local { id, .. } => {
+                self.waiting = Some(id);
+                ctx.push(Effect::Spawn {
+                    service: self.at,
+                    actor: (self.child)(),
+                    local: self.hand_over.then_some(id),
+                });
+            }
+            Input::Message { .. } => {
+                if let Some(id) = self.waiting.take() {
+                    ctx.reply(id, status());
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Tells the client it has started, then stops without answering anything.
+struct Quitter;
+
+impl Actor for Quitter {
+    fn handle(&mut self, input: Input, ctx: &mut Context<'_>) {
+        if let Input::Start = input {
+            let client = Addr::new(ctx.me().node, Service::Client);
+            ctx.send(client, Message::Announcements(Vec::new()));
+            ctx.push(Effect::Stop);
+        }
+    }
+}
+
+fn quitter() -> Box<dyn Actor> {
+    Box::new(Quitter)
+}
+
+#[tokio::test]
+async fn a_request_handed_to_an_actor_that_stops_unanswered_is_abandoned() {
+    let node = lone_node();
+    let spawner = Handing::new(Service::Upload(OpId(1)), quitter, true);
+    node.spawn(Service::Client, Box::new(spawner))
+        .expect("spawn");
+    let error = ask(&node, Service::Client)
+        .await
+        .expect_err("the quitter never answers");
+    assert!(matches!(error, HostError::Abandoned(_)), "{error}");
+}
+
+#[tokio::test]
+async fn a_spawn_that_hands_nothing_over_leaves_the_request_with_its_spawner() {
+    let node = lone_node();
+    // The quitter stops unanswered, but the request is still the spawner's, which answers
+    // it when the quitter's message comes.
+    let spawner = Handing::new(Service::Upload(OpId(1)), quitter, false);
+    node.spawn(Service::Client, Box::new(spawner))
+        .expect("spawn");
+    assert_eq!(
+        ask(&node, Service::Client).await.expect("answered"),
+        status()
+    );
+}
+
+#[tokio::test]
+async fn a_request_handed_to_an_actor_that_cannot_start_is_abandoned() {
+    let node = lone_node();
+    // The service is taken (by the spawner itself): the spawn fails, and the request must
+    // not wait for an actor that never ran.
+    let spawner = Handing::new(Service::Client, quitter, true);
+    node.spawn(Service::Client, Box::new(spawner))
+        .expect("spawn");
+    let error = ask(&node, Service::Client)
+        .await
+        .expect_err("no actor took the request");
+    assert!(matches!(error, HostError::Abandoned(_)), "{error}");
+}
+
+/// Stands in for a store's slow disk: on a local request it blocks its thread until the disk
+/// is released (or gives up after [`PATIENCE`]), then replies whether it was released.
+struct SlowDisk {
+    release: std::sync::mpsc::Receiver<()>,
+}
+
+impl Actor for SlowDisk {
+    fn handle(&mut self, input: Input, ctx: &mut Context<'_>) {
+        if let Input::Local { id, .. } = input {
+            let released = self.release.recv_timeout(PATIENCE).is_ok();
+            let report = StatusReport {
+                introducer_connected: released,
+                ..StatusReport::default()
+            };
+            ctx.reply(id, LocalResponse::Status(report));
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn a_store_waiting_on_its_disk_does_not_hold_up_the_nodes_other_actors() {
+    for service in [Service::Storage, Service::Vdrive] {
+        let node = lone_node();
+        let (release, disk) = std::sync::mpsc::channel();
+        node.spawn(service, Box::new(SlowDisk { release: disk }))
+            .expect("spawn the slow disk");
+        node.spawn(Service::Client, Box::new(Echo))
+            .expect("spawn echo");
+        let waiting = node
+            .request(service, LocalRequest::Status)
+            .await
+            .expect("request");
+        // The runtime's only worker is the one blocked in the disk: the client answers only
+        // if that worker handed its other tasks on first.
+        assert_eq!(ask(&node, Service::Client).await.expect("echo"), status());
+        release.send(()).expect("the disk waits");
+        let response = timeout(PATIENCE * 2, waiting.response())
+            .await
+            .expect("no hang")
+            .expect("a reply");
+        let LocalResponse::Status(report) = response else {
+            panic!("not a status: {response:?}");
+        };
+        assert!(
+            report.introducer_connected,
+            "{service:?}: the client answered only after the disk gave up"
+        );
+    }
 }

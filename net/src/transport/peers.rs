@@ -65,7 +65,8 @@ pub struct Conn {
 
 /// One peer.
 pub struct Peer {
-    /// Where to dial it, if known (from `add_peer` or an announcement).
+    /// Where to dial it, if known (from `add_peer`: configuration, or an announcement the
+    /// client believed).
     pub address: Option<Furl>,
     pub conn: Option<Conn>,
     /// The dial in progress.

@@ -231,7 +231,12 @@ impl<U: LocalUser> World<U> {
                     let from = self.addr(me);
                     self.call_user(|user, io| user.on_pull(from, id, offset, max, io));
                 }
-                Effect::Spawn { service, actor } => self.spawn(ix, service, actor),
+                // The hand-over of a local request needs no bookkeeping here: the local user
+                // learns who answers from each reply, output and pull (their `from`), and a
+                // node's requests end with it when it crashes.
+                Effect::Spawn { service, actor, .. } => self.spawn(ix, service, actor),
+                // The simulated network routes by node id: it needs no addresses.
+                Effect::Learn { .. } => {}
                 Effect::Stop => {
                     self.nodes.get_mut(ix).actors.remove(&service);
                 }
