@@ -161,6 +161,17 @@ impl fmt::Debug for Effect {
     }
 }
 
+/// What a panic's payload says, for a host that caught an actor's panic.
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "(a panic without a message)".to_string()
+    }
+}
+
 /// A message-driven state machine. See the module docs.
 pub trait Actor: Send {
     /// Handles one input, recording what to do in `ctx`.

@@ -268,16 +268,9 @@ impl Checker {
     }
 
     fn read(&mut self, key: (ShareNum, NodeId), offset: u64, len: u64, ctx: &mut Context<'_>) {
-        let body = Request::Read {
-            si: self.si,
-            share: key.0,
-            offset,
-            len,
-        };
-        let purpose = Purpose::Read { share: key.0 };
-        let id = self.requests.send(ctx, Addr::storage(key.1), body, purpose);
         if let Some(reader) = self.readers.get_mut(&key) {
-            reader.request = Some(id);
+            let purpose = Purpose::Read { share: key.0 };
+            reader.send(ctx, &mut self.requests, self.si, (offset, len), purpose);
         }
     }
 

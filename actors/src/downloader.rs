@@ -242,20 +242,9 @@ impl Downloader {
 
     /// Sends the read of `share`'s reader for `(offset, len)`.
     fn read(&mut self, ctx: &mut Context<'_>, share: ShareNum, offset: u64, len: u64) {
-        let Some(server) = self.readers.get(&share).map(|r| r.server) else {
-            return;
-        };
-        let body = Request::Read {
-            si: self.si,
-            share,
-            offset,
-            len,
-        };
-        let id = self
-            .requests
-            .send(ctx, Addr::storage(server), body, Purpose::Read(share));
         if let Some(reader) = self.readers.get_mut(&share) {
-            reader.request = Some(id);
+            let purpose = Purpose::Read(share);
+            reader.send(ctx, &mut self.requests, self.si, (offset, len), purpose);
         }
     }
 

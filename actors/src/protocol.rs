@@ -15,6 +15,27 @@ pub const MAX_MESSAGE_SIZE: usize = 4 << 20;
 /// The largest block a storage server accepts in one write, or returns in one read.
 pub const MAX_DATA_PER_MESSAGE: u64 = 2 << 20;
 
+/// The writes of `data` at `offset` of a share being uploaded, in pieces no bigger than a
+/// server takes ([`MAX_DATA_PER_MESSAGE`]): each piece's request.
+pub fn writes(
+    si: StorageIndex,
+    share: ShareNum,
+    offset: u64,
+    data: &[u8],
+    upload: UploadSecret,
+) -> impl Iterator<Item = Request> + '_ {
+    let starts = (offset..).step_by(MAX_DATA_PER_MESSAGE as usize);
+    data.chunks(MAX_DATA_PER_MESSAGE as usize)
+        .zip(starts)
+        .map(move |(piece, at)| Request::Write {
+            si,
+            share,
+            offset: at,
+            data: piece.to_vec(),
+            upload,
+        })
+}
+
 /// Matches an answer to its request; unique per requester.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct RequestId(pub u64);

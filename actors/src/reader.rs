@@ -7,8 +7,10 @@
 //! Memory: the region being read (a block, or the hash trees: 96 bytes per segment), and the
 //! share's verified trees once they pass.
 
+use crate::actor::{Addr, Context};
 use crate::ids::{NodeId, ShareNum, StorageIndex};
 use crate::protocol::{Request, RequestId, Response, MAX_DATA_PER_MESSAGE};
+use crate::requests::Requests;
 use cairn_codec::verify::{self, Rejection, ShareError, ShareHashes};
 use cairn_codec::{Geometry, ShareCheck, ShareLayout, Ueb, VerifierCap};
 
@@ -94,6 +96,26 @@ impl ShareReader {
             r.offset.saturating_add(have),
             (r.len - have).min(MAX_DATA_PER_MESSAGE),
         )
+    }
+
+    /// Sends the read `(offset, len)` of this share of the file `si` through `requests`, as
+    /// the read in flight (answers to earlier ones are stale from now on).
+    pub fn send<P>(
+        &mut self,
+        ctx: &mut Context<'_>,
+        requests: &mut Requests<P>,
+        si: StorageIndex,
+        (offset, len): (u64, u64),
+        purpose: P,
+    ) {
+        let body = Request::Read {
+            si,
+            share: self.share,
+            offset,
+            len,
+        };
+        let id = requests.send(ctx, Addr::storage(self.server), body, purpose);
+        self.request = Some(id);
     }
 
     /// Whether the share has been proved (its blocks can be read).

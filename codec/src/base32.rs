@@ -21,6 +21,13 @@ pub fn encode(bytes: &[u8]) -> String {
     encoding().encode(bytes)
 }
 
+/// Writes the first 8 base32 characters of `bytes` (its first 5 bytes), without allocating:
+/// enough to tell ids apart in logs and traces.
+pub fn write_short(bytes: &[u8], f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+    let mut buf = [0u8; 8];
+    f.write_str(encode_into(&bytes[..bytes.len().min(5)], &mut buf).unwrap_or("?"))
+}
+
 /// Encodes bytes as lower-case, unpadded base32 into `buf`, without allocating; `None` if
 /// `buf` is too short (it needs `ceil(8 * len / 5)` bytes).
 pub fn encode_into<'a>(bytes: &[u8], buf: &'a mut [u8]) -> Option<&'a str> {

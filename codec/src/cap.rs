@@ -40,11 +40,10 @@ impl fmt::Display for StorageIndex {
 }
 
 impl fmt::Debug for StorageIndex {
-    // The first 8 characters: enough to tell files apart in logs and traces.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut buf = [0u8; 8];
-        let short = base32::encode_into(&self.0[..5], &mut buf).unwrap_or("?");
-        write!(f, "SI({short})")
+        f.write_str("SI(")?;
+        base32::write_short(&self.0, f)?;
+        f.write_str(")")
     }
 }
 

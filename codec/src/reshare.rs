@@ -9,6 +9,7 @@
 //! hash chain and UEB, byte for byte what [`crate::EncodedFile::share_trailer`] wrote. The
 //! share checks it relies on ([`crate::verify`]) need only a [`crate::VerifierCap`].
 
+use crate::encoder::SegmentBlocks;
 use crate::hash::{tagged_hash, tags, Hash};
 use crate::layout::{self, ShareLayout};
 use crate::merkle::HashTree;
@@ -83,10 +84,7 @@ impl Regenerator {
     /// (`(share number, block)`). Fails, changing nothing, if the blocks are not `k` distinct
     /// shares of the segment's block length, or if they decode to crypttext that does not
     /// match the crypttext hash tree (the file was encoded inconsistently).
-    pub fn regenerate(
-        &mut self,
-        blocks: &[(usize, &[u8])],
-    ) -> Result<RegeneratedBlocks<'_>, Error> {
+    pub fn regenerate(&mut self, blocks: &[(usize, &[u8])]) -> Result<SegmentBlocks<'_>, Error> {
         let (g, s) = (self.geometry, self.next_segment);
         if s >= g.num_segments {
             return Err(Error::InvalidParams(format!(
@@ -116,7 +114,7 @@ impl Regenerator {
             hashes.push(tagged_hash(tags::BLOCK, block));
         }
         self.next_segment += 1;
-        Ok(RegeneratedBlocks {
+        Ok(SegmentBlocks {
             segment: s,
             offset: self.layout.block_offset(s),
             pieces,
@@ -169,26 +167,6 @@ impl Regenerator {
             block_trees,
             share_tree,
         })
-    }
-}
-
-/// The `N` blocks of one regenerated segment, borrowed until the next.
-pub struct RegeneratedBlocks<'a> {
-    /// Which segment.
-    pub segment: u64,
-    /// Where these blocks go in their shares.
-    pub offset: u64,
-    pieces: Vec<&'a [u8]>,
-    parity: &'a [Vec<u8>],
-}
-
-impl RegeneratedBlocks<'_> {
-    /// Share `share`'s block (`share < N`).
-    pub fn block(&self, share: usize) -> &[u8] {
-        match self.pieces.get(share) {
-            Some(piece) => piece,
-            None => &self.parity[share - self.pieces.len()],
-        }
     }
 }
 

@@ -5,7 +5,7 @@ use super::{CloseState, Home, Phase, Purpose, Repairer};
 use crate::actor::{Addr, Context};
 use crate::ids::{NodeId, ShareNum};
 use crate::placement::max_matching;
-use crate::protocol::{LeaseSecret, Request, Response, UploadSecret, MAX_DATA_PER_MESSAGE};
+use crate::protocol::{self, LeaseSecret, Request, Response, UploadSecret};
 use crate::uploader::UEB_ALLOWANCE;
 use rand::RngCore;
 use std::collections::BTreeSet;
@@ -152,17 +152,8 @@ impl Repairer {
         let Some(server) = self.homes.get(&share).map(|h| h.server) else {
             return;
         };
-        let mut at = offset;
-        for piece in data.chunks(MAX_DATA_PER_MESSAGE as usize) {
-            let body = Request::Write {
-                si: self.si,
-                share,
-                offset: at,
-                data: piece.to_vec(),
-                upload: self.upload,
-            };
-            at += piece.len() as u64;
-            self.traffic.bytes_uploaded += piece.len() as u64;
+        self.traffic.bytes_uploaded += data.len() as u64;
+        for body in protocol::writes(self.si, share, offset, data, self.upload) {
             let purpose = Purpose::Write { share, segment };
             self.requests
                 .send(ctx, Addr::storage(server), body, purpose);

@@ -4,7 +4,7 @@
 use super::{Phase, Purpose, RepairError, Repairer};
 use crate::actor::{Addr, Context};
 use crate::ids::{NodeId, ShareNum};
-use crate::protocol::{Request, RequestId, Response};
+use crate::protocol::{RequestId, Response};
 use crate::reader::{self, Progress, ShareReader};
 use cairn_codec::reshare::Regenerator;
 use cairn_codec::verify::Rejection;
@@ -70,21 +70,9 @@ impl Repairer {
 
     /// Sends the read of `share`'s source for `(offset, len)`.
     pub(super) fn read(&mut self, ctx: &mut Context<'_>, share: ShareNum, offset: u64, len: u64) {
-        let Some(server) = self.sources.get(&share).map(|r| r.server) else {
-            return;
-        };
-        let body = Request::Read {
-            si: self.si,
-            share,
-            offset,
-            len,
-        };
-        let purpose = Purpose::Read { share };
-        let id = self
-            .requests
-            .send(ctx, Addr::storage(server), body, purpose);
         if let Some(reader) = self.sources.get_mut(&share) {
-            reader.request = Some(id);
+            let purpose = Purpose::Read { share };
+            reader.send(ctx, &mut self.requests, self.si, (offset, len), purpose);
         }
     }
 

@@ -10,7 +10,7 @@ use super::selection::{Ask, Refusal};
 use super::{Close, Home, Purpose, Run, Stream, UEB_ALLOWANCE};
 use crate::actor::{Addr, Context, Service};
 use crate::ids::{NodeId, ShareNum};
-use crate::protocol::{RemoteError, Request, RequestId, Response, MAX_DATA_PER_MESSAGE};
+use crate::protocol::{self, RemoteError, Request, RequestId, Response};
 use std::collections::{BTreeMap, BTreeSet};
 
 impl Run {
@@ -47,16 +47,7 @@ impl Run {
         segment: Option<u64>,
         ctx: &mut Context<'_>,
     ) {
-        let mut at = offset;
-        for piece in data.chunks(MAX_DATA_PER_MESSAGE as usize) {
-            let body = Request::Write {
-                si: self.si,
-                share,
-                offset: at,
-                data: piece.to_vec(),
-                upload: self.upload,
-            };
-            at += piece.len() as u64;
+        for body in protocol::writes(self.si, share, offset, data, self.upload) {
             let purpose = Purpose::Write { share, segment };
             self.requests
                 .send(ctx, Addr::storage(server), body, purpose);

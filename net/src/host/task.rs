@@ -6,8 +6,6 @@ use cairn_actors::local::LocalId;
 use cairn_actors::{Actor, Addr, Context, Effect, Input, Message, Service, Time, TimerId};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-#[cfg(not(madsim))]
-use std::any::Any;
 use std::collections::HashMap;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -220,14 +218,7 @@ impl Drop for Timers {
 /// What a panicked task's error says about the panic.
 #[cfg(not(madsim))]
 fn panic_message(error: tokio::task::JoinError) -> String {
-    let payload: &(dyn Any + Send) = &*error.into_panic();
-    if let Some(s) = payload.downcast_ref::<&str>() {
-        (*s).to_string()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "(a panic without a message)".to_string()
-    }
+    cairn_actors::actor::panic_message(&*error.into_panic())
 }
 
 /// Whether an actor at `service` may hold its thread for long within one input, so that its

@@ -8,6 +8,7 @@ use crate::host::{actor_rng, Hosted};
 use crate::network::Route;
 use crate::trace::{InputSummary, Record, Spot};
 use crate::user::LocalUser;
+use cairn_actors::actor::panic_message;
 use cairn_actors::{Actor, Addr, Context, Effect, Input, Message, Service, Time, TimerId};
 use std::any::Any;
 use std::panic::{self, AssertUnwindSafe};
@@ -384,15 +385,5 @@ fn summarize(input: &Input) -> InputSummary {
             InputSummary::Message { len, print }
         }
         Input::Timer(id) => InputSummary::Timer { id: id.0 },
-    }
-}
-
-pub(super) fn panic_message(payload: &(dyn Any + Send)) -> String {
-    if let Some(s) = payload.downcast_ref::<&str>() {
-        (*s).to_string()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "(a panic without a message)".to_string()
     }
 }

@@ -1,12 +1,12 @@
 //! Applying faults to the world, and the node lifecycle they drive: crash, restart, and
 //! (re)building a node's actors from its factory.
 
-use super::dispatch::panic_message;
 use super::World;
 use crate::counters::IncidentKind;
 use crate::faults::Fault;
 use crate::trace::{Record, Spot};
 use crate::user::LocalUser;
+use cairn_actors::actor::panic_message;
 use cairn_actors::NodeId;
 use rand::Rng;
 use std::panic::{self, AssertUnwindSafe};
