@@ -2,8 +2,14 @@
 //!
 //! Storage servers announce themselves (a signed [`Announcement`]: node id, address, free
 //! space) periodically; clients subscribe and receive every announcement the introducer
-//! knows, then each change. The introducer checks signatures but vouches for nothing else:
-//! clients verify announcements themselves and connect to servers by their key.
+//! knows, then each change. The introducer checks signatures, and that a node announces only
+//! itself, but vouches for nothing else: clients verify announcements themselves and connect
+//! to servers by their key.
+//!
+//! A node subscribes once, however many of its actors ask (the table is keyed by node, not
+//! by an address the peer makes up), and gets the whole set at most once per
+//! [`FULL_SET_INTERVAL`]: a request of a few bytes cannot make the introducer send megabytes
+//! in a loop.
 //!
 //! Its state is volatile by design: a restarted introducer starts empty and fills up again
 //! as servers re-announce and clients re-subscribe. Both maps are bounded; when one is full,
@@ -19,6 +25,8 @@ use std::collections::BTreeMap;
 pub const MAX_SERVERS: usize = 100_000;
 /// The most subscribers served.
 pub const MAX_SUBSCRIBERS: usize = 100_000;
+/// The shortest time between two sendings of the whole set to one node.
+pub const FULL_SET_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
 /// Announcements per message when a subscriber gets the whole set: an announcement encodes
 /// to at most ~420 bytes, so a message stays well under the frame limit.
 pub const ANNOUNCEMENTS_PER_MESSAGE: usize = 4096;
@@ -26,7 +34,14 @@ pub const ANNOUNCEMENTS_PER_MESSAGE: usize = 4096;
 /// The introducer actor. See the module docs.
 pub struct Introducer {
     servers: Recent<NodeId, Announcement>,
-    subscribers: Recent<Addr, ()>,
+    subscribers: Recent<NodeId, Subscriber>,
+}
+
+/// A subscribed node: where its changes go, and when it last got the whole set.
+#[derive(Clone, Copy, Debug)]
+struct Subscriber {
+    addr: Addr,
+    full_set_sent: Time,
 }
 
 impl Introducer {
@@ -79,6 +94,11 @@ impl Introducer {
         announcement: Announcement,
         ctx: &mut Context<'_>,
     ) {
+        if announcement.node != from.node {
+            tracing::debug!(?from, node = ?announcement.node, "introducer: announcement for another node, ignored");
+            let why = "a node announces only itself";
+            return reply(ctx, from, id, Response::Err(RemoteError::Malformed(why.into())));
+        }
         if !announcement.verify() {
             tracing::debug!(?from, "introducer: announcement does not verify, ignored");
             let why = "the announcement's signature or node id does not verify, or its \
@@ -94,8 +114,8 @@ impl Introducer {
         let Some(news) = self.remember(announcement) else {
             return;
         };
-        for &subscriber in self.subscribers.keys() {
-            ctx.send(subscriber, Message::Announcements(vec![news.clone()]));
+        for subscriber in self.subscribers.values() {
+            ctx.send(subscriber.addr, Message::Announcements(vec![news.clone()]));
         }
     }
 
@@ -122,13 +142,29 @@ impl Introducer {
     }
 
     fn subscribe(&mut self, from: Addr, id: RequestId, ctx: &mut Context<'_>) {
-        if let Some(evicted) = self.subscribers.insert(from, ()) {
+        let now = ctx.now();
+        let sent_lately = self
+            .subscribers
+            .get(&from.node)
+            .is_some_and(|s| s.addr == from && now < s.full_set_sent.after(FULL_SET_INTERVAL));
+        let full_set_sent = match sent_lately {
+            true => self.subscribers.get(&from.node).map_or(now, |s| s.full_set_sent),
+            false => now,
+        };
+        let subscriber = Subscriber {
+            addr: from,
+            full_set_sent,
+        };
+        if let Some(evicted) = self.subscribers.insert(from.node, subscriber) {
             tracing::info!(
                 ?evicted,
                 "introducer: subscriber table full, dropped the stalest"
             );
         }
         reply(ctx, from, id, Response::Ok);
+        if sent_lately {
+            return; // it has the set, and changes since come as they happen
+        }
         let all: Vec<&Announcement> = self.servers.values().collect();
         if all.is_empty() {
             // An empty set is news too: the subscriber learns the introducer is there.
@@ -198,10 +234,6 @@ impl<K: Ord + Copy, V> Recent<K, V> {
 
     fn len(&self) -> usize {
         self.entries.len()
-    }
-
-    fn keys(&self) -> impl Iterator<Item = &K> {
-        self.entries.keys()
     }
 
     fn values(&self) -> impl Iterator<Item = &V> {

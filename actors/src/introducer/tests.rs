@@ -128,10 +128,42 @@ fn re_subscribing_is_idempotent() {
     let mut h = Harness::new(Introducer::new());
     h.announce(announcement(1, 100, 1));
     assert_eq!(h.subscribe(client(1)).len(), 1);
+    h.now = h.now.after(FULL_SET_INTERVAL);
     assert_eq!(h.subscribe(client(1)).len(), 1);
     assert_eq!(h.actor.subscriber_count(), 1);
     let (_, pushed) = h.announce(announcement(2, 100, 1));
     assert_eq!(pushed.len(), 1);
+}
+
+#[test]
+fn a_node_is_one_subscriber_and_gets_the_whole_set_at_most_so_often() {
+    let mut h = Harness::new(Introducer::new());
+    h.announce(announcement(1, 100, 1));
+    assert_eq!(h.subscribe(client(1)).len(), 1);
+    // Asked again at once (or by another of the node's actors, whose address it picks):
+    // answered, but not sent everything again.
+    let (answer, sent) = h.request(client(1), Request::Subscribe);
+    assert_eq!((answer, sent.len()), (Response::Ok, 0));
+    let other_service = Addr::new(client(1).node, Service::Upload(crate::OpId(9)));
+    assert_eq!(h.subscribe(other_service).len(), 1, "a new address gets the set");
+    for n in 0..50 {
+        let made_up = Addr::new(client(1).node, Service::Download(crate::OpId(n)));
+        h.request(made_up, Request::Subscribe);
+    }
+    assert_eq!(h.actor.subscriber_count(), 1, "one node, one subscription");
+    h.now = h.now.after(FULL_SET_INTERVAL);
+    let (_, sent) = h.request(client(1), Request::Subscribe);
+    assert_eq!(sent.len(), 1, "after the interval, the set again");
+}
+
+#[test]
+fn a_node_announces_only_itself() {
+    let mut h = Harness::new(Introducer::new());
+    let from = server(2);
+    let (answer, pushed) = h.request(from, Request::Announce(announcement(1, 100, 1)));
+    assert!(matches!(answer, Response::Err(RemoteError::Malformed(_))), "{answer:?}");
+    assert!(pushed.is_empty());
+    assert_eq!(h.actor.servers().count(), 0);
 }
 
 #[test]
@@ -148,7 +180,7 @@ fn full_tables_forget_whoever_was_heard_from_least_recently() {
     assert_eq!(nodes, expected);
 
     for c in [1, 2, 1, 3] {
-        h.subscribe(client(c));
+        h.request(client(c), Request::Subscribe);
     }
     assert_eq!(h.actor.subscriber_count(), 2);
     let (_, pushed) = h.announce(announcement(4, 1, 1));
