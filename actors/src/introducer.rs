@@ -97,7 +97,12 @@ impl Introducer {
         if announcement.node != from.node {
             tracing::debug!(?from, node = ?announcement.node, "introducer: announcement for another node, ignored");
             let why = "a node announces only itself";
-            return reply(ctx, from, id, Response::Err(RemoteError::Malformed(why.into())));
+            return reply(
+                ctx,
+                from,
+                id,
+                Response::Err(RemoteError::Malformed(why.into())),
+            );
         }
         if !announcement.verify() {
             tracing::debug!(?from, "introducer: announcement does not verify, ignored");
@@ -148,7 +153,10 @@ impl Introducer {
             .get(&from.node)
             .is_some_and(|s| s.addr == from && now < s.full_set_sent.after(FULL_SET_INTERVAL));
         let full_set_sent = match sent_lately {
-            true => self.subscribers.get(&from.node).map_or(now, |s| s.full_set_sent),
+            true => self
+                .subscribers
+                .get(&from.node)
+                .map_or(now, |s| s.full_set_sent),
             false => now,
         };
         let subscriber = Subscriber {

@@ -94,6 +94,9 @@ pub enum HostError {
     /// Writing a download's plaintext failed.
     #[error("writing the download's plaintext failed: {0}")]
     Sink(std::io::Error),
+    /// A service's actor could not be made (its store would not open, say).
+    #[error("could not start the service: {0}")]
+    Factory(String),
 }
 
 /// A node's actors, running on tokio. Cheap to clone: clones share the node.
@@ -109,7 +112,14 @@ struct Shared {
     locals: Mutex<HashMap<LocalId, LocalSlot>>,
     next_local: AtomicU64,
     next_incarnation: AtomicU64,
+    /// Actors restarted after a panic, since the node started.
+    restarts: AtomicU64,
+    /// Set by [`Node::shutdown`]: nothing is restarted any more.
+    stopped: std::sync::atomic::AtomicBool,
 }
+
+/// Makes a service's actor: when the node starts it, and again each time it panics.
+pub type Factory = Arc<dyn Fn() -> Result<Box<dyn Actor>, String> + Send + Sync>;
 
 /// A running actor: its mailbox, and which of the actors ever run at its service it is.
 struct Slot {
@@ -134,6 +144,8 @@ impl Node {
             locals: Mutex::new(HashMap::new()),
             next_local: AtomicU64::new(1),
             next_incarnation: AtomicU64::new(1),
+            restarts: AtomicU64::new(0),
+            stopped: std::sync::atomic::AtomicBool::new(false),
         };
         Node {
             shared: Arc::new(shared),
@@ -148,7 +160,35 @@ impl Node {
     /// Starts `actor` at `service` in a task of its own and gives it `Input::Start`. Must be
     /// called within a tokio runtime.
     pub fn spawn(&self, service: Service, actor: Box<dyn Actor>) -> Result<(), HostError> {
-        task::start(self.clone(), service, actor)
+        task::start(self.clone(), service, actor, None)
+    }
+
+    /// Starts the long-lived service at `service` from `factory`, and starts it again from
+    /// `factory` whenever it panics (after a backoff that grows while it keeps panicking):
+    /// a panic a peer can trigger must not take the service down for good. Each restart is
+    /// logged and counted ([`Node::restarts`]).
+    pub fn spawn_service(&self, service: Service, factory: Factory) -> Result<(), HostError> {
+        let actor = factory().map_err(HostError::Factory)?;
+        task::start(
+            self.clone(),
+            service,
+            actor,
+            Some(task::Restart::new(factory)),
+        )
+    }
+
+    /// How many actors were restarted after a panic.
+    pub fn restarts(&self) -> u64 {
+        self.shared.restarts.load(Ordering::Relaxed)
+    }
+
+    fn count_restart(&self) {
+        self.shared.restarts.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Whether [`Node::shutdown`] was called.
+    fn stopped(&self) -> bool {
+        self.shared.stopped.load(Ordering::SeqCst)
     }
 
     /// Starts `actor` at `service` and, if `local` names a request, hands that request to it
@@ -164,7 +204,7 @@ impl Node {
         if let Some(id) = local {
             self.set_owner(id, service);
         }
-        let started = task::start(self.clone(), service, actor);
+        let started = task::start(self.clone(), service, actor, None);
         if let (Err(_), Some(id)) = (&started, local) {
             lock(&self.shared.locals).remove(&id);
         }
@@ -212,6 +252,7 @@ impl Node {
     /// Removes every actor: each task ends once it has finished its current input (queued
     /// inputs are dropped, timers with it). Pending local requests are abandoned.
     pub fn shutdown(&self) {
+        self.shared.stopped.store(true, Ordering::SeqCst);
         lock(&self.shared.actors).clear();
         lock(&self.shared.locals).clear();
     }

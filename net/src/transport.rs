@@ -67,7 +67,6 @@ use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 use tls::Identity;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
 use tokio::task::AbortHandle;
 
 /// How the transport behaves. The defaults suit a grid on the Internet.
@@ -83,14 +82,30 @@ pub struct TransportConfig {
     pub backoff_max: Duration,
     /// The most frames queued for one peer.
     pub queue_frames: usize,
-    /// The most bytes queued for one peer.
+    /// The most bytes queued for one peer...
     pub queue_bytes: usize,
+    /// ... and for all peers together.
+    pub all_queues_bytes: usize,
+    /// How long a write may wait on a peer that does not read before its connection closes.
+    pub write_timeout: Duration,
+    /// The most peers known at once (learnt addresses past it are not taken).
+    pub max_peers: usize,
+    /// The most dials started per second (more wait their turn).
+    pub dials_per_second: u32,
+    /// A learnt peer that has failed this many times in a row is forgotten (until it is
+    /// announced again); configured ones never are.
+    pub forget_after_failures: u32,
     /// How long a connection may be quiet before a keepalive is sent on it.
     pub keepalive: Duration,
     /// How long a connection may receive nothing (not even a keepalive) before it is closed.
     pub idle_timeout: Duration,
-    /// The most incoming connections in their handshake at once (more wait to be accepted).
+    /// The most incoming connections in their handshake at once; past it, the oldest is
+    /// dropped to make room, so that idle callers cannot stop the node from accepting.
     pub max_handshakes: usize,
+    /// The most of those from one IP address (more from it are closed at once).
+    pub max_handshakes_per_ip: usize,
+    /// How long an incoming connection has for its TLS handshake.
+    pub tls_timeout: Duration,
 }
 
 impl Default for TransportConfig {
@@ -103,9 +118,16 @@ impl Default for TransportConfig {
             backoff_max: Duration::from_secs(60),
             queue_frames: 1024,
             queue_bytes: 64 << 20,
+            all_queues_bytes: 256 << 20,
+            write_timeout: Duration::from_secs(30),
+            max_peers: 10_000,
+            dials_per_second: 50,
+            forget_after_failures: 30,
             keepalive: Duration::from_secs(20),
             idle_timeout: Duration::from_secs(60),
             max_handshakes: 64,
+            max_handshakes_per_ip: 8,
+            tls_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -175,7 +197,12 @@ impl Transport {
             secret,
         };
         let rng = ChaCha8Rng::from_seed(crate::entropy::seed().map_err(TransportError::Entropy)?);
-        let peers = Peers::new(key.id(), config.queue_frames, config.queue_bytes, rng);
+        let queues = (
+            config.queue_frames,
+            config.queue_bytes,
+            config.all_queues_bytes,
+        );
+        let peers = Peers::new(key.id(), queues, rng);
         Ok(Arc::new_cyclic(|me| Transport {
             me: me.clone(),
             id: key.id(),
@@ -223,14 +250,25 @@ impl Transport {
         }
     }
 
-    /// Tells the transport where node `furl.node` listens (e.g. the introducer's FURL from
-    /// configuration); it is dialled at once if the transport serves.
+    /// Tells the transport where node `furl.node` listens, from configuration (the
+    /// introducer's FURL): the peer is kept however often it fails. It is dialled at once if
+    /// the transport serves.
     pub fn add_peer(&self, furl: Furl) {
+        self.set_address(furl, true);
+    }
+
+    /// Takes `furl` as where its node listens: `pinned` from configuration, else learnt.
+    fn set_address(&self, furl: Furl, pinned: bool) {
         if furl.node == self.id {
             return;
         }
         let mut peers = lock(&self.peers);
+        let known = peers.get(furl.node).is_some();
+        if !known && !pinned && peers.len() >= self.config.max_peers {
+            return tracing::warn!(peer = ?furl.node, "peer table full; address not taken");
+        }
         let peer = peers.entry(furl.node);
+        peer.pinned |= pinned;
         if peer.address.as_ref() == Some(&furl) {
             return;
         }
@@ -274,8 +312,22 @@ impl Transport {
         if self.is_closed() || peer.state() != PeerState::Idle {
             return;
         }
+        if let Err(wait) = peers.pace_dial(self.config.dials_per_second) {
+            // Too many dials this second: this one waits its turn, as after a failure.
+            let transport = transport.clone();
+            let task = tokio::spawn(async move {
+                tokio::time::sleep(wait).await;
+                transport.retry(id);
+            });
+            if let Some(peer) = peers.get(id) {
+                peer.retry = Some(task.abort_handle());
+            }
+            return;
+        }
+        let Some(peer) = peers.get(id) else { return };
         let task = tokio::spawn(async move { transport.dial(furl).await });
         peer.dial = Some(task.abort_handle());
+        peer.dials += 1;
     }
 
     async fn dial(self: Arc<Self>, furl: Furl) {
@@ -320,6 +372,11 @@ impl Transport {
             peers.remove(id);
             return;
         }
+        if !peer.pinned && failures >= self.config.forget_after_failures {
+            tracing::info!(peer = ?id, failures, "peer keeps failing; forgotten until announced again");
+            peers.remove(id);
+            return;
+        }
         let Some(transport) = self.me.upgrade() else {
             return;
         };
@@ -344,19 +401,33 @@ impl Transport {
         self.dial_if_idle(&mut peers, id);
     }
 
+    /// Accepts connections for as long as the transport serves. Each handshake runs in a task
+    /// of its own, within bounds: at most [`TransportConfig::max_handshakes_per_ip`] from one
+    /// address (a flood from one host leaves room for everyone else) and at most
+    /// [`TransportConfig::max_handshakes`] in all, the oldest dropped to make room (so that
+    /// accepting never stops).
     async fn accept_loop(self: Arc<Self>, listener: TcpListener) {
-        let handshakes = Arc::new(Semaphore::new(self.config.max_handshakes.max(1)));
+        let pending = Arc::new(Mutex::new(Handshakes::default()));
         loop {
-            let Ok(permit) = handshakes.clone().acquire_owned().await else {
-                return;
-            };
             match listener.accept().await {
                 Ok((tcp, remote)) => {
-                    let transport = self.clone();
-                    tokio::spawn(async move {
+                    let mut handshakes = lock(&pending);
+                    if handshakes.from(remote.ip()) >= self.config.max_handshakes_per_ip {
+                        tracing::debug!(%remote, "too many handshakes from this address; closed");
+                        continue;
+                    }
+                    if handshakes.len() >= self.config.max_handshakes.max(1) {
+                        if let Some(oldest) = handshakes.drop_oldest() {
+                            tracing::debug!(remote = %oldest, "handshake slots full; dropped the oldest");
+                        }
+                    }
+                    let (transport, done) = (self.clone(), pending.clone());
+                    let number = handshakes.next_number();
+                    let task = tokio::spawn(async move {
                         transport.accept(tcp, remote).await;
-                        drop(permit);
+                        lock(&done).finished(number);
                     });
+                    handshakes.started(number, remote, task.abort_handle());
                 }
                 Err(error) => {
                     // Out of file descriptors, usually: wait for some to close.
@@ -476,12 +547,53 @@ impl Outbound for Transport {
     /// connection must prove, so a FURL naming another node would be refused anyway).
     fn learn(&self, node: NodeId, address: &str) {
         match address.parse::<Furl>() {
-            Ok(furl) if furl.node == node => self.add_peer(furl),
+            Ok(furl) if furl.node == node => self.set_address(furl, false),
             _ => tracing::debug!(
                 ?node,
                 "announced address is not a FURL for the node announced; ignored"
             ),
         }
+    }
+}
+
+/// The incoming connections in their handshake, oldest first.
+#[derive(Default)]
+struct Handshakes {
+    pending: std::collections::BTreeMap<u64, (SocketAddr, AbortHandle)>,
+    numbered: u64,
+}
+
+impl Handshakes {
+    fn next_number(&mut self) -> u64 {
+        self.numbered += 1;
+        self.numbered
+    }
+
+    fn len(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// How many are from `ip`.
+    fn from(&self, ip: std::net::IpAddr) -> usize {
+        self.pending.values().filter(|(r, _)| r.ip() == ip).count()
+    }
+
+    fn started(&mut self, number: u64, remote: SocketAddr, task: AbortHandle) {
+        // A task that already ended has taken itself out: nothing to keep.
+        if !task.is_finished() {
+            self.pending.insert(number, (remote, task));
+        }
+    }
+
+    fn finished(&mut self, number: u64) {
+        self.pending.remove(&number);
+    }
+
+    /// Aborts the oldest handshake; where it came from.
+    fn drop_oldest(&mut self) -> Option<SocketAddr> {
+        let (_, (remote, task)) = self.pending.pop_first()?;
+        task.abort();
+        Some(remote)
     }
 }
 

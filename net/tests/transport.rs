@@ -468,3 +468,88 @@ async fn a_grid_over_tcp_uploads_and_downloads_byte_exact() {
     let up = connected.iter().filter(|p| p.state == PeerState::Connected);
     assert_eq!(up.count(), usize::from(SERVERS) + 1, "{connected:?}");
 }
+
+/// A host that opens connections and never speaks (from 127.0.0.2) holds handshake slots: it
+/// cannot hold enough of them to keep a real node (from 127.0.0.1) out, and the slots it
+/// holds run out after the TLS timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handshake_flood_from_one_address_does_not_keep_others_out() {
+    let a = TestNode::start(1, any_port()).await;
+    let b = TestNode::start(2, any_port()).await;
+    let target = a.transport.local_addr();
+    let mut idle = Vec::new();
+    for _ in 0..200 {
+        let socket = tokio::net::TcpSocket::new_v4().expect("a socket");
+        socket
+            .bind("127.0.0.2:0".parse().expect("an address"))
+            .expect("127.0.0.2 is loopback");
+        match socket.connect(target).await {
+            Ok(stream) => idle.push(stream),
+            Err(_) => break,
+        }
+    }
+    assert!(
+        idle.len() > 100,
+        "the flood got in: {} connections",
+        idle.len()
+    );
+    let mut at_a = Recorder::spawn(&a.node, Service::Storage);
+    b.transport.add_peer(a.transport.furl());
+    let (client, storage) = (b.addr(Service::Client), a.addr(Service::Storage));
+    b.transport.send(client, storage, marker(7));
+    let (from, msg) = timeout(PATIENCE, at_a.recv())
+        .await
+        .expect("the real node got through")
+        .expect("open");
+    assert_eq!((from, msg), (client, marker(7)));
+    let b_sees = b.transport.peers();
+    assert_eq!(
+        (b_sees[0].dials, b_sees[0].failures),
+        (1, 0),
+        "in at the first dial"
+    );
+    // The flood's connections are closed: at once past the per-address limit, the rest at
+    // the TLS timeout.
+    let closed = async {
+        for stream in &mut idle {
+            let mut byte = [0u8; 1];
+            let _ = stream.read(&mut byte).await;
+        }
+    };
+    timeout(PATIENCE, closed)
+        .await
+        .expect("every idle connection is closed");
+}
+
+/// A learnt address that keeps failing is forgotten (until announced again); the configured
+/// introducer's never is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_learnt_peer_that_keeps_failing_is_forgotten_but_a_configured_one_is_kept() {
+    let a = TestNode::start(1, any_port()).await;
+    let gone = TestNode::start(2, any_port()).await;
+    let configured = TestNode::start(3, any_port()).await;
+    let (gone_furl, configured_furl) = (gone.transport.furl(), configured.transport.furl());
+    gone.stop();
+    configured.stop();
+    drop((gone, configured));
+    a.transport.learn(gone_furl.node, &gone_furl.to_string());
+    a.transport.add_peer(configured_furl.clone());
+    let forgotten = async {
+        while a.transport.peers().iter().any(|p| p.id == gone_furl.node) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    timeout(PATIENCE, forgotten)
+        .await
+        .expect("the failing learnt peer is forgotten");
+    let kept = a.transport.peers();
+    let introducer = kept
+        .iter()
+        .find(|p| p.id == configured_furl.node)
+        .expect("kept");
+    let limit = support::config().forget_after_failures;
+    assert!(
+        introducer.dials >= u64::from(limit),
+        "it failed as often: {introducer:?}"
+    );
+}

@@ -34,6 +34,8 @@ pub struct Status {
     pub introducer_connected: Option<bool>,
     /// Known storage servers with a live connection.
     pub servers_connected: usize,
+    /// The node's services restarted after a panic since it started.
+    pub actor_restarts: u64,
     pub servers: Vec<Server>,
 }
 

@@ -609,6 +609,7 @@ async fn status(State(g): State<Arc<Gateway>>) -> Result<Json<api::Status>, ApiE
         roles: g.roles.iter().map(|r| (*r).to_owned()).collect(),
         address: g.transport.furl().address(),
         introducer_connected: report.as_ref().map(|r| r.introducer_connected),
+        actor_restarts: g.node.restarts(),
         servers_connected: servers
             .iter()
             .filter(|s| s.connection == "connected")

@@ -84,14 +84,13 @@ pub async fn start(dir: &Path) -> Result<RunningNode> {
     let furl = transport.furl();
 
     if config.introducer.enabled {
-        spawn(&node, Service::Introducer, Box::new(Introducer::new()))?;
+        spawn(&node, Service::Introducer, || Ok(Introducer::new()))?;
         if config.introducer.vdrive {
-            let journal = open_journal(&dir.join("vdrive"), "journal")?;
-            spawn(
-                &node,
-                Service::Vdrive,
-                Box::new(Vdrive::new(Box::new(journal))),
-            )?;
+            let vdrive_dir = dir.join("vdrive");
+            spawn(&node, Service::Vdrive, move || {
+                let journal = open_journal(&vdrive_dir, "journal")?;
+                Ok(Vdrive::new(Box::new(journal)))
+            })?;
         }
         let text = format!("{furl}\n");
         nodedir::write_atomically(&dir.join(INTRODUCER_FURL_FILE), text.as_bytes())?;
@@ -106,12 +105,21 @@ pub async fn start(dir: &Path) -> Result<RunningNode> {
         transport.add_peer(introducer);
         let introducer_addr = Addr::new(introducer_node, Service::Introducer);
         if config.storage.enabled {
-            let server = storage_server(dir, &config, &identity.key, &furl, introducer_addr)?;
-            spawn(&node, Service::Storage, Box::new(server))?;
+            let (dir, config) = (dir.to_owned(), config.clone());
+            let (seed, address) = (identity.key.seed(), furl.to_string());
+            spawn(&node, Service::Storage, move || {
+                storage_server(&dir, &config, seed, address.clone(), introducer_addr)
+            })?;
         }
         let vdrive = Addr::new(introducer_node, Service::Vdrive);
-        let actor = Client::new(Some(introducer_addr), Some(vdrive), client_config(client));
-        spawn(&node, Service::Client, Box::new(actor))?;
+        let client_config = client_config(client);
+        spawn(&node, Service::Client, move || {
+            Ok(Client::new(
+                Some(introducer_addr),
+                Some(vdrive),
+                client_config.clone(),
+            ))
+        })?;
         encoding = Some(client.encoding()?);
     }
 
@@ -175,8 +183,8 @@ fn listen_address(dir: &Path, listen: SocketAddr) -> Result<SocketAddr> {
 fn storage_server(
     dir: &Path,
     config: &NodeConfig,
-    key: &cairn_actors::NodeKey,
-    furl: &Furl,
+    key_seed: [u8; 32],
+    address: String,
     introducer: Addr,
 ) -> Result<StorageServer> {
     let storage = dir.join("storage");
@@ -188,8 +196,8 @@ fn storage_server(
         ..StorageConfig::default()
     };
     Ok(StorageServer::new(
-        cairn_actors::NodeKey::from_seed(key.seed()),
-        furl.to_string(),
+        cairn_actors::NodeKey::from_seed(key_seed),
+        address,
         Some(introducer),
         Box::new(shares),
         Box::new(leases),
@@ -215,8 +223,18 @@ fn client_config(client: &crate::config::ClientSection) -> ClientConfig {
     }
 }
 
-fn spawn(node: &Node, service: Service, actor: Box<dyn cairn_actors::Actor>) -> Result<()> {
-    node.spawn(service, actor)
+/// Starts a service's actor from `make`, and again from `make` should it ever panic.
+fn spawn<A: cairn_actors::Actor + 'static>(
+    node: &Node,
+    service: Service,
+    make: impl Fn() -> Result<A> + Send + Sync + 'static,
+) -> Result<()> {
+    let factory: cairn_net::host::Factory = Arc::new(move || {
+        make()
+            .map(|actor| Box::new(actor) as Box<dyn cairn_actors::Actor>)
+            .map_err(|e| format!("{e:#}"))
+    });
+    node.spawn_service(service, factory)
         .with_context(|| format!("cannot start the {service:?} actor"))
 }
 

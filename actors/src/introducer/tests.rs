@@ -145,7 +145,11 @@ fn a_node_is_one_subscriber_and_gets_the_whole_set_at_most_so_often() {
     let (answer, sent) = h.request(client(1), Request::Subscribe);
     assert_eq!((answer, sent.len()), (Response::Ok, 0));
     let other_service = Addr::new(client(1).node, Service::Upload(crate::OpId(9)));
-    assert_eq!(h.subscribe(other_service).len(), 1, "a new address gets the set");
+    assert_eq!(
+        h.subscribe(other_service).len(),
+        1,
+        "a new address gets the set"
+    );
     for n in 0..50 {
         let made_up = Addr::new(client(1).node, Service::Download(crate::OpId(n)));
         h.request(made_up, Request::Subscribe);
@@ -161,7 +165,10 @@ fn a_node_announces_only_itself() {
     let mut h = Harness::new(Introducer::new());
     let from = server(2);
     let (answer, pushed) = h.request(from, Request::Announce(announcement(1, 100, 1)));
-    assert!(matches!(answer, Response::Err(RemoteError::Malformed(_))), "{answer:?}");
+    assert!(
+        matches!(answer, Response::Err(RemoteError::Malformed(_))),
+        "{answer:?}"
+    );
     assert!(pushed.is_empty());
     assert_eq!(h.actor.servers().count(), 0);
 }

@@ -1,7 +1,7 @@
 //! One actor's task: its mailbox loop, its timers, and the effects it records.
 
 use super::local::ToUser;
-use super::{now, HostError, Node, MAILBOX_CAPACITY};
+use super::{now, Factory, HostError, Node, MAILBOX_CAPACITY};
 use cairn_actors::local::LocalId;
 use cairn_actors::{Actor, Addr, Context, Effect, Input, Message, Service, Time, TimerId};
 use rand::SeedableRng;
@@ -20,9 +20,57 @@ pub(super) enum Envelope {
     Timer { id: TimerId, generation: u64 },
 }
 
+/// How a panicked service is made again: its factory, and how it has fared so far.
+pub(super) struct Restart {
+    factory: Factory,
+    /// Restarts in a row (each within [`STEADY`] of the last), which lengthen the wait.
+    attempts: u32,
+    started: Instant,
+}
+
+/// The first wait before restarting a panicked service; it doubles with each restart in a
+/// row, up to [`MAX_RESTART_WAIT`].
+const FIRST_RESTART_WAIT: Duration = Duration::from_millis(100);
+const MAX_RESTART_WAIT: Duration = Duration::from_secs(60);
+/// A service that ran this long before panicking starts again from the first wait.
+const STEADY: Duration = Duration::from_secs(300);
+
+impl Restart {
+    pub(super) fn new(factory: Factory) -> Self {
+        Restart {
+            factory,
+            attempts: 0,
+            started: Instant::now(),
+        }
+    }
+
+    /// The restart after a panic now: its wait, and the state it starts with.
+    fn next(self) -> (Duration, Restart) {
+        let attempts = match self.started.elapsed() >= STEADY {
+            true => 0,
+            false => self.attempts.saturating_add(1),
+        };
+        let wait = FIRST_RESTART_WAIT
+            .saturating_mul(1 << attempts.min(16))
+            .min(MAX_RESTART_WAIT);
+        let restart = Restart {
+            factory: self.factory,
+            attempts,
+            started: Instant::now() + wait,
+        };
+        (wait, restart)
+    }
+}
+
 /// Starts `actor` at `service` on `node`: registers its mailbox, queues `Input::Start`, and
-/// spawns its task and a supervisor that cleans up when the task ends (or panics).
-pub(super) fn start(node: Node, service: Service, actor: Box<dyn Actor>) -> Result<(), HostError> {
+/// spawns its task and a supervisor that cleans up when the task ends (or panics) and, for a
+/// service with a `restart`, makes it again after a panic.
+pub(super) fn start(
+    node: Node,
+    service: Service,
+    actor: Box<dyn Actor>,
+    restart: Option<Restart>,
+) -> Result<(), HostError> {
     let rng = seeded_rng()?;
     let (mailbox, inbox) = mpsc::channel(MAILBOX_CAPACITY);
     // A fresh channel has room for `Start`: this cannot fail.
@@ -40,17 +88,41 @@ pub(super) fn start(node: Node, service: Service, actor: Box<dyn Actor>) -> Resu
     };
     let task = tokio::spawn(runner.run(inbox));
     tokio::spawn(async move {
-        if let Err(error) = task.await {
-            if error.is_panic() {
+        let panicked = match task.await {
+            Err(error) if error.is_panic() => {
                 let message = panic_message(error);
                 tracing::error!(node = ?node.id(), ?service, "actor panicked: {message}");
-            } else {
-                tracing::debug!(node = ?node.id(), ?service, "actor task cancelled");
+                true
             }
-        }
+            Err(_) => {
+                tracing::debug!(node = ?node.id(), ?service, "actor task cancelled");
+                false
+            }
+            Ok(()) => false,
+        };
         node.retire(service, incarnation);
+        if let (true, Some(restart)) = (panicked, restart) {
+            restart_later(node, service, restart).await;
+        }
     });
     Ok(())
+}
+
+/// Makes a panicked service again after its wait, unless the node has stopped meanwhile.
+async fn restart_later(node: Node, service: Service, restart: Restart) {
+    let (wait, restart) = restart.next();
+    tracing::warn!(node = ?node.id(), ?service, ?wait, "restarting the service after its panic");
+    tokio::time::sleep(wait).await;
+    if node.stopped() {
+        return;
+    }
+    node.count_restart();
+    let started = (restart.factory)()
+        .map_err(HostError::Factory)
+        .and_then(|actor| start(node.clone(), service, actor, Some(restart)));
+    if let Err(error) = started {
+        tracing::error!(node = ?node.id(), ?service, "the service could not be restarted: {error}");
+    }
 }
 
 /// A generator seeded from the OS (or the simulation).

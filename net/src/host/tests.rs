@@ -4,6 +4,7 @@ use super::*;
 use crate::host::LocalEvent;
 use cairn_actors::local::StatusReport;
 use cairn_actors::{Context, Effect, OpId, TimerId};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::timeout;
 
@@ -130,6 +131,59 @@ async fn a_panicking_actor_does_not_take_the_node_down() {
     ));
     node.spawn(bomb, Box::new(Echo)).expect("respawn");
     assert_eq!(ask(&node, bomb).await.expect("respawned"), status());
+}
+
+/// Panics at its first request, answers the ones after.
+struct PanicsOnce(Arc<std::sync::atomic::AtomicBool>);
+
+impl Actor for PanicsOnce {
+    fn handle(&mut self, input: Input, ctx: &mut Context<'_>) {
+        if let Input::Local { id, .. } = input {
+            if !self.0.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                panic!("boom once (a test's deliberate panic)");
+            }
+            ctx.reply(id, status());
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_that_panics_is_made_again_and_counted() {
+    let node = lone_node();
+    let panicked = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let made = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let (flag, count) = (panicked.clone(), made.clone());
+    let factory: Factory = Arc::new(move || {
+        count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Ok(Box::new(PanicsOnce(flag.clone())) as Box<dyn Actor>)
+    });
+    node.spawn_service(Service::Storage, factory)
+        .expect("starts");
+    let error = ask(&node, Service::Storage)
+        .await
+        .expect_err("the first request panics it");
+    assert!(matches!(error, HostError::Abandoned(_)), "{error}");
+    let answered = async {
+        loop {
+            if let Ok(answer) = ask(&node, Service::Storage).await {
+                return answer;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    assert_eq!(
+        timeout(PATIENCE, answered).await.expect("restarted"),
+        status()
+    );
+    assert_eq!(node.restarts(), 1);
+    assert_eq!(
+        made.load(std::sync::atomic::Ordering::SeqCst),
+        2,
+        "made twice"
+    );
+    // After shutdown nothing is restarted.
+    node.shutdown();
+    assert!(!node.is_running(Service::Storage));
 }
 
 /// Spawns a [`Streamer`] for each local request and hands it the request.

@@ -127,7 +127,12 @@ pub async fn accept(
     let mut peer = None;
     let accepting = async {
         tcp.set_nodelay(true)?;
-        let mut tls = identity.acceptor().accept(tcp).await?;
+        // A caller that connects and then says nothing holds a handshake slot: it gets a
+        // short while for TLS, not the whole connect timeout.
+        let quick = config.tls_timeout;
+        let mut tls = timeout(quick, identity.acceptor().accept(tcp))
+            .await
+            .map_err(|_| LinkError::Timeout(quick))??;
         let cert = tls.get_ref().1.peer_certificates().and_then(|c| c.first());
         let id = node_id_of(cert.ok_or(LinkError::NoCertificate)?)?;
         peer = Some(id);
@@ -183,7 +188,7 @@ pub async fn run<I: Inbox>(
     tokio::select! {
         biased;
         read = read_loop(reader, peer, inbox, config) => read,
-        written = write_loop(writer, queue, config.keepalive) => written,
+        written = write_loop(writer, queue, (config.keepalive, config.write_timeout)) => written,
     }
 }
 
@@ -211,25 +216,37 @@ async fn read_loop<R: AsyncRead + Unpin, I: Inbox>(
     }
 }
 
+/// Writes the peer's queued frames (a keepalive when there are none) until the queue closes.
+/// A peer that stops reading stalls the writes: after `patience` without progress the
+/// connection is closed, and what was queued for the peer is given back.
 async fn write_loop<W: AsyncWrite + Unpin>(
     mut writer: WriteHalf<W>,
     queue: Arc<Mutex<mpsc::Receiver<Outgoing>>>,
-    keepalive: Duration,
+    (keepalive, patience): (Duration, Duration),
 ) -> Result<(), LinkError> {
     let ping = frame::encode(&Frame::Ping, MAX_HANDSHAKE_FRAME)?;
     let mut queue = queue.lock_owned().await;
     loop {
-        match timeout(keepalive, queue.recv()).await {
-            Err(_) => writer.write_all(&ping).await?,
-            Ok(None) => return Ok(()),
-            Ok(Some(first)) => {
-                writer.write_all(&first.bytes).await?;
-                // Write whatever else is queued before flushing: fewer, fuller TLS records.
-                while let Ok(next) = queue.try_recv() {
-                    writer.write_all(&next.bytes).await?;
+        let written = async {
+            match timeout(keepalive, queue.recv()).await {
+                Err(_) => writer.write_all(&ping).await?,
+                Ok(None) => return Ok(false),
+                Ok(Some(first)) => {
+                    writer.write_all(&first.bytes).await?;
+                    // Write whatever else is queued before flushing: fewer, fuller records.
+                    while let Ok(next) = queue.try_recv() {
+                        writer.write_all(&next.bytes).await?;
+                    }
                 }
             }
+            writer.flush().await?;
+            Ok::<bool, LinkError>(true)
+        };
+        match timeout(keepalive + patience, written).await {
+            Err(_) => return Err(LinkError::Timeout(patience)),
+            Ok(Ok(true)) => {}
+            Ok(Ok(false)) => return Ok(()),
+            Ok(Err(error)) => return Err(error),
         }
-        writer.flush().await?;
     }
 }

@@ -3,15 +3,18 @@
 //! keep one connection per pair of nodes and space out reconnection attempts.
 
 use super::furl::Furl;
-use super::queue::Queue;
+use super::queue::{shared_budget, Queue};
 use cairn_actors::NodeId;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::Semaphore;
 use tokio::task::AbortHandle;
+use tokio::time::Instant;
 
 /// Where the transport stands with a peer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -49,6 +52,9 @@ pub struct PeerStatus {
     pub address: Option<String>,
     /// Where the transport stands with it.
     pub state: PeerState,
+    /// Dials made to it so far, and how many failed (or dropped) since it last connected.
+    pub dials: u64,
+    pub failures: u32,
 }
 
 /// An established connection to a peer.
@@ -75,6 +81,10 @@ pub struct Peer {
     pub retry: Option<AbortHandle>,
     /// Failed dials or dropped connections since the last connection came up.
     pub failures: u32,
+    /// Dials started, ever.
+    pub dials: u64,
+    /// Given by configuration (the introducer): never forgotten, however often it fails.
+    pub pinned: bool,
     pub queue: Queue,
 }
 
@@ -116,22 +126,49 @@ pub struct Peers {
     map: BTreeMap<NodeId, Peer>,
     queue_frames: usize,
     queue_bytes: usize,
+    /// The byte budget every peer's queue draws from.
+    shared: Arc<Semaphore>,
     next_conn: u64,
     rng: ChaCha8Rng,
+    /// Dials started in the current second, and when that second began.
+    dials_this_second: (Instant, u32),
 }
 
 impl Peers {
     /// An empty table for node `me`, whose peers get queues of `queue_frames` frames and
     /// `queue_bytes` bytes; `rng` jitters the backoff.
-    pub fn new(me: NodeId, queue_frames: usize, queue_bytes: usize, rng: ChaCha8Rng) -> Self {
+    pub fn new(me: NodeId, queues: (usize, usize, usize), rng: ChaCha8Rng) -> Self {
+        let (queue_frames, queue_bytes, all_queues_bytes) = queues;
         Peers {
             me,
             map: BTreeMap::new(),
             queue_frames,
             queue_bytes,
+            shared: shared_budget(all_queues_bytes),
             next_conn: 1,
             rng,
+            dials_this_second: (Instant::now(), 0),
         }
+    }
+
+    /// How many peers are known.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Whether a dial may start now, at most `per_second` a second; if not, how long until
+    /// one may.
+    pub fn pace_dial(&mut self, per_second: u32) -> Result<(), Duration> {
+        let now = Instant::now();
+        let (start, count) = &mut self.dials_this_second;
+        if now.duration_since(*start) >= Duration::from_secs(1) {
+            (*start, *count) = (now, 0);
+        }
+        if *count < per_second.max(1) {
+            *count += 1;
+            return Ok(());
+        }
+        Err(Duration::from_secs(1).saturating_sub(now.duration_since(*start)))
     }
 
     /// The peer `id`, if known.
@@ -141,14 +178,16 @@ impl Peers {
 
     /// The peer `id`, added (with no address) if new.
     pub fn entry(&mut self, id: NodeId) -> &mut Peer {
-        let (frames, bytes) = (self.queue_frames, self.queue_bytes);
+        let (frames, bytes, shared) = (self.queue_frames, self.queue_bytes, &self.shared);
         self.map.entry(id).or_insert_with(|| Peer {
             address: None,
             conn: None,
             dial: None,
             retry: None,
             failures: 0,
-            queue: Queue::new(frames, bytes),
+            dials: 0,
+            pinned: false,
+            queue: Queue::new(frames, bytes, shared.clone()),
         })
     }
 
@@ -174,6 +213,8 @@ impl Peers {
                 (None, None) => None,
             },
             state: peer.state(),
+            dials: peer.dials,
+            failures: peer.failures,
         };
         self.map.iter().map(status).collect()
     }
@@ -222,7 +263,21 @@ mod tests {
     use rand::SeedableRng;
 
     fn peers(me: u8) -> Peers {
-        Peers::new(NodeId([me; 32]), 4, 1000, ChaCha8Rng::seed_from_u64(1))
+        Peers::new(
+            NodeId([me; 32]),
+            (4, 1000, 4000),
+            ChaCha8Rng::seed_from_u64(1),
+        )
+    }
+
+    #[tokio::test]
+    async fn dials_are_paced_per_second() {
+        let mut p = peers(1);
+        for _ in 0..3 {
+            assert_eq!(p.pace_dial(3), Ok(()));
+        }
+        let wait = p.pace_dial(3).expect_err("a fourth dial this second waits");
+        assert!(wait <= Duration::from_secs(1));
     }
 
     async fn connect(peers: &mut Peers, peer: NodeId, dialled_by: NodeId) {

@@ -1,6 +1,7 @@
 //! A peer's outgoing queue: encoded frames waiting for the peer's connection to write them,
-//! bounded both in frames and in bytes, so that a slow or absent peer costs a known amount of
-//! memory. Pushing never waits: a full queue refuses the frame.
+//! bounded in frames and in bytes, and drawing its bytes from a budget all the node's queues
+//! share, so that slow or absent peers together cost a known amount of memory. Pushing never
+//! waits: a full queue (or an exhausted budget) refuses the frame.
 //!
 //! The queue belongs to the peer, not to a connection, so frames sent while a connection is
 //! being dialled, or swapped for another, wait for whichever connection comes up next; the
@@ -13,6 +14,7 @@ use tokio::sync::{mpsc, Mutex, OwnedSemaphorePermit, Semaphore};
 pub struct Outgoing {
     pub bytes: Vec<u8>,
     _budget: OwnedSemaphorePermit,
+    _shared: OwnedSemaphorePermit,
 }
 
 /// Why a frame was not queued.
@@ -27,16 +29,24 @@ pub struct Queue {
     tx: mpsc::Sender<Outgoing>,
     rx: Arc<Mutex<mpsc::Receiver<Outgoing>>>,
     budget: Arc<Semaphore>,
+    shared: Arc<Semaphore>,
+}
+
+/// A byte budget for many queues ([`Queue::new`]).
+pub fn shared_budget(bytes: usize) -> Arc<Semaphore> {
+    Arc::new(Semaphore::new(bytes.min(Semaphore::MAX_PERMITS)))
 }
 
 impl Queue {
-    /// A queue of at most `frames` frames and `bytes` bytes.
-    pub fn new(frames: usize, bytes: usize) -> Queue {
+    /// A queue of at most `frames` frames and `bytes` bytes, its bytes also counted against
+    /// `shared`.
+    pub fn new(frames: usize, bytes: usize, shared: Arc<Semaphore>) -> Queue {
         let (tx, rx) = mpsc::channel(frames.max(1));
         Queue {
             tx,
             rx: Arc::new(Mutex::new(rx)),
-            budget: Arc::new(Semaphore::new(bytes.min(Semaphore::MAX_PERMITS))),
+            budget: shared_budget(bytes),
+            shared,
         }
     }
 
@@ -48,9 +58,15 @@ impl Queue {
             .clone()
             .try_acquire_many_owned(cost)
             .map_err(|_| Refused::Full)?;
+        let shared = self
+            .shared
+            .clone()
+            .try_acquire_many_owned(cost)
+            .map_err(|_| Refused::Full)?;
         let frame = Outgoing {
             bytes,
             _budget: budget,
+            _shared: shared,
         };
         self.tx.try_send(frame).map_err(|_| Refused::Full)
     }
@@ -81,7 +97,7 @@ mod tests {
 
     #[tokio::test]
     async fn bounds_frames_and_bytes_and_frees_room_as_frames_leave() {
-        let queue = Queue::new(3, 100);
+        let queue = Queue::new(3, 100, shared_budget(1000));
         assert_eq!(queue.push(vec![0; 60]), Ok(()));
         assert_eq!(
             queue.push(vec![0; 60]),
@@ -99,5 +115,19 @@ mod tests {
         drop(rx);
         assert_eq!(queue.clear(), 3);
         assert_eq!(queue.push(vec![0; 100]), Ok(()));
+    }
+
+    #[tokio::test]
+    async fn queues_share_one_budget() {
+        let shared = shared_budget(150);
+        let (one, two) = (
+            Queue::new(9, 100, shared.clone()),
+            Queue::new(9, 100, shared),
+        );
+        assert_eq!(one.push(vec![0; 100]), Ok(()));
+        assert_eq!(two.push(vec![0; 60]), Err(Refused::Full), "150 in all");
+        assert_eq!(two.push(vec![0; 50]), Ok(()));
+        assert_eq!(one.clear(), 1);
+        assert_eq!(two.push(vec![0; 50]), Ok(()), "room again");
     }
 }

@@ -28,6 +28,7 @@ pub fn config() -> TransportConfig {
     TransportConfig {
         backoff_min: Duration::from_millis(20),
         backoff_max: Duration::from_millis(500),
+        forget_after_failures: 5,
         ..TransportConfig::default()
     }
 }
