@@ -169,19 +169,17 @@ impl Client {
         }
     }
 
-    /// Keeps a believed announcement; if it brings a new address for its server (or a new
-    /// server), tells the host, so that the node can reach it.
+    /// Keeps a believed announcement and tells the host where its server is, so that the node
+    /// can reach it. Every newer announcement is passed on, not only a moved address: a host
+    /// forgets a peer that keeps failing until it is announced again, and a restarted server
+    /// announces again on its old address.
     fn remember(&mut self, announcement: Announcement, ctx: &mut Context<'_>) {
         let node = announcement.node;
-        let known = self.servers.get(&node);
-        let moved = known.is_none_or(|k| k.announcement.address != announcement.address);
-        if known.is_none() && self.servers.len() >= self.max_servers {
+        if !self.servers.contains_key(&node) && self.servers.len() >= self.max_servers {
             self.forget_stalest();
         }
-        if moved {
-            let address = announcement.address.clone();
-            ctx.push(Effect::Learn { node, address });
-        }
+        let address = announcement.address.clone();
+        ctx.push(Effect::Learn { node, address });
         let known = Known {
             announcement,
             heard: ctx.now(),

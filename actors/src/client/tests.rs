@@ -188,7 +188,7 @@ fn keeps_the_newest_verified_announcement_of_each_server() {
 }
 
 #[test]
-fn the_host_learns_the_address_of_each_server_the_introducer_announces_once() {
+fn the_host_learns_the_address_of_each_newer_announcement() {
     let mut c = client();
     let learnt = announce(
         &mut c,
@@ -203,10 +203,18 @@ fn the_host_learns_the_address_of_each_server_the_introducer_announces_once() {
             (server_key(2).id(), address(2))
         ]
     );
-    // A newer announcement at the same address teaches nothing new; a move does.
+    // A newer announcement is passed on at the same address too (the host may have given up
+    // on a server that restarted there), and at a new one; a repeat is not.
     let moved = Announcement::new(&server_key(2), "10.9.9.9:1".into(), 7, 2);
     let learnt = announce(&mut c, at(2), vec![signed_announcement(1, 2), moved]);
-    assert_eq!(learnt, vec![(server_key(2).id(), "10.9.9.9:1".to_string())]);
+    assert_eq!(
+        learnt,
+        vec![
+            (server_key(1).id(), address(1)),
+            (server_key(2).id(), "10.9.9.9:1".to_string())
+        ]
+    );
+    assert!(announce(&mut c, at(3), vec![signed_announcement(1, 2)]).is_empty());
 }
 
 #[test]
