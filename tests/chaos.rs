@@ -27,9 +27,10 @@ fn chaos_seeds_are_clean() {
     let config = ChaosConfig::default();
     let started = Instant::now();
     let (mut events, mut faults, mut violated) = (0u64, BTreeMap::<String, u64>::new(), Vec::new());
-    let mut ops = [0u64; 6];
+    let (mut ops, mut attacks) = ([0u64; 6], 0);
     chaos::run_seeds(0..SEEDS, &config, |report| {
         events += report.events;
+        attacks += report.attacks;
         for (kind, n) in &report.faults {
             *faults.entry(kind.clone()).or_default() += n;
         }
@@ -55,7 +56,7 @@ fn chaos_seeds_are_clean() {
     });
     let secs = started.elapsed().as_secs_f64();
     eprintln!(
-        "{SEEDS} chaos seeds: {events} events in {secs:.1} s ({:.0} events/s); uploads {}/{} ok, downloads {}/{} ok, vdrive {}/{} ok; faults {faults:?}",
+        "{SEEDS} chaos seeds: {events} events in {secs:.1} s ({:.0} events/s); uploads {}/{} ok, downloads {}/{} ok, vdrive {}/{} ok; faults {faults:?}; {attacks} attack messages",
         events as f64 / secs, ops[1], ops[0], ops[3], ops[2], ops[5], ops[4]
     );
     assert!(
@@ -65,4 +66,8 @@ fn chaos_seeds_are_clean() {
         violated.join("\n")
     );
     assert!(ops[0] > SEEDS && ops[2] > SEEDS, "the workload ran");
+    assert!(
+        attacks > 1000 * SEEDS,
+        "the byzantine peers attacked: {attacks}"
+    );
 }

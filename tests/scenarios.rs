@@ -254,3 +254,70 @@ fn the_vdrive_crashing_right_after_an_acknowledgement_keeps_the_change() {
     };
     assert_eq!(entries.len(), 1);
 }
+
+#[test]
+fn byzantine_peers_neither_corrupt_nor_lose_an_acknowledged_upload() {
+    // 12 honest servers, 2 byzantine ones (claiming every share, keeping none, serving
+    // garbage, attacking the uploads they are offered on every other server) and a byzantine
+    // client flooding everyone.
+    let mut s = Scenario::with_attackers(21, 12, 2, 1);
+    let honest: BTreeSet<NodeId> = s.storage().into_iter().collect();
+    let files: Vec<Vec<u8>> = (0..6)
+        .map(|i| file(3_000 + 9_000 * i, i as u8 + 2))
+        .collect();
+    let mut uploads = Vec::new();
+    for data in &files {
+        let receipt = s
+            .upload(data)
+            .expect("12 honest servers are enough for happy=7");
+        uploads.push(receipt);
+    }
+    // Let the attacks on the last upload run their course.
+    s.world.run_for(Duration::from_secs(30));
+
+    let mut placed_on_attackers = 0;
+    for (receipt, data) in uploads.iter().zip(&files) {
+        let (cap, si) = (&receipt.cap, receipt.cap.key.storage_index());
+        for (share, servers) in &receipt.placement {
+            for server in servers {
+                if !honest.contains(server) {
+                    placed_on_attackers += 1;
+                    continue;
+                }
+                // Every share the upload placed on an honest server is there, whole.
+                let disk = s.world.disk(*server).expect("a storage node's disk");
+                let bytes = disk
+                    .share(si, *share)
+                    .unwrap_or_else(|| panic!("{share:?} of {si} is missing from {server}"));
+                verify::check_whole_share(&cap.verifier(), share.index(), &bytes)
+                    .unwrap_or_else(|e| panic!("{share:?} of {si} on {server} is corrupt: {e:?}"));
+            }
+        }
+        let (out, result) = s.download(cap);
+        result.expect("an acknowledged upload downloads, whatever the attackers serve");
+        assert!(&out == data, "a download returned other bytes");
+    }
+    assert!(placed_on_attackers > 0, "the attackers were offered shares");
+
+    let ledger = s.attacks();
+    assert!(ledger.breaches.is_empty(), "{:?}", ledger.breaches);
+    for kind in [
+        "write into another's upload",
+        "close of another's upload",
+        "abort of another's upload",
+        "replayed stale announcement",
+        "forged announcement",
+        "subscription flood",
+        "tiny allocation flood",
+        "endless read",
+        "listing kept forever",
+        "false share list",
+        "write thrown away",
+    ] {
+        assert!(
+            ledger.attacks.get(kind).copied().unwrap_or(0) > 0,
+            "no {kind} was tried: {:?}",
+            ledger.attacks
+        );
+    }
+}

@@ -18,7 +18,8 @@ enum SimCommand {
 }
 
 /// Run the standard chaos scenario: an introducer with the vdrive, 20 storage servers and 3
-/// clients uploading, downloading and using the vdrive while every kind of fault is injected
+/// clients uploading, downloading and using the vdrive, among 2 malicious servers and a
+/// malicious client, while every kind of fault is injected
 /// (crashes and restarts, partitions, loss, duplication, delay spikes, slow nodes, lost
 /// unsynced writes, torn writes, bit rot, full disks); then heal and check the invariants.
 ///
@@ -41,6 +42,14 @@ struct ChaosArgs {
     /// Run the same workload without faults.
     #[arg(long)]
     no_faults: bool,
+    /// Malicious storage servers among the 20 honest ones: they accept shares and keep none,
+    /// lie about what they hold, serve garbage, and attack other servers' uploads and the
+    /// introducer (see SECURITY.md).
+    #[arg(long, value_name = "N", default_value_t = ChaosConfig::default().byzantine_servers)]
+    byzantine_servers: usize,
+    /// Malicious clients: they flood servers, the introducer and the vdrive.
+    #[arg(long, value_name = "N", default_value_t = ChaosConfig::default().byzantine_clients)]
+    byzantine_clients: usize,
 }
 
 pub fn run(args: SimArgs) -> Result<bool> {
@@ -56,6 +65,8 @@ pub fn run(args: SimArgs) -> Result<bool> {
     let config = ChaosConfig {
         trace: args.trace,
         faults: !args.no_faults,
+        byzantine_servers: args.byzantine_servers,
+        byzantine_clients: args.byzantine_clients,
         ..ChaosConfig::default()
     };
     let mut clean = true;
@@ -97,7 +108,7 @@ fn print_report(report: &ChaosReport, json: bool, trace: bool) {
         let ops = &report.operations;
         let faults: u64 = report.faults.values().sum();
         println!(
-            "seed {}: {} digest {} | {} events, {:.0} s simulated in {:.2} s | uploads {}/{}, downloads {}/{}, vdrive {}/{} ok | {} faults",
+            "seed {}: {} digest {} | {} events, {:.0} s simulated in {:.2} s | uploads {}/{}, downloads {}/{}, vdrive {}/{} ok | {} faults, {} attacks",
             report.seed,
             if report.violations.is_empty() { "ok" } else { "VIOLATED" },
             report.digest,
@@ -111,6 +122,7 @@ fn print_report(report: &ChaosReport, json: bool, trace: bool) {
             ops.vdrive_ok,
             ops.vdrive,
             faults,
+            report.attacks,
         );
     }
     for v in &report.violations {

@@ -9,7 +9,9 @@
 //!   has healed;
 //! - acknowledged vdrive changes survive, whole, a final crash and restart of the vdrive;
 //! - every operation ends within its deadline;
-//! - no actor panics, and every message survives its wire encoding.
+//! - no actor panics, and every message survives its wire encoding;
+//! - no honest server accepts a write, close or abort from anyone but the upload's owner
+//!   (the byzantine peers among the servers and clients try, all run long).
 
 pub(crate) mod grid;
 mod workload;
@@ -28,6 +30,9 @@ use workload::Workload;
 pub struct ChaosConfig {
     pub storage_nodes: usize,
     pub clients: usize,
+    /// Malicious storage servers and clients among them ([`crate::byzantine`]).
+    pub byzantine_servers: usize,
+    pub byzantine_clients: usize,
     /// Operations each client runs during the chaos phase.
     pub ops_per_client: usize,
     /// How long faults are injected.
@@ -43,6 +48,8 @@ impl Default for ChaosConfig {
         ChaosConfig {
             storage_nodes: 20,
             clients: 3,
+            byzantine_servers: 2,
+            byzantine_clients: 1,
             ops_per_client: 8,
             chaos: Duration::from_secs(300),
             faults: true,
@@ -62,12 +69,17 @@ pub struct ChaosReport {
     pub operations: OperationCounts,
     /// Faults injected, by kind.
     pub faults: BTreeMap<String, u64>,
+    /// Attack messages the byzantine peers sent.
+    pub attacks: u64,
     pub events: u64,
     pub virtual_seconds: f64,
     pub wall_seconds: f64,
     /// The readable trace, when asked for.
     #[serde(skip)]
     pub trace: Vec<String>,
+    /// The command-line flags of the knobs this run changed from the standard scenario.
+    #[serde(skip)]
+    pub flags: String,
 }
 
 /// How many operations of each kind were attempted and succeeded.
@@ -85,9 +97,28 @@ impl ChaosReport {
     /// The command that replays this seed with full tracing.
     pub fn replay_command(&self) -> String {
         format!(
-            "RUST_LOG=cairn_sim=debug cairn sim chaos --seed {} --trace",
-            self.seed
+            "RUST_LOG=cairn_sim=debug cairn sim chaos --seed {}{} --trace",
+            self.seed, self.flags
         )
+    }
+}
+
+impl ChaosConfig {
+    /// `cairn sim chaos`'s flags for the knobs that differ from the standard scenario (those
+    /// the command line can set), each with a leading space.
+    fn flags(&self) -> String {
+        let standard = ChaosConfig::default();
+        let mut flags = String::new();
+        if !self.faults {
+            flags.push_str(" --no-faults");
+        }
+        if self.byzantine_servers != standard.byzantine_servers {
+            flags.push_str(&format!(" --byzantine-servers {}", self.byzantine_servers));
+        }
+        if self.byzantine_clients != standard.byzantine_clients {
+            flags.push_str(&format!(" --byzantine-clients {}", self.byzantine_clients));
+        }
+        flags
     }
 }
 
@@ -127,12 +158,21 @@ pub fn run(seed: u64, config: &ChaosConfig) -> ChaosReport {
     for incident in world.incidents() {
         report.violations.push(format!("{incident:?}"));
     }
+    {
+        let ledger = grid
+            .ledger
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        report.violations.extend(ledger.breaches.iter().cloned());
+        report.attacks = ledger.attacks.values().sum();
+    }
     report.digest = world.digest();
     report.events = world.counters().events;
     report.faults = fault_counts(&world);
     report.virtual_seconds = world.now().0 as f64 / 1e9;
     report.wall_seconds = wall.elapsed().as_secs_f64();
     report.trace = world.trace_lines().to_vec();
+    report.flags = config.flags();
     report
 }
 

@@ -15,6 +15,7 @@
 //! meshes under churn, for durability and repair studies, are the `cairn-research` crate's,
 //! on this engine.
 
+pub mod byzantine;
 pub mod chaos;
 mod counters;
 pub mod disk;

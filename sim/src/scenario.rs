@@ -62,9 +62,17 @@ impl Scenario {
     /// A grid of `storage_nodes` servers, one introducer (with the vdrive) and one client,
     /// settled: every server has announced itself and the client has heard of it.
     pub fn new(seed: u64, storage_nodes: usize) -> Self {
+        Scenario::with_attackers(seed, storage_nodes, 0, 0)
+    }
+
+    /// Like [`Scenario::new`], with `servers` byzantine storage servers and `clients`
+    /// byzantine clients among the nodes ([`crate::byzantine`]), attacking from the start.
+    pub fn with_attackers(seed: u64, storage_nodes: usize, servers: usize, clients: usize) -> Self {
         let config = ChaosConfig {
             storage_nodes,
             clients: 1,
+            byzantine_servers: servers,
+            byzantine_clients: clients,
             ..ChaosConfig::default()
         };
         let grid = Grid::new(seed, &config);
@@ -86,6 +94,14 @@ impl Scenario {
     /// The storage servers, in the order they were added.
     pub fn storage(&self) -> Vec<NodeId> {
         self.grid.storage.iter().map(|(id, _)| *id).collect()
+    }
+
+    /// What the byzantine peers tried, and what got through.
+    pub fn attacks(&self) -> std::sync::MutexGuard<'_, crate::byzantine::Ledger> {
+        self.grid
+            .ledger
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The node running the introducer and the vdrive.

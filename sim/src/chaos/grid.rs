@@ -2,6 +2,7 @@
 //! disk after a restart.
 
 use super::ChaosConfig;
+use crate::byzantine::{ByzantineClient, ByzantineServer, SharedLedger};
 use crate::{LocalUser, SimDisk, World};
 use cairn_actors::client::{Client, ClientConfig};
 use cairn_actors::introducer::Introducer;
@@ -25,6 +26,11 @@ pub struct Grid {
     pub introducer: NodeId,
     pub storage: Vec<(NodeId, [u8; 32])>,
     pub clients: Vec<NodeId>,
+    /// Attackers with the membership of honest nodes (see [`crate::byzantine`]).
+    pub byzantine_servers: Vec<(NodeId, [u8; 32])>,
+    pub byzantine_clients: Vec<(NodeId, [u8; 32])>,
+    /// What the attackers tried, and what got through.
+    pub ledger: SharedLedger,
 }
 
 impl Grid {
@@ -38,7 +44,7 @@ impl Grid {
             h.finalize().into()
         };
         let id = |s: [u8; 32]| NodeKey::from_seed(s).id();
-        Grid {
+        let grid = Grid {
             introducer: id(key_seed("introducer", 0)),
             storage: (0..config.storage_nodes)
                 .map(|i| key_seed("storage", i))
@@ -47,7 +53,24 @@ impl Grid {
             clients: (0..config.clients)
                 .map(|i| id(key_seed("client", i)))
                 .collect(),
-        }
+            byzantine_servers: (0..config.byzantine_servers)
+                .map(|i| key_seed("byzantine storage", i))
+                .map(|s| (id(s), s))
+                .collect(),
+            byzantine_clients: (0..config.byzantine_clients)
+                .map(|i| key_seed("byzantine client", i))
+                .map(|s| (id(s), s))
+                .collect(),
+            ledger: SharedLedger::default(),
+        };
+        grid.ledger
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .colluders = (grid.byzantine_servers.iter())
+            .chain(&grid.byzantine_clients)
+            .map(|(id, _)| *id)
+            .collect();
+        grid
     }
 
     pub fn introducer_addr(&self) -> Addr {
@@ -62,7 +85,8 @@ impl Grid {
         Addr::new(self.clients[i], Service::Client)
     }
 
-    /// The nodes faults may strike: every server (clients are the observers).
+    /// The nodes faults may strike: every honest server (clients are the observers; the
+    /// attackers are never down, at no cost to them).
     pub fn faultable_nodes(&self) -> Vec<NodeId> {
         let mut nodes = vec![self.introducer];
         nodes.extend(self.storage.iter().map(|(id, _)| *id));
@@ -116,6 +140,30 @@ impl Grid {
             };
             let added = world.add_node(id, SimDisk::new(1 << 20), move |_: &SimDisk| {
                 let client = Client::new(introducer, vdrive, config.clone());
+                vec![(Service::Client, Box::new(client) as Box<dyn Actor>)]
+            });
+            added.expect("fresh node ids");
+        }
+        self.populate_byzantine(world);
+    }
+
+    fn populate_byzantine<U: LocalUser>(&self, world: &mut World<U>) {
+        let introducer = self.introducer_addr();
+        for (i, &(id, seed)) in self.byzantine_servers.iter().enumerate() {
+            let ledger = self.ledger.clone();
+            let added = world.add_node(id, SimDisk::new(1 << 20), move |_: &SimDisk| {
+                let key = NodeKey::from_seed(seed);
+                let address = format!("sim-byzantine-storage-{i}");
+                let server = ByzantineServer::new(key, address, introducer, ledger.clone());
+                vec![(Service::Storage, Box::new(server) as Box<dyn Actor>)]
+            });
+            added.expect("fresh node ids");
+        }
+        for &(id, seed) in &self.byzantine_clients {
+            let (ledger, vdrive) = (self.ledger.clone(), self.vdrive_addr());
+            let added = world.add_node(id, SimDisk::new(1 << 20), move |_: &SimDisk| {
+                let key = NodeKey::from_seed(seed);
+                let client = ByzantineClient::new(key, introducer, vdrive, ledger.clone());
                 vec![(Service::Client, Box::new(client) as Box<dyn Actor>)]
             });
             added.expect("fresh node ids");
