@@ -171,6 +171,11 @@ impl Medium for Bytes {
         Ok(())
     }
 
+    fn replace(&mut self, data: &[u8]) -> io::Result<()> {
+        self.0 = data.to_vec();
+        Ok(())
+    }
+
     fn sync(&mut self) -> io::Result<()> {
         Ok(())
     }

@@ -76,4 +76,8 @@ pub trait Journal: Send {
     /// Every complete record, oldest first. A record torn by a crash mid-append is not
     /// returned, nor is anything after it.
     fn records(&mut self) -> io::Result<Vec<Vec<u8>>>;
+    /// Replaces every record with `records` (a compacted history), atomically: after a crash
+    /// the journal holds either all its old records or exactly the new ones. Each record is
+    /// bounded as in [`Journal::append`].
+    fn rewrite(&mut self, records: &[Vec<u8>]) -> io::Result<()>;
 }

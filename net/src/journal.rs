@@ -27,14 +27,8 @@ impl FileJournal {
     /// tail. Fails if another handle holds the journal open.
     pub fn open(path: impl Into<PathBuf>) -> io::Result<Self> {
         let path = path.into();
-        let mut options = OpenOptions::new();
-        options.read(true).write(true).create(true).truncate(false);
-        // Journals hold caps and leases: the node's user's alone.
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        let file = options
-            .open(&path)
-            .map_err(|e| context(e, "cannot open journal", &path))?;
+        let file =
+            open_private(&path, false).map_err(|e| context(e, "cannot open journal", &path))?;
         lock(&file, &path)?;
         // A new file's name must be durable before the first record in it is acknowledged.
         sync_parent(&path)?;
@@ -56,6 +50,10 @@ impl Journal for FileJournal {
 
     fn records(&mut self) -> io::Result<Vec<Vec<u8>>> {
         self.0.records()
+    }
+
+    fn rewrite(&mut self, records: &[Vec<u8>]) -> io::Result<()> {
+        self.0.rewrite(records)
     }
 }
 
@@ -81,6 +79,23 @@ impl Medium for JournalFile {
         self.file.sync_all()
     }
 
+    /// Writes `data` to a new file beside the journal, makes it durable, locks it and renames
+    /// it over the journal (a crash leaves the old journal, or the new one, and maybe a stray
+    /// `.rewrite` file that the next rewrite replaces).
+    fn replace(&mut self, data: &[u8]) -> io::Result<()> {
+        let mut name = self.path.file_name().unwrap_or_default().to_os_string();
+        name.push(".rewrite");
+        let staged = self.path.with_file_name(name);
+        let mut file = open_private(&staged, true)?;
+        file.write_all(data)?;
+        file.sync_all()?;
+        lock(&file, &staged)?;
+        std::fs::rename(&staged, &self.path)?;
+        sync_parent(&self.path)?;
+        self.file = file;
+        Ok(())
+    }
+
     fn sync(&mut self) -> io::Result<()> {
         // sync_data suffices: it flushes the file size along with the bytes.
         self.file.sync_data()
@@ -89,6 +104,19 @@ impl Medium for JournalFile {
     fn name(&self) -> String {
         self.path.display().to_string()
     }
+}
+
+/// Opens (creating) a file only the node's user may read: journals hold caps and leases.
+fn open_private(path: &Path, truncate: bool) -> io::Result<File> {
+    let mut options = OpenOptions::new();
+    options
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(truncate);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)
 }
 
 /// Takes the file's exclusive lock. A file system without locks is allowed (with a warning):

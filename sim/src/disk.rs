@@ -230,6 +230,26 @@ impl Medium for DiskJournal {
         Ok(())
     }
 
+    /// As a file system's rename over the old file: all or nothing, durable at once.
+    fn replace(&mut self, data: &[u8]) -> io::Result<()> {
+        let free = self.disk.shares.clone().available_bytes()?;
+        let mut journal = self.disk.journal_bytes();
+        // The new file is written beside the old one, so it needs room of its own.
+        if data.len() as u64 > free {
+            return Err(io::Error::new(
+                io::ErrorKind::StorageFull,
+                format!(
+                    "no room for a {}-byte journal: {free} bytes free",
+                    data.len()
+                ),
+            ));
+        }
+        journal.bytes = data.to_vec();
+        journal.synced = data.len();
+        self.disk.journal_resized(&journal);
+        Ok(())
+    }
+
     fn name(&self) -> String {
         "the simulated journal".into()
     }

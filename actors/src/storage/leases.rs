@@ -4,6 +4,10 @@
 //! table bounded by what the server holds: only files with shares on the server have leases,
 //! and each file keeps at most [`MAX_LEASES_PER_FILE`]. Nothing expires files yet (garbage
 //! collection comes later); the table is what that collector will read.
+//!
+//! The journal is bounded by the table: once it holds more than twice the table's leases
+//! (and [`COMPACTION_SLACK`] more), it is rewritten with just the table's. Without that,
+//! a peer that keeps allocating and abandoning tiny shares would grow it without end.
 
 use crate::actor::Time;
 use crate::ids::StorageIndex;
@@ -16,6 +20,9 @@ use std::io;
 /// The most leases one file keeps. Past it, the lease that ends soonest is dropped: the
 /// file is kept until its latest lease ends, so dropping the earliest never shortens that.
 pub const MAX_LEASES_PER_FILE: usize = 32;
+
+/// Journal records beyond twice the live leases that are tolerated before a compaction.
+pub const COMPACTION_SLACK: usize = 1024;
 
 /// A grant's encoded length is at most this: a 16-byte index, a 32-byte secret and a
 /// varint of at most 10 bytes.
@@ -37,6 +44,8 @@ struct Grant {
 pub(super) struct Leases {
     journal: Box<dyn Journal>,
     files: BTreeMap<StorageIndex, Vec<(LeaseSecret, Time)>>,
+    /// How many records the journal holds.
+    records: usize,
 }
 
 impl Leases {
@@ -44,6 +53,7 @@ impl Leases {
         Leases {
             journal,
             files: BTreeMap::new(),
+            records: 0,
         }
     }
 
@@ -56,7 +66,9 @@ impl Leases {
         mut holds: impl FnMut(StorageIndex) -> bool,
     ) -> io::Result<()> {
         self.files.clear();
-        for (index, record) in self.journal.records()?.iter().enumerate() {
+        let records = self.journal.records()?;
+        self.records = records.len();
+        for (index, record) in records.iter().enumerate() {
             let Ok(grant) = postcard::from_bytes::<Grant>(record) else {
                 tracing::warn!(
                     index,
@@ -94,7 +106,37 @@ impl Leases {
         let mut buf = [0u8; MAX_GRANT_LEN];
         let record = postcard::to_slice(&grant, &mut buf).map_err(io::Error::other)?;
         self.journal.append(record)?;
+        self.records += 1;
         self.insert(grant);
+        if self.records > 2 * self.counts().1 + COMPACTION_SLACK {
+            // The grant is durable already: a failed compaction only leaves a longer journal.
+            if let Err(e) = self.compact() {
+                tracing::warn!("lease journal: cannot compact: {e}");
+            }
+        }
+        Ok(())
+    }
+
+    /// Rewrites the journal with one record per lease in the table.
+    fn compact(&mut self) -> io::Result<()> {
+        let mut records = Vec::with_capacity(self.counts().1);
+        for (&si, leases) in &self.files {
+            for &(secret, expires) in leases {
+                let grant = Grant {
+                    si,
+                    secret,
+                    expires,
+                };
+                records.push(postcard::to_allocvec(&grant).map_err(io::Error::other)?);
+            }
+        }
+        self.journal.rewrite(&records)?;
+        tracing::debug!(
+            from = self.records,
+            to = records.len(),
+            "lease journal compacted"
+        );
+        self.records = records.len();
         Ok(())
     }
 
@@ -144,5 +186,35 @@ mod tests {
         let mut replayed = Leases::new(Box::new(journal));
         replayed.replay(Time(0), |_| true).unwrap();
         assert_eq!(replayed.counts(), (1, 1));
+    }
+
+    #[test]
+    fn the_journal_stays_within_twice_the_live_leases_and_keeps_them() {
+        let journal = MemJournal::new();
+        let mut leases = Leases::new(Box::new(journal.clone()));
+        let kept = StorageIndex([1; 16]);
+        leases.grant(kept, LeaseSecret([1; 32]), Time(500)).unwrap();
+        // Files allocated and abandoned, one after another, as a hostile peer would.
+        for i in 0..20_000u32 {
+            let mut si = [0u8; 16];
+            si[..4].copy_from_slice(&i.to_le_bytes());
+            si[15] = 2;
+            let si = StorageIndex(si);
+            leases.grant(si, LeaseSecret([2; 32]), Time(100)).unwrap();
+            leases.forget(si);
+            // Compactions come with grants: bounded by the leases live at the last grant.
+            assert!(journal.len() <= 2 * (leases.counts().1 + 1) + COMPACTION_SLACK);
+        }
+        let mut replayed = Leases::new(Box::new(journal));
+        replayed.replay(Time(0), |si| si == kept).unwrap();
+        assert_eq!(
+            replayed.counts(),
+            (1, 1),
+            "the live lease survives compactions"
+        );
+        assert_eq!(
+            replayed.files[&kept],
+            vec![(LeaseSecret([1; 32]), Time(500))]
+        );
     }
 }

@@ -45,6 +45,9 @@ pub trait Medium: Send {
     fn write_at(&mut self, offset: u64, data: &[u8]) -> io::Result<()>;
     /// Cuts the medium to `len` bytes, durably.
     fn truncate(&mut self, len: u64) -> io::Result<()>;
+    /// Replaces every byte with `data`, atomically and durably: after a crash the medium
+    /// holds either its old bytes or exactly `data`.
+    fn replace(&mut self, data: &[u8]) -> io::Result<()>;
     /// Makes every byte written so far durable.
     fn sync(&mut self) -> io::Result<()>;
     /// What the medium is, for messages and logs (a file's path).
@@ -166,17 +169,23 @@ impl<M: Medium> FramedJournal<M> {
     }
 }
 
+/// Refuses a record over [`MAX_RECORD`].
+fn check_record_size(record: &[u8]) -> io::Result<()> {
+    if record.len() > MAX_RECORD {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "a {}-byte journal record is over the {MAX_RECORD}-byte limit",
+                record.len()
+            ),
+        ));
+    }
+    Ok(())
+}
+
 impl<M: Medium> Journal for FramedJournal<M> {
     fn append(&mut self, record: &[u8]) -> io::Result<()> {
-        if record.len() > MAX_RECORD {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!(
-                    "a {}-byte journal record is over the {MAX_RECORD}-byte limit",
-                    record.len()
-                ),
-            ));
-        }
+        check_record_size(record)?;
         let end = self.drop_unacknowledged()?;
         let frame = frame(record);
         let name = self.medium.name();
@@ -196,6 +205,21 @@ impl<M: Medium> Journal for FramedJournal<M> {
         self.refuse_damage_before(end)?;
         self.cut_at(end)?;
         Ok(records)
+    }
+
+    fn rewrite(&mut self, records: &[Vec<u8>]) -> io::Result<()> {
+        let mut bytes = Vec::new();
+        for record in records {
+            check_record_size(record)?;
+            bytes.extend_from_slice(&frame(record));
+        }
+        let name = self.medium.name();
+        self.end = None; // unknown if the replace fails half-way: the next use scans
+        self.medium
+            .replace(&bytes)
+            .map_err(|e| context(e, "cannot rewrite journal", &name))?;
+        self.end = Some(bytes.len() as u64);
+        Ok(())
     }
 }
 
@@ -310,6 +334,11 @@ mod tests {
 
         fn truncate(&mut self, len: u64) -> io::Result<()> {
             self.0.lock().unwrap().truncate(len as usize);
+            Ok(())
+        }
+
+        fn replace(&mut self, data: &[u8]) -> io::Result<()> {
+            self.set(data.to_vec());
             Ok(())
         }
 

@@ -137,4 +137,14 @@ impl<J: Journal> Journal for FlakyJournal<J> {
             _ => self.inner.records(),
         }
     }
+
+    /// A rewrite is all or nothing: failing appends fail it, leaving the old records.
+    fn rewrite(&mut self, records: &[Vec<u8>]) -> io::Result<()> {
+        match self.fault() {
+            JournalFault::LosesAppends | JournalFault::AppendsButFails => {
+                Err(io::Error::other("simulated rewrite failure"))
+            }
+            JournalFault::None | JournalFault::Unreadable => self.inner.rewrite(records),
+        }
+    }
 }

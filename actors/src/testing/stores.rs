@@ -369,6 +369,28 @@ pub fn journal_suite<J: Journal>(mut open: impl FnMut() -> J) {
     assert_eq!(all.len(), 5, "the refused record left nothing behind");
     assert_eq!(all[3], vec![7; MAX_RECORD]);
     assert_eq!(all[4], b"after");
+
+    // A rewrite replaces the history; appends follow it; a refused rewrite changes nothing.
+    let compacted = vec![b"kept".to_vec(), vec![]];
+    journal.rewrite(&compacted).expect("rewrite");
+    assert_eq!(records(&mut journal), compacted, "the rewritten records");
+    journal.append(b"later").expect("append after a rewrite");
+    let too_big = journal.rewrite(&[b"fine".to_vec(), vec![0; MAX_RECORD + 1]]);
+    assert_eq!(
+        kind(too_big),
+        io::ErrorKind::InvalidInput,
+        "a record over the limit"
+    );
+    drop(journal);
+    let mut journal = open();
+    let expected = vec![b"kept".to_vec(), vec![], b"later".to_vec()];
+    assert_eq!(
+        records(&mut journal),
+        expected,
+        "a rewrite survives reopening"
+    );
+    journal.rewrite(&[]).expect("rewrite to nothing");
+    assert_eq!(records(&mut journal), Vec::<Vec<u8>>::new());
 }
 
 fn records(journal: &mut impl Journal) -> Vec<Vec<u8>> {
