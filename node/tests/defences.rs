@@ -3,7 +3,8 @@
 //! to 127.0.0.1, are refused; so is anything without the API token or a browser session; the
 //! CLI, which shows the token, works; a one-time login URL gives a browser a session once.
 //! Secrets stay out of status, and the node's files are its user's alone. A journal damaged
-//! in the middle stops the node from starting, with a message, and is left as it was.
+//! in the middle stops the node from starting, with a message, and is left as it was. A
+//! storage node on a small disk fills to its reserve and no further, and keeps serving.
 
 mod support;
 
@@ -12,7 +13,8 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use support::{ok, run, Running};
+use std::process::Command;
+use support::{ok, run, wait_until, Running};
 
 /// An HTTP answer: its status, headers (lower-cased names) and body.
 struct Answer {
@@ -258,4 +260,137 @@ fn a_node_refuses_to_start_over_a_damaged_journal_and_leaves_it_be() {
     );
     assert_eq!(fs::read(&journal).expect("read"), bytes, "left as it was");
     assert!(!dir.join("node.url").exists(), "the node did not start");
+}
+
+/// Whether this machine lets an unprivileged test make a mount namespace with its own tmpfs
+/// (`unshare -rm`): the only way to give a node a small disk of its own.
+fn can_mount_a_private_tmpfs() -> bool {
+    Command::new("unshare")
+        .args(["-rm", "sh", "-c", "mount -t tmpfs -o size=1m tmpfs /mnt"])
+        .output()
+        .is_ok_and(|out| out.status.success())
+}
+
+#[test]
+fn a_storage_node_on_a_small_disk_fills_to_its_reserve_and_keeps_serving() {
+    if !can_mount_a_private_tmpfs() {
+        // Not an installed extra but a kernel permission: skipped loudly everywhere.
+        eprintln!("SKIPPED: this machine does not allow `unshare -rm` (a private tmpfs)");
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tmp");
+    let path = |name: &str| tmp.path().join(name);
+    let text = |p: &Path| p.to_str().expect("utf-8 path").to_owned();
+    ok(&["create-introducer", &text(&path("intro"))]);
+    let introducer = Running::start(&path("intro"));
+    let furl = fs::read_to_string(path("intro/introducer.furl")).expect("furl");
+    let furl = furl.trim();
+
+    // The storage node's shares and lease journal on a 24 MiB disk, 8 MiB of it reserved.
+    let storage = path("storage");
+    ok(&[
+        "create-node",
+        &text(&storage),
+        "--introducer",
+        furl,
+        "--reserved-space",
+        "8 MiB",
+    ]);
+    fs::create_dir_all(storage.join("storage")).expect("storage dir");
+    let mut command = Command::new("unshare");
+    command.args([
+        "-rm",
+        "sh",
+        "-c",
+        "mount -t tmpfs -o size=24m tmpfs \"$1\" && exec \"$2\" run \"$3\"",
+        "sh",
+    ]);
+    command
+        .arg(storage.join("storage"))
+        .arg(env!("CARGO_BIN_EXE_cairn"))
+        .arg(&storage);
+    command.env("RUST_LOG", "info");
+    let storage_node = Running::spawn(&storage, command);
+
+    let client = path("client");
+    let one_share = [
+        "--shares-needed",
+        "1",
+        "--shares-happy",
+        "1",
+        "--shares-total",
+        "1",
+    ];
+    let mut args = vec![
+        "create-node",
+        client.to_str().expect("utf-8"),
+        "--introducer",
+        furl,
+        "--no-storage",
+    ];
+    args.extend(one_share);
+    ok(&args);
+    let _client = Running::start(&client);
+    let client = text(&client);
+    wait_until("the client knows the storage server", || {
+        let status = ok(&["-d", &client, "status", "--json"]);
+        let status: serde_json::Value = serde_json::from_str(&status).expect("JSON");
+        status["servers"].as_array().is_some_and(|s| s.len() == 1)
+    });
+
+    // 4 MiB files, one after another, until the server refuses one.
+    let mut stored = Vec::new();
+    let refusal = loop {
+        assert!(
+            stored.len() < 6,
+            "24 MiB with 8 reserved took {} files of 4 MiB",
+            stored.len()
+        );
+        let n = stored.len() as u8;
+        let data: Vec<u8> = (0..4 << 20)
+            .map(|i: u32| (i.wrapping_mul(2_654_435_761) >> 13) as u8 ^ n)
+            .collect();
+        let file = path(&format!("file-{n}"));
+        fs::write(&file, &data).expect("write");
+        let out = run(&["-d", &client, "put", &text(&file)]);
+        if !out.status.success() {
+            break String::from_utf8_lossy(&out.stderr).into_owned();
+        }
+        stored.push((String::from_utf8_lossy(&out.stdout).trim().to_owned(), data));
+    };
+    eprintln!("{} files of 4 MiB stored, then: {refusal}", stored.len());
+    // 16 MiB above the reserve: three shares of a little over 4 MiB, not four (which would
+    // eat into the reserve), nor five (which would fill the disk).
+    assert_eq!(stored.len(), 3, "16 MiB above the reserve, 4 MiB files");
+    assert!(
+        refusal.contains("free space") || refusal.contains("not enough space"),
+        "the refusal says why: {refusal}"
+    );
+
+    // The server kept its reserve and its wits: it still answers, holds every file it
+    // accepted, and takes a file that fits.
+    for (cap, data) in &stored {
+        let out_file = path("back");
+        let out = run(&["-d", &client, "get", cap, "-o", &text(&out_file)]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            fs::read(&out_file).expect("read") == *data,
+            "a stored file came back changed"
+        );
+        fs::remove_file(&out_file).expect("remove");
+    }
+    let small = path("small");
+    fs::write(&small, vec![7u8; 100_000]).expect("write");
+    ok(&["-d", &client, "put", &text(&small)]);
+    let log = storage_node.log();
+    assert!(
+        !log.contains("panicked") && !log.contains("journal failed"),
+        "{log}"
+    );
+    drop(storage_node);
+    drop(introducer);
 }

@@ -50,15 +50,21 @@ pub struct Running {
 
 impl Running {
     pub fn start(dir: &Path) -> Running {
+        let mut command = cairn();
+        command.arg("run").arg(dir);
+        Running::spawn(dir, command)
+    }
+
+    /// Starts `command`, which must end up running `cairn run DIR` in its own process (an
+    /// `exec`), and waits for the node to serve.
+    pub fn spawn(dir: &Path, mut command: Command) -> Running {
         let _ = fs::remove_file(dir.join("node.url"));
         let log = fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(dir.join("node.log"))
             .expect("log file");
-        let child = cairn()
-            .arg("run")
-            .arg(dir)
+        let child = command
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
