@@ -250,3 +250,61 @@ async fn write_loop<W: AsyncWrite + Unpin>(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transport::queue::{shared_budget, Queue};
+
+    /// A peer that stops reading holds a writer for its patience, and no longer: then the
+    /// connection ends, and with it what its queue held.
+    #[tokio::test]
+    async fn a_writer_stalled_by_a_peer_that_never_reads_gives_up() {
+        let (ours, _theirs) = tokio::io::duplex(4096); // `_theirs` is never read
+        let (_, writer) = tokio::io::split(ours);
+        let queue = Queue::new(16, 1 << 20, shared_budget(1 << 20));
+        for _ in 0..4 {
+            queue.push(vec![7; 64 << 10]).expect("room in the queue");
+        }
+        // Short, so that the test is quick; the defaults are 20 s and 30 s.
+        let patience = Duration::from_millis(100);
+        let keepalive = Duration::from_millis(50);
+        let ended = write_loop(writer, queue.receiver(), (keepalive, patience)).await;
+        assert!(
+            matches!(ended, Err(LinkError::Timeout(p)) if p == patience),
+            "{ended:?}"
+        );
+    }
+
+    /// A peer that reads, however slowly within its patience, keeps its connection.
+    #[tokio::test]
+    async fn a_writer_whose_peer_reads_keeps_writing() {
+        use tokio::io::AsyncReadExt;
+        let (ours, mut theirs) = tokio::io::duplex(4096);
+        let (_, writer) = tokio::io::split(ours);
+        let queue = Queue::new(16, 1 << 20, shared_budget(1 << 20));
+        for _ in 0..4 {
+            queue.push(vec![7; 64 << 10]).expect("room in the queue");
+        }
+        let reader = tokio::spawn(async move {
+            let mut buf = vec![0; 4 << 10 << 10];
+            let mut total = 0;
+            while total < 4 * (64 << 10) {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+                total += theirs.read(&mut buf).await.expect("read");
+            }
+            total
+        });
+        let writer = tokio::spawn(write_loop(
+            writer,
+            queue.receiver(),
+            (Duration::from_secs(20), Duration::from_secs(30)),
+        ));
+        assert_eq!(reader.await.expect("reader"), 4 * (64 << 10));
+        assert!(
+            !writer.is_finished(),
+            "the writer is still up, waiting for frames"
+        );
+        writer.abort();
+    }
+}
