@@ -32,7 +32,7 @@ pub struct Status {
     pub address: String,
     /// Whether the introducer answered recently (clients only).
     pub introducer_connected: Option<bool>,
-    /// Known storage servers with a live connection.
+    /// Known storage servers with a live connection (or this node's own).
     pub servers_connected: usize,
     /// The node's services restarted after a panic since it started.
     pub actor_restarts: u64,
@@ -45,7 +45,8 @@ pub struct Server {
     pub id: String,
     /// Where it listens (`host:port`, without its FURL's secret).
     pub address: String,
-    /// The connection's state: connected, connecting, backoff or idle.
+    /// The connection's state: connected, connecting, backoff or idle; `local` for the
+    /// node's own storage server.
     pub connection: String,
     pub free_space: u64,
     /// Whether its announcements are fresh.

@@ -2,6 +2,7 @@
 //! `status`), each an HTTP request to the node's gateway.
 
 use crate::api;
+use crate::failure::{failure, Kind};
 use crate::gateway_client::GatewayClient;
 use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -18,9 +19,14 @@ pub struct PutArgs {
     /// The file, or `-` for standard input.
     #[arg(value_name = "FILE")]
     file: PathBuf,
-    /// Also link the file at this vdrive path (replacing a file already there).
+    /// Also link the file at this vdrive path (replacing a file already there); a path
+    /// ending in `/` is a directory to link it into, under the file's name.
     #[arg(value_name = "PATH")]
     path: Option<String>,
+    /// Print the result as JSON: cap, size, happiness and which servers hold which share
+    /// (errors too).
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Download a file, by cap or vdrive path, to standard output or a file.
@@ -44,9 +50,9 @@ pub struct LsArgs {
     /// Show each entry's kind and cap.
     #[arg(short = 'l', long)]
     long: bool,
-    /// Print the listing as JSON.
+    /// Print the listing as JSON (errors too).
     #[arg(long)]
-    json: bool,
+    pub json: bool,
 }
 
 /// Make a vdrive directory (its parent must exist).
@@ -68,7 +74,7 @@ pub struct LnArgs {
     replace: bool,
 }
 
-/// Move or rename a vdrive entry.
+/// Move or rename a vdrive entry (onto an existing directory: into it).
 #[derive(clap::Args)]
 pub struct MvArgs {
     #[arg(value_name = "FROM")]
@@ -88,9 +94,9 @@ pub struct RmArgs {
 #[derive(clap::Args)]
 pub struct StatusArgs {
     /// Print the status as JSON (with `servers_connected` and each known server's id,
-    /// address and connection state).
+    /// address and connection state; errors too).
     #[arg(long)]
-    json: bool,
+    pub json: bool,
 }
 
 /// Print a one-time URL that signs a browser in to the node's gateway.
@@ -107,18 +113,27 @@ pub struct WebopenArgs {
 
 pub fn put(dir: &Path, args: PutArgs) -> Result<()> {
     // A path the vdrive would refuse is refused before a byte is uploaded.
-    if let Some(path) = &args.path {
-        vdrive_path(path)?;
-    }
+    let link = match &args.path {
+        Some(path) => Some(link_path(path, &args.file)?),
+        None => None,
+    };
     let client = GatewayClient::for_node(dir)?;
     let (mut input, size): (Box<dyn Read>, Option<u64>) = if args.file.as_os_str() == "-" {
         (Box::new(io::stdin().lock()), None)
     } else {
-        let file = File::open(&args.file)
-            .with_context(|| format!("cannot open {}", args.file.display()))?;
+        let file = File::open(&args.file).map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound => failure(
+                Kind::NotFound,
+                format!("cannot open {}: no such file", args.file.display()),
+            ),
+            _ => anyhow::Error::new(e).context(format!("cannot open {}", args.file.display())),
+        })?;
         let meta = file.metadata()?;
         if meta.is_dir() {
-            bail!("{} is a directory, not a file", args.file.display());
+            return Err(failure(
+                Kind::BadInput,
+                format!("{} is a directory, not a file", args.file.display()),
+            ));
         }
         (Box::new(file), Some(meta.len()))
     };
@@ -130,7 +145,7 @@ pub fn put(dir: &Path, args: PutArgs) -> Result<()> {
         }
         None => client.upload(&mut input, size),
     }?;
-    if let Some(path) = &args.path {
+    if let Some(path) = &link {
         let query = [
             ("path", path.as_str()),
             ("cap", &uploaded.cap),
@@ -143,7 +158,10 @@ pub fn put(dir: &Path, args: PutArgs) -> Result<()> {
             )
         })?;
     }
-    println!("{}", uploaded.cap);
+    match args.json {
+        true => println!("{}", serde_json::to_string(&uploaded)?),
+        false => println!("{}", uploaded.cap),
+    }
     Ok(())
 }
 
@@ -199,10 +217,38 @@ fn output_file(out: &Path, source: &str) -> Result<PathBuf> {
     }
 }
 
-/// Checks a vdrive path as the vdrive will, before any request is made for it.
+/// Checks a vdrive path as the vdrive will, before any request is made for it; a trailing
+/// `/` (as `ls` prints directories) is allowed, and dropped.
 fn vdrive_path(path: &str) -> Result<&str> {
-    cairn_actors::vdrive::check_path(path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let path = match path.strip_suffix('/') {
+        Some(dir) if !dir.is_empty() => dir,
+        _ => path,
+    };
+    cairn_actors::vdrive::check_path(path).map_err(|e| failure(Kind::BadInput, e.to_string()))?;
     Ok(path)
+}
+
+/// Where `put FILE PATH` links the file: PATH, or with a trailing `/`, FILE's name in the
+/// directory PATH (as `cp FILE DIR/` does).
+fn link_path(path: &str, file: &Path) -> Result<String> {
+    let dir = match path.strip_suffix('/') {
+        None => return Ok(vdrive_path(path)?.to_owned()),
+        Some(dir) => vdrive_path(if dir.is_empty() { "/" } else { path })?,
+    };
+    let name = match file.file_name().and_then(|n| n.to_str()) {
+        Some(name) if file.as_os_str() != "-" => name,
+        _ => {
+            return Err(failure(
+                Kind::BadInput,
+                format!("{path} is a directory, and standard input has no name: give the path to link, {path}NAME"),
+            ))
+        }
+    };
+    let joined = match dir {
+        "/" => format!("/{name}"),
+        dir => format!("{dir}/{name}"),
+    };
+    Ok(vdrive_path(&joined)?.to_owned())
 }
 
 /// A cap as given, or the cap of the file at a vdrive path.
@@ -288,22 +334,28 @@ pub fn mkdir(dir: &Path, args: MkdirArgs) -> Result<()> {
 }
 
 pub fn ln(dir: &Path, args: LnArgs) -> Result<()> {
-    vdrive_path(&args.path)?;
+    let path = vdrive_path(&args.path)?;
     let replace = if args.replace { "true" } else { "false" };
-    let query = [
-        ("path", args.path.as_str()),
-        ("cap", &args.cap),
-        ("replace", replace),
-    ];
+    let query = [("path", path), ("cap", &args.cap), ("replace", replace)];
     GatewayClient::for_node(dir)?.post("/vdrive/link", &query)
 }
 
 pub fn mv(dir: &Path, args: MvArgs) -> Result<()> {
-    let query = [
-        ("from", vdrive_path(&args.from)?),
-        ("to", vdrive_path(&args.to)?),
-    ];
-    GatewayClient::for_node(dir)?.post("/vdrive/rename", &query)
+    let from = vdrive_path(&args.from)?;
+    let to = vdrive_path(&args.to)?;
+    let client = GatewayClient::for_node(dir)?;
+    // Onto an existing directory: into it, under the same name (as `mv FILE DIR` does).
+    let into = match client.get::<api::Entry>("/vdrive/lookup", &[("path", to)]) {
+        Ok(entry) if entry.kind == "dir" => {
+            let name = from.rsplit('/').next().unwrap_or_default();
+            Some(vdrive_path(&format!("{}/{name}", to.trim_end_matches('/')))?.to_owned())
+        }
+        Ok(_) => None,
+        Err(e) if crate::failure::kind_of(&e) == Some(Kind::NotFound) => None,
+        Err(e) => return Err(e),
+    };
+    let to = into.as_deref().unwrap_or(to);
+    client.post("/vdrive/rename", &[("from", from), ("to", to)])
 }
 
 pub fn rm(dir: &Path, args: RmArgs) -> Result<()> {
@@ -326,11 +378,13 @@ pub fn webopen(dir: &Path, args: WebopenArgs) -> Result<()> {
     Ok(())
 }
 
-pub fn status(dir: &Path, args: StatusArgs) -> Result<()> {
+/// Prints the status; `Ok(false)` (exit 1) if a client's introducer is not connected.
+pub fn status(dir: &Path, args: StatusArgs) -> Result<bool> {
     let status: api::Status = GatewayClient::for_node(dir)?.get("/status", &[])?;
+    let healthy = status.introducer_connected != Some(false);
     if args.json {
         println!("{}", serde_json::to_string_pretty(&status)?);
-        return Ok(());
+        return Ok(healthy);
     }
     println!("node:       {} ({})", status.nickname, status.node_id);
     println!("runs:       {}", status.roles.join(", "));
@@ -359,5 +413,5 @@ pub fn status(dir: &Path, args: StatusArgs) -> Result<()> {
             server.address
         );
     }
-    Ok(())
+    Ok(healthy)
 }

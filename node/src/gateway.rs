@@ -596,9 +596,12 @@ async fn status(State(g): State<Arc<Gateway>>) -> Result<Json<api::Status>, ApiE
         .map(|s| api::Server {
             id: s.id.to_string(),
             address: public_address(&s.address),
-            connection: connections
-                .get(&s.id)
-                .map_or_else(|| "idle".to_owned(), PeerState::to_string),
+            // This node's own storage server is reached without a connection.
+            connection: match connections.get(&s.id) {
+                _ if s.id == g.node.id() => "local".to_owned(),
+                Some(state) => state.to_string(),
+                None => "idle".to_owned(),
+            },
             free_space: s.free_space,
             announced_recently: s.reachable,
         })
@@ -612,7 +615,7 @@ async fn status(State(g): State<Arc<Gateway>>) -> Result<Json<api::Status>, ApiE
         actor_restarts: g.node.restarts(),
         servers_connected: servers
             .iter()
-            .filter(|s| s.connection == "connected")
+            .filter(|s| s.connection == "connected" || s.connection == "local")
             .count(),
         servers,
     }))

@@ -2,6 +2,7 @@
 //! node directory's `node.url`), failures turned into the node's own words.
 
 use crate::api;
+use crate::failure::{failure, Kind};
 use crate::nodedir;
 use anyhow::{bail, Context, Result};
 use serde::de::DeserializeOwned;
@@ -111,9 +112,12 @@ impl GatewayClient {
     }
 
     fn unreachable(&self, error: ureq::Error) -> anyhow::Error {
-        anyhow::anyhow!(
-            "cannot reach the node's gateway at {}: {error} (is `cairn run` still running?)",
-            self.base
+        failure(
+            Kind::NodeDown,
+            format!(
+                "cannot reach the node's gateway at {}: {error} (is `cairn run` still running?)",
+                self.base
+            ),
         )
     }
 }
@@ -125,9 +129,20 @@ fn success(mut response: Response<Body>) -> Result<Response<Body>> {
     }
     let status = response.status();
     let text = response.body_mut().read_to_string().unwrap_or_default();
-    match serde_json::from_str::<api::Failure>(&text) {
-        Ok(failure) => bail!("{}", failure.error),
-        Err(_) => bail!("the node answered {status}: {}", text.trim()),
+    let message = match serde_json::from_str::<api::Failure>(&text) {
+        Ok(failure) => failure.error,
+        Err(_) => format!("the node answered {status}: {}", text.trim()),
+    };
+    // The gateway's statuses say what kind of failure it was (see the README's endpoints).
+    let kind = match status.as_u16() {
+        400 | 413 => Some(Kind::BadInput),
+        404 => Some(Kind::NotFound),
+        410 | 503 | 504 => Some(Kind::GridShort),
+        _ => None,
+    };
+    match kind {
+        Some(kind) => Err(failure(kind, message)),
+        None => bail!("{message}"),
     }
 }
 

@@ -6,8 +6,10 @@ mod cap;
 mod commands;
 mod create;
 mod demo;
+mod failure;
 mod gateway;
 mod gateway_client;
+mod life;
 mod nodedir;
 mod research;
 mod runtime;
@@ -35,29 +37,31 @@ use std::process::ExitCode;
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
-const EXIT_CODES: &str = "\
-Exit codes:
-  0  success
-  1  the command failed (the message on stderr says why: a node not running, a file not
-     found, not enough shares, ...), or a simulation found a violation
-  2  the command line was not understood
-
+const AFTER_HELP: &str = "\
 A grid by hand (or all in one process: `cairn demo --keep`):
   cairn create-introducer intro
-  cairn run intro &          # writes intro/introducer.furl once it listens
+  cairn run intro 2> intro.log &   # writes intro/introducer.furl once it listens
+  cairn wait intro
   cairn create-node store1 --introducer \"$(cat intro/introducer.furl)\"
-  cairn run store1 &         # and store2..store10 alike: 3-of-10 needs 7 servers (happy)
+  cairn run store1 2> store1.log & # and store2..store10 alike: 3-of-10 needs 7 servers (happy)
+  cairn wait store1 --servers 7
   cairn -d store1 mkdir /docs
   cairn -d store1 put FILE /docs/FILE
-  cairn -d store1 get /docs/FILE -o copy";
+  cairn -d store1 get /docs/FILE -o copy
+  cairn stop store1                # and the others alike";
+
+fn after_help() -> String {
+    format!("{}\n\n{AFTER_HELP}", failure::EXIT_CODES)
+}
 
 /// cairn: a decentralized, least-authority storage mesh, compatible with Tahoe-LAFS's
 /// immutable files. Files are encrypted and erasure-coded on the client; a cap is all it
 /// takes to read one back.
 #[derive(Parser)]
-#[command(name = "cairn", version, after_help = EXIT_CODES)]
+#[command(name = "cairn", version, after_help = after_help())]
 struct Cli {
-    /// The node directory to act for: put/get/ls/... talk to this (running) node.
+    /// The node directory to act for: put/get/ls/... talk to this (running) node. Default:
+    /// $CAIRN_DIR, then ~/.cairn (`cap` stays offline unless -d is given).
     #[arg(
         short = 'd',
         long = "node-directory",
@@ -76,6 +80,8 @@ enum Command {
     CreateIntroducer(create::CreateIntroducerArgs),
     CreateNode(create::CreateNodeArgs),
     Run(serve::RunArgs),
+    Wait(life::WaitArgs),
+    Stop(life::StopArgs),
     Put(commands::PutArgs),
     Get(commands::GetArgs),
     Ls(commands::LsArgs),
@@ -108,12 +114,37 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
+    let json = cli.command.prints_json();
     match execute(cli) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
         Err(e) => {
-            eprintln!("cairn: error: {e:#}");
-            ExitCode::FAILURE
+            let kind = failure::kind_of(&e);
+            let code = kind.map_or(1, failure::Kind::exit_code);
+            if json {
+                // On standard output, where the JSON a script reads would have been.
+                let error = serde_json::json!({
+                    "error": format!("{e:#}"),
+                    "kind": kind.map_or("other", failure::Kind::name),
+                    "exit_code": code,
+                });
+                println!("{error}");
+            } else {
+                eprintln!("cairn: error: {e:#}");
+            }
+            ExitCode::from(code)
+        }
+    }
+}
+
+impl Command {
+    /// Whether the command was asked for JSON (its errors are JSON too).
+    fn prints_json(&self) -> bool {
+        match self {
+            Command::Put(args) => args.json,
+            Command::Ls(args) => args.json,
+            Command::Status(args) => args.json,
+            _ => false,
         }
     }
 }
@@ -126,35 +157,52 @@ fn execute(cli: Cli) -> Result<bool> {
         Command::CreateIntroducer(args) => create::create_introducer(args)?,
         Command::CreateNode(args) => create::create_node(args)?,
         Command::Run(args) => serve::run(args)?,
-        Command::Put(args) => commands::put(node_dir(dir, "put")?, args)?,
-        Command::Get(args) => commands::get(node_dir(dir, "get")?, args)?,
-        Command::Ls(args) => commands::ls(node_dir(dir, "ls")?, args)?,
-        Command::Mkdir(args) => commands::mkdir(node_dir(dir, "mkdir")?, args)?,
-        Command::Ln(args) => commands::ln(node_dir(dir, "ln")?, args)?,
-        Command::Mv(args) => commands::mv(node_dir(dir, "mv")?, args)?,
-        Command::Rm(args) => commands::rm(node_dir(dir, "rm")?, args)?,
-        Command::Status(args) => commands::status(node_dir(dir, "status")?, args)?,
-        Command::Webopen(args) => commands::webopen(node_dir(dir, "webopen")?, args)?,
+        Command::Wait(args) => life::wait(args)?,
+        Command::Stop(args) => life::stop(args)?,
+        Command::Put(args) => commands::put(&node_dir(dir, "put")?, args)?,
+        Command::Get(args) => commands::get(&node_dir(dir, "get")?, args)?,
+        Command::Ls(args) => commands::ls(&node_dir(dir, "ls")?, args)?,
+        Command::Mkdir(args) => commands::mkdir(&node_dir(dir, "mkdir")?, args)?,
+        Command::Ln(args) => commands::ln(&node_dir(dir, "ln")?, args)?,
+        Command::Mv(args) => commands::mv(&node_dir(dir, "mv")?, args)?,
+        Command::Rm(args) => commands::rm(&node_dir(dir, "rm")?, args)?,
+        Command::Status(args) => return commands::status(&node_dir(dir, "status")?, args),
+        Command::Webopen(args) => commands::webopen(&node_dir(dir, "webopen")?, args)?,
         Command::Cap(args) => cap::run(args, dir)?,
         Command::Sim(args) => return simulate::run(args),
     }
     Ok(true)
 }
 
-fn node_dir<'a>(dir: Option<&'a Path>, command: &str) -> Result<&'a Path> {
-    let dir = dir.ok_or_else(|| {
-        anyhow::anyhow!(
-            "`cairn {command}` acts through a running node: give its directory with \
-             `cairn -d NODEDIR {command} ...`"
-        )
-    })?;
+/// The node a command acts through: `-d NODEDIR`, else `$CAIRN_DIR`, else `~/.cairn`.
+fn node_dir(dir: Option<&Path>, command: &str) -> Result<PathBuf> {
+    let (dir, given) = match (dir, std::env::var_os("CAIRN_DIR")) {
+        (Some(dir), _) => (dir.to_owned(), "-d"),
+        (None, Some(env)) if !env.is_empty() => (PathBuf::from(env), "CAIRN_DIR"),
+        (None, _) => match std::env::var_os("HOME") {
+            Some(home) => (Path::new(&home).join(".cairn"), "the default, ~/.cairn"),
+            None => {
+                return Err(failure::failure(
+                    failure::Kind::BadInput,
+                    format!(
+                        "`cairn {command}` acts through a running node: give its directory \
+                         with `cairn -d NODEDIR {command} ...` or CAIRN_DIR"
+                    ),
+                ))
+            }
+        },
+    };
     if !dir.join(config::CONFIG_FILE).is_file() {
-        anyhow::bail!(
-            "{} is not a node directory (it has no {}): make one with `cairn create-node`, \
-             or give the directory of an existing node",
-            dir.display(),
-            config::CONFIG_FILE
-        );
+        return Err(failure::failure(
+            failure::Kind::BadInput,
+            format!(
+                "{} ({given}) is not a node directory (it has no {}): make one with \
+                 `cairn create-node`, or name an existing node with `cairn -d NODEDIR \
+                 {command} ...` or CAIRN_DIR",
+                dir.display(),
+                config::CONFIG_FILE
+            ),
+        ));
     }
     Ok(dir)
 }

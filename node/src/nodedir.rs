@@ -26,6 +26,8 @@ const API_TOKEN_FILE: &str = "private/api_auth_token";
 pub const INTRODUCER_FURL_FILE: &str = "introducer.furl";
 /// Written by a running node: its gateway's base URL, for the CLI.
 pub const NODE_URL_FILE: &str = "node.url";
+/// Written by a running node: its process id, for `cairn stop`.
+pub const NODE_PID_FILE: &str = "node.pid";
 /// The port the node's transport bound when the config says port 0, kept for restarts so
 /// that the node's FURL stays the same.
 pub const TRANSPORT_PORT_FILE: &str = "transport.port";
@@ -161,11 +163,14 @@ pub fn node_url(dir: &Path) -> Result<String> {
     let path = dir.join(NODE_URL_FILE);
     match fs::read_to_string(&path) {
         Ok(url) => Ok(url.trim().trim_end_matches('/').to_owned()),
-        Err(_) => bail!(
-            "{} has no node.url: is the node running? Start it with `cairn run {}`",
-            dir.display(),
-            dir.display()
-        ),
+        Err(_) => Err(crate::failure::failure(
+            crate::failure::Kind::NodeDown,
+            format!(
+                "{} has no node.url: is the node running? Start it with `cairn run {}`",
+                dir.display(),
+                dir.display()
+            ),
+        )),
     }
 }
 

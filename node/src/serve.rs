@@ -1,6 +1,7 @@
 //! `cairn run DIR`: runs a node in the foreground until SIGINT or SIGTERM.
 
-use crate::runtime;
+use crate::nodedir::{self, NODE_PID_FILE};
+use crate::{life, runtime};
 use anyhow::Result;
 use std::path::PathBuf;
 
@@ -15,8 +16,17 @@ pub struct RunArgs {
 }
 
 pub fn run(args: RunArgs) -> Result<()> {
+    let pid_file = args.dir.join(NODE_PID_FILE);
+    if let Some(pid) = life::running_pid(&args.dir) {
+        anyhow::bail!(
+            "{} is already running (process {pid}); stop it with `cairn stop {}`",
+            args.dir.display(),
+            args.dir.display()
+        );
+    }
     tokio_runtime()?.block_on(async {
         let node = runtime::start(&args.dir).await?;
+        nodedir::write_atomically(&pid_file, format!("{}\n", std::process::id()).as_bytes())?;
         eprintln!(
             "cairn: {} running as {} (gateway {}); stop with Ctrl-C",
             node.config.node.nickname,
@@ -26,6 +36,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         until_stopped().await?;
         eprintln!("cairn: stopping");
         node.stop().await;
+        let _ = std::fs::remove_file(&pid_file);
         Ok(())
     })
 }

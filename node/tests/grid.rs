@@ -167,12 +167,16 @@ fn a_grid_of_processes_stores_files_and_survives_losing_servers() {
 
     // Bad requests get the node's reason, not a panic or a partial file.
     let garbage = grid.get("URI:CHK:not-a-cap", &files.join("never"));
-    assert_eq!(garbage.status.code(), Some(1));
+    assert_eq!(garbage.status.code(), Some(2), "bad input");
     assert!(String::from_utf8_lossy(&garbage.stderr).contains("is not a cap"));
     assert!(!files.join("never").exists());
     let intro = grid.introducer.dir.display().to_string();
     let no_client = run(&["-d", &intro, "put", &path.display().to_string()]);
-    assert_eq!(no_client.status.code(), Some(1));
+    assert_eq!(
+        no_client.status.code(),
+        Some(2),
+        "the wrong node for the command"
+    );
     assert!(String::from_utf8_lossy(&no_client.stderr).contains("runs no client"));
 
     daily_use_edges(&grid, &files, &big_cap);
@@ -228,7 +232,7 @@ fn daily_use_edges(grid: &Grid, files: &Path, big_cap: &str) {
     let small = files.join("in-56").display().to_string();
     let long_path = format!("/{}", "a".repeat(70_000));
     for (args, why) in [
-        (vec!["put", &small, "/docs/"], "empty component"),
+        (vec!["put", &small, "/docs//x"], "empty component"),
         (vec!["put", &small, "docs/x"], "not absolute"),
         (vec!["put", &small, "/x/../y"], "are not allowed"),
         (vec!["put", &small, &long_path], "longer than"),
@@ -239,7 +243,7 @@ fn daily_use_edges(grid: &Grid, files: &Path, big_cap: &str) {
         full.extend(args.iter().copied());
         let out = run(&full);
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
         assert!(
             stderr.contains(why) && !stderr.contains("panicked"),
             "{args:?}: {stderr}"
@@ -249,6 +253,18 @@ fn daily_use_edges(grid: &Grid, files: &Path, big_cap: &str) {
             "{args:?}: no cap printed, nothing uploaded"
         );
     }
+
+    // A trailing slash names a directory, as `ls` prints them: `put FILE /dir/` links the
+    // file into it under its own name; `mv X /dir` moves X into an existing directory.
+    ok(&["-d", &dir, "mkdir", "/into/"]);
+    ok(&["-d", &dir, "put", &small, "/into/"]);
+    assert_eq!(ok(&["-d", &dir, "ls", "/into/"]), "in-56\n");
+    ok(&["-d", &dir, "mkdir", "/into/sub"]);
+    ok(&["-d", &dir, "mv", "/into/in-56", "/into/sub"]);
+    assert_eq!(ok(&["-d", &dir, "ls", "/into"]), "sub/\n");
+    assert_eq!(ok(&["-d", &dir, "ls", "/into/sub/"]), "in-56\n");
+    ok(&["-d", &dir, "mv", "/into/sub/in-56", "/into/renamed"]);
+    assert_eq!(ok(&["-d", &dir, "ls", "/into"]), "renamed\nsub/\n");
 
     // `-o -` is standard output; `-o DIR` with a vdrive path writes DIR/NAME.
     ok(&["-d", &dir, "put", &small, "/edge.bin"]);
@@ -330,7 +346,7 @@ fn stop_and_restart_servers(mut grid: Grid, cap: &str) {
     fs::remove_file(&out).unwrap();
     grid.storage[7].stop();
     let got = grid.get(cap, &out);
-    assert_eq!(got.status.code(), Some(1));
+    assert_eq!(got.status.code(), Some(4), "the grid is short");
     let stderr = String::from_utf8_lossy(&got.stderr);
     assert!(stderr.contains("not enough good shares"), "{stderr}");
     assert!(!out.exists(), "a failed get left {}", out.display());
@@ -372,8 +388,13 @@ fn nodes_with_the_wrong_key_or_secret_are_refused() {
         let dir = root.path().join(name);
         create_node(&dir, &bad_furl, &[]);
         let node = Running::start(&dir);
-        let text = ok(&["-d", &dir.display().to_string(), "status", "--json"]);
-        let status: serde_json::Value = serde_json::from_str(&text).unwrap();
+        // `status` exits 1 while the introducer is not connected, and still prints it.
+        let status_json = || {
+            let out = run(&["-d", &dir.display().to_string(), "status", "--json"]);
+            assert_eq!(out.status.code(), Some(1), "{name}: not connected");
+            serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+        };
+        let status = status_json();
         // How the node's id shows in logs: its first five bytes, in base32.
         let short_id = status["node_id"].as_str().unwrap()[..8].to_owned();
         wait_until("the refusal is logged", || {
@@ -386,8 +407,7 @@ fn nodes_with_the_wrong_key_or_secret_are_refused() {
                 node.log().contains("refusing the connection")
             }
         });
-        let text = ok(&["-d", &dir.display().to_string(), "status", "--json"]);
-        let status: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let status = status_json();
         assert_eq!(status["introducer_connected"], false, "{name}: {status:#}");
         assert_eq!(status["servers"].as_array().unwrap().len(), 0, "{name}");
     }

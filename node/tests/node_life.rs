@@ -1,0 +1,180 @@
+//! A node's life and the CLI's answers as a script sees them: the default node directory,
+//! `wait` and `stop`, one node per directory, and an exit status per kind of failure (with
+//! JSON errors under `--json`).
+
+mod support;
+
+use std::fs;
+use std::path::Path;
+use std::process::Output;
+use support::{cairn, ok, Running};
+
+fn code(out: &Output) -> i32 {
+    out.status.code().expect("exited, not killed")
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Runs `cairn args` with the environment's node directory settings replaced by `env`.
+fn run_with(env: &[(&str, &str)], args: &[&str]) -> Output {
+    let mut command = cairn();
+    command.env_remove("CAIRN_DIR").args(args);
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    command.output().expect("cairn runs")
+}
+
+fn run(args: &[&str]) -> Output {
+    run_with(&[], args)
+}
+
+#[test]
+fn without_a_running_node_each_command_says_which_node_and_exits_by_kind() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let home = tmp.path().to_str().expect("utf-8");
+
+    // No node directory: -d, then CAIRN_DIR, then ~/.cairn; each named in the message.
+    let out = run_with(&[("HOME", home)], &["ls"]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(stderr(&out).contains(".cairn") && stderr(&out).contains("CAIRN_DIR"));
+    let out = run_with(&[("HOME", home), ("CAIRN_DIR", "/no/such/node")], &["ls"]);
+    assert_eq!(code(&out), 2);
+    assert!(
+        stderr(&out).contains("/no/such/node (CAIRN_DIR)"),
+        "{}",
+        stderr(&out)
+    );
+    let out = run(&["-d", "/no/such/node", "status"]);
+    assert_eq!(code(&out), 2);
+    assert!(
+        stderr(&out).contains("not a node directory"),
+        "{}",
+        stderr(&out)
+    );
+
+    // A node directory whose node is not running: 5, from every command that needs it.
+    let dir = tmp.path().join(".cairn");
+    let dir_text = dir.to_str().expect("utf-8");
+    ok(&["create-introducer", dir_text]);
+    let out = run_with(&[("HOME", home)], &["ls"]);
+    assert_eq!(
+        code(&out),
+        5,
+        "the default ~/.cairn is used: {}",
+        stderr(&out)
+    );
+    assert!(
+        stderr(&out).contains("is the node running?"),
+        "{}",
+        stderr(&out)
+    );
+    let out = run(&["-d", dir_text, "ls", "--json"]);
+    assert_eq!(code(&out), 5);
+    let error: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("a JSON error on stdout");
+    assert_eq!(error["kind"], "node_down");
+    assert_eq!(error["exit_code"], 5);
+    assert_eq!(code(&run(&["stop", dir_text])), 5);
+    assert_eq!(code(&run(&["wait", dir_text, "--timeout", "1"])), 5);
+
+    // A pid file left by a node that was killed is stale: stop says so and removes it.
+    let finished = std::process::Command::new("true").spawn().expect("true");
+    let dead = finished.id();
+    let mut finished = finished;
+    finished.wait().expect("wait");
+    fs::write(dir.join("node.pid"), format!("{dead}\n")).expect("write");
+    let out = run(&["stop", dir_text]);
+    assert_eq!(code(&out), 5);
+    assert!(stderr(&out).contains("stale"), "{}", stderr(&out));
+    assert!(!dir.join("node.pid").exists());
+}
+
+#[test]
+fn a_running_node_is_waited_for_refuses_a_second_run_and_stops_on_request() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let intro = tmp.path().join("intro");
+    let intro_text = intro.to_str().expect("utf-8");
+    ok(&["create-introducer", intro_text]);
+    let mut introducer = Running::start(&intro);
+    let furl = fs::read_to_string(intro.join("introducer.furl")).expect("furl");
+
+    // One storage node and client: too few servers for the default happy=7.
+    let node = tmp.path().join("node");
+    let node_text = node.to_str().expect("utf-8");
+    ok(&[
+        "create-node",
+        node_text,
+        "--introducer",
+        furl.trim(),
+        "--reserved-space",
+        "0 B",
+    ]);
+    let _node = Running::start(&node);
+    ok(&["wait", node_text, "--servers", "1"]);
+    let out = run(&["wait", node_text, "--servers", "2", "--timeout", "1"]);
+    assert_eq!(
+        code(&out),
+        4,
+        "the node serves, the grid is short: {}",
+        stderr(&out)
+    );
+
+    let out = run(&["run", node_text]);
+    assert_eq!(code(&out), 1);
+    assert!(stderr(&out).contains("already running"), "{}", stderr(&out));
+
+    // Each kind of failure, its own status.
+    let file = tmp.path().join("file");
+    fs::write(&file, vec![1u8; 10_000]).expect("write");
+    let file_text = file.to_str().expect("utf-8");
+    let out = run(&["-d", node_text, "put", file_text]);
+    assert_eq!(code(&out), 4, "one server, happy=7: {}", stderr(&out));
+    let out = run(&["-d", node_text, "put", "--json", file_text]);
+    let error: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(
+        (error["kind"].as_str(), code(&out)),
+        (Some("grid_short"), 4)
+    );
+    assert_eq!(code(&run(&["-d", node_text, "put", "/no/such/file"])), 3);
+    assert_eq!(code(&run(&["-d", node_text, "ls", "/no/such/dir"])), 3);
+    assert_eq!(code(&run(&["-d", node_text, "get", "URI:CHK:nonsense"])), 2);
+    assert_eq!(code(&run(&["-d", node_text, "ls", "no-leading-slash"])), 2);
+    let out = run(&[
+        "-d",
+        node_text,
+        "put",
+        "--json",
+        &format!("{}/intro.log", tmp.path().display()),
+    ]);
+    assert_eq!(code(&out), 3);
+
+    // A literal file needs no servers: put --json says what it did.
+    let small = tmp.path().join("small");
+    fs::write(&small, b"tiny").expect("write");
+    let out = ok(&[
+        "-d",
+        node_text,
+        "put",
+        "--json",
+        small.to_str().expect("utf-8"),
+    ]);
+    let uploaded: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    assert!(
+        uploaded["cap"]
+            .as_str()
+            .is_some_and(|c| c.starts_with("URI:LIT:")),
+        "{out}"
+    );
+
+    // `stop` ends the node cleanly and says so; the introducer too.
+    let out = run(&["stop", node_text]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(!node.join("node.pid").exists() && !node.join("node.url").exists());
+    assert_eq!(code(&run(&["stop", node_text])), 5, "stopped already");
+    ok(&["stop", intro_text]);
+    introducer.kill(); // reaps it: stopped already
+    assert!(!Path::new(&intro.join("node.pid")).exists());
+}
