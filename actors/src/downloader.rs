@@ -1,7 +1,10 @@
 //! The downloader: one per download. The life of a download:
 //!
 //! 1. **Finding.** `List` to every known storage server, in the file's permuted-ring order;
-//!    the answers (or timeouts) say who holds which shares.
+//!    the answers (or timeouts) say who holds which shares. Proving starts as soon as `k`
+//!    distinct shares are known (or every server has answered): a server that is down, or
+//!    slow, costs a download nothing while others hold enough. Later answers still add
+//!    holders, for replacements.
 //! 2. **Proving.** `k` shares of distinct numbers are read and proved against the cap with
 //!    a [`ShareReader`] each (header, UEB, hash trees and share hash chain). The first share
 //!    proved pins the file's geometry and crypttext hash tree, and so the segment decoder.
@@ -39,6 +42,8 @@ pub struct Downloader {
     si: StorageIndex,
     /// Known servers, in the file's permuted-ring order.
     servers: Vec<NodeId>,
+    /// Each known server's place in that order.
+    ring_position: BTreeMap<NodeId, usize>,
     requests: Requests<Purpose>,
     phase: Phase,
     /// Servers that have not answered `List` yet.
@@ -94,9 +99,11 @@ impl Downloader {
     ) -> Self {
         let verifier = cap.verifier();
         let si = verifier.storage_index;
+        let servers = crate::placement::permuted_ring(si, &servers);
         Downloader {
             local,
-            servers: crate::placement::permuted_ring(si, &servers),
+            ring_position: servers.iter().enumerate().map(|(i, &s)| (s, i)).collect(),
+            servers,
             cap,
             verifier,
             si,
@@ -164,35 +171,33 @@ impl Downloader {
         }
     }
 
-    /// A server's answer to `List`. Once every server has answered (or timed out), the
-    /// shares found are ordered by ring position and proving starts.
+    /// A server's answer to `List`: its shares join their holders, in ring order. Proving
+    /// starts once `k` distinct shares are known or every server has answered (or timed
+    /// out); an answer after that may hold the replacement a failed share needs.
     fn on_list(&mut self, ctx: &mut Context<'_>, server: NodeId, answer: Option<Response>) {
         if !self.listing.remove(&server) {
             return;
         }
         if let Some(Response::Shares(shares)) = answer {
+            let position = |s: &NodeId| self.ring_position.get(s).copied();
             for (share, _size) in shares {
                 if share.index() >= self.cap.n {
                     continue;
                 }
                 let holders = self.candidates.entry(share).or_default();
                 if !holders.contains(&server) {
-                    holders.push(server);
+                    let at = holders.partition_point(|h| position(h) < position(&server));
+                    holders.insert(at, server);
                 }
             }
         }
-        if self.listing.is_empty() {
-            let order: BTreeMap<NodeId, usize> = self
-                .servers
-                .iter()
-                .enumerate()
-                .map(|(i, &s)| (s, i))
-                .collect();
-            for holders in self.candidates.values_mut() {
-                holders.sort_by_key(|h| order.get(h).copied());
+        match self.phase {
+            Phase::Finding if self.listing.is_empty() || self.found() >= self.cap.k => {
+                self.phase = Phase::Proving;
+                self.fill(ctx);
             }
-            self.phase = Phase::Proving;
-            self.fill(ctx);
+            Phase::Proving | Phase::Streaming(_) => self.fill(ctx),
+            _ => {}
         }
     }
 
@@ -209,7 +214,8 @@ impl Downloader {
                 .find(|(share, holders)| !holders.is_empty() && !self.readers.contains_key(share))
                 .map(|(&share, holders)| (share, holders.remove(0)));
             let Some((share, server)) = next else {
-                if self.readers.values().all(ShareReader::verified) {
+                // Servers yet to answer `List` may hold what is missing.
+                if self.listing.is_empty() && self.readers.values().all(ShareReader::verified) {
                     let why = format!(
                         "{} distinct shares found on {} servers",
                         self.found(),

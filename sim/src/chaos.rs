@@ -16,6 +16,8 @@
 pub(crate) mod grid;
 mod workload;
 
+pub use grid::REQUEST_TIMEOUT;
+
 use crate::faults::{FaultKind, FaultPlan, FaultRates};
 use crate::{World, WorldConfig};
 use cairn_actors::Time;
