@@ -100,6 +100,9 @@ pub enum Input {
     Plaintext { offset: u64, data: Vec<u8> },
     /// The local user has consumed an [`Effect::Output`]: more may follow.
     OutputDrained,
+    /// The local user gave up on local request `id`, which this actor answers: end it, undo
+    /// what can be undone (an upload aborts the shares it allocated), and reply.
+    Cancel(LocalId),
 }
 
 /// One thing an actor asks its host to do.

@@ -473,6 +473,9 @@ impl Actor for Downloader {
     fn handle(&mut self, input: Input, ctx: &mut Context<'_>) {
         match (&self.phase, input) {
             (Phase::Done, _) => {}
+            (_, Input::Cancel(local)) if local == self.local => {
+                self.fail(ctx, DownloadError::Cancelled)
+            }
             (Phase::Waiting, Input::Start) => self.start(ctx),
             (Phase::Waiting, _) => {} // nothing can be meant for a download not started
             (

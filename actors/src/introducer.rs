@@ -207,7 +207,8 @@ impl Actor for Introducer {
             | Input::Timer(_)
             | Input::Local { .. }
             | Input::Plaintext { .. }
-            | Input::OutputDrained => {}
+            | Input::OutputDrained
+            | Input::Cancel(_) => {}
         }
     }
 }

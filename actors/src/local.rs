@@ -88,6 +88,8 @@ pub enum UploadError {
     Input(String),
     #[error("the upload did not finish before its deadline")]
     Deadline,
+    #[error("the upload was cancelled; its shares were aborted")]
+    Cancelled,
 }
 
 /// What a successful download did.
@@ -111,6 +113,8 @@ pub enum DownloadError {
     Corrupt(String),
     #[error("the download did not finish before its deadline")]
     Deadline,
+    #[error("the download was cancelled")]
+    Cancelled,
 }
 
 /// What a client knows of the grid.

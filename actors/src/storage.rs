@@ -428,7 +428,8 @@ impl Actor for StorageServer {
             | Input::Timer(_)
             | Input::Local { .. }
             | Input::Plaintext { .. }
-            | Input::OutputDrained => {}
+            | Input::OutputDrained
+            | Input::Cancel(_) => {}
         }
     }
 }

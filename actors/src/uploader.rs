@@ -126,6 +126,11 @@ impl Actor for Uploader {
         match std::mem::replace(&mut self.state, State::Finished) {
             State::Waiting(setup) => match input {
                 Input::Start => self.state = start(setup, ctx),
+                Input::Cancel(local) if local == setup.local => {
+                    let cancelled = LocalResponse::Uploaded(Err(UploadError::Cancelled));
+                    ctx.reply(local, cancelled);
+                    ctx.push(Effect::Stop);
+                }
                 // Nothing can be meant for an upload that has not started.
                 _ => self.state = State::Waiting(setup),
             },
@@ -326,6 +331,7 @@ impl Run {
                 msg: Message::Response { id, body },
             } => self.on_response(from, id, body, ctx),
             Input::Timer(DEADLINE) => self.fail(UploadError::Deadline, ctx),
+            Input::Cancel(local) if local == self.local => self.fail(UploadError::Cancelled, ctx),
             Input::Timer(SWEEP) => self.on_sweep(ctx),
             Input::Plaintext { offset, data } => self.on_plaintext(offset, data, ctx),
             // Requests, announcements, local requests, drained output: not for an uploader.

@@ -266,7 +266,8 @@ impl Actor for Vdrive {
             | Input::Timer(_)
             | Input::Local { .. }
             | Input::Plaintext { .. }
-            | Input::OutputDrained => {}
+            | Input::OutputDrained
+            | Input::Cancel(_) => {}
         }
     }
 }

@@ -249,6 +249,17 @@ impl Node {
         Ok(LocalHandle::new(id, self.clone(), events))
     }
 
+    /// Cancels local request `id` (`Input::Cancel` to the actor answering it now); nothing
+    /// if it has ended.
+    pub async fn cancel(&self, id: LocalId) {
+        let owner = lock(&self.shared.locals).get(&id).map(|slot| slot.owner);
+        if let Some(owner) = owner {
+            if let Err(error) = self.input(owner, Input::Cancel(id)).await {
+                tracing::debug!(?id, "cancel undelivered: {error}");
+            }
+        }
+    }
+
     /// Removes every actor: each task ends once it has finished its current input (queued
     /// inputs are dropped, timers with it). Pending local requests are abandoned.
     pub fn shutdown(&self) {

@@ -71,3 +71,10 @@ pub struct LoginUrl {
     /// How long it stays good, in seconds.
     pub valid_secs: u64,
 }
+
+/// `POST /operations/cancel`: whether the operation was running (else it was unknown or
+/// had not started, and now never will).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Cancelled {
+    pub running: bool,
+}

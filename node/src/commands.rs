@@ -137,13 +137,14 @@ pub fn put(dir: &Path, args: PutArgs) -> Result<()> {
         }
         (Box::new(file), Some(meta.len()))
     };
+    let operation = cancel_on_interrupt(dir)?;
     let uploaded = match progress_bar(size, "uploading") {
         Some(bar) => {
-            let uploaded = client.upload(&mut bar.wrap_read(input), size);
+            let uploaded = client.upload(&mut bar.wrap_read(input), size, &operation);
             bar.finish_and_clear();
             uploaded
         }
-        None => client.upload(&mut input, size),
+        None => client.upload(&mut input, size, &operation),
     }?;
     if let Some(path) = &link {
         let query = [
@@ -163,6 +164,28 @@ pub fn put(dir: &Path, args: PutArgs) -> Result<()> {
         false => println!("{}", uploaded.cap),
     }
     Ok(())
+}
+
+/// Names the upload about to start, and from now on answers Ctrl-C (or SIGTERM) by
+/// cancelling it on the node, which aborts its shares on every server, then exiting 130.
+fn cancel_on_interrupt(dir: &Path) -> Result<String> {
+    let mut id = [0u8; 16];
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut id);
+    let operation = data_encoding::HEXLOWER.encode(&id);
+    let canceller = GatewayClient::for_node(dir)?;
+    crate::signals::catch_interrupts();
+    let named = operation.clone();
+    std::thread::spawn(move || {
+        while !crate::signals::interrupted() {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        match canceller.cancel(&named) {
+            Ok(_) => eprintln!("cairn: interrupted: the upload is cancelled, its shares aborted"),
+            Err(e) => eprintln!("cairn: interrupted; cancelling the upload failed: {e:#}"),
+        }
+        std::process::exit(130);
+    });
+    Ok(operation)
 }
 
 pub fn get(dir: &Path, args: GetArgs) -> Result<()> {

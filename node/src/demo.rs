@@ -160,7 +160,7 @@ async fn round_trip(grid: &[RunningNode], root: &Path, size: u64) -> Result<()> 
         wait_for_servers(&client)?;
         let written = write_sample(&sample, size)?;
         let started = Instant::now();
-        let uploaded = client.upload(&mut File::open(&sample)?, Some(size))?;
+        let uploaded = client.upload(&mut File::open(&sample)?, Some(size), "demo")?;
         let put = started.elapsed();
         let started = Instant::now();
         let read = download_digest(&client, &uploaded.cap)?;

@@ -10,6 +10,8 @@
 //! - `GET /vdrive/list?path=P`, `GET /vdrive/lookup?path=P`, `POST /vdrive/mkdir?path=P`,
 //!   `POST /vdrive/link?path=P&cap=C[&replace=true]`, `POST /vdrive/rename?from=A&to=B`,
 //!   `POST /vdrive/unlink?path=P`.
+//! - `POST /operations/cancel?id=ID` — cancel the upload named `ID` (its `PUT /uri` carried
+//!   `X-Cairn-Operation: ID`; see [`operations`]).
 //! - `GET /status` — [`api::Status`] (JSON).
 //! - `POST /login-url` — a one-time login URL for a browser ([`api::LoginUrl`]);
 //!   `GET /login?code=C` trades it for a session cookie.
@@ -19,6 +21,7 @@
 //! JSON [`api::Failure`]s with a status code that says what kind.
 
 pub mod auth;
+pub mod operations;
 
 use crate::api;
 use axum::body::{Body, Bytes};
@@ -78,6 +81,8 @@ pub struct Gateway {
     pub encoding: Option<(EncodingParams, usize)>,
     /// Where upload bodies are spooled (anonymous files, gone when closed).
     pub spool_dir: PathBuf,
+    /// Uploads their clients named, so that they can cancel them.
+    pub operations: operations::Operations,
 }
 
 /// Serves `gateway` on `listener` until `stop` turns true.
@@ -85,6 +90,7 @@ pub async fn serve(listener: TcpListener, gateway: Arc<Gateway>, mut stop: watch
     let app = Router::new()
         .route("/status", get(status))
         .route("/uri", put(upload))
+        .route("/operations/cancel", post(cancel_operation))
         .route("/uri/{cap}", get(download))
         .route("/vdrive/list", get(list))
         .route("/vdrive/lookup", get(lookup))
@@ -249,8 +255,28 @@ async fn upload(
         happy,
         size,
     };
+    let operation = operations::operation_id(
+        headers
+            .get(operations::OPERATION_HEADER)
+            .and_then(|v| v.to_str().ok()),
+    );
+    if operation
+        .as_deref()
+        .is_some_and(|id| g.operations.cancelled_before_start(id))
+    {
+        return Err(upload_error(UploadError::Cancelled));
+    }
     let handle = g.node.request(Service::Client, request).await?;
-    match handle.upload(&mut SeekSource(file)).await? {
+    if let Some(id) = &operation {
+        if !g.operations.started(id, handle.id()) {
+            return Err(upload_error(UploadError::Cancelled)); // dropping the handle cancels
+        }
+    }
+    let uploaded = handle.upload(&mut SeekSource(file)).await;
+    if let Some(id) = &operation {
+        g.operations.ended(id);
+    }
+    match uploaded? {
         LocalResponse::Uploaded(Ok(receipt)) => Ok(Json(api::Uploaded {
             cap: Cap::Chk(receipt.cap).to_string(),
             size,
@@ -364,6 +390,7 @@ fn upload_error(error: UploadError) -> ApiError {
         UploadError::NotHappy { .. } => StatusCode::SERVICE_UNAVAILABLE,
         UploadError::Invalid(_) | UploadError::Input(_) => StatusCode::BAD_REQUEST,
         UploadError::Deadline => StatusCode::GATEWAY_TIMEOUT,
+        UploadError::Cancelled => StatusCode::CONFLICT,
     };
     ApiError::new(status, format!("upload failed: {error}"))
 }
@@ -443,6 +470,7 @@ fn download_error(error: DownloadError) -> ApiError {
         DownloadError::NotEnoughShares { .. } => StatusCode::GONE,
         DownloadError::Corrupt(_) => StatusCode::UNPROCESSABLE_ENTITY,
         DownloadError::Deadline => StatusCode::GATEWAY_TIMEOUT,
+        DownloadError::Cancelled => StatusCode::CONFLICT,
     };
     ApiError::new(status, format!("download failed: {error}"))
 }
@@ -567,6 +595,28 @@ fn entry(name: String, kind: EntryKind) -> api::Entry {
             cap: Some(cap),
         },
     }
+}
+
+#[derive(Deserialize)]
+struct OperationQuery {
+    id: String,
+}
+
+/// Cancels the upload named `id` (or, if it has not started, makes sure it never does).
+async fn cancel_operation(
+    State(g): State<Arc<Gateway>>,
+    Query(q): Query<OperationQuery>,
+) -> Result<Json<api::Cancelled>, ApiError> {
+    let id = operations::operation_id(Some(&q.id))
+        .ok_or_else(|| ApiError::bad_request("an operation id is 1-64 letters, digits or -"))?;
+    let running = match g.operations.cancel(&id) {
+        Some(local) => {
+            g.node.cancel(local).await;
+            true
+        }
+        None => false,
+    };
+    Ok(Json(api::Cancelled { running }))
 }
 
 // ---- status ----

@@ -44,11 +44,18 @@ impl GatewayClient {
 
     /// Uploads `body`, of `size` bytes if known (the node then computes the file's key as
     /// the bytes arrive); the node's answer.
-    pub fn upload(&self, body: &mut dyn Read, size: Option<u64>) -> Result<api::Uploaded> {
+    /// `operation` names the upload, for [`GatewayClient::cancel`].
+    pub fn upload(
+        &self,
+        body: &mut dyn Read,
+        size: Option<u64>,
+        operation: &str,
+    ) -> Result<api::Uploaded> {
         let mut request = self
             .agent
             .put(format!("{}/uri", self.base))
-            .header("authorization", &self.authorization);
+            .header("authorization", &self.authorization)
+            .header("x-cairn-operation", operation);
         if let Some(size) = size {
             request = request.header("content-length", size.to_string());
         }
@@ -56,6 +63,11 @@ impl GatewayClient {
             .send(SendBody::from_reader(body))
             .map_err(|e| self.unreachable(e))?;
         json(response)
+    }
+
+    /// Cancels the upload named `operation`.
+    pub fn cancel(&self, operation: &str) -> Result<api::Cancelled> {
+        self.post_json("/operations/cancel", &[("id", operation)])
     }
 
     /// Starts a download; the response streams the file (its length in `Content-Length`).

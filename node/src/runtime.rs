@@ -146,6 +146,7 @@ pub async fn start(dir: &Path) -> Result<RunningNode> {
         convergence: identity.convergence,
         encoding,
         spool_dir: dir.join("tmp"),
+        operations: Default::default(),
     };
     std::fs::create_dir_all(&gateway.spool_dir)?;
     let (stop_gateway, stopped) = watch::channel(false);

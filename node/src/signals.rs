@@ -1,9 +1,11 @@
 //! The CLI's signals, as a Unix tool handles them: a closed pipe ends the command quietly
-//! (`cairn ls | head -1`), and Ctrl-C during a download to a file leaves no partial file.
+//! (`cairn ls | head -1`), Ctrl-C during a download to a file leaves no partial file, and
+//! Ctrl-C during an upload cancels it on the node.
 
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
 
 /// The partial file to delete if the command is interrupted.
@@ -15,6 +17,32 @@ pub fn die_on_broken_pipe() {
     // SAFETY: restoring the default disposition of a signal, before any thread is started.
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
+/// Set by the first SIGINT or SIGTERM once [`catch_interrupts`] is called.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+/// From now on the first SIGINT or SIGTERM only raises a flag ([`interrupted`]), so that the
+/// command can undo what it started; a second one ends the process at once.
+pub fn catch_interrupts() {
+    let handler = raise_flag as extern "C" fn(libc::c_int) as libc::sighandler_t;
+    // SAFETY: the handler does only async-signal-safe things (an atomic swap, _exit).
+    unsafe {
+        libc::signal(libc::SIGINT, handler);
+        libc::signal(libc::SIGTERM, handler);
+    }
+}
+
+/// Whether SIGINT or SIGTERM came since [`catch_interrupts`].
+pub fn interrupted() -> bool {
+    INTERRUPTED.load(Ordering::SeqCst)
+}
+
+extern "C" fn raise_flag(signal: libc::c_int) {
+    if INTERRUPTED.swap(true, Ordering::SeqCst) {
+        // SAFETY: _exit is async-signal-safe.
+        unsafe { libc::_exit(128 + signal) }
     }
 }
 

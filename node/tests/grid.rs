@@ -455,6 +455,52 @@ fn a_storage_node_killed_mid_upload_shows_no_partial_share_after_restart() {
     assert!(fs::read(&out).unwrap() == data);
 }
 
+#[test]
+fn an_interrupted_put_aborts_its_shares_and_the_next_put_is_whole() {
+    let grid = start_grid();
+    let file = grid.root.path().join("big");
+    fs::write(&file, sample(48 << 20, 3)).unwrap();
+    let dir = grid.client_dir();
+    let upload = cairn()
+        .args(["-d", &dir, "put", &file.display().to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let incoming: Vec<PathBuf> = grid
+        .storage
+        .iter()
+        .map(|s| s.dir.join("storage/shares/incoming"))
+        .collect();
+    let in_flight = || incoming.iter().map(|d| count_files(d)).sum::<usize>();
+    wait_until("shares are being written", || in_flight() > 0);
+    let _ = Command::new("kill")
+        .args(["-INT", &upload.id().to_string()])
+        .status();
+    let interrupted = upload.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&interrupted.stderr);
+    assert_eq!(interrupted.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("cancelled"), "{stderr}");
+    assert!(
+        interrupted.stdout.is_empty(),
+        "no cap for a cancelled upload"
+    );
+    // The node aborted what the upload had allocated, on every server, without waiting for
+    // any server to time it out.
+    wait_until("no incoming share is left", || in_flight() == 0);
+    let complete: usize = grid
+        .storage
+        .iter()
+        .map(|s| visible_shares(&s.dir.join("storage/shares")).len())
+        .sum();
+    assert_eq!(complete, 0, "aborted, not finished: no share was closed");
+
+    let out = ok(&["-d", &dir, "put", "--json", &file.display().to_string()]);
+    let uploaded: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(uploaded["happiness"], STORAGE_NODES, "{uploaded:#}");
+    assert_eq!(in_flight(), 0);
+}
+
 fn count_files(dir: &Path) -> usize {
     walk(dir).len()
 }

@@ -395,7 +395,8 @@ impl Actor for ResearchClient {
             Input::Message { .. }
             | Input::Local { .. }
             | Input::Plaintext { .. }
-            | Input::OutputDrained => {}
+            | Input::OutputDrained
+            | Input::Cancel(_) => {}
         }
     }
 }

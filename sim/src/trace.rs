@@ -47,6 +47,9 @@ pub(crate) enum InputSummary {
     Timer {
         id: u64,
     },
+    Cancel {
+        id: u64,
+    },
 }
 
 /// One traced event.
@@ -196,6 +199,10 @@ impl Buf {
             }
             InputSummary::Timer { id } => {
                 self.u8(5);
+                self.u64(id);
+            }
+            InputSummary::Cancel { id } => {
+                self.u8(6);
                 self.u64(id);
             }
         }

@@ -91,16 +91,23 @@ where
 }
 
 /// One local request in progress, from [`Node::request`](super::Node::request). Dropping it
-/// abandons the request's output (the actor is not told; it ends by its own deadline).
+/// before its reply cancels the request (`Input::Cancel`: an upload aborts its shares).
 pub struct LocalHandle {
     id: LocalId,
     node: Node,
     events: mpsc::UnboundedReceiver<ToUser>,
+    /// The request has its reply, or its actor is gone: nothing to cancel.
+    ended: bool,
 }
 
 impl LocalHandle {
     pub(super) fn new(id: LocalId, node: Node, events: mpsc::UnboundedReceiver<ToUser>) -> Self {
-        LocalHandle { id, node, events }
+        LocalHandle {
+            id,
+            node,
+            events,
+            ended: false,
+        }
     }
 
     /// The request's id on its node.
@@ -112,18 +119,20 @@ impl LocalHandle {
     /// (`Input::OutputDrained`) as it is handed over. [`HostError::Abandoned`] if the actor
     /// handling the request is gone; after [`LocalEvent::Reply`] there is nothing more.
     pub async fn next_event(&mut self) -> Result<LocalEvent, HostError> {
-        let event = self
-            .events
-            .recv()
-            .await
-            .ok_or(HostError::Abandoned(self.id))?;
+        let Some(event) = self.events.recv().await else {
+            self.ended = true;
+            return Err(HostError::Abandoned(self.id));
+        };
         Ok(match event {
             ToUser::Output { from, data } => {
                 self.input(from, Input::OutputDrained).await;
                 LocalEvent::Output(data)
             }
             ToUser::Pull { from, offset, max } => LocalEvent::Pull(Pull { offset, max, from }),
-            ToUser::Reply(response) => LocalEvent::Reply(response),
+            ToUser::Reply(response) => {
+                self.ended = true;
+                LocalEvent::Reply(response)
+            }
         })
     }
 
@@ -183,6 +192,19 @@ impl LocalHandle {
     async fn input(&self, service: Service, input: Input) {
         if let Err(error) = self.node.input(service, input).await {
             tracing::debug!(id = ?self.id, "local input undelivered: {error}");
+        }
+    }
+}
+
+impl Drop for LocalHandle {
+    fn drop(&mut self) {
+        if self.ended {
+            return;
+        }
+        // Outside a runtime (its shutdown) there is no one left to tell.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let (node, id) = (self.node.clone(), self.id);
+            runtime.spawn(async move { node.cancel(id).await });
         }
     }
 }

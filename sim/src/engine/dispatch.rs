@@ -385,5 +385,6 @@ fn summarize(input: &Input) -> InputSummary {
             InputSummary::Message { len, print }
         }
         Input::Timer(id) => InputSummary::Timer { id: id.0 },
+        Input::Cancel(id) => InputSummary::Cancel { id: id.0 },
     }
 }
