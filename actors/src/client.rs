@@ -311,7 +311,7 @@ impl Client {
         let Some(vdrive) = self.vdrive else {
             let why = "no vdrive is configured for this node: set the vdrive's address in its \
                        configuration";
-            return vdrive_reply(ctx, local, Err(VdriveError::Storage(why.into())));
+            return vdrive_reply(ctx, local, Err(VdriveError::Unreachable(why.into())));
         };
         self.requests
             .send(ctx, vdrive, Request::Vdrive(op), Purpose::Vdrive(local));
@@ -348,8 +348,8 @@ impl Client {
     ) {
         let result = match body {
             Response::Vdrive(result) => result,
-            Response::Err(e) => Err(VdriveError::Storage(format!(
-                "the vdrive refused the request: {e}"
+            Response::Err(e) => Err(VdriveError::Unreachable(format!(
+                "the vdrive's node refused the request: {e}"
             ))),
             // Not an answer to a vdrive request: ignore it; the request times out if nothing
             // better comes.
@@ -365,11 +365,11 @@ impl Client {
         for (_, _, purpose) in self.requests.take_late(ctx.now()) {
             if let Purpose::Vdrive(local) = purpose {
                 let why = format!(
-                    "vdrive unreachable: no answer within {:?}; check that the vdrive node is \
-                     up and reachable",
+                    "no answer within {:?}; check that the vdrive's node is up and reachable \
+                     (it may have applied the change)",
                     self.config.request_timeout
                 );
-                vdrive_reply(ctx, local, Err(VdriveError::Storage(why)));
+                vdrive_reply(ctx, local, Err(VdriveError::Unreachable(why)));
             }
         }
         self.requests.rearm(ctx);

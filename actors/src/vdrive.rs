@@ -102,6 +102,10 @@ pub enum VdriveError {
     InvalidCap(String),
     #[error("the vdrive's journal failed: {0}")]
     Storage(String),
+    /// The client could not get an answer from the vdrive (nothing is known to be wrong
+    /// with the vdrive's data); the operation may or may not have been applied.
+    #[error("the vdrive did not answer: {0}")]
+    Unreachable(String),
 }
 
 /// The vdrive actor. See the module docs.

@@ -341,6 +341,7 @@ impl Transport {
             Ok(link) => self.admit(&mut peers, link, false),
             Err(error) => {
                 let failures = peer.failures + 1;
+                peer.last_error = Some(error.to_string());
                 let (address, peer) = (furl.address(), furl.node);
                 if error.is_suspicious() {
                     tracing::warn!(?peer, %address, "refusing the connection: {error}");
@@ -490,6 +491,7 @@ impl Transport {
             retry.abort();
         }
         entry.failures = 0;
+        entry.last_error = None;
         tracing::debug!(?peer, %remote, "connected");
     }
 

@@ -30,8 +30,11 @@ pub struct Status {
     /// Where other nodes reach it (`host:port`; never its FURL, whose secret is a
     /// credential).
     pub address: String,
-    /// Whether the introducer answered recently (clients only).
+    /// Whether the introducer answered recently and is still connected (clients only).
     pub introducer_connected: Option<bool>,
+    /// Why the last connection to the introducer failed, if it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub introducer_error: Option<String>,
     /// Known storage servers with a live connection (or this node's own).
     pub servers_connected: usize,
     /// The node's services restarted after a panic since it started.
@@ -51,6 +54,9 @@ pub struct Server {
     pub free_space: u64,
     /// Whether its announcements are fresh.
     pub announced_recently: bool,
+    /// Why the last connection to it failed, if it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
 }
 
 /// A name in a vdrive directory (`GET /vdrive/list`), or what a path names

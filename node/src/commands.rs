@@ -413,14 +413,11 @@ pub fn status(dir: &Path, args: StatusArgs) -> Result<bool> {
     println!("runs:       {}", status.roles.join(", "));
     println!("address:    {}", status.address);
     if let Some(connected) = status.introducer_connected {
-        println!(
-            "introducer: {}",
-            if connected {
-                "connected"
-            } else {
-                "NOT connected"
-            }
-        );
+        match (connected, &status.introducer_error) {
+            (true, _) => println!("introducer: connected"),
+            (false, None) => println!("introducer: NOT connected"),
+            (false, Some(why)) => println!("introducer: NOT connected (last try: {why})"),
+        }
         println!(
             "servers:    {} known, {} connected",
             status.servers.len(),
@@ -435,6 +432,13 @@ pub fn status(dir: &Path, args: StatusArgs) -> Result<bool> {
             bytesize::ByteSize(server.free_space).to_string(),
             server.address
         );
+        if let Some(why) = server
+            .last_error
+            .as_deref()
+            .filter(|_| server.connection != "connected")
+        {
+            println!("      last try: {why}");
+        }
     }
     Ok(healthy)
 }

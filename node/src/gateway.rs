@@ -83,6 +83,8 @@ pub struct Gateway {
     pub spool_dir: PathBuf,
     /// Uploads their clients named, so that they can cancel them.
     pub operations: operations::Operations,
+    /// The introducer the node's client uses, if it runs one.
+    pub introducer: Option<NodeId>,
 }
 
 /// Serves `gateway` on `listener` until `stop` turns true.
@@ -577,7 +579,7 @@ fn vdrive_error(error: VdriveError) -> ApiError {
         | VdriveError::IsADirectory(_)
         | VdriveError::InvalidPath(..)
         | VdriveError::InvalidCap(_) => StatusCode::BAD_REQUEST,
-        VdriveError::Storage(_) => StatusCode::SERVICE_UNAVAILABLE,
+        VdriveError::Storage(_) | VdriveError::Unreachable(_) => StatusCode::SERVICE_UNAVAILABLE,
     };
     ApiError::new(status, error.to_string())
 }
@@ -622,11 +624,11 @@ async fn cancel_operation(
 // ---- status ----
 
 async fn status(State(g): State<Arc<Gateway>>) -> Result<Json<api::Status>, ApiError> {
-    let connections: HashMap<NodeId, PeerState> = g
+    let peers: HashMap<NodeId, (PeerState, Option<String>)> = g
         .transport
         .peers()
         .into_iter()
-        .map(|peer| (peer.id, peer.state))
+        .map(|peer| (peer.id, (peer.state, peer.last_error)))
         .collect();
     let report = if g.encoding.is_some() {
         let handle = g
@@ -647,11 +649,12 @@ async fn status(State(g): State<Arc<Gateway>>) -> Result<Json<api::Status>, ApiE
             id: s.id.to_string(),
             address: public_address(&s.address),
             // This node's own storage server is reached without a connection.
-            connection: match connections.get(&s.id) {
+            connection: match peers.get(&s.id) {
                 _ if s.id == g.node.id() => "local".to_owned(),
-                Some(state) => state.to_string(),
+                Some((state, _)) => state.to_string(),
                 None => "idle".to_owned(),
             },
+            last_error: peers.get(&s.id).and_then(|(_, e)| e.clone()),
             free_space: s.free_space,
             announced_recently: s.reachable,
         })
@@ -661,7 +664,18 @@ async fn status(State(g): State<Arc<Gateway>>) -> Result<Json<api::Status>, ApiE
         nickname: g.nickname.clone(),
         roles: g.roles.iter().map(|r| (*r).to_owned()).collect(),
         address: g.transport.furl().address(),
-        introducer_connected: report.as_ref().map(|r| r.introducer_connected),
+        // The client heard from the introducer lately, and the connection is still up (or
+        // the introducer runs here).
+        introducer_connected: report.as_ref().map(|r| {
+            let link = g.introducer.and_then(|id| peers.get(&id));
+            let up = g.introducer == Some(g.node.id())
+                || link.is_some_and(|(state, _)| *state == PeerState::Connected);
+            r.introducer_connected && up
+        }),
+        introducer_error: g
+            .introducer
+            .and_then(|id| peers.get(&id))
+            .and_then(|(_, e)| e.clone()),
         actor_restarts: g.node.restarts(),
         servers_connected: servers
             .iter()

@@ -96,12 +96,14 @@ pub async fn start(dir: &Path) -> Result<RunningNode> {
         nodedir::write_atomically(&dir.join(INTRODUCER_FURL_FILE), text.as_bytes())?;
     }
     let mut encoding = None;
+    let mut introducer_id = None;
     if let Some(client) = &config.client {
         let introducer: Furl = client
             .introducer
             .parse()
             .with_context(|| format!("[client] introducer = {:?}", client.introducer))?;
         let introducer_node = introducer.node;
+        introducer_id = Some(introducer_node);
         transport.add_peer(introducer);
         let introducer_addr = Addr::new(introducer_node, Service::Introducer);
         if config.storage.enabled {
@@ -147,6 +149,7 @@ pub async fn start(dir: &Path) -> Result<RunningNode> {
         encoding,
         spool_dir: dir.join("tmp"),
         operations: Default::default(),
+        introducer: introducer_id,
     };
     std::fs::create_dir_all(&gateway.spool_dir)?;
     let (stop_gateway, stopped) = watch::channel(false);

@@ -410,6 +410,13 @@ fn nodes_with_the_wrong_key_or_secret_are_refused() {
         let status = status_json();
         assert_eq!(status["introducer_connected"], false, "{name}: {status:#}");
         assert_eq!(status["servers"].as_array().unwrap().len(), 0, "{name}");
+        // The node says why, on its own side too.
+        let why = status["introducer_error"].as_str().unwrap_or_default();
+        let expected = match introducer_refuses {
+            true => "refused our hello (wrong secret",
+            false => "named in the FURL",
+        };
+        assert!(why.contains(expected), "{name}: {status:#}");
     }
 }
 

@@ -176,5 +176,11 @@ fn a_running_node_is_waited_for_refuses_a_second_run_and_stops_on_request() {
     assert_eq!(code(&run(&["stop", node_text])), 5, "stopped already");
     ok(&["stop", intro_text]);
     introducer.kill(); // reaps it: stopped already
+    let log = introducer.log();
+    assert!(log.contains("node running"), "{log}");
+    assert!(
+        !log.contains('\u{1b}'),
+        "no terminal colours in a log file: {log}"
+    );
     assert!(!Path::new(&intro.join("node.pid")).exists());
 }

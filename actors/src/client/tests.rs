@@ -445,7 +445,7 @@ fn a_vdrive_refusal_is_an_error() {
         sent[0].1,
         Response::Err(RemoteError::Unsupported),
     );
-    let [LocalResponse::Vdrive(Err(VdriveError::Storage(msg)))] = &replies(&effects)[..] else {
+    let [LocalResponse::Vdrive(Err(VdriveError::Unreachable(msg)))] = &replies(&effects)[..] else {
         panic!("{effects:?}");
     };
     assert!(msg.contains("refused"), "{msg}");
@@ -464,10 +464,10 @@ fn a_silent_vdrive_times_out() {
     };
     assert_eq!((id, when), (SWEEP, at(11)));
     let effects = step(&mut c, when, Input::Timer(SWEEP));
-    let [LocalResponse::Vdrive(Err(VdriveError::Storage(msg)))] = &replies(&effects)[..] else {
+    let [LocalResponse::Vdrive(Err(VdriveError::Unreachable(msg)))] = &replies(&effects)[..] else {
         panic!("{effects:?}");
     };
-    assert!(msg.contains("vdrive unreachable"), "{msg}");
+    assert!(msg.contains("no answer within"), "{msg}");
 }
 
 #[test]
@@ -478,7 +478,7 @@ fn without_a_vdrive_operations_fail_at_once() {
     assert!(requests(&effects).is_empty());
     assert!(matches!(
         &replies(&effects)[..],
-        [LocalResponse::Vdrive(Err(VdriveError::Storage(_)))]
+        [LocalResponse::Vdrive(Err(VdriveError::Unreachable(_)))]
     ));
 }
 

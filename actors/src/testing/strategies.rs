@@ -85,6 +85,7 @@ pub fn vdrive_result() -> impl Strategy<Value = Result<VdriveReply, VdriveError>
         ".{0,10}".prop_map(|p| Err(VdriveError::NotFound(p))),
         ".{0,10}".prop_map(|p| Err(VdriveError::InvalidPath(p, "no".into()))),
         ".{0,10}".prop_map(|p| Err(VdriveError::Storage(p))),
+        ".{0,10}".prop_map(|p| Err(VdriveError::Unreachable(p))),
     ]
 }
 

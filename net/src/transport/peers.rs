@@ -55,6 +55,8 @@ pub struct PeerStatus {
     /// Dials made to it so far, and how many failed (or dropped) since it last connected.
     pub dials: u64,
     pub failures: u32,
+    /// Why the last dial failed, or the last connection dropped (cleared once connected).
+    pub last_error: Option<String>,
 }
 
 /// An established connection to a peer.
@@ -81,6 +83,8 @@ pub struct Peer {
     pub retry: Option<AbortHandle>,
     /// Failed dials or dropped connections since the last connection came up.
     pub failures: u32,
+    /// Why the last of those failed.
+    pub last_error: Option<String>,
     /// Dials started, ever.
     pub dials: u64,
     /// Given by configuration (the introducer): never forgotten, however often it fails.
@@ -185,6 +189,7 @@ impl Peers {
             dial: None,
             retry: None,
             failures: 0,
+            last_error: None,
             dials: 0,
             pinned: false,
             queue: Queue::new(frames, bytes, shared.clone()),
@@ -215,6 +220,7 @@ impl Peers {
             state: peer.state(),
             dials: peer.dials,
             failures: peer.failures,
+            last_error: peer.last_error.clone(),
         };
         self.map.iter().map(status).collect()
     }

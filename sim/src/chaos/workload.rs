@@ -291,7 +291,12 @@ impl Workload {
                 };
                 let same = match (&result, &expected) {
                     (Err(VdriveError::NotFound(_)), Err(_)) => true,
-                    (Err(VdriveError::Storage(_)), _) if !final_check => true, // unreachable: no answer
+                    // No answer, or a vdrive whose journal failed (a disk fault).
+                    (Err(VdriveError::Storage(_) | VdriveError::Unreachable(_)), _)
+                        if !final_check =>
+                    {
+                        true
+                    }
                     _ => result == expected,
                 };
                 if !same {
@@ -307,7 +312,9 @@ impl Workload {
                 // The client's own root: an earlier attempt of unknown outcome made it.
                 model.known.insert(path.clone(), Some(EntryKind::Dir));
             }
-            (_, Err(VdriveError::Storage(_))) => model.unknown_outcome(&op),
+            (_, Err(VdriveError::Storage(_) | VdriveError::Unreachable(_))) => {
+                model.unknown_outcome(&op)
+            }
             (_, Err(_)) => {} // a definite refusal: nothing changed
         }
     }
