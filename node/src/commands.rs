@@ -27,6 +27,9 @@ pub struct PutArgs {
     /// (errors too).
     #[arg(long)]
     pub json: bool,
+    /// This upload's encoding, over the node's (`[client]` in its cairn.toml).
+    #[command(flatten)]
+    shares: crate::create::SharesArgs,
 }
 
 /// Download a file, by cap or vdrive path, to standard output or a file.
@@ -137,14 +140,17 @@ pub fn put(dir: &Path, args: PutArgs) -> Result<()> {
         }
         (Box::new(file), Some(meta.len()))
     };
-    let operation = cancel_on_interrupt(dir)?;
+    let upload = crate::gateway_client::Upload {
+        operation: cancel_on_interrupt(dir)?,
+        shares: args.shares.query(),
+    };
     let uploaded = match progress_bar(size, "uploading") {
         Some(bar) => {
-            let uploaded = client.upload(&mut bar.wrap_read(input), size, &operation);
+            let uploaded = client.upload(&mut bar.wrap_read(input), size, &upload);
             bar.finish_and_clear();
             uploaded
         }
-        None => client.upload(&mut input, size, &operation),
+        None => client.upload(&mut input, size, &upload),
     }?;
     if let Some(path) = &link {
         let query = [

@@ -279,22 +279,64 @@ const HEADER: &str = "\
 impl ClientSection {
     /// The encoding parameters and happiness, checked.
     pub fn encoding(&self) -> Result<(cairn_codec::EncodingParams, usize)> {
-        let params = cairn_codec::EncodingParams::new(
-            self.shares_needed,
-            self.shares_total,
-            cairn_codec::DEFAULT_MAX_SEGMENT_SIZE,
-        )
-        .context("[client] shares_needed / shares_total")?;
-        if self.shares_happy < self.shares_needed || self.shares_happy > self.shares_total {
+        let shares = Shares {
+            needed: self.shares_needed,
+            happy: self.shares_happy,
+            total: self.shares_total,
+        };
+        shares.check(cairn_codec::DEFAULT_MAX_SEGMENT_SIZE)
+    }
+}
+
+/// k, happy and N: shares needed to read a file, servers that must hold distinct shares
+/// for an upload to succeed, shares made.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shares {
+    pub needed: usize,
+    pub happy: usize,
+    pub total: usize,
+}
+
+impl Shares {
+    /// Tahoe-LAFS's defaults: 3 of 10, happy at 7.
+    pub const DEFAULT: Shares = Shares {
+        needed: 3,
+        happy: 7,
+        total: 10,
+    };
+
+    /// The values given, the others taken from `self` where they fit and made to fit where
+    /// they do not (`--shares-total 5` alone: 3 of 5, happy 5).
+    pub fn with(self, needed: Option<usize>, happy: Option<usize>, total: Option<usize>) -> Shares {
+        let needed = needed.unwrap_or(self.needed.min(total.unwrap_or(self.needed)));
+        let total = total.unwrap_or(self.total.max(needed));
+        let happy = happy.unwrap_or(self.happy.max(needed).min(total));
+        Shares {
+            needed,
+            happy,
+            total,
+        }
+    }
+
+    /// The encoding parameters (with segments of at most `max_segment_size`) and happiness,
+    /// or why these shares do not make sense.
+    pub fn check(self, max_segment_size: u64) -> Result<(cairn_codec::EncodingParams, usize)> {
+        let params = cairn_codec::EncodingParams::new(self.needed, self.total, max_segment_size)
+            .with_context(|| {
+                format!(
+                    "shares_needed = {} of shares_total = {}",
+                    self.needed, self.total
+                )
+            })?;
+        if self.happy < self.needed || self.happy > self.total {
             bail!(
-                "[client] shares_happy = {} must lie between shares_needed = {} and \
-                 shares_total = {}",
-                self.shares_happy,
-                self.shares_needed,
-                self.shares_total
+                "shares_happy = {} must lie between shares_needed = {} and shares_total = {}",
+                self.happy,
+                self.needed,
+                self.total
             );
         }
-        Ok((params, self.shares_happy))
+        Ok((params, self.happy))
     }
 }
 

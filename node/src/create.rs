@@ -1,6 +1,8 @@
 //! `cairn create-introducer` and `cairn create-node`: new node directories.
 
-use crate::config::{ClientSection, IntroducerSection, NodeConfig, NodeSection, StorageSection};
+use crate::config::{
+    ClientSection, IntroducerSection, NodeConfig, NodeSection, Shares, StorageSection,
+};
 use crate::nodedir;
 use anyhow::{Context, Result};
 use std::net::SocketAddr;
@@ -35,15 +37,8 @@ pub struct CreateNodeArgs {
     /// Store no shares for the grid: a client only.
     #[arg(long)]
     no_storage: bool,
-    /// Shares needed to rebuild a file this node uploads (k).
-    #[arg(long, value_name = "K", default_value_t = 3)]
-    shares_needed: usize,
-    /// Servers that must hold distinct shares for an upload to succeed.
-    #[arg(long, value_name = "H", default_value_t = 7)]
-    shares_happy: usize,
-    /// Shares made of each file this node uploads (N).
-    #[arg(long, value_name = "N", default_value_t = 10)]
-    shares_total: usize,
+    #[command(flatten)]
+    shares: SharesArgs,
     /// Disk space the storage server leaves free (e.g. "1 GB", "500 MiB").
     #[arg(long, value_name = "SIZE", default_value = "1 GB")]
     reserved_space: String,
@@ -111,14 +106,15 @@ pub fn create_node(args: CreateNodeArgs) -> Result<()> {
     args.introducer
         .parse::<cairn_net::transport::Furl>()
         .with_context(|| format!("--introducer {:?}", args.introducer))?;
+    let shares = args.shares.over(Shares::DEFAULT);
     let config = NodeConfig {
         node: args.common.node_section(&args.dir),
         introducer: IntroducerSection::default(),
         client: Some(ClientSection {
             introducer: args.introducer.clone(),
-            shares_needed: args.shares_needed,
-            shares_happy: args.shares_happy,
-            shares_total: args.shares_total,
+            shares_needed: shares.needed,
+            shares_happy: shares.happy,
+            shares_total: shares.total,
             request_timeout_secs: crate::config::DEFAULT_REQUEST_TIMEOUT_SECS,
         }),
         storage: StorageSection {
@@ -133,4 +129,38 @@ pub fn create_node(args: CreateNodeArgs) -> Result<()> {
         dir = args.dir.display()
     );
     Ok(())
+}
+
+/// How files are encoded: any of k, happy and N; the others follow (see [`Shares::with`]).
+#[derive(clap::Args, Clone, Copy, Debug, Default)]
+pub struct SharesArgs {
+    /// Shares needed to rebuild a file (k). Default 3 (fewer if N is smaller).
+    #[arg(long, value_name = "K")]
+    pub shares_needed: Option<usize>,
+    /// Servers that must hold distinct shares for an upload to succeed. Default 7, within
+    /// k..=N.
+    #[arg(long, value_name = "H")]
+    pub shares_happy: Option<usize>,
+    /// Shares made of each file (N). Default 10 (k if k is larger).
+    #[arg(long, value_name = "N")]
+    pub shares_total: Option<usize>,
+}
+
+impl SharesArgs {
+    /// The shares given, over `defaults`.
+    pub fn over(self, defaults: Shares) -> Shares {
+        defaults.with(self.shares_needed, self.shares_happy, self.shares_total)
+    }
+
+    /// The values given, as the gateway's `PUT /uri` query takes them.
+    pub fn query(&self) -> Vec<(&'static str, String)> {
+        [
+            ("shares_needed", self.shares_needed),
+            ("shares_happy", self.shares_happy),
+            ("shares_total", self.shares_total),
+        ]
+        .into_iter()
+        .filter_map(|(name, value)| value.map(|v| (name, v.to_string())))
+        .collect()
+    }
 }

@@ -160,7 +160,11 @@ async fn round_trip(grid: &[RunningNode], root: &Path, size: u64) -> Result<()> 
         wait_for_servers(&client)?;
         let written = write_sample(&sample, size)?;
         let started = Instant::now();
-        let uploaded = client.upload(&mut File::open(&sample)?, Some(size), "demo")?;
+        let upload = crate::gateway_client::Upload {
+            operation: "demo".into(),
+            shares: Vec::new(),
+        };
+        let uploaded = client.upload(&mut File::open(&sample)?, Some(size), &upload)?;
         let put = started.elapsed();
         let started = Instant::now();
         let read = download_digest(&client, &uploaded.cap)?;

@@ -24,6 +24,7 @@ pub mod auth;
 pub mod operations;
 
 use crate::api;
+use crate::config::Shares;
 use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, Path as UrlPath, Query, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -208,8 +209,17 @@ impl From<io::Error> for ApiError {
 
 // ---- files ----
 
+/// `PUT /uri`'s query: this upload's encoding, over the node's.
+#[derive(Deserialize)]
+struct UploadQuery {
+    shares_needed: Option<usize>,
+    shares_happy: Option<usize>,
+    shares_total: Option<usize>,
+}
+
 async fn upload(
     State(g): State<Arc<Gateway>>,
+    Query(q): Query<UploadQuery>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<api::Uploaded>, ApiError> {
@@ -220,6 +230,15 @@ async fn upload(
     let (params, happy) = g
         .encoding
         .ok_or_else(|| ApiError::from(HostError::NoActor(Service::Client)))?;
+    let node_shares = Shares {
+        needed: params.k,
+        happy,
+        total: params.n,
+    };
+    let (params, happy) = node_shares
+        .with(q.shares_needed, q.shares_happy, q.shares_total)
+        .check(params.max_segment_size)
+        .map_err(|e| ApiError::bad_request(format!("this upload's encoding: {e:#}")))?;
     // With the size known up front, the key pass runs as the bytes arrive.
     let keyer = match declared {
         Some(size) if CapKind::for_size(size) == CapKind::Chk => Some(

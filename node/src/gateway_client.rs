@@ -12,6 +12,14 @@ use std::time::Duration;
 use ureq::http::Response;
 use ureq::{Agent, Body, SendBody};
 
+/// What an upload asks of the node besides its bytes.
+pub struct Upload {
+    /// Names the upload, for [`GatewayClient::cancel`].
+    pub operation: String,
+    /// Encoding settings for this upload (`shares_needed`, ...), over the node's.
+    pub shares: Vec<(&'static str, String)>,
+}
+
 /// A running node's gateway.
 pub struct GatewayClient {
     base: String,
@@ -44,18 +52,20 @@ impl GatewayClient {
 
     /// Uploads `body`, of `size` bytes if known (the node then computes the file's key as
     /// the bytes arrive); the node's answer.
-    /// `operation` names the upload, for [`GatewayClient::cancel`].
     pub fn upload(
         &self,
         body: &mut dyn Read,
         size: Option<u64>,
-        operation: &str,
+        upload: &Upload,
     ) -> Result<api::Uploaded> {
         let mut request = self
             .agent
             .put(format!("{}/uri", self.base))
             .header("authorization", &self.authorization)
-            .header("x-cairn-operation", operation);
+            .header("x-cairn-operation", &upload.operation);
+        for (name, value) in &upload.shares {
+            request = request.query(*name, value);
+        }
         if let Some(size) = size {
             request = request.header("content-length", size.to_string());
         }

@@ -93,6 +93,58 @@ fn without_a_running_node_each_command_says_which_node_and_exits_by_kind() {
 }
 
 #[test]
+fn create_node_takes_any_consistent_subset_of_k_happy_and_n() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let furl = "pb://aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa@127.0.0.1:1/aaaaaaaaaaaaaaaaaaaaaaaaaa";
+    let cases: [(&[&str], [usize; 3]); 4] = [
+        (&[], [3, 7, 10]),
+        (&["--shares-total", "5"], [3, 5, 5]),
+        (&["--shares-needed", "2", "--shares-total", "5"], [2, 5, 5]),
+        (&["--shares-needed", "12"], [12, 12, 12]),
+    ];
+    for (i, (flags, [k, happy, n])) in cases.into_iter().enumerate() {
+        let dir = tmp.path().join(format!("n{i}"));
+        let mut args = vec![
+            "create-node",
+            dir.to_str().expect("utf-8"),
+            "--introducer",
+            furl,
+        ];
+        args.extend_from_slice(flags);
+        let out = run(&args);
+        assert_eq!(code(&out), 0, "{flags:?}: {}", stderr(&out));
+        let config = fs::read_to_string(dir.join("cairn.toml")).expect("config");
+        for line in [
+            format!("shares_needed = {k}"),
+            format!("shares_happy = {happy}"),
+            format!("shares_total = {n}"),
+        ] {
+            assert!(
+                config.contains(&line),
+                "{flags:?}: no {line:?} in\n{config}"
+            );
+        }
+    }
+    let dir = tmp.path().join("bad");
+    let out = run(&[
+        "create-node",
+        dir.to_str().expect("utf-8"),
+        "--introducer",
+        furl,
+        "--shares-happy",
+        "11",
+        "--shares-total",
+        "10",
+    ]);
+    assert_ne!(code(&out), 0);
+    assert!(
+        stderr(&out).contains("shares_happy = 11 must lie between"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
 fn a_running_node_is_waited_for_refuses_a_second_run_and_stops_on_request() {
     let tmp = tempfile::tempdir().expect("tmp");
     let intro = tmp.path().join("intro");
@@ -150,6 +202,37 @@ fn a_running_node_is_waited_for_refuses_a_second_run_and_stops_on_request() {
         &format!("{}/intro.log", tmp.path().display()),
     ]);
     assert_eq!(code(&out), 3);
+
+    // An encoding for one upload, over the node's: one server can take a 1-of-1 file.
+    let out = ok(&[
+        "-d",
+        node_text,
+        "put",
+        "--json",
+        "--shares-needed",
+        "1",
+        "--shares-total",
+        "1",
+        file_text,
+    ]);
+    let uploaded: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(uploaded["happiness"], 1, "happy follows k and N: {out}");
+    let out = run(&[
+        "-d",
+        node_text,
+        "put",
+        "--shares-needed",
+        "5",
+        "--shares-total",
+        "3",
+        file_text,
+    ]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("this upload's encoding"),
+        "{}",
+        stderr(&out)
+    );
 
     // A literal file needs no servers: put --json says what it did.
     let small = tmp.path().join("small");
