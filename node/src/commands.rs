@@ -58,11 +58,14 @@ pub struct LsArgs {
     pub json: bool,
 }
 
-/// Make a vdrive directory (its parent must exist).
+/// Make a vdrive directory (its parent must exist, unless -p).
 #[derive(clap::Args)]
 pub struct MkdirArgs {
     #[arg(value_name = "PATH")]
     path: String,
+    /// Make missing parents too, and say nothing if the directory exists.
+    #[arg(short = 'p', long)]
+    parents: bool,
 }
 
 /// Link a cap at a vdrive path.
@@ -91,6 +94,9 @@ pub struct MvArgs {
 pub struct RmArgs {
     #[arg(value_name = "PATH")]
     path: String,
+    /// Unlink a directory and everything in it.
+    #[arg(short = 'r', long)]
+    recursive: bool,
 }
 
 /// What the node knows of the grid.
@@ -121,37 +127,12 @@ pub fn put(dir: &Path, args: PutArgs) -> Result<()> {
         None => None,
     };
     let client = GatewayClient::for_node(dir)?;
-    let (mut input, size): (Box<dyn Read>, Option<u64>) = if args.file.as_os_str() == "-" {
-        (Box::new(io::stdin().lock()), None)
-    } else {
-        let file = File::open(&args.file).map_err(|e| match e.kind() {
-            io::ErrorKind::NotFound => failure(
-                Kind::NotFound,
-                format!("cannot open {}: no such file", args.file.display()),
-            ),
-            _ => anyhow::Error::new(e).context(format!("cannot open {}", args.file.display())),
-        })?;
-        let meta = file.metadata()?;
-        if meta.is_dir() {
-            return Err(failure(
-                Kind::BadInput,
-                format!("{} is a directory, not a file", args.file.display()),
-            ));
-        }
-        (Box::new(file), Some(meta.len()))
+    undo_on_interrupt(dir)?;
+    let shares = args.shares.query();
+    let uploaded = match args.file.as_os_str() == "-" {
+        true => upload(&client, &mut io::stdin().lock(), None, &shares)?,
+        false => upload_file(&client, &args.file, &shares)?,
     };
-    let upload = crate::gateway_client::Upload {
-        operation: cancel_on_interrupt(dir)?,
-        shares: args.shares.query(),
-    };
-    let uploaded = match progress_bar(size, "uploading") {
-        Some(bar) => {
-            let uploaded = client.upload(&mut bar.wrap_read(input), size, &upload);
-            bar.finish_and_clear();
-            uploaded
-        }
-        None => client.upload(&mut input, size, &upload),
-    }?;
     if let Some(path) = &link {
         let query = [
             ("path", path.as_str()),
@@ -172,26 +153,87 @@ pub fn put(dir: &Path, args: PutArgs) -> Result<()> {
     Ok(())
 }
 
-/// Names the upload about to start, and from now on answers Ctrl-C (or SIGTERM) by
-/// cancelling it on the node, which aborts its shares on every server, then exiting 130.
-fn cancel_on_interrupt(dir: &Path) -> Result<String> {
+/// Uploads the file at `path` (with a progress bar for a person watching).
+pub(crate) fn upload_file(
+    client: &GatewayClient,
+    path: &Path,
+    shares: &[(&'static str, String)],
+) -> Result<api::Uploaded> {
+    let file = File::open(path).map_err(|e| match e.kind() {
+        io::ErrorKind::NotFound => failure(
+            Kind::NotFound,
+            format!("cannot open {}: no such file", path.display()),
+        ),
+        _ => anyhow::Error::new(e).context(format!("cannot open {}", path.display())),
+    })?;
+    let meta = file.metadata()?;
+    if meta.is_dir() {
+        return Err(failure(
+            Kind::BadInput,
+            format!("{} is a directory, not a file", path.display()),
+        ));
+    }
+    upload(client, &mut &file, Some(meta.len()), shares)
+}
+
+/// Uploads `input`, named so that an interrupt cancels it on the node.
+fn upload(
+    client: &GatewayClient,
+    input: &mut dyn Read,
+    size: Option<u64>,
+    shares: &[(&'static str, String)],
+) -> Result<api::Uploaded> {
     let mut id = [0u8; 16];
     rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut id);
-    let operation = data_encoding::HEXLOWER.encode(&id);
+    let upload = crate::gateway_client::Upload {
+        operation: data_encoding::HEXLOWER.encode(&id),
+        shares: shares.to_vec(),
+    };
+    crate::signals::uploading(Some(upload.operation.clone()));
+    let uploaded = match progress_bar(size, "uploading") {
+        Some(bar) => {
+            let uploaded = client.upload(&mut bar.wrap_read(input), size, &upload);
+            bar.finish_and_clear();
+            uploaded
+        }
+        None => client.upload(input, size, &upload),
+    };
+    crate::signals::uploading(None);
+    uploaded
+}
+
+/// From now on Ctrl-C (or SIGTERM) cancels the upload under way on the node (which aborts
+/// its shares on every server) and deletes a partial download, then exits 130.
+pub(crate) fn undo_on_interrupt(dir: &Path) -> Result<()> {
     let canceller = GatewayClient::for_node(dir)?;
-    crate::signals::catch_interrupts();
-    let named = operation.clone();
-    std::thread::spawn(move || {
-        while !crate::signals::interrupted() {
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-        match canceller.cancel(&named) {
-            Ok(_) => eprintln!("cairn: interrupted: the upload is cancelled, its shares aborted"),
-            Err(e) => eprintln!("cairn: interrupted; cancelling the upload failed: {e:#}"),
-        }
-        std::process::exit(130);
+    crate::signals::on_interrupt(move |operation| match canceller.cancel(operation) {
+        Ok(_) => eprintln!("cairn: interrupted: the upload is cancelled, its shares aborted"),
+        Err(e) => eprintln!("cairn: interrupted; cancelling the upload failed: {e:#}"),
     });
-    Ok(operation)
+    Ok(())
+}
+
+/// Downloads `cap` into the file `out`: all of it, or nothing (the bytes go to a partial
+/// file beside it, renamed into place once complete). Its size.
+pub(crate) fn download_to(client: &GatewayClient, cap: &str, out: &Path) -> Result<u64> {
+    let (size, body) = client.download(cap)?;
+    let parent = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let mut partial = tempfile::Builder::new()
+        .prefix(".cairn-partial-")
+        .tempfile_in(parent)
+        .with_context(|| format!("cannot write in {}", parent.display()))?;
+    crate::signals::writing(Some(partial.path().to_owned()));
+    let written = copy_exactly(&mut body.into_reader(), partial.as_file_mut(), size)
+        .and_then(|()| Ok(partial.as_file().sync_all()?));
+    crate::signals::writing(None);
+    written?;
+    partial
+        .persist(out)
+        .with_context(|| format!("cannot write {}", out.display()))?;
+    Ok(size)
 }
 
 pub fn get(dir: &Path, args: GetArgs) -> Result<()> {
@@ -202,26 +244,15 @@ pub fn get(dir: &Path, args: GetArgs) -> Result<()> {
     };
     let client = GatewayClient::for_node(dir)?;
     let cap = resolve(&client, &args.source)?;
-    let (size, body) = client.download(&cap)?;
-    let mut reader = body.into_reader();
     match &output {
         Some(out) => {
-            let parent = match out.parent() {
-                Some(p) if !p.as_os_str().is_empty() => p,
-                _ => Path::new("."),
-            };
-            let mut partial = tempfile::Builder::new()
-                .prefix(".cairn-partial-")
-                .tempfile_in(parent)
-                .with_context(|| format!("cannot write in {}", parent.display()))?;
-            crate::signals::remove_on_interrupt(partial.path());
-            copy_exactly(&mut reader, partial.as_file_mut(), size)?;
-            partial.as_file().sync_all()?;
-            partial
-                .persist(out)
-                .with_context(|| format!("cannot write {}", out.display()))?;
+            undo_on_interrupt(dir)?;
+            download_to(&client, &cap, out)?;
         }
-        None => copy_exactly(&mut reader, &mut io::stdout().lock(), size)?,
+        None => {
+            let (size, body) = client.download(&cap)?;
+            copy_exactly(&mut body.into_reader(), &mut io::stdout().lock(), size)?;
+        }
     }
     Ok(())
 }
@@ -248,7 +279,7 @@ fn output_file(out: &Path, source: &str) -> Result<PathBuf> {
 
 /// Checks a vdrive path as the vdrive will, before any request is made for it; a trailing
 /// `/` (as `ls` prints directories) is allowed, and dropped.
-fn vdrive_path(path: &str) -> Result<&str> {
+pub(crate) fn vdrive_path(path: &str) -> Result<&str> {
     let path = match path.strip_suffix('/') {
         Some(dir) if !dir.is_empty() => dir,
         _ => path,
@@ -359,7 +390,28 @@ pub fn ls(dir: &Path, args: LsArgs) -> Result<()> {
 
 pub fn mkdir(dir: &Path, args: MkdirArgs) -> Result<()> {
     let path = vdrive_path(&args.path)?;
-    GatewayClient::for_node(dir)?.post("/vdrive/mkdir", &[("path", path)])
+    let client = GatewayClient::for_node(dir)?;
+    if !args.parents {
+        return client.post("/vdrive/mkdir", &[("path", path)]);
+    }
+    let mut at = String::new();
+    for name in path.split('/').filter(|n| !n.is_empty()) {
+        at = format!("{at}/{name}");
+        match client.get::<api::Entry>("/vdrive/lookup", &[("path", &at)]) {
+            Ok(entry) if entry.kind == "dir" => continue,
+            Ok(_) => {
+                return Err(failure(
+                    Kind::BadInput,
+                    format!("{at} is a file, not a directory"),
+                ))
+            }
+            Err(e) if crate::failure::kind_of(&e) == Some(Kind::NotFound) => {
+                client.post("/vdrive/mkdir", &[("path", &at)])?
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 pub fn ln(dir: &Path, args: LnArgs) -> Result<()> {
@@ -389,7 +441,33 @@ pub fn mv(dir: &Path, args: MvArgs) -> Result<()> {
 
 pub fn rm(dir: &Path, args: RmArgs) -> Result<()> {
     let path = vdrive_path(&args.path)?;
-    GatewayClient::for_node(dir)?.post("/vdrive/unlink", &[("path", path)])
+    let client = GatewayClient::for_node(dir)?;
+    if args.recursive {
+        let entry: api::Entry = client.get("/vdrive/lookup", &[("path", path)])?;
+        if entry.kind == "dir" {
+            return unlink_tree(&client, path);
+        }
+    }
+    client.post("/vdrive/unlink", &[("path", path)])
+}
+
+/// Unlinks everything under the vdrive directory `path`, then the directory.
+fn unlink_tree(client: &GatewayClient, path: &str) -> Result<()> {
+    let entries: Vec<api::Entry> = client.get("/vdrive/list", &[("path", path)])?;
+    for entry in entries {
+        let child = match path {
+            "/" => format!("/{}", entry.name),
+            _ => format!("{path}/{}", entry.name),
+        };
+        match entry.kind.as_str() {
+            "dir" => unlink_tree(client, &child)?,
+            _ => client.post("/vdrive/unlink", &[("path", &child)])?,
+        }
+    }
+    if path == "/" {
+        return Ok(()); // the root itself stays
+    }
+    client.post("/vdrive/unlink", &[("path", path)])
 }
 
 pub fn webopen(dir: &Path, args: WebopenArgs) -> Result<()> {

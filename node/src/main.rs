@@ -4,6 +4,7 @@
 mod api;
 mod cap;
 mod commands;
+mod copy;
 mod create;
 mod demo;
 mod failure;
@@ -87,6 +88,7 @@ enum Command {
     Ls(commands::LsArgs),
     Mkdir(commands::MkdirArgs),
     Ln(commands::LnArgs),
+    Cp(copy::CpArgs),
     Mv(commands::MvArgs),
     Rm(commands::RmArgs),
     Status(commands::StatusArgs),
@@ -166,6 +168,7 @@ fn execute(cli: Cli) -> Result<bool> {
         Command::Ls(args) => commands::ls(&node_dir(dir, "ls")?, args)?,
         Command::Mkdir(args) => commands::mkdir(&node_dir(dir, "mkdir")?, args)?,
         Command::Ln(args) => commands::ln(&node_dir(dir, "ln")?, args)?,
+        Command::Cp(args) => copy::cp(&node_dir(dir, "cp")?, args)?,
         Command::Mv(args) => commands::mv(&node_dir(dir, "mv")?, args)?,
         Command::Rm(args) => commands::rm(&node_dir(dir, "rm")?, args)?,
         Command::Status(args) => return commands::status(&node_dir(dir, "status")?, args),

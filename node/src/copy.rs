@@ -1,0 +1,324 @@
+//! `cairn cp`: files and whole trees between this machine and the vdrive. A vdrive path is
+//! written with the alias `cairn:` (`cairn:/docs/a.txt`), as Tahoe-LAFS writes `tahoe:`, so
+//! that it never reads as a local path. Symbolic links, special files and names the vdrive
+//! cannot hold are reported and skipped; a file that cannot be read or written is reported,
+//! the copy goes on, and the command exits 1 at the end.
+
+use crate::api;
+use crate::commands::{download_to, undo_on_interrupt, upload_file, vdrive_path};
+use crate::create::SharesArgs;
+use crate::failure::{failure, kind_of, Kind};
+use crate::gateway_client::GatewayClient;
+use anyhow::{bail, Result};
+use std::fs;
+use std::path::{Path, PathBuf};
+
+/// The alias that marks a vdrive path.
+const ALIAS: &str = "cairn:";
+
+/// Copy files, or with -r whole directories, between this machine and the vdrive.
+///
+/// Vdrive paths start with `cairn:` (`cairn:/docs/report.pdf`). The last argument is the
+/// destination; onto an existing directory (or a path ending in `/`) each source goes inside
+/// it under its own name. Files already in the vdrive are replaced.
+#[derive(clap::Args)]
+pub struct CpArgs {
+    /// Copy directories and everything in them.
+    #[arg(short = 'r', long)]
+    recursive: bool,
+    /// The sources, then the destination.
+    #[arg(value_name = "SOURCE... DEST", num_args = 2.., required = true)]
+    paths: Vec<String>,
+    /// Uploads' encoding, over the node's.
+    #[command(flatten)]
+    shares: SharesArgs,
+}
+
+/// One end of a copy.
+#[derive(Clone, Debug)]
+enum Place {
+    Local(PathBuf),
+    Vdrive(String),
+}
+
+impl Place {
+    fn parse(text: &str) -> Result<Place> {
+        match text.strip_prefix(ALIAS) {
+            Some(path) => Ok(Place::Vdrive(vdrive_path(path)?.to_owned())),
+            None => Ok(Place::Local(PathBuf::from(text))),
+        }
+    }
+}
+
+/// What a copy did.
+#[derive(Default)]
+struct Tally {
+    files: u64,
+    bytes: u64,
+    dirs: u64,
+    skipped: u64,
+    failed: u64,
+}
+
+struct Copier {
+    client: GatewayClient,
+    shares: Vec<(&'static str, String)>,
+    tally: Tally,
+}
+
+pub fn cp(dir: &Path, args: CpArgs) -> Result<()> {
+    let (dest_text, sources) = args.paths.split_last().expect("clap requires two paths");
+    let dest = Place::parse(dest_text)?;
+    let sources = sources
+        .iter()
+        .map(|s| Place::parse(s))
+        .collect::<Result<Vec<_>>>()?;
+    let mut copier = Copier {
+        client: GatewayClient::for_node(dir)?,
+        shares: args.shares.query(),
+        tally: Tally::default(),
+    };
+    undo_on_interrupt(dir)?;
+    let into_dir = dest_text.ends_with('/') || sources.len() > 1;
+    for source in &sources {
+        match (source, &dest) {
+            (Place::Local(from), Place::Vdrive(to)) => {
+                let to = copier.vdrive_target(to, from.file_name(), into_dir)?;
+                copier.upload(from, &to, args.recursive)?;
+            }
+            (Place::Vdrive(from), Place::Local(to)) => {
+                let name = from.rsplit('/').next().filter(|n| !n.is_empty());
+                let to = local_target(to, name, into_dir)?;
+                copier.download(from, &to, args.recursive)?;
+            }
+            _ => {
+                return Err(failure(
+                    Kind::BadInput,
+                    format!(
+                        "cp copies between this machine and the vdrive, and one side must be \
+                         a vdrive path ({ALIAS}/PATH): use `cp` for local copies, `cairn mv` \
+                         or `cairn ln` within the vdrive"
+                    ),
+                ))
+            }
+        }
+    }
+    let t = &copier.tally;
+    eprintln!(
+        "cairn: copied {} files ({}) and {} directories{}",
+        t.files,
+        bytesize::ByteSize(t.bytes),
+        t.dirs,
+        match t.skipped {
+            0 => String::new(),
+            n => format!("; skipped {n} (see above)"),
+        }
+    );
+    if t.failed > 0 {
+        bail!("{} could not be copied (see above)", t.failed);
+    }
+    Ok(())
+}
+
+impl Copier {
+    /// Where a local source goes in the vdrive: `to`, or inside it if it is a directory.
+    fn vdrive_target(
+        &self,
+        to: &str,
+        name: Option<&std::ffi::OsStr>,
+        into_dir: bool,
+    ) -> Result<String> {
+        let into = into_dir || self.vdrive_kind(to)?.as_deref() == Some("dir");
+        if !into {
+            return Ok(to.to_owned());
+        }
+        let Some(name) = name.and_then(|n| n.to_str()) else {
+            bail!("cannot tell what to name the copy in {ALIAS}{to}: give the full path");
+        };
+        Ok(vdrive_path(&join(to, name))?.to_owned())
+    }
+
+    /// What the vdrive holds at `path`: "dir", "file", or nothing.
+    fn vdrive_kind(&self, path: &str) -> Result<Option<String>> {
+        match self
+            .client
+            .get::<api::Entry>("/vdrive/lookup", &[("path", path)])
+        {
+            Ok(entry) => Ok(Some(entry.kind)),
+            Err(e) if kind_of(&e) == Some(Kind::NotFound) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Makes the vdrive directory `path` unless it is one already.
+    fn vdrive_mkdir(&mut self, path: &str) -> Result<()> {
+        match self.vdrive_kind(path)?.as_deref() {
+            Some("dir") => Ok(()),
+            Some(_) => bail!("{ALIAS}{path} is a file, not a directory"),
+            None => {
+                self.client.post("/vdrive/mkdir", &[("path", path)])?;
+                self.tally.dirs += 1;
+                Ok(())
+            }
+        }
+    }
+
+    fn upload(&mut self, from: &Path, to: &str, recursive: bool) -> Result<()> {
+        let meta = match fs::symlink_metadata(from) {
+            Ok(meta) => meta,
+            Err(e) => {
+                let message = format!("cannot read {}: {e}", from.display());
+                return Err(failure(Kind::NotFound, message));
+            }
+        };
+        if meta.is_dir() {
+            if !recursive {
+                let message = format!("{} is a directory: copy it with -r", from.display());
+                return Err(failure(Kind::BadInput, message));
+            }
+            return self.upload_tree(from, to);
+        }
+        self.upload_one(from, to, &meta);
+        Ok(())
+    }
+
+    /// Copies the local directory `from` to the vdrive directory `to`, made if missing.
+    fn upload_tree(&mut self, from: &Path, to: &str) -> Result<()> {
+        self.vdrive_mkdir(to)?;
+        let mut entries: Vec<fs::DirEntry> = match fs::read_dir(from) {
+            Ok(entries) => entries.filter_map(|e| self.note(e, from)).collect(),
+            Err(e) => {
+                self.fail(&format!("cannot list {}: {e}", from.display()));
+                return Ok(());
+            }
+        };
+        entries.sort_by_key(|e| e.file_name());
+        for entry in entries {
+            let path = entry.path();
+            let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+                self.skip(&format!("{}: the name is not UTF-8", path.display()));
+                continue;
+            };
+            let target = match vdrive_path(&join(to, &name)) {
+                Ok(target) => target.to_owned(),
+                Err(e) => {
+                    self.skip(&format!("{}: {e:#}", path.display()));
+                    continue;
+                }
+            };
+            match fs::symlink_metadata(&path) {
+                Ok(meta) if meta.is_dir() => self.upload_tree(&path, &target)?,
+                Ok(meta) => self.upload_one(&path, &target, &meta),
+                Err(e) => self.fail(&format!("cannot read {}: {e}", path.display())),
+            }
+        }
+        Ok(())
+    }
+
+    /// Uploads one file and links it at `to`; reports and skips what is not a regular file.
+    fn upload_one(&mut self, from: &Path, to: &str, meta: &fs::Metadata) {
+        if !meta.is_file() {
+            let what = match meta.file_type().is_symlink() {
+                true => "a symbolic link",
+                false => "not a regular file",
+            };
+            return self.skip(&format!("{}: {what}", from.display()));
+        }
+        let copied = upload_file(&self.client, from, &self.shares).and_then(|uploaded| {
+            let query = [("path", to), ("cap", &uploaded.cap), ("replace", "true")];
+            self.client.post("/vdrive/link", &query)?;
+            Ok(uploaded.size)
+        });
+        match copied {
+            Ok(size) => {
+                self.tally.files += 1;
+                self.tally.bytes += size;
+            }
+            Err(e) => self.fail(&format!("{} -> {ALIAS}{to}: {e:#}", from.display())),
+        }
+    }
+
+    fn download(&mut self, from: &str, to: &Path, recursive: bool) -> Result<()> {
+        let entry: api::Entry = self.client.get("/vdrive/lookup", &[("path", from)])?;
+        match entry.cap {
+            Some(cap) => {
+                self.download_one(&cap, from, to);
+                Ok(())
+            }
+            None if recursive => self.download_tree(from, to),
+            None => Err(failure(
+                Kind::BadInput,
+                format!("{ALIAS}{from} is a directory: copy it with -r"),
+            )),
+        }
+    }
+
+    /// Copies the vdrive directory `from` to the local directory `to`, made if missing.
+    fn download_tree(&mut self, from: &str, to: &Path) -> Result<()> {
+        if !to.is_dir() {
+            fs::create_dir(to)
+                .map_err(|e| anyhow::anyhow!("cannot make the directory {}: {e}", to.display()))?;
+            self.tally.dirs += 1;
+        }
+        let entries: Vec<api::Entry> = self.client.get("/vdrive/list", &[("path", from)])?;
+        for entry in entries {
+            let source = join(from, &entry.name);
+            // A name that would leave the directory is not taken from the vdrive.
+            if entry.name.is_empty() || entry.name == "." || entry.name == ".." {
+                self.skip(&format!("{ALIAS}{source}: not a name for a local file"));
+                continue;
+            }
+            let target = to.join(&entry.name);
+            match entry.cap {
+                Some(cap) => self.download_one(&cap, &source, &target),
+                None => self.download_tree(&source, &target)?,
+            }
+        }
+        Ok(())
+    }
+
+    fn download_one(&mut self, cap: &str, from: &str, to: &Path) {
+        match download_to(&self.client, cap, to) {
+            Ok(size) => {
+                self.tally.files += 1;
+                self.tally.bytes += size;
+            }
+            Err(e) => self.fail(&format!("{ALIAS}{from} -> {}: {e:#}", to.display())),
+        }
+    }
+
+    /// A directory entry, or a report of why it cannot be read.
+    fn note(&mut self, entry: std::io::Result<fs::DirEntry>, dir: &Path) -> Option<fs::DirEntry> {
+        entry
+            .map_err(|e| self.fail(&format!("cannot list {}: {e}", dir.display())))
+            .ok()
+    }
+
+    fn skip(&mut self, why: &str) {
+        eprintln!("cairn: skipped {why}");
+        self.tally.skipped += 1;
+    }
+
+    fn fail(&mut self, why: &str) {
+        eprintln!("cairn: error: {why}");
+        self.tally.failed += 1;
+    }
+}
+
+/// Where a vdrive source goes on this machine: `to`, or inside it if it is a directory.
+fn local_target(to: &Path, name: Option<&str>, into_dir: bool) -> Result<PathBuf> {
+    if !(into_dir || to.is_dir()) {
+        return Ok(to.to_owned());
+    }
+    match name {
+        Some(name) => Ok(to.join(name)),
+        None => bail!("cannot tell what to name the copy in {}", to.display()),
+    }
+}
+
+fn join(dir: &str, name: &str) -> String {
+    match dir {
+        "/" => format!("/{name}"),
+        dir => format!("{dir}/{name}"),
+    }
+}

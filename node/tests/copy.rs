@@ -1,0 +1,143 @@
+//! `cairn cp -r`, `mkdir -p` and `rm -r` through a real node: a tree with unicode names,
+//! empty files and nested directories goes into the vdrive and comes back the same; what a
+//! vdrive cannot hold (a symbolic link) is reported and skipped.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use support::{ok, run, Running};
+
+/// Every file under `root` (relative path -> bytes), and every directory (bytes `None`).
+fn tree(root: &Path) -> BTreeMap<PathBuf, Option<Vec<u8>>> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![root.to_owned()];
+    while let Some(dir) = stack.pop() {
+        for entry in fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let meta = fs::symlink_metadata(&path).unwrap();
+            let relative = path.strip_prefix(root).unwrap().to_owned();
+            if meta.is_dir() {
+                out.insert(relative, None);
+                stack.push(path);
+            } else if meta.is_file() {
+                out.insert(relative, Some(fs::read(&path).unwrap()));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn a_tree_goes_into_the_vdrive_and_comes_back_the_same() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let path = |p: &str| tmp.path().join(p);
+    let text = |p: &Path| p.to_str().expect("utf-8").to_owned();
+    ok(&["create-introducer", &text(&path("intro"))]);
+    let _introducer = Running::start(&path("intro"));
+    let furl = fs::read_to_string(path("intro/introducer.furl")).expect("furl");
+    let node = path("node");
+    ok(&[
+        "create-node",
+        &text(&node),
+        "--introducer",
+        furl.trim(),
+        "--reserved-space",
+        "0 B",
+        "--shares-needed",
+        "1",
+        "--shares-total",
+        "1",
+    ]);
+    let _node = Running::start(&node);
+    let node = text(&node);
+    ok(&["wait", &node, "--servers", "1"]);
+
+    // The tree: unicode names, an empty file, a literal-sized file, a larger one, nesting,
+    // an empty directory, and a symbolic link (skipped).
+    let src = path("src");
+    fs::create_dir_all(src.join("naïve dir/深い/deeper")).unwrap();
+    fs::create_dir_all(src.join("empty dir")).unwrap();
+    fs::write(src.join("empty"), b"").unwrap();
+    fs::write(src.join("tiny.txt"), b"hello").unwrap();
+    fs::write(src.join("naïve dir/résumé.pdf"), vec![7u8; 70_000]).unwrap();
+    fs::write(
+        src.join("naïve dir/深い/deeper/ファイル"),
+        (0..200_000u32)
+            .map(|i| (i % 251) as u8)
+            .collect::<Vec<u8>>(),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink("tiny.txt", src.join("link")).unwrap();
+
+    ok(&["-d", &node, "mkdir", "-p", "/backups/today"]);
+    ok(&["-d", &node, "mkdir", "-p", "/backups/today"]); // exists: nothing to do
+    let out = run(&["-d", &node, "cp", "-r", &text(&src), "cairn:/backups/today"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("skipped") && stderr.contains("link: a symbolic link"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("copied 4 files") && stderr.contains("and 5 directories"),
+        "{stderr}"
+    );
+    // Onto an existing directory: inside it, under the source's name.
+    assert_eq!(ok(&["-d", &node, "ls", "/backups/today"]), "src/\n");
+    let listing = ok(&["-d", &node, "ls", "/backups/today/src"]);
+    assert_eq!(
+        listing, "empty\nempty dir/\nnaïve dir/\ntiny.txt\n",
+        "sorted, link skipped"
+    );
+
+    let back = path("back");
+    ok(&[
+        "-d",
+        &node,
+        "cp",
+        "-r",
+        "cairn:/backups/today/src",
+        &text(&back),
+    ]);
+    let mut expected = tree(&src);
+    expected.remove(Path::new("link"));
+    assert_eq!(tree(&back), expected, "the same tree came back");
+
+    // Single files both ways, into directories.
+    ok(&[
+        "-d",
+        &node,
+        "cp",
+        &text(&src.join("tiny.txt")),
+        "cairn:/backups/",
+    ]);
+    assert_eq!(ok(&["-d", &node, "ls", "/backups"]), "tiny.txt\ntoday/\n");
+    fs::create_dir(path("one")).unwrap();
+    ok(&[
+        "-d",
+        &node,
+        "cp",
+        "cairn:/backups/tiny.txt",
+        &text(&path("one")),
+    ]);
+    assert_eq!(fs::read(path("one/tiny.txt")).unwrap(), b"hello");
+
+    // Mistakes are refused before anything is copied.
+    let both_local = run(&[
+        "-d",
+        &node,
+        "cp",
+        &text(&src.join("tiny.txt")),
+        &text(&path("x")),
+    ]);
+    assert_eq!(both_local.status.code(), Some(2));
+    let no_r = run(&["-d", &node, "cp", &text(&src), "cairn:/elsewhere"]);
+    assert_eq!(no_r.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&no_r.stderr).contains("copy it with -r"));
+
+    // rm -r takes the whole tree.
+    ok(&["-d", &node, "rm", "-r", "/backups/today"]);
+    assert_eq!(ok(&["-d", &node, "ls", "/backups"]), "tiny.txt\n");
+}
