@@ -52,18 +52,22 @@ impl Place {
 
 /// What a copy did.
 #[derive(Default)]
-struct Tally {
-    files: u64,
-    bytes: u64,
-    dirs: u64,
-    skipped: u64,
-    failed: u64,
+pub(crate) struct Tally {
+    pub(crate) files: u64,
+    /// Of those, files a backup found unchanged, linked without uploading.
+    pub(crate) unchanged: u64,
+    pub(crate) bytes: u64,
+    pub(crate) dirs: u64,
+    pub(crate) skipped: u64,
+    pub(crate) failed: u64,
 }
 
-struct Copier {
+pub(crate) struct Copier {
     client: GatewayClient,
     shares: Vec<(&'static str, String)>,
-    tally: Tally,
+    pub(crate) tally: Tally,
+    /// For a backup: the caps of files already uploaded, by path, size and modification time.
+    pub(crate) known: Option<crate::backup::BackupDb>,
 }
 
 pub fn cp(dir: &Path, args: CpArgs) -> Result<()> {
@@ -73,11 +77,7 @@ pub fn cp(dir: &Path, args: CpArgs) -> Result<()> {
         .iter()
         .map(|s| Place::parse(s))
         .collect::<Result<Vec<_>>>()?;
-    let mut copier = Copier {
-        client: GatewayClient::for_node(dir)?,
-        shares: args.shares.query(),
-        tally: Tally::default(),
-    };
+    let mut copier = Copier::new(dir, &args.shares)?;
     undo_on_interrupt(dir)?;
     let into_dir = dest_text.ends_with('/') || sources.len() > 1;
     for source in &sources {
@@ -121,6 +121,15 @@ pub fn cp(dir: &Path, args: CpArgs) -> Result<()> {
 }
 
 impl Copier {
+    pub(crate) fn new(dir: &Path, shares: &SharesArgs) -> Result<Copier> {
+        Ok(Copier {
+            client: GatewayClient::for_node(dir)?,
+            shares: shares.query(),
+            tally: Tally::default(),
+            known: None,
+        })
+    }
+
     /// Where a local source goes in the vdrive: `to`, or inside it if it is a directory.
     fn vdrive_target(
         &self,
@@ -139,7 +148,7 @@ impl Copier {
     }
 
     /// What the vdrive holds at `path`: "dir", "file", or nothing.
-    fn vdrive_kind(&self, path: &str) -> Result<Option<String>> {
+    pub(crate) fn vdrive_kind(&self, path: &str) -> Result<Option<String>> {
         match self
             .client
             .get::<api::Entry>("/vdrive/lookup", &[("path", path)])
@@ -148,6 +157,16 @@ impl Copier {
             Err(e) if kind_of(&e) == Some(Kind::NotFound) => Ok(None),
             Err(e) => Err(e),
         }
+    }
+
+    /// Makes the vdrive directory `path` and any missing parents.
+    pub(crate) fn vdrive_mkdir_all(&mut self, path: &str) -> Result<()> {
+        let mut at = String::new();
+        for name in path.split('/').filter(|n| !n.is_empty()) {
+            at = format!("{at}/{name}");
+            self.vdrive_mkdir(&at)?;
+        }
+        Ok(())
     }
 
     /// Makes the vdrive directory `path` unless it is one already.
@@ -183,7 +202,7 @@ impl Copier {
     }
 
     /// Copies the local directory `from` to the vdrive directory `to`, made if missing.
-    fn upload_tree(&mut self, from: &Path, to: &str) -> Result<()> {
+    pub(crate) fn upload_tree(&mut self, from: &Path, to: &str) -> Result<()> {
         self.vdrive_mkdir(to)?;
         let mut entries: Vec<fs::DirEntry> = match fs::read_dir(from) {
             Ok(entries) => entries.filter_map(|e| self.note(e, from)).collect(),
@@ -224,15 +243,26 @@ impl Copier {
             };
             return self.skip(&format!("{}: {what}", from.display()));
         }
-        let copied = upload_file(&self.client, from, &self.shares).and_then(|uploaded| {
-            let query = [("path", to), ("cap", &uploaded.cap), ("replace", "true")];
+        let unchanged = self.known.as_ref().and_then(|db| db.cap_of(from, meta));
+        let reused = unchanged.is_some();
+        let copied = match unchanged {
+            Some(cap) => Ok((cap, 0)),
+            None => upload_file(&self.client, from, &self.shares).map(|u| (u.cap, u.size)),
+        }
+        .and_then(|(cap, size)| {
+            let query = [("path", to), ("cap", &cap), ("replace", "true")];
             self.client.post("/vdrive/link", &query)?;
-            Ok(uploaded.size)
+            Ok((cap, size))
         });
         match copied {
-            Ok(size) => {
+            Ok((cap, size)) => {
                 self.tally.files += 1;
                 self.tally.bytes += size;
+                match &mut self.known {
+                    Some(_) if reused => self.tally.unchanged += 1,
+                    Some(db) => db.remember(from, meta, cap),
+                    None => {}
+                }
             }
             Err(e) => self.fail(&format!("{} -> {ALIAS}{to}: {e:#}", from.display())),
         }

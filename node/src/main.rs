@@ -2,6 +2,7 @@
 //! gateway, computes caps offline, and runs simulations.
 
 mod api;
+mod backup;
 mod cap;
 mod commands;
 mod copy;
@@ -89,6 +90,7 @@ enum Command {
     Mkdir(commands::MkdirArgs),
     Ln(commands::LnArgs),
     Cp(copy::CpArgs),
+    Backup(backup::BackupArgs),
     Mv(commands::MvArgs),
     Rm(commands::RmArgs),
     Status(commands::StatusArgs),
@@ -169,6 +171,7 @@ fn execute(cli: Cli) -> Result<bool> {
         Command::Mkdir(args) => commands::mkdir(&node_dir(dir, "mkdir")?, args)?,
         Command::Ln(args) => commands::ln(&node_dir(dir, "ln")?, args)?,
         Command::Cp(args) => copy::cp(&node_dir(dir, "cp")?, args)?,
+        Command::Backup(args) => backup::backup(&node_dir(dir, "backup")?, args)?,
         Command::Mv(args) => commands::mv(&node_dir(dir, "mv")?, args)?,
         Command::Rm(args) => commands::rm(&node_dir(dir, "rm")?, args)?,
         Command::Status(args) => return commands::status(&node_dir(dir, "status")?, args),

@@ -141,3 +141,60 @@ fn a_tree_goes_into_the_vdrive_and_comes_back_the_same() {
     ok(&["-d", &node, "rm", "-r", "/backups/today"]);
     assert_eq!(ok(&["-d", &node, "ls", "/backups"]), "tiny.txt\n");
 }
+
+#[test]
+fn a_second_backup_of_an_unchanged_tree_uploads_nothing() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let path = |p: &str| tmp.path().join(p);
+    let text = |p: &Path| p.to_str().expect("utf-8").to_owned();
+    ok(&["create-introducer", &text(&path("intro"))]);
+    let _introducer = Running::start(&path("intro"));
+    let furl = fs::read_to_string(path("intro/introducer.furl")).expect("furl");
+    let node = path("node");
+    ok(&[
+        "create-node",
+        &text(&node),
+        "--introducer",
+        furl.trim(),
+        "--reserved-space",
+        "0 B",
+        "--shares-needed",
+        "1",
+        "--shares-total",
+        "1",
+    ]);
+    let _node = Running::start(&node);
+    let node = text(&node);
+    ok(&["wait", &node, "--servers", "1"]);
+
+    let src = path("home");
+    fs::create_dir_all(src.join("notes/été")).unwrap();
+    fs::write(src.join("empty"), b"").unwrap();
+    fs::write(src.join("notes/a.txt"), vec![1u8; 30_000]).unwrap();
+    fs::write(src.join("notes/été/b.bin"), vec![2u8; 90_000]).unwrap();
+    let backup = |expect: &str| {
+        let out = run(&["-d", &node, "backup", &text(&src), "cairn:/backups/home"]);
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{stderr}");
+        assert!(stderr.contains(expect), "{expect:?} in {stderr}");
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    };
+    let first = backup("3 uploaded");
+    let second = backup("0 uploaded (0 B), 3 unchanged");
+    assert_ne!(first, second, "each backup is a snapshot of its own");
+    fs::write(src.join("notes/a.txt"), vec![3u8; 31_000]).unwrap();
+    let third = backup("1 uploaded");
+
+    // Every snapshot holds the tree as it was.
+    let snapshots = ok(&["-d", &node, "ls", "/backups/home/Archives"]);
+    assert_eq!(snapshots.lines().count(), 3, "{snapshots}");
+    let restored = path("restored");
+    ok(&["-d", &node, "cp", "-r", &third, &text(&restored)]);
+    assert_eq!(tree(&restored), tree(&src));
+    let old = path("old");
+    ok(&["-d", &node, "cp", "-r", &first, &text(&old)]);
+    assert_eq!(
+        fs::read(old.join("notes/a.txt")).unwrap(),
+        vec![1u8; 30_000]
+    );
+}
