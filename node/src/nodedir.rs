@@ -26,6 +26,9 @@ const API_TOKEN_FILE: &str = "private/api_auth_token";
 pub const INTRODUCER_FURL_FILE: &str = "introducer.furl";
 /// Written by a running node: its gateway's base URL, for the CLI.
 pub const NODE_URL_FILE: &str = "node.url";
+/// The port the gateway bound when the config says port 0, kept for restarts so that the
+/// node's URL stays the same.
+pub const GATEWAY_PORT_FILE: &str = "gateway.port";
 /// Written by a running node: its process id, for `cairn stop`.
 pub const NODE_PID_FILE: &str = "node.pid";
 /// The port the node's transport bound when the config says port 0, kept for restarts so

@@ -3,7 +3,9 @@
 
 use crate::config::NodeConfig;
 use crate::gateway::{self, Gateway};
-use crate::nodedir::{self, INTRODUCER_FURL_FILE, NODE_URL_FILE, TRANSPORT_PORT_FILE};
+use crate::nodedir::{
+    self, GATEWAY_PORT_FILE, INTRODUCER_FURL_FILE, NODE_URL_FILE, TRANSPORT_PORT_FILE,
+};
 use anyhow::{Context, Result};
 use cairn_actors::client::{Client, ClientConfig};
 use cairn_actors::introducer::Introducer;
@@ -65,7 +67,7 @@ impl RunningNode {
 pub async fn start(dir: &Path) -> Result<RunningNode> {
     let config = NodeConfig::load(dir)?;
     let identity = nodedir::identity(dir)?;
-    let listen = listen_address(dir, config.node.listen)?;
+    let listen = kept_port(dir, TRANSPORT_PORT_FILE, config.node.listen)?;
     let transport = Transport::bind(
         &identity.key,
         identity.furl_secret.clone(),
@@ -76,8 +78,7 @@ pub async fn start(dir: &Path) -> Result<RunningNode> {
     .await
     .with_context(|| format!("cannot listen for other nodes on {listen}"))?;
     if config.node.listen.port() == 0 {
-        let port = transport.local_addr().port().to_string();
-        nodedir::write_atomically(&dir.join(TRANSPORT_PORT_FILE), port.as_bytes())?;
+        keep_port(dir, TRANSPORT_PORT_FILE, transport.local_addr())?;
     }
     let node = Node::new(identity.key.id(), transport.clone());
     transport.serve(node.clone());
@@ -125,10 +126,24 @@ pub async fn start(dir: &Path) -> Result<RunningNode> {
         encoding = Some(client.encoding()?);
     }
 
-    let listener = tokio::net::TcpListener::bind(config.node.gateway)
-        .await
-        .with_context(|| format!("cannot open the gateway on {}", config.node.gateway))?;
+    // A gateway on port 0 keeps the port it got first, so that its URL (and a browser's
+    // session) stays the same; if that port is taken now, any other will do.
+    let gateway_addr = kept_port(dir, GATEWAY_PORT_FILE, config.node.gateway)?;
+    let listener = match tokio::net::TcpListener::bind(gateway_addr).await {
+        Ok(listener) => listener,
+        Err(e) if gateway_addr != config.node.gateway => {
+            tracing::warn!(%gateway_addr, "the gateway's port is taken ({e}); another is used");
+            tokio::net::TcpListener::bind(config.node.gateway).await?
+        }
+        Err(e) => {
+            return Err(e)
+                .with_context(|| format!("cannot open the gateway on {}", config.node.gateway))
+        }
+    };
     let bound = listener.local_addr()?;
+    if config.node.gateway.port() == 0 {
+        keep_port(dir, GATEWAY_PORT_FILE, bound)?;
+    }
     let gateway_url = match bound.ip().is_loopback() {
         true => format!("http://127.0.0.1:{}", bound.port()),
         false => format!("http://{bound}"),
@@ -170,18 +185,24 @@ pub async fn start(dir: &Path) -> Result<RunningNode> {
 
 /// `listen`, with port 0 replaced by the port kept from an earlier start (so the FURL that
 /// other nodes know stays valid).
-fn listen_address(dir: &Path, listen: SocketAddr) -> Result<SocketAddr> {
-    if listen.port() != 0 {
-        return Ok(listen);
+/// `addr`, or if its port is 0, with the port kept in `dir/file` from an earlier start.
+fn kept_port(dir: &Path, file: &str, addr: SocketAddr) -> Result<SocketAddr> {
+    if addr.port() != 0 {
+        return Ok(addr);
     }
-    let Ok(text) = std::fs::read_to_string(dir.join(TRANSPORT_PORT_FILE)) else {
-        return Ok(listen);
+    let Ok(text) = std::fs::read_to_string(dir.join(file)) else {
+        return Ok(addr);
     };
     let port: u16 = text
         .trim()
         .parse()
-        .with_context(|| format!("{} is not a port", dir.join(TRANSPORT_PORT_FILE).display()))?;
-    Ok(SocketAddr::new(listen.ip(), port))
+        .with_context(|| format!("{} is not a port", dir.join(file).display()))?;
+    Ok(SocketAddr::new(addr.ip(), port))
+}
+
+/// Keeps the port `bound` got in `dir/file`, for the next start.
+fn keep_port(dir: &Path, file: &str, bound: SocketAddr) -> Result<()> {
+    nodedir::write_atomically(&dir.join(file), bound.port().to_string().as_bytes())
 }
 
 fn storage_server(

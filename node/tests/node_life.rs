@@ -253,10 +253,16 @@ fn a_running_node_is_waited_for_refuses_a_second_run_and_stops_on_request() {
     );
 
     // `stop` ends the node cleanly and says so; the introducer too.
+    let url = fs::read_to_string(node.join("node.url")).expect("node.url");
     let out = run(&["stop", node_text]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert!(!node.join("node.pid").exists() && !node.join("node.url").exists());
     assert_eq!(code(&run(&["stop", node_text])), 5, "stopped already");
+    // Started again, the gateway is where it was.
+    let again = Running::start(&node);
+    assert_eq!(fs::read_to_string(node.join("node.url")).expect("node.url"), url);
+    ok(&["stop", node_text]);
+    drop(again);
     ok(&["stop", intro_text]);
     introducer.kill(); // reaps it: stopped already
     let log = introducer.log();
