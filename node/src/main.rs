@@ -110,16 +110,41 @@ fn main() -> ExitCode {
         Command::Run(_) => tracing::Level::INFO,
         _ => tracing::Level::WARN,
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::builder()
-                .with_default_directive(level.into())
-                .from_env_lossy(),
-        )
-        .with_writer(std::io::stderr)
-        // Colours for a person at a terminal; plain text for a log file or a pipe.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    let filter = tracing_subscriber::EnvFilter::builder()
+        .with_default_directive(level.into())
+        .from_env_lossy();
+    let log_files = match &cli.command {
+        Command::Run(args) => args.log_dir.as_ref().map(|dir| (dir, args.keep_logs)),
+        _ => None,
+    };
+    match log_files {
+        Some((dir, keep)) => {
+            let files = tracing_appender::rolling::Builder::new()
+                .rotation(tracing_appender::rolling::Rotation::DAILY)
+                .filename_prefix("cairn")
+                .filename_suffix("log")
+                .max_log_files(keep.max(1))
+                .build(dir);
+            let files = match files {
+                Ok(files) => files,
+                Err(e) => {
+                    eprintln!("cairn: error: cannot write logs in {}: {e}", dir.display());
+                    return ExitCode::FAILURE;
+                }
+            };
+            tracing_subscriber::fmt()
+                .with_env_filter(filter)
+                .with_writer(files)
+                .with_ansi(false)
+                .init();
+        }
+        None => tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            // Colours for a person at a terminal; plain text for a log file or a pipe.
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+    }
     let json = cli.command.prints_json();
     match execute(cli) {
         Ok(true) => ExitCode::SUCCESS,

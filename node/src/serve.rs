@@ -13,6 +13,13 @@ use std::path::PathBuf;
 pub struct RunArgs {
     #[arg(value_name = "DIR")]
     dir: PathBuf,
+    /// Write the log to files in this directory instead of stderr: one per day
+    /// (`cairn.YYYY-MM-DD.log`), the oldest deleted past --keep-logs.
+    #[arg(long, value_name = "LOGDIR")]
+    pub log_dir: Option<PathBuf>,
+    /// How many daily log files --log-dir keeps.
+    #[arg(long, value_name = "N", default_value_t = 7, requires = "log_dir")]
+    pub keep_logs: usize,
 }
 
 pub fn run(args: RunArgs) -> Result<()> {

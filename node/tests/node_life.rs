@@ -258,11 +258,32 @@ fn a_running_node_is_waited_for_refuses_a_second_run_and_stops_on_request() {
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert!(!node.join("node.pid").exists() && !node.join("node.url").exists());
     assert_eq!(code(&run(&["stop", node_text])), 5, "stopped already");
-    // Started again, the gateway is where it was.
-    let again = Running::start(&node);
-    assert_eq!(fs::read_to_string(node.join("node.url")).expect("node.url"), url);
+    // Started again, the gateway is where it was; this time logging to daily files.
+    let logs = tmp.path().join("logs");
+    let mut command = cairn();
+    command.arg("run").arg(&node).arg("--log-dir").arg(&logs);
+    let again = Running::spawn(&node, command);
+    assert_eq!(
+        fs::read_to_string(node.join("node.url")).expect("node.url"),
+        url
+    );
     ok(&["stop", node_text]);
     drop(again);
+    let files: Vec<_> = fs::read_dir(&logs)
+        .expect("log dir")
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    let name = files[0].file_name().unwrap().to_string_lossy().into_owned();
+    assert!(
+        name.starts_with("cairn.") && name.ends_with(".log"),
+        "{name}"
+    );
+    let log = fs::read_to_string(&files[0]).expect("log");
+    assert!(
+        log.contains("node running") && !log.contains('\u{1b}'),
+        "{log}"
+    );
     ok(&["stop", intro_text]);
     introducer.kill(); // reaps it: stopped already
     let log = introducer.log();
