@@ -125,16 +125,19 @@ impl Introducer {
     }
 
     /// Keeps `announcement` if it is newer than what is known of its node; returns it if
-    /// subscribers should hear of it. A newer announcement that says nothing new (only its
-    /// seq moved, as at every periodic re-announcement) is kept but not pushed: subscribers
-    /// already hold a valid announcement with the same content.
+    /// subscribers should hear of it: a new server, a new address or free space, or a
+    /// restart (clients that gave up on the server dial it again). A newer announcement that
+    /// says nothing new (only its seq moved, as at every periodic re-announcement) is kept
+    /// but not pushed: subscribers already hold a valid announcement with the same content.
     fn remember(&mut self, announcement: Announcement) -> Option<Announcement> {
         let known = self.servers.get(&announcement.node);
         if known.is_some_and(|k| k.seq >= announcement.seq) {
             return None;
         }
         let news = known.is_none_or(|k| {
-            k.address != announcement.address || k.free_space != announcement.free_space
+            k.address != announcement.address
+                || k.free_space != announcement.free_space
+                || k.started != announcement.started
         });
         let node = announcement.node;
         if let Some(evicted) = self.servers.insert(node, announcement.clone()) {

@@ -190,6 +190,9 @@ pub struct Announcement {
     pub free_space: u64,
     /// Increases with every announcement of the node: the newest wins.
     pub seq: u64,
+    /// When the node (re)started: a new value says it restarted, which the introducer
+    /// passes on at once, so that clients that gave up on it dial it again.
+    pub started: u64,
     pub signature: Vec<u8>,
 }
 
@@ -202,6 +205,7 @@ struct SignedPart<'a> {
     address: &'a str,
     free_space: u64,
     seq: u64,
+    started: u64,
 }
 
 impl Announcement {
@@ -210,12 +214,18 @@ impl Announcement {
 
     /// A signed announcement by `key`'s node.
     pub fn new(key: &NodeKey, address: String, free_space: u64, seq: u64) -> Self {
+        Announcement::since(key, address, free_space, seq, 0)
+    }
+
+    /// A signed announcement by `key`'s node, which started at `started`.
+    pub fn since(key: &NodeKey, address: String, free_space: u64, seq: u64, started: u64) -> Self {
         let mut a = Announcement {
             node: key.id(),
             public_key: key.public_key(),
             address,
             free_space,
             seq,
+            started,
             signature: Vec::new(),
         };
         a.signature = key.sign(&a.signed_bytes());
@@ -224,12 +234,13 @@ impl Announcement {
 
     fn signed_bytes(&self) -> Vec<u8> {
         let part = SignedPart {
-            domain: "cairn announcement v1",
+            domain: "cairn announcement v2",
             node: self.node,
             public_key: self.public_key,
             address: &self.address,
             free_space: self.free_space,
             seq: self.seq,
+            started: self.started,
         };
         postcard::to_stdvec(&part).expect("serialising to memory cannot fail")
     }

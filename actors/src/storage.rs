@@ -138,6 +138,8 @@ pub struct StorageServer {
     advisories_received: u64,
     next_request: u64,
     last_seq: u64,
+    /// When this incarnation started (announced: a new value tells clients it restarted).
+    started: u64,
     answered: ReplyCache,
 }
 
@@ -167,6 +169,7 @@ impl StorageServer {
             advisories_received: 0,
             next_request: 0,
             last_seq: 0,
+            started: 0,
             answered: ReplyCache::default(),
         }
     }
@@ -185,6 +188,7 @@ impl StorageServer {
 
     fn start(&mut self, ctx: &mut Context<'_>) {
         self.next_request = ctx.rng().next_u64();
+        self.started = ctx.now().0;
         self.abort_leftovers();
         let store = &mut self.store;
         let holds = |si| store.list(si).is_ok_and(|shares| !shares.is_empty());
@@ -237,7 +241,8 @@ impl StorageServer {
             "announcements only go forward"
         );
         self.last_seq = seq;
-        let announcement = Announcement::new(&self.key, self.address.clone(), free, seq);
+        let address = self.address.clone();
+        let announcement = Announcement::since(&self.key, address, free, seq, self.started);
         let interval = self.config.announce_interval.max(MIN_ANNOUNCE_INTERVAL);
         let message = Message::Request {
             id: self.fresh_request_id(),

@@ -270,6 +270,14 @@ impl Transport {
         let peer = peers.entry(furl.node);
         peer.pinned |= pinned;
         if peer.address.as_ref() == Some(&furl) {
+            // Announced anew while waiting to redial it: it is up (it just announced, or
+            // restarted), so the wait is over.
+            let waiting = peer.conn.is_none() && peer.dial.is_none();
+            if let Some(retry) = peer.retry.take_if(|_| waiting && !pinned) {
+                retry.abort();
+                tracing::debug!(peer = ?furl.node, "announced while in backoff: dialling now");
+                self.dial_if_idle(&mut peers, furl.node);
+            }
             return;
         }
         tracing::debug!(peer = ?furl.node, address = %furl.address(), "learnt a peer's address");

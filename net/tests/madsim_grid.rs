@@ -275,21 +275,34 @@ async fn downloads_survive_two_kills_fail_typed_after_four_and_recover_on_restar
         other => panic!("1 of 5 servers, k=2, should be NotEnoughShares: {other:?}"),
     }
 
+    // Long enough down for the client to give up on them (5 failed dials each).
+    madsim::time::sleep(Duration::from_secs(30)).await;
     grid.restart(&[0, 1, 2, 3]);
-    // The restarted servers come back on their old addresses, with their shares; the client
-    // redials them as its backoff allows.
+    // The restarted servers come back on their old addresses, with their shares. Each
+    // announces its restart, which the introducer passes on at once, and the client dials
+    // it then: it does not wait for its backoff (the client had forgotten these servers,
+    // after 5 failed dials each) nor for its next resubscription (every 10 s).
+    let restarted = madsim::time::Instant::now();
     let recovered = grid
         .on_client(move |client| async move {
+            // A download started while servers are still down waits on its requests to
+            // them until they time out (60 s here); give the restarts a second.
+            madsim::time::sleep(Duration::from_secs(1)).await;
             loop {
                 let (back, response) = support::download(&client, cap.clone()).await;
                 if downloaded(&response) {
                     return back;
                 }
-                madsim::time::sleep(Duration::from_secs(1)).await;
+                madsim::time::sleep(Duration::from_millis(200)).await;
             }
         })
         .await;
     assert!(recovered == data);
+    let took = restarted.elapsed();
+    assert!(
+        took < Duration::from_secs(5),
+        "the client reached the restarted servers {took:?} (simulated) after they restarted"
+    );
 }
 
 /// One scenario's outcome: what was placed where, what came back, and when (in simulated

@@ -104,6 +104,27 @@ fn a_re_announcement_with_nothing_new_is_kept_but_not_pushed() {
 }
 
 #[test]
+fn a_restart_is_pushed_though_nothing_else_changed() {
+    let mut h = Harness::new(Introducer::new());
+    h.subscribe(client(1));
+    let key = NodeKey::from_seed([1; 32]);
+    let address = "10.0.0.1:4000".to_string();
+    h.announce(Announcement::since(&key, address.clone(), 100, 5, 1000));
+    assert_eq!(
+        h.announce(Announcement::since(&key, address.clone(), 100, 6, 1000))
+            .1,
+        vec![],
+        "a periodic re-announcement"
+    );
+    let restarted = Announcement::since(&key, address, 100, 7, 2000);
+    let (_, pushed) = h.announce(restarted.clone());
+    assert_eq!(
+        pushed,
+        vec![(client(1), Message::Announcements(vec![restarted]))]
+    );
+}
+
+#[test]
 fn forged_announcements_are_refused_and_forgotten() {
     let mut h = Harness::new(Introducer::new());
     h.subscribe(client(1));
