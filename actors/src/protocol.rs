@@ -161,6 +161,9 @@ pub enum RemoteError {
     NotYourUpload,
     #[error("a limit of the server was reached: {0}")]
     Limit(String),
+    /// Said by the sender's own node, not the server: the request could not be sent.
+    #[error("not sent: {0}")]
+    Unreachable(String),
 }
 
 /// A secret that lets its holder renew (and, later, cancel) a lease on a file's shares.

@@ -64,14 +64,21 @@ pub fn now() -> Time {
 /// Where a node sends messages meant for other nodes: a transport, or [`LocalNetwork`].
 pub trait Outbound: Send + Sync {
     /// Hands `msg` from the actor at `from` (on this node) to the actor at `to` (on another
-    /// node). Must not block; delivery is best effort, as on any network.
-    fn send(&self, from: Addr, to: Addr, msg: Message);
+    /// node). Must not block; delivery is best effort, as on any network. `Err` says the
+    /// message was not even sent, and why (no address for the node, the node unreachable
+    /// now): the host answers a request so refused at once, rather than let its sender wait
+    /// out its timeout.
+    fn send(&self, from: Addr, to: Addr, msg: Message) -> Result<(), Undelivered>;
 
     /// Node `node` is reachable at `address`: an actor of this node believed an announcement
     /// saying so (`Effect::Learn`). An outbound that dials nodes checks that the address is
     /// one it can use for `node`, and otherwise ignores it. Must not block.
     fn learn(&self, node: NodeId, address: &str);
 }
+
+/// Why a message was not sent (see [`Outbound::send`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Undelivered(pub String);
 
 /// What can go wrong when using a [`Node`].
 #[derive(Debug, thiserror::Error)]

@@ -53,7 +53,7 @@ pub use furl::{Furl, FurlError};
 pub use peers::{PeerState, PeerStatus};
 pub use tls::IdentityError;
 
-use crate::host::{lock, Node, Outbound};
+use crate::host::{lock, Node, Outbound, Undelivered};
 use cairn_actors::protocol::MAX_MESSAGE_SIZE;
 use cairn_actors::{Addr, Message, NodeId, NodeKey};
 use connection::{Established, Inbox};
@@ -524,33 +524,40 @@ impl Transport {
 }
 
 impl Outbound for Transport {
-    fn send(&self, from: Addr, to: Addr, msg: Message) {
+    fn send(&self, from: Addr, to: Addr, msg: Message) -> Result<(), Undelivered> {
         let frame = Frame::Deliver {
             from: from.service,
             to: to.service,
             msg,
         };
-        let bytes = match frame::encode(&frame, self.config.max_frame) {
-            Ok(bytes) => bytes,
-            Err(error) => return tracing::warn!(?from, ?to, "message not sent: {error}"),
-        };
+        let bytes = frame::encode(&frame, self.config.max_frame).map_err(|error| {
+            tracing::warn!(?from, ?to, "message not sent: {error}");
+            Undelivered(format!("the message cannot be sent: {error}"))
+        })?;
         let mut peers = lock(&self.peers);
         let Some(peer) = peers.get(to.node) else {
-            return tracing::debug!(?from, ?to, "no address known for the node; message dropped");
+            tracing::debug!(?from, ?to, "no address known for the node; message dropped");
+            return Err(Undelivered("no address is known for the node".into()));
         };
         if peer.state() == PeerState::Idle && peer.address.is_some() {
             self.dial_if_idle(&mut peers, to.node);
         }
         let Some(peer) = peers.get(to.node) else {
-            return;
+            return Err(Undelivered("no address is known for the node".into()));
         };
         let state = peer.state();
         if !matches!(state, PeerState::Connected | PeerState::Connecting) {
-            return tracing::debug!(?from, ?to, %state, "node unreachable; message dropped");
+            tracing::debug!(?from, ?to, %state, "node unreachable; message dropped");
+            let why = match &peer.last_error {
+                Some(error) => format!("the node is unreachable ({state}: {error})"),
+                None => format!("the node is unreachable ({state})"),
+            };
+            return Err(Undelivered(why));
         }
-        if peer.queue.push(bytes).is_err() {
+        peer.queue.push(bytes).map_err(|_| {
             tracing::debug!(?from, ?to, "the node's queue is full; message dropped");
-        }
+            Undelivered("too much is queued for the node already".into())
+        })
     }
 
     /// Takes `address` for `node` if it is a FURL for that node (a FURL pins the key the

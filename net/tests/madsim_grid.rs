@@ -305,6 +305,38 @@ async fn downloads_survive_two_kills_fail_typed_after_four_and_recover_on_restar
     );
 }
 
+#[madsim::test]
+async fn requests_to_servers_known_down_are_answered_at_once() {
+    let grid = Grid::start().await;
+    let data = file();
+    let cap = support::cap_of(grid.upload(&data, 5).await);
+    grid.kill(&[0, 1]);
+    // The client's connections to them drop, and its redials fail: it knows they are down.
+    madsim::time::sleep(Duration::from_secs(5)).await;
+
+    // Three servers answer; the two known down are not waited for (the client's request
+    // timeout is 60 s here): the upload fails at once, saying why, and a download succeeds
+    // from the three.
+    let started = madsim::time::Instant::now();
+    let other = {
+        let mut other = data.clone();
+        other[0] ^= 1;
+        other
+    };
+    match grid.upload(&other, 5).await {
+        LocalResponse::Uploaded(Err(UploadError::NotHappy { happy: 5, .. })) => {}
+        other => panic!("two of five servers down, happy=5: {other:?}"),
+    }
+    let (back, response) = grid.download(cap).await;
+    assert!(downloaded(&response), "{response:?}");
+    assert!(back == data);
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(10),
+        "{took:?} (simulated): requests to servers known down were waited for"
+    );
+}
+
 /// One scenario's outcome: what was placed where, what came back, and when (in simulated
 /// nanoseconds), hashed.
 async fn scenario_digest() -> String {

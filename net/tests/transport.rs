@@ -54,7 +54,7 @@ async fn messages_flow_both_ways() {
 
     // Sent while the connection is being made: queued, then delivered.
     let (client, storage) = (a.addr(Service::Client), b.addr(Service::Storage));
-    a.transport.send(client, storage, marker(1));
+    let _ = a.transport.send(client, storage, marker(1));
     let (from, msg) = timeout(PATIENCE, at_b.recv())
         .await
         .expect("delivered")
@@ -66,7 +66,7 @@ async fn messages_flow_both_ways() {
     );
 
     // B knows A only from its connection: the reply goes back over it.
-    b.transport.send(storage, client, marker(2));
+    let _ = b.transport.send(storage, client, marker(2));
     let (from, msg) = timeout(PATIENCE, at_a.recv())
         .await
         .expect("delivered")
@@ -99,8 +99,8 @@ async fn nodes_dialling_each_other_at_once_settle_on_one_connection() {
             let (from_a, from_b) = (a.addr(Service::Client), b.addr(Service::Client));
             let resend = async {
                 loop {
-                    a.transport.send(from_a, from_b, marker(n));
-                    b.transport.send(from_b, from_a, marker(n));
+                    let _ = a.transport.send(from_a, from_b, marker(n));
+                    let _ = b.transport.send(from_b, from_a, marker(n));
                     let both = async { (at_a.recv().await, at_b.recv().await) };
                     if let Ok(got) = timeout(Duration::from_millis(200), both).await {
                         return got;
@@ -122,7 +122,8 @@ async fn nodes_dialling_each_other_at_once_settle_on_one_connection() {
 /// message `b` gets must be that one.
 async fn first_delivery_is_the_marker(a: &TestNode, b: &TestNode, rx: &mut Recv, n: usize) {
     a.transport.add_peer(b.transport.furl());
-    a.transport
+    let _ = a
+        .transport
         .send(a.addr(Service::Client), b.addr(Service::Storage), marker(n));
     let (from, msg) = timeout(PATIENCE, rx.recv())
         .await
@@ -146,7 +147,7 @@ async fn a_furl_naming_another_node_is_refused() {
     };
     a.transport.add_peer(forged);
     let to = cairn_actors::Addr::new(impostor, Service::Storage);
-    a.transport.send(a.addr(Service::Client), to, marker(1));
+    let _ = a.transport.send(a.addr(Service::Client), to, marker(1));
     wait_for_state(&a, impostor, PeerState::Backoff).await;
     assert!(b.transport.peers().is_empty(), "B never admitted A");
     first_delivery_is_the_marker(&a, &b, &mut at_b, 2).await;
@@ -163,7 +164,8 @@ async fn a_wrong_or_missing_secret_is_refused() {
             ..b.transport.furl()
         };
         a.transport.add_peer(wrong);
-        a.transport
+        let _ = a
+            .transport
             .send(a.addr(Service::Client), b.addr(Service::Storage), marker(n));
         wait_for_state(&a, b.key.id(), PeerState::Backoff).await;
         assert!(b.transport.peers().is_empty(), "B never admitted A");
@@ -332,7 +334,7 @@ async fn a_restarted_peer_is_reconnected_on_the_same_port() {
     let resend = async {
         for n in 2.. {
             let (from, to) = (a.addr(Service::Client), b.addr(Service::Storage));
-            a.transport.send(from, to, marker(n));
+            let _ = a.transport.send(from, to, marker(n));
             if let Ok(Some(got)) = timeout(Duration::from_millis(50), at_b.recv()).await {
                 return got;
             }
@@ -373,11 +375,11 @@ async fn announcements_from_a_peer_that_is_not_the_introducer_make_the_node_dial
     let to = node.addr(Service::Client);
     mallory.transport.add_peer(node.transport.furl());
     let from = mallory.addr(Service::Introducer);
-    mallory.transport.send(from, to, announcements.clone());
+    let _ = mallory.transport.send(from, to, announcements.clone());
     // Frames of one connection arrive in order: once the marker is in, the announcements are
     // in the client's mailbox, and the status request queues behind them.
     let from = mallory.addr(Service::Client);
-    mallory
+    let _ = mallory
         .transport
         .send(from, node.addr(Service::Storage), marker(1));
     let delivered = timeout(PATIENCE, at_node.recv()).await;
@@ -393,7 +395,7 @@ async fn announcements_from_a_peer_that_is_not_the_introducer_make_the_node_dial
 
     // The same announcement from the introducer is believed, and the node dials the target.
     introducer.transport.add_peer(node.transport.furl());
-    introducer
+    let _ = introducer
         .transport
         .send(introducer_addr, to, announcements);
     wait_for_state(&node, target_id, PeerState::Connected).await;
@@ -496,7 +498,7 @@ async fn a_handshake_flood_from_one_address_does_not_keep_others_out() {
     let mut at_a = Recorder::spawn(&a.node, Service::Storage);
     b.transport.add_peer(a.transport.furl());
     let (client, storage) = (b.addr(Service::Client), a.addr(Service::Storage));
-    b.transport.send(client, storage, marker(7));
+    let _ = b.transport.send(client, storage, marker(7));
     let (from, msg) = timeout(PATIENCE, at_a.recv())
         .await
         .expect("the real node got through")

@@ -1,6 +1,6 @@
 //! [`LocalNetwork`]: several [`Node`]s in one process, connected through channels (for tests).
 
-use super::{lock, Node, Outbound};
+use super::{lock, Node, Outbound, Undelivered};
 use cairn_actors::{Addr, Message, NodeId, Service};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -53,19 +53,21 @@ impl LocalNetwork {
 }
 
 impl Outbound for LocalNetwork {
-    fn send(&self, from: Addr, to: Addr, msg: Message) {
+    fn send(&self, from: Addr, to: Addr, msg: Message) -> Result<(), Undelivered> {
         let links = lock(&self.links);
         let Some(link) = links.get(&to.node) else {
-            return tracing::debug!(?from, ?to, "unknown node; message dropped");
+            tracing::debug!(?from, ?to, "unknown node; message dropped");
+            return Err(Undelivered("the node is not on this network".into()));
         };
         let parcel = Parcel {
             from,
             to: to.service,
             msg,
         };
-        if link.send(parcel).is_err() {
+        link.send(parcel).map_err(|_| {
             tracing::debug!(?from, ?to, "node gone; message dropped");
-        }
+            Undelivered("the node is gone".into())
+        })
     }
 
     /// The nodes of a local network reach each other by id: addresses mean nothing here.

@@ -1,8 +1,10 @@
 //! One actor's task: its mailbox loop, its timers, and the effects it records.
 
 use super::local::ToUser;
+use super::Undelivered;
 use super::{now, Factory, HostError, Node, MAILBOX_CAPACITY};
 use cairn_actors::local::LocalId;
+use cairn_actors::protocol::{RemoteError, Response};
 use cairn_actors::{Actor, Addr, Context, Effect, Input, Message, Service, Time, TimerId};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -212,7 +214,22 @@ impl Runner {
 /// the node's [`Outbound`](super::Outbound).
 async fn send(node: &Node, me: Addr, to: Addr, msg: Message) {
     if to.node != me.node {
-        return node.shared.outbound.send(me, to, msg);
+        let id = match &msg {
+            Message::Request { id, .. } => Some(*id),
+            _ => None,
+        };
+        if let (Err(Undelivered(why)), Some(id)) = (node.shared.outbound.send(me, to, msg), id) {
+            // Answered at once, as the node would have been had it been reached.
+            let body = Response::Err(RemoteError::Unreachable(why));
+            let answer = Input::Message {
+                from: to,
+                msg: Message::Response { id, body },
+            };
+            if let Some(mailbox) = node.mailbox(me.service) {
+                let _ = mailbox.try_send(Envelope::Input(answer));
+            }
+        }
+        return;
     }
     let Some(mailbox) = node.mailbox(to.service) else {
         return tracing::debug!(from = ?me, ?to, "no such actor; message dropped");
