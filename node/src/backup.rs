@@ -8,7 +8,7 @@ use crate::copy::Copier;
 use crate::create::SharesArgs;
 use crate::failure::{failure, Kind};
 use crate::nodedir;
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fs;
@@ -150,14 +150,9 @@ pub fn backup(dir: &Path, args: BackupArgs) -> Result<()> {
         bytesize::ByteSize(t.bytes),
         t.unchanged,
         t.dirs,
-        match t.skipped {
-            0 => String::new(),
-            n => format!("; skipped {n} (see above)"),
-        }
+        t.skipped_note()
     );
-    if t.failed > 0 {
-        bail!("{} could not be backed up (see above)", t.failed);
-    }
+    t.ended("backed up")?;
     println!("cairn:{snapshot}");
     Ok(())
 }

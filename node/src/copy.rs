@@ -109,15 +109,27 @@ pub fn cp(dir: &Path, args: CpArgs) -> Result<()> {
         t.files,
         bytesize::ByteSize(t.bytes),
         t.dirs,
-        match t.skipped {
+        t.skipped_note()
+    );
+    t.ended("copied")
+}
+
+impl Tally {
+    /// "; skipped N (see above)", if anything was.
+    pub(crate) fn skipped_note(&self) -> String {
+        match self.skipped {
             0 => String::new(),
             n => format!("; skipped {n} (see above)"),
         }
-    );
-    if t.failed > 0 {
-        bail!("{} could not be copied (see above)", t.failed);
     }
-    Ok(())
+
+    /// Fails if anything could not be `done` (each was reported as it happened).
+    pub(crate) fn ended(&self, done: &str) -> Result<()> {
+        if self.failed > 0 {
+            bail!("{} could not be {done} (see above)", self.failed);
+        }
+        Ok(())
+    }
 }
 
 impl Copier {

@@ -29,18 +29,18 @@ fn tree(root: &Path) -> BTreeMap<PathBuf, Option<Vec<u8>>> {
     out
 }
 
-#[test]
-fn a_tree_goes_into_the_vdrive_and_comes_back_the_same() {
-    let tmp = tempfile::tempdir().expect("tmp");
-    let path = |p: &str| tmp.path().join(p);
-    let text = |p: &Path| p.to_str().expect("utf-8").to_owned();
-    ok(&["create-introducer", &text(&path("intro"))]);
-    let _introducer = Running::start(&path("intro"));
-    let furl = fs::read_to_string(path("intro/introducer.furl")).expect("furl");
-    let node = path("node");
+/// An introducer and one storage node whose client stores files 1-of-1, running in `root`;
+/// the node's directory.
+fn one_server_grid(root: &Path) -> ([Running; 2], String) {
+    let intro = root.join("intro");
+    ok(&["create-introducer", intro.to_str().expect("utf-8")]);
+    let introducer = Running::start(&intro);
+    let furl = fs::read_to_string(intro.join("introducer.furl")).expect("furl");
+    let node = root.join("node");
+    let node_text = node.to_str().expect("utf-8").to_owned();
     ok(&[
         "create-node",
-        &text(&node),
+        &node_text,
         "--introducer",
         furl.trim(),
         "--reserved-space",
@@ -50,9 +50,17 @@ fn a_tree_goes_into_the_vdrive_and_comes_back_the_same() {
         "--shares-total",
         "1",
     ]);
-    let _node = Running::start(&node);
-    let node = text(&node);
-    ok(&["wait", &node, "--servers", "1"]);
+    let running = Running::start(&node);
+    ok(&["wait", &node_text, "--servers", "1"]);
+    ([introducer, running], node_text)
+}
+
+#[test]
+fn a_tree_goes_into_the_vdrive_and_comes_back_the_same() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let path = |p: &str| tmp.path().join(p);
+    let text = |p: &Path| p.to_str().expect("utf-8").to_owned();
+    let (_grid, node) = one_server_grid(tmp.path());
 
     // The tree: unicode names, an empty file, a literal-sized file, a larger one, nesting,
     // an empty directory, and a symbolic link (skipped).
@@ -147,25 +155,7 @@ fn a_second_backup_of_an_unchanged_tree_uploads_nothing() {
     let tmp = tempfile::tempdir().expect("tmp");
     let path = |p: &str| tmp.path().join(p);
     let text = |p: &Path| p.to_str().expect("utf-8").to_owned();
-    ok(&["create-introducer", &text(&path("intro"))]);
-    let _introducer = Running::start(&path("intro"));
-    let furl = fs::read_to_string(path("intro/introducer.furl")).expect("furl");
-    let node = path("node");
-    ok(&[
-        "create-node",
-        &text(&node),
-        "--introducer",
-        furl.trim(),
-        "--reserved-space",
-        "0 B",
-        "--shares-needed",
-        "1",
-        "--shares-total",
-        "1",
-    ]);
-    let _node = Running::start(&node);
-    let node = text(&node);
-    ok(&["wait", &node, "--servers", "1"]);
+    let (_grid, node) = one_server_grid(tmp.path());
 
     let src = path("home");
     fs::create_dir_all(src.join("notes/été")).unwrap();
