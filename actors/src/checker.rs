@@ -97,6 +97,8 @@ pub struct CheckReport {
     pub recoverable: bool,
     /// Shares found bad when verifying, as readable lines.
     pub faults: Vec<String>,
+    /// Those copies: which share, on which server (for a repair to replace).
+    pub bad_copies: Vec<(ShareNum, NodeId)>,
 }
 
 /// Why a check could not be made.
@@ -151,6 +153,7 @@ pub struct Checker {
     /// Whether the claims have been queued for verifying.
     queued: bool,
     faults: Vec<String>,
+    bad_copies: Vec<(ShareNum, NodeId)>,
     done: bool,
 }
 
@@ -180,6 +183,7 @@ impl Checker {
             verified: Placement::new(),
             queued: false,
             faults: Vec::new(),
+            bad_copies: Vec::new(),
             done: false,
         }
     }
@@ -295,6 +299,7 @@ impl Checker {
                 self.readers.remove(&key);
                 self.faults
                     .push(reader::fault_line(key.0, key.1, &rejection));
+                self.bad_copies.push(key);
                 if let Some(body) = reader::advisory(self.si, key.0, &rejection) {
                     self.requests.send_only(ctx, Addr::storage(key.1), body);
                 }
@@ -340,6 +345,7 @@ impl Checker {
             healthy: happiness >= self.happy,
             recoverable: distinct >= self.cap.k,
             faults: self.faults.clone(),
+            bad_copies: self.bad_copies.clone(),
         }
     }
 

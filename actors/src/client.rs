@@ -263,10 +263,12 @@ impl Client {
                 cap,
                 happy,
                 options,
+                distrusted,
             } => {
                 let servers = self.live_servers(ctx.now());
                 let config = self.config.upload.clone();
-                let actor = Repairer::new(id, cap, happy, options, servers, config);
+                let mut actor = Repairer::new(id, cap, happy, options, servers, config);
+                actor.distrust(distrusted);
                 self.spawn(id, Service::Repair, Box::new(actor), ctx);
             }
         }

@@ -43,6 +43,9 @@ pub enum LocalRequest {
         cap: VerifierCap,
         happy: usize,
         options: CheckOptions,
+        /// Copies known bad (a verifying check found them corrupt): not counted, not used,
+        /// and replaced like missing shares.
+        distrusted: Vec<(ShareNum, NodeId)>,
     },
 }
 

@@ -5,7 +5,8 @@
 //! The life of a repair:
 //!
 //! 1. **Survey.** `List` to the servers of the scope (as the [`crate::checker`] does). If
-//!    the claimed placement is already happy, the repair is done without moving a byte; if
+//!    the claimed placement is already happy (and no share's only copies are among those the
+//!    caller distrusts), the repair is done without moving a byte; if
 //!    fewer than `k` distinct shares are claimed, it fails with
 //!    [`RepairError::NotEnoughShares`].
 //! 2. **Sources.** `k` shares of distinct numbers are read and proved against the cap:
@@ -46,6 +47,7 @@ use crate::survey::{Placement, Survey};
 use crate::uploader::UploadConfig;
 use cairn_codec::reshare::{RegeneratedFile, Regenerator};
 use cairn_codec::VerifierCap;
+use rand::Rng;
 use std::collections::{BTreeMap, BTreeSet};
 
 pub use policy::RepairPolicy;
@@ -214,6 +216,8 @@ pub struct Repairer {
     file: Option<RegeneratedFile>,
     traffic: Traffic,
     faults: Vec<String>,
+    /// Copies known bad before the repair began.
+    distrusted: Vec<(ShareNum, NodeId)>,
     done: bool,
 }
 
@@ -259,12 +263,22 @@ impl Repairer {
             file: None,
             traffic: Traffic::default(),
             faults: Vec::new(),
+            distrusted: Vec::new(),
             done: false,
         }
     }
 
+    /// Copies not to believe or use (a verifying check found them bad): the repair replaces
+    /// them as if they were missing.
+    pub fn distrust(&mut self, copies: Vec<(ShareNum, NodeId)>) {
+        self.distrusted = copies;
+    }
+
     fn start(&mut self, ctx: &mut Context<'_>) {
         self.requests.start(ctx);
+        // The new shares are this repair's own upload, which no one else may touch.
+        self.lease = crate::protocol::LeaseSecret(ctx.rng().gen());
+        self.upload = crate::protocol::UploadSecret(ctx.rng().gen());
         if let Err(why) = validate(&self.cap, self.happy) {
             return self.finish(ctx, Err(RepairError::Invalid(why)));
         }
@@ -276,6 +290,9 @@ impl Repairer {
                 .send(ctx, Addr::storage(server), body, Purpose::List);
         }
         self.survey = Survey::new(self.cap.n, servers);
+        for &(share, server) in &self.distrusted {
+            self.survey.disown(share, server);
+        }
         self.progress(ctx);
     }
 
@@ -346,7 +363,12 @@ impl Repairer {
     fn surveyed(&mut self, ctx: &mut Context<'_>) {
         self.happiness_before = self.survey.happiness();
         self.distinct_before = self.survey.claims().len();
-        if self.happiness_before >= self.happy {
+        // A share whose only copies were found bad is restored even on a happy file.
+        let lost_to_rot = self
+            .distrusted
+            .iter()
+            .any(|(share, _)| !self.survey.claims().contains_key(share));
+        if self.happiness_before >= self.happy && !lost_to_rot {
             tracing::debug!(si = %self.si, happiness = self.happiness_before, "repair not needed");
             let report = self.report(Vec::new());
             return self.finish(ctx, Ok(report));

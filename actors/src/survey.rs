@@ -51,7 +51,7 @@ impl Survey {
         };
         self.answered.insert(server);
         for (share, _size) in shares {
-            if share.index() < self.n {
+            if share.index() < self.n && !self.disowned.contains(&(share, server)) {
                 self.claims.entry(share).or_default().insert(server);
             }
         }

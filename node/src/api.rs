@@ -84,3 +84,60 @@ pub struct LoginUrl {
 pub struct Cancelled {
     pub running: bool,
 }
+
+/// `POST /check`: what a check found (after a repair, if one was asked for and needed).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Checked {
+    /// The file's verify cap (or the literal cap itself).
+    pub cap: String,
+    /// A literal file holds its bytes in its cap: always healthy, nothing on servers.
+    pub literal: bool,
+    pub k: usize,
+    pub n: usize,
+    /// The servers-of-happiness the node's encoding asks for.
+    pub happy: usize,
+    pub distinct_shares: usize,
+    pub happiness: usize,
+    pub servers_asked: usize,
+    pub servers_answered: usize,
+    pub healthy: bool,
+    pub recoverable: bool,
+    /// Share number -> the servers holding a copy (with `verify`: a copy that proved good).
+    pub holders: BTreeMap<u8, Vec<String>>,
+    /// Copies found bad when verifying.
+    pub faults: Vec<String>,
+    pub repair: Option<Repaired>,
+}
+
+impl Checked {
+    pub fn literal(cap: String) -> Checked {
+        Checked {
+            cap,
+            literal: true,
+            k: 1,
+            n: 1,
+            happy: 0,
+            distinct_shares: 0,
+            happiness: 0,
+            servers_asked: 0,
+            servers_answered: 0,
+            healthy: true,
+            recoverable: true,
+            holders: BTreeMap::new(),
+            faults: Vec::new(),
+            repair: None,
+        }
+    }
+}
+
+/// What a repair did.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Repaired {
+    pub shares_placed: usize,
+    pub happiness_before: usize,
+    pub happiness_after: usize,
+    pub bytes_downloaded: u64,
+    pub bytes_uploaded: u64,
+    /// Why it fell short, if it did.
+    pub error: Option<String>,
+}

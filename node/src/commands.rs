@@ -312,7 +312,7 @@ fn link_path(path: &str, file: &Path) -> Result<String> {
 }
 
 /// A cap as given, or the cap of the file at a vdrive path.
-fn resolve(client: &GatewayClient, source: &str) -> Result<String> {
+pub(crate) fn resolve(client: &GatewayClient, source: &str) -> Result<String> {
     if source.starts_with("URI:") {
         return Ok(source.to_owned());
     }

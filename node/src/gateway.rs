@@ -12,6 +12,8 @@
 //!   `POST /vdrive/unlink?path=P`.
 //! - `POST /operations/cancel?id=ID` — cancel the upload named `ID` (its `PUT /uri` carried
 //!   `X-Cairn-Operation: ID`; see [`operations`]).
+//! - `POST /check?cap=CAP[&verify=true][&repair=true]` — a file's health, and its repair
+//!   ([`api::Checked`]; see [`upkeep`]).
 //! - `GET /status` — [`api::Status`] (JSON).
 //! - `POST /login-url` — a one-time login URL for a browser ([`api::LoginUrl`]);
 //!   `GET /login?code=C` trades it for a session cookie.
@@ -22,6 +24,7 @@
 
 pub mod auth;
 pub mod operations;
+mod upkeep;
 
 use crate::api;
 use crate::config::Shares;
@@ -94,6 +97,7 @@ pub async fn serve(listener: TcpListener, gateway: Arc<Gateway>, mut stop: watch
         .route("/status", get(status))
         .route("/uri", put(upload))
         .route("/operations/cancel", post(cancel_operation))
+        .route("/check", post(upkeep::check))
         .route("/uri/{cap}", get(download))
         .route("/vdrive/list", get(list))
         .route("/vdrive/lookup", get(lookup))

@@ -18,6 +18,7 @@ mod runtime;
 mod serve;
 mod signals;
 mod simulate;
+mod upkeep;
 
 use anyhow::Result;
 use cairn_node::config;
@@ -91,6 +92,8 @@ enum Command {
     Ln(commands::LnArgs),
     Cp(copy::CpArgs),
     Backup(backup::BackupArgs),
+    Check(upkeep::CheckArgs),
+    DeepCheck(upkeep::DeepCheckArgs),
     Mv(commands::MvArgs),
     Rm(commands::RmArgs),
     Status(commands::StatusArgs),
@@ -175,6 +178,8 @@ impl Command {
             Command::Put(args) => args.json,
             Command::Ls(args) => args.json,
             Command::Status(args) => args.json,
+            Command::Check(args) => args.json,
+            Command::DeepCheck(args) => args.json,
             _ => false,
         }
     }
@@ -197,6 +202,8 @@ fn execute(cli: Cli) -> Result<bool> {
         Command::Ln(args) => commands::ln(&node_dir(dir, "ln")?, args)?,
         Command::Cp(args) => copy::cp(&node_dir(dir, "cp")?, args)?,
         Command::Backup(args) => backup::backup(&node_dir(dir, "backup")?, args)?,
+        Command::Check(args) => upkeep::check(&node_dir(dir, "check")?, args)?,
+        Command::DeepCheck(args) => upkeep::deep_check(&node_dir(dir, "deep-check")?, args)?,
         Command::Mv(args) => commands::mv(&node_dir(dir, "mv")?, args)?,
         Command::Rm(args) => commands::rm(&node_dir(dir, "rm")?, args)?,
         Command::Status(args) => return commands::status(&node_dir(dir, "status")?, args),

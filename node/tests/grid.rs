@@ -539,3 +539,135 @@ fn visible_shares(shares: &Path) -> Vec<(usize, Vec<u8>)> {
         })
         .collect()
 }
+
+/// `check --json` of `source`, with `flags`.
+fn check_json(grid: &Grid, source: &str, flags: &[&str]) -> serde_json::Value {
+    let dir = grid.client_dir();
+    let mut args = vec!["-d", dir.as_str(), "check", "--json"];
+    args.extend_from_slice(flags);
+    args.push(source);
+    let out = run(&args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("check --json")
+}
+
+#[test]
+fn check_finds_what_servers_lost_and_repair_brings_every_file_back() {
+    let mut grid = start_grid();
+    let dir = grid.client_dir();
+    let files = grid.root.path().join("files");
+    fs::create_dir(&files).unwrap();
+    ok(&["-d", &dir, "mkdir", "-p", "/keep/sub"]);
+    for (name, size) in [("a", 1_200_000usize), ("b", 10_000), ("sub/c", 100_000)] {
+        let local = files.join(name.replace('/', "-"));
+        fs::write(&local, sample(size, size as u8)).unwrap();
+        ok(&[
+            "-d",
+            &dir,
+            "put",
+            local.to_str().unwrap(),
+            &format!("/keep/{name}"),
+        ]);
+    }
+    let fresh = check_json(&grid, "/keep/a", &[]);
+    assert_eq!(
+        (fresh["healthy"].as_bool(), fresh["happiness"].as_u64()),
+        (Some(true), Some(10))
+    );
+
+    // Four servers leave for good; two new ones join.
+    let furl = furl_of(&grid.introducer.dir);
+    for server in &mut grid.storage[..4] {
+        server.stop();
+    }
+    for i in 10..12 {
+        let new = grid.root.path().join(format!("storage-{i}"));
+        create_node(&new, &furl, &["--reserved-space", "0 B"]);
+        grid.storage.push(Running::start(&new));
+    }
+    wait_until("the client is connected to the 8 servers up", || {
+        grid.status()["servers_connected"].as_u64() >= Some(8)
+    });
+    let short = check_json(&grid, "/keep/a", &[]);
+    assert_eq!(short["recoverable"], true, "{short:#}");
+    assert_eq!(
+        short["healthy"], false,
+        "6 of 10 servers hold shares: {short:#}"
+    );
+
+    let out = run(&["-d", &dir, "deep-check", "--repair", "/keep"]);
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert_eq!(
+        stdout.lines().filter(|l| l.starts_with("repaired")).count(),
+        3,
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains("3 files: 3 healthy, 0 unhealthy, 0 unrecoverable, 3 repaired"),
+        "{stderr}"
+    );
+    for name in ["/keep/a", "/keep/b", "/keep/sub/c"] {
+        let after = check_json(&grid, name, &[]);
+        assert_eq!(after["healthy"], true, "{name}: {after:#}");
+        assert!(after["happiness"].as_u64() >= Some(7), "{name}: {after:#}");
+    }
+
+    // A share rotted on disk: --verify finds it, --repair places a good copy on a server
+    // that holds none of the file (one more joins for that).
+    let new = grid.root.path().join("storage-12");
+    create_node(&new, &furl, &["--reserved-space", "0 B"]);
+    grid.storage.push(Running::start(&new));
+    wait_until("the client is connected to the 9 servers up", || {
+        grid.status()["servers_connected"].as_u64() >= Some(9)
+    });
+    let b = check_json(&grid, "/keep/b", &[]);
+    let si = match b["cap"].as_str().unwrap().parse::<Cap>().unwrap() {
+        Cap::ChkVerifier(v) => v.storage_index.to_string(),
+        other => panic!("{other:?}"),
+    };
+    let rotted = grid.storage[4..]
+        .iter()
+        .flat_map(|s| walk(&s.dir.join("storage/shares")))
+        .find(|p| {
+            p.parent()
+                .and_then(|d| d.file_name())
+                .is_some_and(|d| d == si.as_str())
+        })
+        .expect("a share of /keep/b on a server that is up");
+    let mut bytes = fs::read(&rotted).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    fs::write(&rotted, bytes).unwrap();
+    let verified = check_json(&grid, "/keep/b", &["--verify", "--repair"]);
+    assert_eq!(
+        verified["faults"].as_array().map(Vec::len),
+        Some(1),
+        "{verified:#}"
+    );
+    assert!(
+        verified["repair"]["shares_placed"].as_u64() >= Some(1),
+        "{verified:#}"
+    );
+    assert_eq!(verified["healthy"], true, "{verified:#}");
+
+    // A file none of whose shares exist: unrecoverable, and the command says so in its status.
+    let ghost = files.join("ghost");
+    fs::write(&ghost, sample(20_000, 99)).unwrap();
+    let ghost_cap = ok(&["-d", &dir, "cap", ghost.to_str().unwrap()]);
+    ok(&["-d", &dir, "ln", ghost_cap.trim(), "/keep/ghost"]);
+    let out = run(&["-d", &dir, "deep-check", "/keep"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("UNRECOVERABLE  /keep/ghost"), "{stdout}");
+    let out = run(&["-d", &dir, "check", "/keep/ghost"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot be read back"));
+}

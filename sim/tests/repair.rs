@@ -39,6 +39,7 @@ fn repair_to(s: &mut Scenario, cap: &ChkCap, happy: usize) -> Result<RepairRepor
         cap: cap.verifier(),
         happy,
         options: CheckOptions::default(),
+        distrusted: Vec::new(),
     };
     let id = s.start(request, None);
     match s.wait(id).0 {

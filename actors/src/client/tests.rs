@@ -1067,6 +1067,7 @@ fn checks_and_repairs_run_as_operations_over_the_servers_heard_from_lately() {
         cap,
         happy: 1,
         options,
+        distrusted: Vec::new(),
     };
     let mut ops = Vec::new();
     for request in [check, repair] {

@@ -51,6 +51,7 @@ mod tests {
             healthy: happiness >= 7,
             recoverable: distinct >= 3,
             faults: Vec::new(),
+            bad_copies: Vec::new(),
         }
     }
 

@@ -244,6 +244,7 @@ impl Task {
             healthy: happiness >= usize::from(happy),
             recoverable: distinct_shares >= usize::from(k),
             faults: Vec::new(),
+            bad_copies: Vec::new(),
         }
     }
 

@@ -1,0 +1,151 @@
+//! Keeping files healthy: `POST /check?cap=CAP[&verify=true][&repair=true]` checks a file
+//! (which servers hold which shares; with `verify`, every share proved, a full read of each)
+//! and, with `repair`, regenerates what is missing or bad and places it until the file is
+//! as happy as the node's encoding asks, then checks again.
+
+use super::{unexpected, ApiError, Gateway};
+use crate::api;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::Json;
+use cairn_actors::checker::{CheckError, CheckOptions, CheckReport};
+use cairn_actors::local::{LocalRequest, LocalResponse};
+use cairn_actors::repairer::RepairError;
+use cairn_actors::Service;
+use cairn_codec::{Cap, VerifierCap};
+use serde::Deserialize;
+use std::sync::Arc;
+
+#[derive(Deserialize)]
+pub(super) struct CheckQuery {
+    cap: String,
+    #[serde(default)]
+    verify: bool,
+    #[serde(default)]
+    repair: bool,
+}
+
+pub(super) async fn check(
+    State(g): State<Arc<Gateway>>,
+    Query(q): Query<CheckQuery>,
+) -> Result<Json<api::Checked>, ApiError> {
+    let cap = match q.cap.parse::<Cap>() {
+        Ok(Cap::Chk(cap)) => cap.verifier(),
+        Ok(Cap::ChkVerifier(cap)) => cap,
+        Ok(Cap::Lit(_)) => return Ok(Json(api::Checked::literal(q.cap))),
+        Err(e) => {
+            let why = format!("{:?} is not a cap: {e}", q.cap);
+            return Err(ApiError::bad_request(why));
+        }
+    };
+    let (_, happy) = g
+        .encoding
+        .ok_or_else(|| ApiError::bad_request("this node runs no client to check with"))?;
+    let happy = happy.min(cap.n);
+    let before = run_check(&g, &cap, happy, q.verify).await?;
+    let needs_repair = !before.healthy || !before.bad_copies.is_empty();
+    if !(q.repair && needs_repair && before.recoverable) {
+        return Ok(Json(checked(&cap, &before, None)));
+    }
+    let request = LocalRequest::Repair {
+        cap: cap.clone(),
+        happy,
+        options: CheckOptions::default(),
+        distrusted: before.bad_copies.clone(),
+    };
+    let handle = g.node.request(Service::Client, request).await?;
+    let repaired = match handle.response().await? {
+        LocalResponse::Repaired(Ok(report)) => api::Repaired {
+            shares_placed: report.repaired.len(),
+            happiness_before: report.happiness_before,
+            happiness_after: report.happiness_after,
+            bytes_downloaded: report.bytes_downloaded,
+            bytes_uploaded: report.bytes_uploaded,
+            error: None,
+        },
+        LocalResponse::Repaired(Err(error)) => failed_repair(error),
+        other => return Err(unexpected(&other)),
+    };
+    // What the repair left, as a check sees it (the copies found bad stay bad).
+    let mut after = run_check(&g, &cap, happy, false).await?;
+    for (share, servers) in after.holders.iter_mut() {
+        servers.retain(|s| !before.bad_copies.contains(&(*share, *s)));
+    }
+    after.holders.retain(|_, servers| !servers.is_empty());
+    after.distinct_shares = after.holders.len();
+    after.happiness = cairn_actors::placement::happiness(&after.holders);
+    after.healthy = after.happiness >= happy;
+    after.recoverable = after.distinct_shares >= cap.k;
+    after.faults = before.faults.clone();
+    Ok(Json(checked(&cap, &after, Some(repaired))))
+}
+
+async fn run_check(
+    g: &Gateway,
+    cap: &VerifierCap,
+    happy: usize,
+    verify: bool,
+) -> Result<CheckReport, ApiError> {
+    let options = CheckOptions {
+        verify,
+        ..CheckOptions::default()
+    };
+    let request = LocalRequest::Check {
+        cap: cap.clone(),
+        happy,
+        options,
+    };
+    let handle = g.node.request(Service::Client, request).await?;
+    match handle.response().await? {
+        LocalResponse::Checked(Ok(report)) => Ok(report),
+        LocalResponse::Checked(Err(error @ CheckError::Invalid(_))) => {
+            Err(ApiError::bad_request(error.to_string()))
+        }
+        LocalResponse::Checked(Err(error)) => Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            error.to_string(),
+        )),
+        other => Err(unexpected(&other)),
+    }
+}
+
+fn failed_repair(error: RepairError) -> api::Repaired {
+    let (placed, traffic) = match &error {
+        RepairError::NotHappy {
+            repaired, traffic, ..
+        } => (repaired.len(), Some(traffic)),
+        RepairError::NotEnoughShares { traffic, .. } => (0, Some(traffic)),
+        _ => (0, None),
+    };
+    api::Repaired {
+        shares_placed: placed,
+        happiness_before: 0,
+        happiness_after: 0,
+        bytes_downloaded: traffic.map_or(0, |t| t.bytes_downloaded),
+        bytes_uploaded: traffic.map_or(0, |t| t.bytes_uploaded),
+        error: Some(error.to_string()),
+    }
+}
+
+fn checked(cap: &VerifierCap, report: &CheckReport, repair: Option<api::Repaired>) -> api::Checked {
+    api::Checked {
+        cap: Cap::ChkVerifier(cap.clone()).to_string(),
+        literal: false,
+        k: report.k,
+        n: report.n,
+        happy: report.happy,
+        distinct_shares: report.distinct_shares,
+        happiness: report.happiness,
+        servers_asked: report.servers_asked,
+        servers_answered: report.servers_answered,
+        healthy: report.healthy,
+        recoverable: report.recoverable,
+        holders: report
+            .holders
+            .iter()
+            .map(|(share, servers)| (share.0, servers.iter().map(|s| s.to_string()).collect()))
+            .collect(),
+        faults: report.faults.clone(),
+        repair,
+    }
+}
