@@ -276,9 +276,6 @@ impl Repairer {
 
     fn start(&mut self, ctx: &mut Context<'_>) {
         self.requests.start(ctx);
-        // The new shares are this repair's own upload, which no one else may touch.
-        self.lease = crate::protocol::LeaseSecret(ctx.rng().gen());
-        self.upload = crate::protocol::UploadSecret(ctx.rng().gen());
         if let Err(why) = validate(&self.cap, self.happy) {
             return self.finish(ctx, Err(RepairError::Invalid(why)));
         }
