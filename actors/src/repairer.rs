@@ -47,7 +47,6 @@ use crate::survey::{Placement, Survey};
 use crate::uploader::UploadConfig;
 use cairn_codec::reshare::{RegeneratedFile, Regenerator};
 use cairn_codec::VerifierCap;
-use rand::Rng;
 use std::collections::{BTreeMap, BTreeSet};
 
 pub use policy::RepairPolicy;
