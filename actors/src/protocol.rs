@@ -170,6 +170,23 @@ pub enum RemoteError {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct LeaseSecret(pub [u8; 32]);
 
+impl LeaseSecret {
+    /// The lease secret a client whose own lease secret is `client` shows `server` for the
+    /// file `si`. Each server sees only its own (as Tahoe-LAFS derives its renew secrets), so
+    /// no server can use what it saw on another; the client can derive them all again to
+    /// renew its leases.
+    pub fn derive(client: &[u8; 32], si: StorageIndex, server: NodeId) -> LeaseSecret {
+        let mut input = Vec::with_capacity(32 + 16 + 32);
+        input.extend_from_slice(client);
+        input.extend_from_slice(&si.0);
+        input.extend_from_slice(&server.0);
+        LeaseSecret(cairn_codec::hash::tagged_hash(
+            b"cairn lease renew v1",
+            &input,
+        ))
+    }
+}
+
 /// The secret of one upload: drawn at random by its uploader, shown with every allocation,
 /// write, close and abort, so that no one else (another storage server that learnt the
 /// storage index from its own allocation, say) can touch the shares it is writing.
@@ -284,6 +301,33 @@ pub enum DecodeError {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn each_server_sees_a_lease_secret_of_its_own() {
+        let (client, si) = ([9; 32], StorageIndex([4; 16]));
+        let (a, b) = (NodeId([1; 32]), NodeId([2; 32]));
+        let secret = LeaseSecret::derive(&client, si, a);
+        assert_eq!(
+            secret,
+            LeaseSecret::derive(&client, si, a),
+            "the client can derive it again"
+        );
+        assert_ne!(
+            secret,
+            LeaseSecret::derive(&client, si, b),
+            "another server's differs"
+        );
+        assert_ne!(
+            secret,
+            LeaseSecret::derive(&client, StorageIndex([5; 16]), a)
+        );
+        assert_ne!(
+            secret,
+            LeaseSecret::derive(&[8; 32], si, a),
+            "another client's differs"
+        );
+        assert_ne!(secret.0, client, "the client's own secret is not shown");
+    }
 
     #[test]
     fn announcements_verify_and_tampering_is_caught() {

@@ -205,9 +205,7 @@ pub struct Repairer {
     /// Shares still wanting a home, and servers already asked (or found holding shares).
     targets: Vec<ShareNum>,
     tried: BTreeSet<NodeId>,
-    /// The lease the new shares are allocated under, and the secret that makes them this
-    /// repair's upload.
-    lease: crate::protocol::LeaseSecret,
+    /// The secret that makes the new shares this repair's upload.
     upload: crate::protocol::UploadSecret,
     homes: BTreeMap<ShareNum, Home>,
     /// Segment -> its writes not yet acknowledged (only segments with some).
@@ -255,7 +253,6 @@ impl Repairer {
             blocks: BTreeMap::new(),
             targets: Vec::new(),
             tried: BTreeSet::new(),
-            lease: crate::protocol::LeaseSecret([0; 32]),
             upload: crate::protocol::UploadSecret([0; 32]),
             homes: BTreeMap::new(),
             unacked: BTreeMap::new(),

@@ -26,7 +26,7 @@ use crate::actor::{Actor, Context, Effect, Input, TimerId};
 use crate::ids::{NodeId, ShareNum, StorageIndex};
 use crate::local::{LocalId, LocalResponse, UploadError, UploadReceipt};
 use crate::placement::{happiness, permuted_ring};
-use crate::protocol::{LeaseSecret, Message, UploadSecret};
+use crate::protocol::{Message, UploadSecret};
 use crate::requests::Requests;
 use cairn_codec::{EncodedFile, Encoder, EncodingParams, Geometry, Key, ShareLayout};
 use rand::RngCore;
@@ -59,6 +59,9 @@ pub struct UploadConfig {
     pub deadline: Duration,
     /// Segments whose writes may be unacknowledged at once (at least 1 is used).
     pub window: usize,
+    /// The client's lease secret, from which each server's is derived
+    /// ([`crate::protocol::LeaseSecret::derive`]).
+    pub lease_secret: [u8; 32],
 }
 
 impl Default for UploadConfig {
@@ -67,6 +70,7 @@ impl Default for UploadConfig {
             request_timeout: Duration::from_secs(60),
             deadline: Duration::from_secs(3600),
             window: 4,
+            lease_secret: [0; 32],
         }
     }
 }
@@ -230,7 +234,6 @@ struct Run {
     si: StorageIndex,
     geometry: Geometry,
     layout: ShareLayout,
-    lease: LeaseSecret,
     /// Shown with every allocation, write, close and abort: the shares are this upload's.
     upload: UploadSecret,
     selection: Selection,
@@ -285,8 +288,6 @@ impl Run {
         if ring.len() < happy {
             return Err(too_few_servers(happy, ring.len()));
         }
-        let mut lease = [0u8; 32];
-        ctx.rng().fill_bytes(&mut lease);
         let mut upload = [0u8; 32];
         ctx.rng().fill_bytes(&mut upload);
         let mut requests = Requests::new(config.request_timeout, SWEEP);
@@ -301,7 +302,6 @@ impl Run {
             si,
             geometry: *encoder.geometry(),
             layout: *encoder.layout(),
-            lease: LeaseSecret(lease),
             upload: UploadSecret(upload),
             selection: Selection::new(params.n, ring),
             homes: BTreeMap::new(),

@@ -19,6 +19,9 @@ const KEY_FILE: &str = "private/node.key";
 const FURL_SECRET_FILE: &str = "private/furl.secret";
 /// The convergence secret, base32 on one line (as Tahoe-LAFS keeps it).
 const CONVERGENCE_FILE: &str = "private/convergence";
+/// The client's lease secret, from which the secret of each lease it holds on a server is
+/// derived (base32): whoever has it can renew (and, later, cancel) the node's leases.
+const LEASE_SECRET_FILE: &str = "private/lease.secret";
 /// The gateway's API token: whoever shows it may use the node (as Tahoe's
 /// `private/api_auth_token`).
 const API_TOKEN_FILE: &str = "private/api_auth_token";
@@ -40,6 +43,7 @@ pub struct Identity {
     pub key: NodeKey,
     pub furl_secret: String,
     pub convergence: Vec<u8>,
+    pub lease_secret: [u8; 32],
 }
 
 /// Makes a new node directory at `dir` (absent or empty) with `config` and fresh secrets.
@@ -69,6 +73,7 @@ pub fn create(dir: &Path, config: &NodeConfig) -> Result<()> {
     OsRng.fill_bytes(&mut convergence);
     write_private(&dir.join(CONVERGENCE_FILE), &base32::encode(&convergence))?;
     write_private(&dir.join(API_TOKEN_FILE), &new_token())?;
+    write_private(&dir.join(LEASE_SECRET_FILE), &new_token())?;
     write_atomically(
         &dir.join(CONFIG_FILE),
         config.to_commented_toml().as_bytes(),
@@ -84,7 +89,21 @@ pub fn identity(dir: &Path) -> Result<Identity> {
         key: NodeKey::from_seed(seed),
         furl_secret: read_line(dir, FURL_SECRET_FILE, "the node's FURL secret")?,
         convergence: convergence_secret(dir)?,
+        lease_secret: ensure_lease_secret(dir)?,
     })
+}
+
+/// The client's lease secret, made now if the node directory predates lease secrets.
+fn ensure_lease_secret(dir: &Path) -> Result<[u8; 32]> {
+    if !dir.join(LEASE_SECRET_FILE).exists() {
+        write_private(&dir.join(LEASE_SECRET_FILE), &new_token())?;
+    }
+    read_base32(dir, LEASE_SECRET_FILE, "the node's lease secret")?
+        .try_into()
+        .map_err(|_| {
+            let path = dir.join(LEASE_SECRET_FILE);
+            anyhow::anyhow!("{} must hold a 32-byte secret", path.display())
+        })
 }
 
 /// The gateway's API token, made now if the node directory predates tokens.
@@ -210,7 +229,13 @@ mod tests {
         assert_eq!(mode("private"), 0o700);
         assert_eq!(mode(""), 0o700, "the node directory");
         assert_eq!(mode(CONFIG_FILE), 0o600);
-        for file in [KEY_FILE, FURL_SECRET_FILE, CONVERGENCE_FILE, API_TOKEN_FILE] {
+        for file in [
+            KEY_FILE,
+            FURL_SECRET_FILE,
+            CONVERGENCE_FILE,
+            API_TOKEN_FILE,
+            LEASE_SECRET_FILE,
+        ] {
             assert_eq!(mode(file), 0o600, "{file}");
         }
         let first = identity(&dir).unwrap();

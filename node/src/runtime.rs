@@ -115,7 +115,7 @@ pub async fn start(dir: &Path) -> Result<RunningNode> {
             })?;
         }
         let vdrive = Addr::new(introducer_node, Service::Vdrive);
-        let client_config = client_config(client);
+        let client_config = client_config(client, identity.lease_secret);
         spawn(&node, Service::Client, move || {
             Ok(Client::new(
                 Some(introducer_addr),
@@ -236,13 +236,14 @@ fn open_journal(dir: &Path, name: &str) -> Result<FileJournal> {
     FileJournal::open(&path).with_context(|| format!("cannot open the journal {}", path.display()))
 }
 
-fn client_config(client: &crate::config::ClientSection) -> ClientConfig {
+fn client_config(client: &crate::config::ClientSection, lease_secret: [u8; 32]) -> ClientConfig {
     let request_timeout = Duration::from_secs(client.request_timeout_secs);
     ClientConfig {
         request_timeout,
         resubscribe_interval: Duration::from_secs(60),
         upload: UploadConfig {
             request_timeout,
+            lease_secret,
             ..UploadConfig::default()
         },
     }

@@ -37,9 +37,6 @@ impl Repairer {
             .iter()
             .filter(|s| !self.survey.answered(**s));
         self.tried.extend(silent);
-        let mut lease = [0u8; 32];
-        ctx.rng().fill_bytes(&mut lease);
-        self.lease = LeaseSecret(lease);
         let mut upload = [0u8; 32];
         ctx.rng().fill_bytes(&mut upload);
         self.upload = UploadSecret(upload);
@@ -67,7 +64,8 @@ impl Repairer {
             si: self.si,
             shares: vec![share],
             share_size: self.allocated_size(),
-            lease: self.lease,
+            // The repairing client's lease, as on the shares it uploads itself.
+            lease: LeaseSecret::derive(&self.config.lease_secret, self.si, server),
             upload: self.upload,
         };
         self.requests.send(

@@ -11,6 +11,7 @@ fn config() -> UploadConfig {
         request_timeout: Duration::from_secs(1),
         deadline: Duration::from_secs(600),
         window: 2,
+        lease_secret: [3; 32],
     }
 }
 

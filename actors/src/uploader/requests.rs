@@ -10,7 +10,7 @@ use super::selection::{Ask, Refusal};
 use super::{Close, Home, Purpose, Run, Stream, UEB_ALLOWANCE};
 use crate::actor::{Addr, Context, Service};
 use crate::ids::{NodeId, ShareNum};
-use crate::protocol::{self, RemoteError, Request, RequestId, Response};
+use crate::protocol::{self, LeaseSecret, RemoteError, Request, RequestId, Response};
 use std::collections::{BTreeMap, BTreeSet};
 
 impl Run {
@@ -30,7 +30,7 @@ impl Run {
             si: self.si,
             shares: ask.shares.clone(),
             share_size: self.allocated_size(),
-            lease: self.lease,
+            lease: LeaseSecret::derive(&self.config.lease_secret, self.si, ask.server),
             upload: self.upload,
         };
         let purpose = Purpose::Allocate { shares: ask.shares };

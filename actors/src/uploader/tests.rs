@@ -23,6 +23,7 @@ fn config() -> UploadConfig {
         request_timeout: Duration::from_secs(1),
         deadline: Duration::from_secs(60),
         window: 4,
+        lease_secret: [3; 32],
     }
 }
 

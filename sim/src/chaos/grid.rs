@@ -136,6 +136,7 @@ impl Grid {
                     request_timeout: REQUEST_TIMEOUT,
                     deadline: UPLOAD_DEADLINE,
                     window: 4,
+                    lease_secret: [0; 32],
                 },
             };
             let added = world.add_node(id, SimDisk::new(1 << 20), move |_: &SimDisk| {
