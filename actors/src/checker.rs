@@ -18,7 +18,7 @@ use crate::actor::{Actor, Addr, Context, Effect, Input, TimerId};
 use crate::ids::{NodeId, ShareNum, StorageIndex};
 use crate::local::{LocalId, LocalResponse};
 use crate::placement::{happiness, permuted_ring};
-use crate::protocol::{Message, Request, RequestId, Response};
+use crate::protocol::{LeaseSecret, Message, Request, RequestId, Response};
 use crate::reader::{self, Progress, ShareReader};
 use crate::requests::Requests;
 use crate::survey::{listed, Placement, Survey};
@@ -70,6 +70,8 @@ pub struct CheckOptions {
     /// Read and prove every share found (a full download of each), instead of believing
     /// the servers' lists.
     pub verify: bool,
+    /// Renew the client's lease on the file at every server that holds shares of it.
+    pub add_lease: bool,
 }
 
 /// What a check found.
@@ -99,6 +101,8 @@ pub struct CheckReport {
     pub faults: Vec<String>,
     /// Those copies: which share, on which server (for a repair to replace).
     pub bad_copies: Vec<(ShareNum, NodeId)>,
+    /// Servers that renewed the client's lease (with [`CheckOptions::add_lease`]).
+    pub leases_renewed: usize,
 }
 
 /// Why a check could not be made.
@@ -134,6 +138,7 @@ pub(crate) fn validate(cap: &VerifierCap, happy: usize) -> Result<(), String> {
 enum Purpose {
     List,
     Read { share: ShareNum },
+    Renew,
 }
 
 /// One check, run as an operation actor. See the module docs.
@@ -154,6 +159,11 @@ pub struct Checker {
     queued: bool,
     faults: Vec<String>,
     bad_copies: Vec<(ShareNum, NodeId)>,
+    /// The client's lease secret, to renew its leases with; renewals awaiting an answer, and
+    /// those granted.
+    lease_secret: Option<[u8; 32]>,
+    renewing: usize,
+    leases_renewed: usize,
     done: bool,
 }
 
@@ -184,8 +194,17 @@ impl Checker {
             queued: false,
             faults: Vec::new(),
             bad_copies: Vec::new(),
+            lease_secret: None,
+            renewing: 0,
+            leases_renewed: 0,
             done: false,
         }
+    }
+
+    /// With [`CheckOptions::add_lease`]: the client's lease secret, from which the secret of
+    /// its lease at each server is derived.
+    pub fn renew_with(&mut self, lease_secret: [u8; 32]) {
+        self.lease_secret = Some(lease_secret);
     }
 
     fn start(&mut self, ctx: &mut Context<'_>) {
@@ -229,13 +248,38 @@ impl Checker {
     ) {
         match purpose {
             Purpose::List => {
+                let holds = matches!(&answer, Some(Response::Shares(s)) if !s.is_empty());
                 if let Some(survey) = self.survey.as_mut() {
                     survey.on_answer(server, answer);
                 }
+                if holds && self.options.add_lease {
+                    self.renew(ctx, server);
+                }
             }
             Purpose::Read { share } => self.on_read(ctx, id, (share, server), answer),
+            Purpose::Renew => {
+                self.renewing -= 1;
+                if answer == Some(Response::Ok) {
+                    self.leases_renewed += 1;
+                }
+            }
         }
         self.advance(ctx);
+    }
+
+    /// Renews the client's lease on the file at `server`, for a lease period from now.
+    fn renew(&mut self, ctx: &mut Context<'_>, server: NodeId) {
+        let Some(secret) = self.lease_secret else {
+            return;
+        };
+        let body = Request::RenewLease {
+            si: self.si,
+            lease: LeaseSecret::derive(&secret, self.si, server),
+            expires: ctx.now().after(crate::storage::ALLOCATION_LEASE),
+        };
+        self.renewing += 1;
+        self.requests
+            .send(ctx, Addr::storage(server), body, Purpose::Renew);
     }
 
     /// Once the survey is in: the report, or (verifying) more reads, then the report.
@@ -243,7 +287,7 @@ impl Checker {
         let Some(survey) = &self.survey else {
             return;
         };
-        if self.done || !survey.done() {
+        if self.done || !survey.done() || self.renewing > 0 {
             return;
         }
         if !self.options.verify {
@@ -346,6 +390,7 @@ impl Checker {
             recoverable: distinct >= self.cap.k,
             faults: self.faults.clone(),
             bad_copies: self.bad_copies.clone(),
+            leases_renewed: self.leases_renewed,
         }
     }
 

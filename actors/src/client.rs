@@ -256,7 +256,8 @@ impl Client {
             } => {
                 let servers = self.live_servers(ctx.now());
                 let timeout = self.config.request_timeout;
-                let actor = Checker::new(id, cap, happy, options, servers, timeout);
+                let mut actor = Checker::new(id, cap, happy, options, servers, timeout);
+                actor.renew_with(self.config.upload.lease_secret);
                 self.spawn(id, Service::Check, Box::new(actor), ctx);
             }
             LocalRequest::Repair {

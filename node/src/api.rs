@@ -106,6 +106,8 @@ pub struct Checked {
     pub holders: BTreeMap<u8, Vec<String>>,
     /// Copies found bad when verifying.
     pub faults: Vec<String>,
+    /// Servers that renewed the node's lease on the file (with `add_lease`).
+    pub leases_renewed: usize,
     pub repair: Option<Repaired>,
 }
 
@@ -125,6 +127,7 @@ impl Checked {
             recoverable: true,
             holders: BTreeMap::new(),
             faults: Vec::new(),
+            leases_renewed: 0,
             repair: None,
         }
     }

@@ -24,6 +24,10 @@ pub struct CheckArgs {
     /// healthy.
     #[arg(long)]
     repair: bool,
+    /// Renew this node's lease on the file at every server holding its shares (for a lease
+    /// period, 31 days, from now).
+    #[arg(long)]
+    add_lease: bool,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
@@ -42,22 +46,29 @@ pub struct DeepCheckArgs {
     /// Repair what is unhealthy.
     #[arg(long)]
     repair: bool,
+    /// Renew this node's leases on every file.
+    #[arg(long)]
+    add_lease: bool,
     /// One JSON object per file (with its `path`), and the summary as the last line.
     #[arg(long)]
     pub json: bool,
 }
 
-fn check_cap(
-    client: &GatewayClient,
-    cap: &str,
+/// What a check does besides looking: prove every share, repair, renew leases.
+#[derive(Clone, Copy)]
+struct Actions {
     verify: bool,
     repair: bool,
-) -> Result<api::Checked> {
+    add_lease: bool,
+}
+
+fn check_cap(client: &GatewayClient, cap: &str, actions: Actions) -> Result<api::Checked> {
     let flag = |on: bool| if on { "true" } else { "false" };
     let query = [
         ("cap", cap),
-        ("verify", flag(verify)),
-        ("repair", flag(repair)),
+        ("verify", flag(actions.verify)),
+        ("repair", flag(actions.repair)),
+        ("add_lease", flag(actions.add_lease)),
     ];
     client.post_json("/check", &query)
 }
@@ -65,7 +76,12 @@ fn check_cap(
 pub fn check(dir: &Path, args: CheckArgs) -> Result<()> {
     let client = GatewayClient::for_node(dir)?;
     let cap = resolve(&client, &args.source)?;
-    let checked = check_cap(&client, &cap, args.verify, args.repair)?;
+    let actions = Actions {
+        verify: args.verify,
+        repair: args.repair,
+        add_lease: args.add_lease,
+    };
+    let checked = check_cap(&client, &cap, actions)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&checked)?);
     } else {
@@ -111,6 +127,9 @@ fn print_report(name: &str, c: &api::Checked) {
     for fault in &c.faults {
         println!("fault:      {fault}");
     }
+    if c.leases_renewed > 0 {
+        println!("leases:     renewed on {} servers", c.leases_renewed);
+    }
     if let Some(r) = &c.repair {
         println!(
             "repair:     placed {} shares, happiness {} -> {}, {} read, {} written{}",
@@ -137,6 +156,8 @@ struct Summary {
     repaired: u64,
     errors: u64,
     bytes_moved: u64,
+    /// Leases renewed, one per file and server.
+    leases_renewed: u64,
 }
 
 pub fn deep_check(dir: &Path, args: DeepCheckArgs) -> Result<()> {
@@ -152,6 +173,11 @@ pub fn deep_check(dir: &Path, args: DeepCheckArgs) -> Result<()> {
         }
         false => None,
     };
+    let actions = Actions {
+        verify: args.verify,
+        repair: args.repair,
+        add_lease: args.add_lease,
+    };
     let mut summary = Summary::default();
     let mut dirs = vec![root];
     while let Some(dir) = dirs.pop() {
@@ -166,7 +192,7 @@ pub fn deep_check(dir: &Path, args: DeepCheckArgs) -> Result<()> {
                 continue;
             };
             summary.objects += 1;
-            let line = match check_cap(&client, &cap, args.verify, args.repair) {
+            let line = match check_cap(&client, &cap, actions) {
                 Ok(checked) => summary.count(&path, checked, args.json),
                 Err(e) => {
                     summary.errors += 1;
@@ -196,14 +222,15 @@ pub fn deep_check(dir: &Path, args: DeepCheckArgs) -> Result<()> {
         true => println!("{}", serde_json::json!({ "summary": s })),
         false => eprintln!(
             "cairn: {} files: {} healthy, {} unhealthy, {} unrecoverable, {} repaired, {} \
-             errors; {} moved",
+             errors; {} moved; {} leases renewed",
             s.objects,
             s.healthy,
             s.unhealthy,
             s.unrecoverable,
             s.repaired,
             s.errors,
-            bytesize::ByteSize(s.bytes_moved)
+            bytesize::ByteSize(s.bytes_moved),
+            s.leases_renewed
         ),
     }
     if s.unrecoverable > 0 || s.errors > 0 {
@@ -226,6 +253,7 @@ impl Summary {
         if let Some(r) = &checked.repair {
             self.bytes_moved += r.bytes_downloaded + r.bytes_uploaded;
         }
+        self.leases_renewed += checked.leases_renewed as u64;
         let state = match (checked.recoverable, checked.healthy, repaired) {
             (false, _, _) => "UNRECOVERABLE",
             (true, true, Some(_)) => "repaired",

@@ -578,6 +578,21 @@ fn check_finds_what_servers_lost_and_repair_brings_every_file_back() {
         (fresh["healthy"].as_bool(), fresh["happiness"].as_u64()),
         (Some(true), Some(10))
     );
+    // --add-lease renews the node's lease at every server holding shares of the file; each
+    // server writes the renewal to its lease journal.
+    let journals = || -> u64 {
+        grid.storage
+            .iter()
+            .map(|s| fs::metadata(s.dir.join("storage/leases")).map_or(0, |m| m.len()))
+            .sum()
+    };
+    let before = journals();
+    let renewed = check_json(&grid, "/keep/a", &["--add-lease"]);
+    assert_eq!(renewed["leases_renewed"], 10, "{renewed:#}");
+    assert!(
+        journals() > before,
+        "the renewals are on the servers' disks"
+    );
 
     // Four servers leave for good; two new ones join.
     let furl = furl_of(&grid.introducer.dir);

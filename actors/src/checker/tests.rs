@@ -87,6 +87,7 @@ fn the_ring_scope_asks_a_prefix_of_the_permuted_ring() {
     let options = CheckOptions {
         servers: ServerScope::Ring { extra: 0 },
         verify: false,
+        add_lease: false,
     };
     let r = check(&mut grid, &f, 7, options).unwrap();
     assert_eq!(r.servers_asked, 10);

@@ -1057,6 +1057,7 @@ fn checks_and_repairs_run_as_operations_over_the_servers_heard_from_lately() {
     let options = CheckOptions {
         servers: ServerScope::All,
         verify: false,
+        add_lease: false,
     };
     let check = LocalRequest::Check {
         cap: cap.clone(),

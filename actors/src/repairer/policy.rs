@@ -52,6 +52,7 @@ mod tests {
             recoverable: distinct >= 3,
             faults: Vec::new(),
             bad_copies: Vec::new(),
+            leases_renewed: 0,
         }
     }
 

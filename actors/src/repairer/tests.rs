@@ -258,6 +258,7 @@ fn a_holder_past_the_survey_says_so_when_offered_its_share() {
     let options = CheckOptions {
         servers: ServerScope::Ring { extra: 0 },
         verify: false,
+        add_lease: false,
     };
     let mut repairer = Repairer::new(
         LocalId(1),

@@ -1,5 +1,6 @@
-//! Keeping files healthy: `POST /check?cap=CAP[&verify=true][&repair=true]` checks a file
-//! (which servers hold which shares; with `verify`, every share proved, a full read of each)
+//! Keeping files healthy: `POST /check?cap=CAP[&verify=true][&repair=true][&add_lease=true]`
+//! checks a file (which servers hold which shares; with `verify`, every share proved, a full
+//! read of each; with `add_lease`, the node's lease renewed at every server holding shares)
 //! and, with `repair`, regenerates what is missing or bad and places it until the file is
 //! as happy as the node's encoding asks, then checks again.
 
@@ -23,6 +24,8 @@ pub(super) struct CheckQuery {
     verify: bool,
     #[serde(default)]
     repair: bool,
+    #[serde(default)]
+    add_lease: bool,
 }
 
 pub(super) async fn check(
@@ -42,7 +45,12 @@ pub(super) async fn check(
         .encoding
         .ok_or_else(|| ApiError::bad_request("this node runs no client to check with"))?;
     let happy = happy.min(cap.n);
-    let before = run_check(&g, &cap, happy, q.verify).await?;
+    let options = CheckOptions {
+        verify: q.verify,
+        add_lease: q.add_lease,
+        ..CheckOptions::default()
+    };
+    let before = run_check(&g, &cap, happy, options).await?;
     let needs_repair = !before.healthy || !before.bad_copies.is_empty();
     if !(q.repair && needs_repair && before.recoverable) {
         return Ok(Json(checked(&cap, &before, None)));
@@ -67,7 +75,7 @@ pub(super) async fn check(
         other => return Err(unexpected(&other)),
     };
     // What the repair left, as a check sees it (the copies found bad stay bad).
-    let mut after = run_check(&g, &cap, happy, false).await?;
+    let mut after = run_check(&g, &cap, happy, CheckOptions::default()).await?;
     for (share, servers) in after.holders.iter_mut() {
         servers.retain(|s| !before.bad_copies.contains(&(*share, *s)));
     }
@@ -77,6 +85,7 @@ pub(super) async fn check(
     after.healthy = after.happiness >= happy;
     after.recoverable = after.distinct_shares >= cap.k;
     after.faults = before.faults.clone();
+    after.leases_renewed = before.leases_renewed;
     Ok(Json(checked(&cap, &after, Some(repaired))))
 }
 
@@ -84,12 +93,8 @@ async fn run_check(
     g: &Gateway,
     cap: &VerifierCap,
     happy: usize,
-    verify: bool,
+    options: CheckOptions,
 ) -> Result<CheckReport, ApiError> {
-    let options = CheckOptions {
-        verify,
-        ..CheckOptions::default()
-    };
     let request = LocalRequest::Check {
         cap: cap.clone(),
         happy,
@@ -146,6 +151,7 @@ fn checked(cap: &VerifierCap, report: &CheckReport, repair: Option<api::Repaired
             .map(|(share, servers)| (share.0, servers.iter().map(|s| s.to_string()).collect()))
             .collect(),
         faults: report.faults.clone(),
+        leases_renewed: report.leases_renewed,
         repair,
     }
 }

@@ -245,6 +245,7 @@ impl Task {
             recoverable: distinct_shares >= usize::from(k),
             faults: Vec::new(),
             bad_copies: Vec::new(),
+            leases_renewed: 0,
         }
     }
 
