@@ -56,6 +56,8 @@ pub enum LocalResponse {
     Downloaded(Result<DownloadReceipt, DownloadError>),
     Vdrive(Result<VdriveReply, VdriveError>),
     Status(StatusReport),
+    /// To [`LocalRequest::Status`] made of a storage server.
+    Storage(crate::storage::StorageReport),
     Checked(Result<CheckReport, CheckError>),
     Repaired(Result<RepairReport, RepairError>),
 }

@@ -19,6 +19,7 @@ mod uploads;
 use crate::actor::{Actor, Addr, Context, Input, Time, TimerId};
 use crate::ids::NodeId;
 use crate::ids::{NodeKey, ShareNum, StorageIndex};
+use crate::local::{LocalRequest, LocalResponse};
 use crate::protocol::{
     Announcement, LeaseSecret, Message, RemoteError, Request, RequestId, Response, UploadSecret,
     MAX_DATA_PER_MESSAGE,
@@ -118,6 +119,17 @@ pub struct StorageStatus {
     pub recent_advisories: Vec<CorruptionAdvisory>,
 }
 
+/// A storage server's status for its operator (its node's `status`): what it holds in
+/// memory, and on disk.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StorageReport {
+    pub status: StorageStatus,
+    /// Bytes of shares, complete and incoming.
+    pub used_bytes: u64,
+    /// Bytes it still takes for new shares (free disk, less the reserve).
+    pub free_space: u64,
+}
+
 /// The storage server actor. See the module docs.
 pub struct StorageServer {
     /// Shared, so that a host restarting the server often (a simulation) can hand the same
@@ -183,6 +195,15 @@ impl StorageServer {
             leases,
             advisories_received: self.advisories_received,
             recent_advisories: self.advisories.iter().cloned().collect(),
+        }
+    }
+
+    /// The status, with what the store says of the disk (zero where it cannot tell).
+    pub fn report(&mut self) -> StorageReport {
+        StorageReport {
+            status: self.status(),
+            used_bytes: self.store.used_bytes().unwrap_or(0),
+            free_space: self.free_space().unwrap_or(0),
         }
     }
 
@@ -428,6 +449,13 @@ impl Actor for StorageServer {
                 from,
                 msg: Message::Request { id, deadline, body },
             } => self.on_request(from, id, deadline, body, ctx),
+            Input::Local {
+                id,
+                request: LocalRequest::Status,
+            } => {
+                let report = self.report();
+                ctx.reply(id, LocalResponse::Storage(report));
+            }
             // Answers to our announcements need nothing done; the rest is not for us.
             Input::Message { .. }
             | Input::Timer(_)

@@ -40,6 +40,24 @@ pub struct Status {
     /// The node's services restarted after a panic since it started.
     pub actor_restarts: u64,
     pub servers: Vec<Server>,
+    /// This node's own storage server, if it runs one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage: Option<StorageFigures>,
+}
+
+/// What a node's storage server holds.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct StorageFigures {
+    /// Bytes of shares, complete and being uploaded.
+    pub used_bytes: u64,
+    /// Bytes it still takes (free disk less the reserve).
+    pub free_space: u64,
+    pub incoming_shares: usize,
+    /// Files with leases, and leases in all.
+    pub leased_files: usize,
+    pub leases: usize,
+    /// Corruption advisories clients sent since it started.
+    pub advisories_received: u64,
 }
 
 /// A storage server the node knows of.

@@ -508,6 +508,18 @@ pub fn status(dir: &Path, args: StatusArgs) -> Result<bool> {
             status.servers_connected
         );
     }
+    if let Some(s) = &status.storage {
+        println!(
+            "storage:    {} used, {} free; {} leases on {} files; {} shares being uploaded; \
+             {} corruption reports",
+            bytesize::ByteSize(s.used_bytes),
+            bytesize::ByteSize(s.free_space),
+            s.leases,
+            s.leased_files,
+            s.incoming_shares,
+            s.advisories_received
+        );
+    }
     for server in &status.servers {
         println!(
             "  {}  {:<10}  {:>12} free  {}",

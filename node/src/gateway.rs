@@ -682,7 +682,28 @@ async fn status(State(g): State<Arc<Gateway>>) -> Result<Json<api::Status>, ApiE
             announced_recently: s.reachable,
         })
         .collect();
+    let storage = match g.roles.contains(&"storage") {
+        true => {
+            let handle = g
+                .node
+                .request(Service::Storage, LocalRequest::Status)
+                .await?;
+            match handle.response().await? {
+                LocalResponse::Storage(r) => Some(api::StorageFigures {
+                    used_bytes: r.used_bytes,
+                    free_space: r.free_space,
+                    incoming_shares: r.status.incoming_shares,
+                    leased_files: r.status.leased_files,
+                    leases: r.status.leases,
+                    advisories_received: r.status.advisories_received,
+                }),
+                other => return Err(unexpected(&other)),
+            }
+        }
+        false => None,
+    };
     Ok(Json(api::Status {
+        storage,
         node_id: g.node.id().to_string(),
         nickname: g.nickname.clone(),
         roles: g.roles.iter().map(|r| (*r).to_owned()).collect(),

@@ -573,6 +573,15 @@ fn check_finds_what_servers_lost_and_repair_brings_every_file_back() {
             &format!("/keep/{name}"),
         ]);
     }
+    // A storage node's own status: what it holds.
+    let server = grid.storage[0].dir.display().to_string();
+    let own = ok(&["-d", &server, "status", "--json"]);
+    let own: serde_json::Value = serde_json::from_str(&own).unwrap();
+    assert!(own["storage"]["used_bytes"].as_u64() > Some(0), "{own:#}");
+    assert!(
+        own["storage"]["leases"].as_u64() >= Some(3),
+        "a lease per file: {own:#}"
+    );
     let fresh = check_json(&grid, "/keep/a", &[]);
     assert_eq!(
         (fresh["healthy"].as_bool(), fresh["happiness"].as_u64()),
