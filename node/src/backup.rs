@@ -32,6 +32,8 @@ pub struct BackupArgs {
     /// Uploads' encoding, over the node's.
     #[command(flatten)]
     shares: SharesArgs,
+    #[command(flatten)]
+    exclude: crate::copy::ExcludeArgs,
 }
 
 /// What was uploaded, by local path: enough to tell an unchanged file.
@@ -123,6 +125,7 @@ pub fn backup(dir: &Path, args: BackupArgs) -> Result<()> {
     let db_path = dir.join(BACKUP_DB_FILE);
     let mut copier = Copier::new(dir, &args.shares)?;
     copier.known = Some(BackupDb::load(&db_path)?);
+    copier.exclude = args.exclude.patterns()?;
     crate::commands::undo_on_interrupt(dir)?;
     let archives = format!("{}/Archives", dest.trim_end_matches('/'));
     copier.vdrive_mkdir_all(&archives)?;

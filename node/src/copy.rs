@@ -32,6 +32,33 @@ pub struct CpArgs {
     /// Uploads' encoding, over the node's.
     #[command(flatten)]
     shares: SharesArgs,
+    #[command(flatten)]
+    exclude: ExcludeArgs,
+}
+
+/// Names to leave out of a tree.
+#[derive(clap::Args, Default)]
+pub struct ExcludeArgs {
+    /// Leave out files and directories whose name matches PATTERN (a glob: `*.tmp`,
+    /// `.git`, `cache?`); may be given more than once.
+    #[arg(long, value_name = "PATTERN")]
+    exclude: Vec<String>,
+}
+
+impl ExcludeArgs {
+    pub(crate) fn patterns(&self) -> Result<Vec<glob::Pattern>> {
+        self.exclude
+            .iter()
+            .map(|p| {
+                glob::Pattern::new(p).map_err(|e| {
+                    failure(
+                        Kind::BadInput,
+                        format!("--exclude {p:?} is not a pattern: {e}"),
+                    )
+                })
+            })
+            .collect()
+    }
 }
 
 /// One end of a copy.
@@ -58,6 +85,8 @@ pub(crate) struct Tally {
     pub(crate) unchanged: u64,
     pub(crate) bytes: u64,
     pub(crate) dirs: u64,
+    /// Names left out by --exclude.
+    pub(crate) excluded: u64,
     pub(crate) skipped: u64,
     pub(crate) failed: u64,
 }
@@ -68,6 +97,8 @@ pub(crate) struct Copier {
     pub(crate) tally: Tally,
     /// For a backup: the caps of files already uploaded, by path, size and modification time.
     pub(crate) known: Option<crate::backup::BackupDb>,
+    /// Names to leave out.
+    pub(crate) exclude: Vec<glob::Pattern>,
 }
 
 pub fn cp(dir: &Path, args: CpArgs) -> Result<()> {
@@ -78,6 +109,7 @@ pub fn cp(dir: &Path, args: CpArgs) -> Result<()> {
         .map(|s| Place::parse(s))
         .collect::<Result<Vec<_>>>()?;
     let mut copier = Copier::new(dir, &args.shares)?;
+    copier.exclude = args.exclude.patterns()?;
     undo_on_interrupt(dir)?;
     let into_dir = dest_text.ends_with('/') || sources.len() > 1;
     for source in &sources {
@@ -115,12 +147,16 @@ pub fn cp(dir: &Path, args: CpArgs) -> Result<()> {
 }
 
 impl Tally {
-    /// "; skipped N (see above)", if anything was.
+    /// "; N excluded; skipped M (see above)", for what was.
     pub(crate) fn skipped_note(&self) -> String {
-        match self.skipped {
-            0 => String::new(),
-            n => format!("; skipped {n} (see above)"),
+        let mut note = String::new();
+        if self.excluded > 0 {
+            note += &format!("; {} excluded", self.excluded);
         }
+        if self.skipped > 0 {
+            note += &format!("; skipped {} (see above)", self.skipped);
+        }
+        note
     }
 
     /// Fails if anything could not be `done` (each was reported as it happened).
@@ -139,6 +175,7 @@ impl Copier {
             shares: shares.query(),
             tally: Tally::default(),
             known: None,
+            exclude: Vec::new(),
         })
     }
 
@@ -230,6 +267,9 @@ impl Copier {
                 self.skip(&format!("{}: the name is not UTF-8", path.display()));
                 continue;
             };
+            if self.excluded(&name) {
+                continue;
+            }
             let target = match vdrive_path(&join(to, &name)) {
                 Ok(target) => target.to_owned(),
                 Err(e) => {
@@ -304,6 +344,9 @@ impl Copier {
         }
         let entries: Vec<api::Entry> = self.client.get("/vdrive/list", &[("path", from)])?;
         for entry in entries {
+            if self.excluded(&entry.name) {
+                continue;
+            }
             let source = join(from, &entry.name);
             // A name that would leave the directory is not taken from the vdrive.
             if entry.name.is_empty() || entry.name == "." || entry.name == ".." {
@@ -334,6 +377,13 @@ impl Copier {
         entry
             .map_err(|e| self.fail(&format!("cannot list {}: {e}", dir.display())))
             .ok()
+    }
+
+    /// Whether --exclude leaves `name` out (counted if so).
+    fn excluded(&mut self, name: &str) -> bool {
+        let out = self.exclude.iter().any(|p| p.matches(name));
+        self.tally.excluded += u64::from(out);
+        out
     }
 
     fn skip(&mut self, why: &str) {
