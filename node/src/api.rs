@@ -43,6 +43,17 @@ pub struct Status {
     /// This node's own storage server, if it runs one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storage: Option<StorageFigures>,
+    /// How the node's client encodes uploads, if it runs one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encoding: Option<Encoding>,
+}
+
+/// k, happy and N.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+pub struct Encoding {
+    pub shares_needed: usize,
+    pub shares_happy: usize,
+    pub shares_total: usize,
 }
 
 /// What a node's storage server holds.

@@ -508,6 +508,12 @@ pub fn status(dir: &Path, args: StatusArgs) -> Result<bool> {
             status.servers_connected
         );
     }
+    if let Some(e) = &status.encoding {
+        println!(
+            "encoding:   {}-of-{}, happy at {} servers",
+            e.shares_needed, e.shares_total, e.shares_happy
+        );
+    }
     if let Some(s) = &status.storage {
         println!(
             "storage:    {} used, {} free; {} leases on {} files; {} shares being uploaded; \

@@ -704,6 +704,11 @@ async fn status(State(g): State<Arc<Gateway>>) -> Result<Json<api::Status>, ApiE
     };
     Ok(Json(api::Status {
         storage,
+        encoding: g.encoding.map(|(params, happy)| api::Encoding {
+            shares_needed: params.k,
+            shares_happy: happy,
+            shares_total: params.n,
+        }),
         node_id: g.node.id().to_string(),
         nickname: g.nickname.clone(),
         roles: g.roles.iter().map(|r| (*r).to_owned()).collect(),

@@ -166,6 +166,15 @@ fn a_running_node_is_waited_for_refuses_a_second_run_and_stops_on_request() {
     ]);
     let _node = Running::start(&node);
     ok(&["wait", node_text, "--servers", "1"]);
+    let status = ok(&["-d", node_text, "status"]);
+    assert!(
+        status.contains("encoding:   3-of-10, happy at 7 servers"),
+        "{status}"
+    );
+    assert!(
+        status.contains("storage:    "),
+        "its own storage server: {status}"
+    );
     let out = run(&["wait", node_text, "--servers", "2", "--timeout", "1"]);
     assert_eq!(
         code(&out),
