@@ -17,17 +17,8 @@ pub struct CheckArgs {
     /// A cap (read or verify) or a vdrive path.
     #[arg(value_name = "CAP|PATH")]
     source: String,
-    /// Read and prove every share (a full read of each) instead of believing the servers.
-    #[arg(long)]
-    verify: bool,
-    /// Regenerate missing (and, with --verify, bad) shares and place them until the file is
-    /// healthy.
-    #[arg(long)]
-    repair: bool,
-    /// Renew this node's lease on the file at every server holding its shares (for a lease
-    /// period, 31 days, from now).
-    #[arg(long)]
-    add_lease: bool,
+    #[command(flatten)]
+    actions: Actions,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
@@ -40,25 +31,26 @@ pub struct DeepCheckArgs {
     /// The directory (default: the root).
     #[arg(value_name = "PATH", default_value = "/")]
     path: String,
-    /// Read and prove every share of every file.
-    #[arg(long)]
-    verify: bool,
-    /// Repair what is unhealthy.
-    #[arg(long)]
-    repair: bool,
-    /// Renew this node's leases on every file.
-    #[arg(long)]
-    add_lease: bool,
+    #[command(flatten)]
+    actions: Actions,
     /// One JSON object per file (with its `path`), and the summary as the last line.
     #[arg(long)]
     pub json: bool,
 }
 
 /// What a check does besides looking: prove every share, repair, renew leases.
-#[derive(Clone, Copy)]
+#[derive(clap::Args, Clone, Copy)]
 struct Actions {
+    /// Read and prove every share (a full read of each) instead of believing the servers.
+    #[arg(long)]
     verify: bool,
+    /// Regenerate missing (and, with --verify, bad) shares and place them until each file
+    /// is healthy.
+    #[arg(long)]
     repair: bool,
+    /// Renew this node's lease on each file at every server holding its shares (for a
+    /// lease period, 31 days, from now).
+    #[arg(long)]
     add_lease: bool,
 }
 
@@ -76,12 +68,7 @@ fn check_cap(client: &GatewayClient, cap: &str, actions: Actions) -> Result<api:
 pub fn check(dir: &Path, args: CheckArgs) -> Result<()> {
     let client = GatewayClient::for_node(dir)?;
     let cap = resolve(&client, &args.source)?;
-    let actions = Actions {
-        verify: args.verify,
-        repair: args.repair,
-        add_lease: args.add_lease,
-    };
-    let checked = check_cap(&client, &cap, actions)?;
+    let checked = check_cap(&client, &cap, args.actions)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&checked)?);
     } else {
@@ -173,11 +160,7 @@ pub fn deep_check(dir: &Path, args: DeepCheckArgs) -> Result<()> {
         }
         false => None,
     };
-    let actions = Actions {
-        verify: args.verify,
-        repair: args.repair,
-        add_lease: args.add_lease,
-    };
+    let actions = args.actions;
     let mut summary = Summary::default();
     let mut dirs = vec![root];
     while let Some(dir) = dirs.pop() {
