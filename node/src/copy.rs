@@ -102,7 +102,12 @@ pub(crate) struct Copier {
 }
 
 pub fn cp(dir: &Path, args: CpArgs) -> Result<()> {
-    let (dest_text, sources) = args.paths.split_last().expect("clap requires two paths");
+    let Some((dest_text, sources)) = args.paths.split_last().filter(|(_, s)| !s.is_empty()) else {
+        return Err(failure(
+            Kind::BadInput,
+            "cp takes one or more sources, then a destination",
+        ));
+    };
     let dest = Place::parse(dest_text)?;
     let sources = sources
         .iter()
