@@ -7,7 +7,8 @@ use std::path::PathBuf;
 
 /// Run the node in DIR in the foreground until Ctrl-C (SIGINT) or SIGTERM, then shut down
 /// cleanly. Once listening it writes DIR/node.url (its gateway) and, for an introducer,
-/// DIR/introducer.furl. Logs go to stderr; set RUST_LOG (e.g. RUST_LOG=cairn_net=debug)
+/// DIR/introducer.furl, and keeps its process id in DIR/node.pid (`cairn stop DIR`). Logs go
+/// to stderr, or with --log-dir to daily files; set RUST_LOG (e.g. RUST_LOG=cairn_net=debug)
 /// for more.
 #[derive(clap::Args)]
 pub struct RunArgs {
