@@ -44,6 +44,9 @@ struct Grant {
 pub(super) struct Leases {
     journal: Box<dyn Journal>,
     files: BTreeMap<StorageIndex, Vec<(LeaseSecret, Time)>>,
+    /// How many leases `files` holds in all (kept as it changes: a grant must not walk
+    /// every file to decide whether to compact).
+    leases: usize,
     /// How many records the journal holds.
     records: usize,
 }
@@ -53,6 +56,7 @@ impl Leases {
         Leases {
             journal,
             files: BTreeMap::new(),
+            leases: 0,
             records: 0,
         }
     }
@@ -66,6 +70,7 @@ impl Leases {
         mut holds: impl FnMut(StorageIndex) -> bool,
     ) -> io::Result<()> {
         self.files.clear();
+        self.leases = 0;
         let records = self.journal.records()?;
         self.records = records.len();
         for (index, record) in records.iter().enumerate() {
@@ -108,7 +113,7 @@ impl Leases {
         self.journal.append(record)?;
         self.records += 1;
         self.insert(grant);
-        if self.records > 2 * self.counts().1 + COMPACTION_SLACK {
+        if self.records > 2 * self.leases + COMPACTION_SLACK {
             // The grant is durable already: a failed compaction only leaves a longer journal.
             if let Err(e) = self.compact() {
                 tracing::warn!("lease journal: cannot compact: {e}");
@@ -119,7 +124,7 @@ impl Leases {
 
     /// Rewrites the journal with one record per lease in the table.
     fn compact(&mut self) -> io::Result<()> {
-        let mut records = Vec::with_capacity(self.counts().1);
+        let mut records = Vec::with_capacity(self.leases);
         for (&si, leases) in &self.files {
             for &(secret, expires) in leases {
                 let grant = Grant {
@@ -142,13 +147,18 @@ impl Leases {
 
     /// Forgets the leases of a file the server no longer holds.
     pub(super) fn forget(&mut self, si: StorageIndex) {
-        self.files.remove(&si);
+        if let Some(leases) = self.files.remove(&si) {
+            self.leases -= leases.len();
+        }
     }
 
     /// How many files have leases, and how many leases there are.
     pub(super) fn counts(&self) -> (usize, usize) {
-        let leases = self.files.values().map(Vec::len).sum();
-        (self.files.len(), leases)
+        debug_assert_eq!(
+            self.leases,
+            self.files.values().map(Vec::len).sum::<usize>()
+        );
+        (self.files.len(), self.leases)
     }
 
     fn insert(&mut self, grant: Grant) {
@@ -158,6 +168,7 @@ impl Leases {
             None => {
                 file.reserve_exact(1); // most files have one lease: no room for four
                 file.push((grant.secret, grant.expires));
+                self.leases += 1;
             }
         }
         if file.len() > MAX_LEASES_PER_FILE {
@@ -165,6 +176,7 @@ impl Leases {
             let soonest = (0..file.len()).min_by_key(|&i| (file[i].1, file[i].0));
             if let Some(i) = soonest {
                 file.swap_remove(i);
+                self.leases -= 1;
             }
         }
         debug_assert!(file.len() <= MAX_LEASES_PER_FILE);
