@@ -133,7 +133,7 @@ pub fn backup(dir: &Path, args: BackupArgs) -> Result<()> {
     let stamp = snapshot_name();
     let mut snapshot = format!("{archives}/{stamp}");
     for n in 2.. {
-        if copier.vdrive_kind(&snapshot)?.is_none() {
+        if crate::commands::vdrive_kind(&copier.client, &snapshot)?.is_none() {
             break;
         }
         snapshot = format!("{archives}/{stamp}-{n}");

@@ -304,11 +304,49 @@ fn link_path(path: &str, file: &Path) -> Result<String> {
             ))
         }
     };
-    let joined = match dir {
-        "/" => format!("/{name}"),
+    Ok(vdrive_path(&vdrive_join(dir, name))?.to_owned())
+}
+
+/// `name` inside the vdrive directory `dir`.
+pub(crate) fn vdrive_join(dir: &str, name: &str) -> String {
+    match dir.trim_end_matches('/') {
+        "" => format!("/{name}"),
         dir => format!("{dir}/{name}"),
-    };
-    Ok(vdrive_path(&joined)?.to_owned())
+    }
+}
+
+/// What the vdrive holds at `path`: "dir", "file", or nothing.
+pub(crate) fn vdrive_kind(client: &GatewayClient, path: &str) -> Result<Option<String>> {
+    match client.get::<api::Entry>("/vdrive/lookup", &[("path", path)]) {
+        Ok(entry) => Ok(Some(entry.kind)),
+        Err(e) if crate::failure::kind_of(&e) == Some(Kind::NotFound) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Makes the vdrive directory `path` unless it is one already; whether it made it.
+pub(crate) fn ensure_dir(client: &GatewayClient, path: &str) -> Result<bool> {
+    match vdrive_kind(client, path)?.as_deref() {
+        Some("dir") => Ok(false),
+        Some(_) => Err(failure(
+            Kind::BadInput,
+            format!("{path} is a file, not a directory"),
+        )),
+        None => client
+            .post("/vdrive/mkdir", &[("path", path)])
+            .map(|()| true),
+    }
+}
+
+/// Makes the vdrive directory `path` and any missing parents; how many it made.
+pub(crate) fn ensure_dirs(client: &GatewayClient, path: &str) -> Result<u64> {
+    let mut at = String::from("/");
+    let mut made = 0;
+    for name in path.split('/').filter(|n| !n.is_empty()) {
+        at = vdrive_join(&at, name);
+        made += u64::from(ensure_dir(client, &at)?);
+    }
+    Ok(made)
 }
 
 /// A cap as given, or the cap of the file at a vdrive path.
@@ -394,24 +432,7 @@ pub fn mkdir(dir: &Path, args: MkdirArgs) -> Result<()> {
     if !args.parents {
         return client.post("/vdrive/mkdir", &[("path", path)]);
     }
-    let mut at = String::new();
-    for name in path.split('/').filter(|n| !n.is_empty()) {
-        at = format!("{at}/{name}");
-        match client.get::<api::Entry>("/vdrive/lookup", &[("path", &at)]) {
-            Ok(entry) if entry.kind == "dir" => continue,
-            Ok(_) => {
-                return Err(failure(
-                    Kind::BadInput,
-                    format!("{at} is a file, not a directory"),
-                ))
-            }
-            Err(e) if crate::failure::kind_of(&e) == Some(Kind::NotFound) => {
-                client.post("/vdrive/mkdir", &[("path", &at)])?
-            }
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
+    ensure_dirs(&client, path).map(drop)
 }
 
 pub fn ln(dir: &Path, args: LnArgs) -> Result<()> {
@@ -426,14 +447,12 @@ pub fn mv(dir: &Path, args: MvArgs) -> Result<()> {
     let to = vdrive_path(&args.to)?;
     let client = GatewayClient::for_node(dir)?;
     // Onto an existing directory: into it, under the same name (as `mv FILE DIR` does).
-    let into = match client.get::<api::Entry>("/vdrive/lookup", &[("path", to)]) {
-        Ok(entry) if entry.kind == "dir" => {
+    let into = match vdrive_kind(&client, to)?.as_deref() {
+        Some("dir") => {
             let name = from.rsplit('/').next().unwrap_or_default();
-            Some(vdrive_path(&format!("{}/{name}", to.trim_end_matches('/')))?.to_owned())
+            Some(vdrive_path(&vdrive_join(to, name))?.to_owned())
         }
-        Ok(_) => None,
-        Err(e) if crate::failure::kind_of(&e) == Some(Kind::NotFound) => None,
-        Err(e) => return Err(e),
+        _ => None,
     };
     let to = into.as_deref().unwrap_or(to);
     client.post("/vdrive/rename", &[("from", from), ("to", to)])
@@ -455,10 +474,7 @@ pub fn rm(dir: &Path, args: RmArgs) -> Result<()> {
 fn unlink_tree(client: &GatewayClient, path: &str) -> Result<()> {
     let entries: Vec<api::Entry> = client.get("/vdrive/list", &[("path", path)])?;
     for entry in entries {
-        let child = match path {
-            "/" => format!("/{}", entry.name),
-            _ => format!("{path}/{}", entry.name),
-        };
+        let child = vdrive_join(path, &entry.name);
         match entry.kind.as_str() {
             "dir" => unlink_tree(client, &child)?,
             _ => client.post("/vdrive/unlink", &[("path", &child)])?,

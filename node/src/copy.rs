@@ -5,9 +5,12 @@
 //! the copy goes on, and the command exits 1 at the end.
 
 use crate::api;
-use crate::commands::{download_to, undo_on_interrupt, upload_file, vdrive_path};
+use crate::commands::{
+    download_to, ensure_dir, ensure_dirs, undo_on_interrupt, upload_file, vdrive_join, vdrive_kind,
+    vdrive_path,
+};
 use crate::create::SharesArgs;
-use crate::failure::{failure, kind_of, Kind};
+use crate::failure::{failure, Kind};
 use crate::gateway_client::GatewayClient;
 use anyhow::{bail, Result};
 use std::fs;
@@ -92,7 +95,7 @@ pub(crate) struct Tally {
 }
 
 pub(crate) struct Copier {
-    client: GatewayClient,
+    pub(crate) client: GatewayClient,
     shares: Vec<(&'static str, String)>,
     pub(crate) tally: Tally,
     /// For a backup: the caps of files already uploaded, by path, size and modification time.
@@ -191,49 +194,20 @@ impl Copier {
         name: Option<&std::ffi::OsStr>,
         into_dir: bool,
     ) -> Result<String> {
-        let into = into_dir || self.vdrive_kind(to)?.as_deref() == Some("dir");
+        let into = into_dir || vdrive_kind(&self.client, to)?.as_deref() == Some("dir");
         if !into {
             return Ok(to.to_owned());
         }
         let Some(name) = name.and_then(|n| n.to_str()) else {
             bail!("cannot tell what to name the copy in {ALIAS}{to}: give the full path");
         };
-        Ok(vdrive_path(&join(to, name))?.to_owned())
-    }
-
-    /// What the vdrive holds at `path`: "dir", "file", or nothing.
-    pub(crate) fn vdrive_kind(&self, path: &str) -> Result<Option<String>> {
-        match self
-            .client
-            .get::<api::Entry>("/vdrive/lookup", &[("path", path)])
-        {
-            Ok(entry) => Ok(Some(entry.kind)),
-            Err(e) if kind_of(&e) == Some(Kind::NotFound) => Ok(None),
-            Err(e) => Err(e),
-        }
+        Ok(vdrive_path(&vdrive_join(to, name))?.to_owned())
     }
 
     /// Makes the vdrive directory `path` and any missing parents.
     pub(crate) fn vdrive_mkdir_all(&mut self, path: &str) -> Result<()> {
-        let mut at = String::new();
-        for name in path.split('/').filter(|n| !n.is_empty()) {
-            at = format!("{at}/{name}");
-            self.vdrive_mkdir(&at)?;
-        }
+        self.tally.dirs += ensure_dirs(&self.client, path)?;
         Ok(())
-    }
-
-    /// Makes the vdrive directory `path` unless it is one already.
-    fn vdrive_mkdir(&mut self, path: &str) -> Result<()> {
-        match self.vdrive_kind(path)?.as_deref() {
-            Some("dir") => Ok(()),
-            Some(_) => bail!("{ALIAS}{path} is a file, not a directory"),
-            None => {
-                self.client.post("/vdrive/mkdir", &[("path", path)])?;
-                self.tally.dirs += 1;
-                Ok(())
-            }
-        }
     }
 
     fn upload(&mut self, from: &Path, to: &str, recursive: bool) -> Result<()> {
@@ -257,7 +231,7 @@ impl Copier {
 
     /// Copies the local directory `from` to the vdrive directory `to`, made if missing.
     pub(crate) fn upload_tree(&mut self, from: &Path, to: &str) -> Result<()> {
-        self.vdrive_mkdir(to)?;
+        self.tally.dirs += u64::from(ensure_dir(&self.client, to)?);
         let mut entries: Vec<fs::DirEntry> = match fs::read_dir(from) {
             Ok(entries) => entries.filter_map(|e| self.note(e, from)).collect(),
             Err(e) => {
@@ -275,7 +249,7 @@ impl Copier {
             if self.excluded(&name) {
                 continue;
             }
-            let target = match vdrive_path(&join(to, &name)) {
+            let target = match vdrive_path(&vdrive_join(to, &name)) {
                 Ok(target) => target.to_owned(),
                 Err(e) => {
                     self.skip(&format!("{}: {e:#}", path.display()));
@@ -352,7 +326,7 @@ impl Copier {
             if self.excluded(&entry.name) {
                 continue;
             }
-            let source = join(from, &entry.name);
+            let source = vdrive_join(from, &entry.name);
             // A name that would leave the directory is not taken from the vdrive.
             if entry.name.is_empty() || entry.name == "." || entry.name == ".." {
                 self.skip(&format!("{ALIAS}{source}: not a name for a local file"));
@@ -410,12 +384,5 @@ fn local_target(to: &Path, name: Option<&str>, into_dir: bool) -> Result<PathBuf
     match name {
         Some(name) => Ok(to.join(name)),
         None => bail!("cannot tell what to name the copy in {}", to.display()),
-    }
-}
-
-fn join(dir: &str, name: &str) -> String {
-    match dir {
-        "/" => format!("/{name}"),
-        dir => format!("{dir}/{name}"),
     }
 }

@@ -2,7 +2,7 @@
 //! directory, and their repair (through the gateway's `POST /check`).
 
 use crate::api;
-use crate::commands::{resolve, vdrive_path};
+use crate::commands::{resolve, vdrive_join, vdrive_path};
 use crate::gateway_client::GatewayClient;
 use anyhow::{bail, Result};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -166,10 +166,7 @@ pub fn deep_check(dir: &Path, args: DeepCheckArgs) -> Result<()> {
     while let Some(dir) = dirs.pop() {
         let entries: Vec<api::Entry> = client.get("/vdrive/list", &[("path", &dir)])?;
         for entry in entries.into_iter().rev() {
-            let path = match dir.as_str() {
-                "/" => format!("/{}", entry.name),
-                _ => format!("{dir}/{}", entry.name),
-            };
+            let path = vdrive_join(&dir, &entry.name);
             let Some(cap) = entry.cap else {
                 dirs.push(path);
                 continue;

@@ -122,6 +122,9 @@ fn a_tree_goes_into_the_vdrive_and_comes_back_the_same() {
         "cairn:/backups/",
     ]);
     assert_eq!(ok(&["-d", &node, "ls", "/backups"]), "tiny.txt\ntoday/\n");
+    let through_a_file = run(&["-d", &node, "mkdir", "-p", "/backups/tiny.txt/x"]);
+    assert_eq!(through_a_file.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&through_a_file.stderr).contains("is a file, not a directory"));
     fs::create_dir(path("one")).unwrap();
     ok(&[
         "-d",
