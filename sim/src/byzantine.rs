@@ -118,20 +118,29 @@ impl Pending {
     }
 }
 
-/// The servers the introducer announced, the first announcement heard of each (for replays),
-/// and the clients seen; each bounded.
-#[derive(Default)]
+/// The servers the introducer announced (other than the colluders), the first announcement
+/// heard of each (for replays), and the clients seen; each bounded.
 struct Known {
     servers: BTreeMap<NodeId, Announcement>,
     clients: VecDeque<NodeId>,
+    colluders: BTreeSet<NodeId>,
 }
 
 impl Known {
-    /// Keeps what the introducer announced of the servers not in `colluders`.
-    fn heard(&mut self, colluders: &BTreeSet<NodeId>, list: Vec<Announcement>) {
+    /// Knowing nothing yet, but who the colluders of `ledger` are.
+    fn new(ledger: &SharedLedger) -> Self {
+        Known {
+            servers: BTreeMap::new(),
+            clients: VecDeque::new(),
+            colluders: with_ledger(ledger, |l| l.colluders.clone()),
+        }
+    }
+
+    /// Keeps what the introducer announced of the servers that are not colluders.
+    fn heard(&mut self, list: Vec<Announcement>) {
         for a in list {
             let room = self.servers.len() < KEPT || self.servers.contains_key(&a.node);
-            if room && !colluders.contains(&a.node) {
+            if room && !self.colluders.contains(&a.node) {
                 self.servers.entry(a.node).or_insert(a);
             }
         }
@@ -192,7 +201,7 @@ impl ByzantineServer {
             key,
             address,
             introducer,
-            known: Known::default(),
+            known: Known::new(&ledger),
             victims: VecDeque::new(),
             pending: Pending::new(ledger),
         }
@@ -354,10 +363,7 @@ impl Actor for ByzantineServer {
             Input::Start => self.tick(ctx),
             Input::Timer(TICK) => self.tick(ctx),
             Input::Message { from, msg } => match msg {
-                Message::Announcements(list) if from == self.introducer => {
-                    let colluders = with_ledger(&self.pending.ledger, |l| l.colluders.clone());
-                    self.known.heard(&colluders, list)
-                }
+                Message::Announcements(list) if from == self.introducer => self.known.heard(list),
                 Message::Request { id, body, .. } => {
                     if let Some(body) = self.serve(from, body, ctx) {
                         ctx.send(from, Message::Response { id, body });
@@ -386,7 +392,7 @@ impl ByzantineClient {
             key,
             introducer,
             vdrive,
-            known: Known::default(),
+            known: Known::new(&ledger),
             pending: Pending::new(ledger),
         }
     }
@@ -470,10 +476,7 @@ impl Actor for ByzantineClient {
             Input::Message {
                 from,
                 msg: Message::Announcements(list),
-            } if from == self.introducer => {
-                let colluders = with_ledger(&self.pending.ledger, |l| l.colluders.clone());
-                self.known.heard(&colluders, list)
-            }
+            } if from == self.introducer => self.known.heard(list),
             Input::Message {
                 from,
                 msg: Message::Response { id, body },
