@@ -67,23 +67,22 @@ impl BackupDb {
         nodedir::write_atomically(path, &serde_json::to_vec(self)?)
     }
 
-    /// The cap of the file at `path` if it is unchanged since it was uploaded.
+    /// The cap of the file at (canonical) `path` if it is unchanged since it was uploaded.
     pub fn cap_of(&self, path: &Path, meta: &fs::Metadata) -> Option<String> {
-        let known = self.files.get(&fs::canonicalize(path).ok()?)?;
+        let known = self.files.get(path)?;
         let same = known.size == meta.len() && known.mtime_ns == mtime_ns(meta);
         same.then(|| known.cap.clone())
     }
 
-    /// Records that the file at `path`, as `meta` describes it, was uploaded as `cap`.
-    pub fn remember(&mut self, path: &Path, meta: &fs::Metadata, cap: String) {
-        if let Ok(path) = fs::canonicalize(path) {
-            let known = Known {
-                size: meta.len(),
-                mtime_ns: mtime_ns(meta),
-                cap,
-            };
-            self.files.insert(path, known);
-        }
+    /// Records that the file at (canonical) `path`, as `meta` describes it, was uploaded as
+    /// `cap`.
+    pub fn remember(&mut self, path: PathBuf, meta: &fs::Metadata, cap: String) {
+        let known = Known {
+            size: meta.len(),
+            mtime_ns: mtime_ns(meta),
+            cap,
+        };
+        self.files.insert(path, known);
     }
 }
 
@@ -158,4 +157,20 @@ pub fn backup(dir: &Path, args: BackupArgs) -> Result<()> {
     t.ended("backed up")?;
     println!("cairn:{snapshot}");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_database_is_empty_and_a_damaged_one_is_refused_with_what_to_do() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join(BACKUP_DB_FILE);
+        assert!(BackupDb::load(&path).unwrap().files.is_empty());
+        fs::write(&path, b"{\"files\": [not json").unwrap();
+        let error = format!("{:#}", BackupDb::load(&path).err().expect("refused"));
+        assert!(error.contains("is damaged; move it aside"), "{error}");
+        assert_eq!(fs::read(&path).unwrap(), b"{\"files\": [not json", "left as it was");
+    }
 }

@@ -274,7 +274,15 @@ impl Copier {
             };
             return self.skip(&format!("{}: {what}", from.display()));
         }
-        let unchanged = self.known.as_ref().and_then(|db| db.cap_of(from, meta));
+        // A backup knows files by their canonical path.
+        let canonical = self
+            .known
+            .as_ref()
+            .and_then(|_| fs::canonicalize(from).ok());
+        let unchanged = match (&self.known, &canonical) {
+            (Some(db), Some(path)) => db.cap_of(path, meta),
+            _ => None,
+        };
         let reused = unchanged.is_some();
         let copied = match unchanged {
             Some(cap) => Ok((cap, 0)),
@@ -289,10 +297,10 @@ impl Copier {
             Ok((cap, size)) => {
                 self.tally.files += 1;
                 self.tally.bytes += size;
-                match &mut self.known {
-                    Some(_) if reused => self.tally.unchanged += 1,
-                    Some(db) => db.remember(from, meta, cap),
-                    None => {}
+                match (&mut self.known, canonical) {
+                    _ if reused => self.tally.unchanged += 1,
+                    (Some(db), Some(path)) => db.remember(path, meta, cap),
+                    _ => {}
                 }
             }
             Err(e) => self.fail(&format!("{} -> {ALIAS}{to}: {e:#}", from.display())),
