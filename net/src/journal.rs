@@ -27,8 +27,7 @@ impl FileJournal {
     /// tail. Fails if another handle holds the journal open.
     pub fn open(path: impl Into<PathBuf>) -> io::Result<Self> {
         let path = path.into();
-        let file =
-            open_private(&path, false).map_err(|e| context(e, "cannot open journal", &path))?;
+        let file = open_private(&path).map_err(|e| context(e, "cannot open journal", &path))?;
         lock(&file, &path)?;
         // A new file's name must be durable before the first record in it is acknowledged.
         sync_parent(&path)?;
@@ -86,7 +85,12 @@ impl Medium for JournalFile {
         let mut name = self.path.file_name().unwrap_or_default().to_os_string();
         name.push(".rewrite");
         let staged = self.path.with_file_name(name);
-        let mut file = open_private(&staged, true)?;
+        // A stray from a crash is removed, not reused: a new file gets the private mode.
+        match std::fs::remove_file(&staged) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+        let mut file = open_private(&staged)?;
         file.write_all(data)?;
         file.sync_all()?;
         lock(&file, &staged)?;
@@ -107,13 +111,9 @@ impl Medium for JournalFile {
 }
 
 /// Opens (creating) a file only the node's user may read: journals hold caps and leases.
-fn open_private(path: &Path, truncate: bool) -> io::Result<File> {
+fn open_private(path: &Path) -> io::Result<File> {
     let mut options = OpenOptions::new();
-    options
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(truncate);
+    options.read(true).write(true).create(true).truncate(false);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
     options.open(path)
@@ -184,6 +184,30 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("journal");
         journal_suite(|| FileJournal::open(&path).unwrap());
+    }
+
+    #[test]
+    fn a_rewrite_replaces_a_stray_from_a_crashed_one_and_stays_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal");
+        let mut journal = FileJournal::open(&path).unwrap();
+        journal.append(b"old").unwrap();
+        // What a crash between staging and renaming leaves: a readable stray.
+        let stray = dir.path().join("journal.rewrite");
+        fs::write(&stray, b"half a rewrite").unwrap();
+        fs::set_permissions(&stray, fs::Permissions::from_mode(0o644)).unwrap();
+        journal.rewrite(&[b"new".to_vec()]).unwrap();
+        journal.append(b"after").unwrap();
+        drop(journal);
+        assert!(!stray.exists());
+        let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let mut reopened = FileJournal::open(&path).unwrap();
+        assert_eq!(
+            reopened.records().unwrap(),
+            vec![b"new".to_vec(), b"after".to_vec()]
+        );
     }
 
     #[test]

@@ -171,6 +171,10 @@ mod tests {
         fs::write(&path, b"{\"files\": [not json").unwrap();
         let error = format!("{:#}", BackupDb::load(&path).err().expect("refused"));
         assert!(error.contains("is damaged; move it aside"), "{error}");
-        assert_eq!(fs::read(&path).unwrap(), b"{\"files\": [not json", "left as it was");
+        assert_eq!(
+            fs::read(&path).unwrap(),
+            b"{\"files\": [not json",
+            "left as it was"
+        );
     }
 }
