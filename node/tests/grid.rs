@@ -36,6 +36,19 @@ impl Grid {
         cap.trim().to_owned()
     }
 
+    /// Starts `cairn put` of `data` (written to `big` in the grid's directory) and returns at
+    /// once, its output piped.
+    fn start_put(&self, data: &[u8]) -> std::process::Child {
+        let file = self.root.path().join("big");
+        fs::write(&file, data).unwrap();
+        cairn()
+            .args(["-d", &self.client_dir(), "put", &file.display().to_string()])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
     fn get(&self, source: &str, out: &Path) -> Output {
         let out = out.display().to_string();
         run(&["-d", &self.client_dir(), "get", source, "-o", &out])
@@ -423,16 +436,8 @@ fn nodes_with_the_wrong_key_or_secret_are_refused() {
 #[test]
 fn a_storage_node_killed_mid_upload_shows_no_partial_share_after_restart() {
     let mut grid = start_grid();
-    let file = grid.root.path().join("big");
     let data = sample(48 << 20, 7);
-    fs::write(&file, &data).unwrap();
-    let dir = grid.client_dir();
-    let upload = cairn()
-        .args(["-d", &dir, "put", &file.display().to_string()])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let upload = grid.start_put(&data);
 
     let victim = grid.storage[0].dir.clone();
     let incoming = victim.join("storage/shares/incoming");
@@ -465,15 +470,8 @@ fn a_storage_node_killed_mid_upload_shows_no_partial_share_after_restart() {
 #[test]
 fn an_interrupted_put_aborts_its_shares_and_the_next_put_is_whole() {
     let grid = start_grid();
-    let file = grid.root.path().join("big");
-    fs::write(&file, sample(48 << 20, 3)).unwrap();
-    let dir = grid.client_dir();
-    let upload = cairn()
-        .args(["-d", &dir, "put", &file.display().to_string()])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let upload = grid.start_put(&sample(48 << 20, 3));
+    let (dir, file) = (grid.client_dir(), grid.root.path().join("big"));
     let incoming: Vec<PathBuf> = grid
         .storage
         .iter()
