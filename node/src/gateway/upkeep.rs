@@ -115,19 +115,19 @@ async fn run_check(
 }
 
 fn failed_repair(error: RepairError) -> api::Repaired {
-    let (placed, traffic) = match &error {
-        RepairError::NotHappy {
-            repaired, traffic, ..
-        } => (repaired.len(), Some(traffic)),
-        RepairError::NotEnoughShares { traffic, .. } => (0, Some(traffic)),
-        _ => (0, None),
+    let placed = match &error {
+        RepairError::NotHappy { repaired, .. } | RepairError::Deadline { repaired, .. } => {
+            repaired.len()
+        }
+        _ => 0,
     };
+    let traffic = error.traffic();
     api::Repaired {
         shares_placed: placed,
         happiness_before: 0,
         happiness_after: 0,
-        bytes_downloaded: traffic.map_or(0, |t| t.bytes_downloaded),
-        bytes_uploaded: traffic.map_or(0, |t| t.bytes_uploaded),
+        bytes_downloaded: traffic.bytes_downloaded,
+        bytes_uploaded: traffic.bytes_uploaded,
         error: Some(error.to_string()),
     }
 }
