@@ -14,7 +14,7 @@
 //! as asked but not answered. The check itself always ends with a report (or, for a cap that
 //! cannot name a file, an error): an unreachable grid is an unhealthy file, not a failure.
 
-use crate::actor::{Actor, Addr, Context, Effect, Input, TimerId};
+use crate::actor::{Actor, Addr, Context, Effect, Input, Time, TimerId};
 use crate::ids::{NodeId, ShareNum, StorageIndex};
 use crate::local::{LocalId, LocalResponse};
 use crate::placement::{happiness, permuted_ring};
@@ -267,7 +267,8 @@ impl Checker {
         self.advance(ctx);
     }
 
-    /// Renews the client's lease on the file at `server`, for a lease period from now.
+    /// Renews the client's lease on the file at `server`, for a lease period from now (the
+    /// server's own: the client asks for all it will grant).
     fn renew(&mut self, ctx: &mut Context<'_>, server: NodeId) {
         let Some(secret) = self.lease_secret else {
             return;
@@ -275,7 +276,7 @@ impl Checker {
         let body = Request::RenewLease {
             si: self.si,
             lease: LeaseSecret::derive(&secret, self.si, server),
-            expires: ctx.now().after(crate::storage::ALLOCATION_LEASE),
+            expires: Time(u64::MAX),
         };
         self.renewing += 1;
         self.requests

@@ -208,7 +208,8 @@ impl Client {
             .map(|(&id, k)| ServerStatus {
                 id,
                 address: k.announcement.address.clone(),
-                free_space: k.announcement.free_space,
+                nickname: k.announcement.nickname.clone(),
+                figures: k.announcement.figures,
                 reachable: now.since(k.heard) <= fresh,
             })
             .collect();

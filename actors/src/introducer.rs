@@ -125,7 +125,7 @@ impl Introducer {
     }
 
     /// Keeps `announcement` if it is newer than what is known of its node; returns it if
-    /// subscribers should hear of it: a new server, a new address or free space, or a
+    /// subscribers should hear of it: a new server, a new address, nickname or figures, or a
     /// restart (clients that gave up on the server dial it again). A newer announcement that
     /// says nothing new (only its seq moved, as at every periodic re-announcement) is kept
     /// but not pushed: subscribers already hold a valid announcement with the same content.
@@ -136,7 +136,8 @@ impl Introducer {
         }
         let news = known.is_none_or(|k| {
             k.address != announcement.address
-                || k.free_space != announcement.free_space
+                || k.nickname != announcement.nickname
+                || k.figures != announcement.figures
                 || k.started != announcement.started
         });
         let node = announcement.node;

@@ -3,6 +3,7 @@
 
 use crate::checker::{CheckError, CheckOptions, CheckReport};
 use crate::ids::{NodeId, ShareNum};
+use crate::protocol::StorageFigures;
 use crate::repairer::{RepairError, RepairReport};
 use crate::vdrive::{VdriveError, VdriveOp, VdriveReply};
 use cairn_codec::{ChkCap, EncodingParams, Key, VerifierCap};
@@ -134,7 +135,10 @@ pub struct StatusReport {
 pub struct ServerStatus {
     pub id: NodeId,
     pub address: String,
-    pub free_space: u64,
+    /// The server's own name for itself, as announced (checked free of control characters).
+    pub nickname: String,
+    /// What it holds and has room for, as of its latest announcement.
+    pub figures: StorageFigures,
     /// Whether the server's announcements are fresh (a newer one arrived recently).
     pub reachable: bool,
 }

@@ -282,6 +282,17 @@ impl ShareStore for MemShareStore {
         Ok(())
     }
 
+    fn delete(&mut self, si: StorageIndex, share: ShareNum) -> io::Result<()> {
+        let mut shares = self.lock();
+        let key = (si, share);
+        let bytes = shares
+            .complete
+            .remove(&key)
+            .ok_or_else(|| not_found("complete", key))?;
+        shares.used -= bytes.size;
+        Ok(())
+    }
+
     fn read(
         &mut self,
         si: StorageIndex,
@@ -315,6 +326,10 @@ impl ShareStore for MemShareStore {
 
     fn used_bytes(&mut self) -> io::Result<u64> {
         Ok(self.lock().used)
+    }
+
+    fn share_count(&mut self) -> io::Result<u64> {
+        Ok(self.lock().complete.len() as u64)
     }
 
     fn available_bytes(&mut self) -> io::Result<u64> {

@@ -207,13 +207,38 @@ pub struct Announcement {
     pub public_key: [u8; 32],
     /// Where the node listens (a transport address: `host:port`, or a simulated name).
     pub address: String,
-    pub free_space: u64,
+    /// The operator's name for the node (at most [`Announcement::MAX_NICKNAME_LEN`] bytes,
+    /// no control characters): shown to people, never trusted as an identity.
+    pub nickname: String,
+    pub figures: StorageFigures,
     /// Increases with every announcement of the node: the newest wins.
     pub seq: u64,
     /// When the node (re)started: a new value says it restarted, which the introducer
     /// passes on at once, so that clients that gave up on it dial it again.
     pub started: u64,
     pub signature: Vec<u8>,
+}
+
+/// What a storage server holds and has room for: one schema, announced to the grid, and
+/// shown by a node's status, its gateway and its metrics alike.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StorageFigures {
+    /// Complete shares held.
+    pub shares: u64,
+    /// Bytes of shares held, complete and being uploaded.
+    pub used_bytes: u64,
+    /// Bytes it still takes for new shares (free disk, less the reserve).
+    pub free_space: u64,
+}
+
+/// What a storage server says of itself in an announcement, before it is signed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Announced {
+    pub address: String,
+    pub nickname: String,
+    pub figures: StorageFigures,
+    pub seq: u64,
+    pub started: u64,
 }
 
 /// The bytes an announcement's signature covers.
@@ -223,7 +248,8 @@ struct SignedPart<'a> {
     node: NodeId,
     public_key: [u8; 32],
     address: &'a str,
-    free_space: u64,
+    nickname: &'a str,
+    figures: StorageFigures,
     seq: u64,
     started: u64,
 }
@@ -231,34 +257,61 @@ struct SignedPart<'a> {
 impl Announcement {
     /// The largest address accepted.
     pub const MAX_ADDRESS_LEN: usize = 256;
+    /// The largest nickname accepted, in bytes.
+    pub const MAX_NICKNAME_LEN: usize = 64;
 
-    /// A signed announcement by `key`'s node.
+    /// A signed announcement by `key`'s node of `free_space` and nothing else.
     pub fn new(key: &NodeKey, address: String, free_space: u64, seq: u64) -> Self {
         Announcement::since(key, address, free_space, seq, 0)
     }
 
-    /// A signed announcement by `key`'s node, which started at `started`.
+    /// A signed announcement by `key`'s node, which started at `started`, of `free_space`
+    /// and nothing else.
     pub fn since(key: &NodeKey, address: String, free_space: u64, seq: u64, started: u64) -> Self {
+        let figures = StorageFigures {
+            free_space,
+            ..StorageFigures::default()
+        };
+        let announced = Announced {
+            address,
+            nickname: String::new(),
+            figures,
+            seq,
+            started,
+        };
+        Announcement::sign(key, announced)
+    }
+
+    /// `announced`, signed by `key`'s node.
+    pub fn sign(key: &NodeKey, announced: Announced) -> Self {
         let mut a = Announcement {
             node: key.id(),
             public_key: key.public_key(),
-            address,
-            free_space,
-            seq,
-            started,
+            address: announced.address,
+            nickname: announced.nickname,
+            figures: announced.figures,
+            seq: announced.seq,
+            started: announced.started,
             signature: Vec::new(),
         };
         a.signature = key.sign(&a.signed_bytes());
         a
     }
 
+    /// Whether `nickname` may be announced: short, and free of control characters (which
+    /// could rewrite a terminal showing it).
+    pub fn nickname_ok(nickname: &str) -> bool {
+        nickname.len() <= Self::MAX_NICKNAME_LEN && !nickname.chars().any(char::is_control)
+    }
+
     fn signed_bytes(&self) -> Vec<u8> {
         let part = SignedPart {
-            domain: "cairn announcement v2",
+            domain: "cairn announcement v3",
             node: self.node,
             public_key: self.public_key,
             address: &self.address,
-            free_space: self.free_space,
+            nickname: &self.nickname,
+            figures: self.figures,
             seq: self.seq,
             started: self.started,
         };
@@ -268,6 +321,7 @@ impl Announcement {
     /// Whether the announcement is well-formed and signed by the key its node id names.
     pub fn verify(&self) -> bool {
         self.address.len() <= Self::MAX_ADDRESS_LEN
+            && Self::nickname_ok(&self.nickname)
             && NodeId::of_public_key(&self.public_key) == self.node
             && verify_signature(&self.public_key, &self.signed_bytes(), &self.signature)
     }
@@ -335,8 +389,23 @@ mod tests {
         let a = Announcement::new(&key, "10.0.0.1:99".into(), 1000, 1);
         assert!(a.verify());
         let mut more_space = a.clone();
-        more_space.free_space += 1;
+        more_space.figures.free_space += 1;
         assert!(!more_space.verify());
+        let mut renamed = a.clone();
+        renamed.nickname = "mallory".into();
+        assert!(!renamed.verify(), "the nickname is signed");
+        let announced = |nickname: &str| Announced {
+            address: "10.0.0.1:99".into(),
+            nickname: nickname.into(),
+            ..Announced::default()
+        };
+        assert!(Announcement::sign(&key, announced("alice's box ✓")).verify());
+        assert!(
+            !Announcement::sign(&key, announced("evil\x1b[2J")).verify(),
+            "control characters would reach terminals"
+        );
+        let long = "n".repeat(Announcement::MAX_NICKNAME_LEN + 1);
+        assert!(!Announcement::sign(&key, announced(&long)).verify());
         let mut other_node = a.clone();
         other_node.node = NodeKey::from_seed([8; 32]).id();
         assert!(!other_node.verify());

@@ -13,6 +13,7 @@
 //! [`Journal`]; in memory the server keeps only what those bound: the sizes of incoming
 //! shares, the leases of files it holds, and a short log of corruption advisories.
 
+mod collector;
 mod leases;
 mod uploads;
 
@@ -21,11 +22,12 @@ use crate::ids::NodeId;
 use crate::ids::{NodeKey, ShareNum, StorageIndex};
 use crate::local::{LocalRequest, LocalResponse};
 use crate::protocol::{
-    Announcement, LeaseSecret, Message, RemoteError, Request, RequestId, Response, UploadSecret,
-    MAX_DATA_PER_MESSAGE,
+    Announced, Announcement, LeaseSecret, Message, RemoteError, Request, RequestId, Response,
+    StorageFigures, UploadSecret, MAX_DATA_PER_MESSAGE,
 };
 use crate::replies::ReplyCache;
 use crate::store::{Journal, ShareStore};
+use collector::Collector;
 use leases::Leases;
 use rand::RngCore;
 use std::collections::{BTreeMap, VecDeque};
@@ -34,13 +36,14 @@ use std::sync::Arc;
 use std::time::Duration;
 use uploads::Ask;
 
+pub use collector::{CollectorStatus, Expiry, Pass, CRAWL_STEP, LAPSE_WARNING};
 pub use leases::MAX_LEASES_PER_FILE;
 
 /// The largest share accepted (a segment count times a block size can be large, but not
 /// this large); anything bigger is a malformed request.
 pub const MAX_SHARE_SIZE: u64 = 1 << 40;
-/// How long the lease taken by an allocation lasts (Tahoe's default: 31 days).
-pub const ALLOCATION_LEASE: Duration = Duration::from_secs(31 * 24 * 3600);
+/// How long a lease lasts unless the server is configured otherwise (Tahoe's: 31 days).
+pub const DEFAULT_LEASE_PERIOD: Duration = Duration::from_secs(31 * 24 * 3600);
 /// How many corruption advisories are kept for the operator (the oldest go first).
 pub const MAX_CORRUPTION_ADVISORIES: usize = 32;
 /// The longest advisory reason kept, in bytes (longer ones are cut).
@@ -60,6 +63,8 @@ pub const INCOMING_IDLE_LIMIT: Duration = Duration::from_secs(30 * 60);
 const ANNOUNCE_TIMER: TimerId = TimerId(0);
 /// Fires when the oldest share being uploaded would be idle too long.
 const IDLE_TIMER: TimerId = TimerId(1);
+/// The garbage collector's next step.
+const CRAWL_TIMER: TimerId = TimerId(2);
 
 /// A share being uploaded: its size, what it is charged beyond it, whose upload it is,
 /// when it was last written.
@@ -81,6 +86,16 @@ pub struct StorageConfig {
     pub announce_interval: Duration,
     /// The least space a share is charged, however small ([`MIN_SHARE_CHARGE`]).
     pub min_share_charge: u64,
+    /// The name the server announces (see [`Announcement::nickname`]).
+    pub nickname: String,
+    /// How long a lease lasts: an allocation's, and the longest a renewal may ask for.
+    pub lease_period: Duration,
+    /// When the garbage collector may delete a file's shares.
+    pub expiry: Expiry,
+    /// Files the garbage collector examines per [`CRAWL_STEP`].
+    pub crawl_rate: u32,
+    /// The least time between the starts of two garbage collection passes.
+    pub crawl_interval: Duration,
 }
 
 impl Default for StorageConfig {
@@ -89,6 +104,11 @@ impl Default for StorageConfig {
             reserved_space: 0,
             announce_interval: Duration::from_secs(60),
             min_share_charge: MIN_SHARE_CHARGE,
+            nickname: String::new(),
+            lease_period: DEFAULT_LEASE_PERIOD,
+            expiry: Expiry::Off,
+            crawl_rate: 100,
+            crawl_interval: Duration::from_secs(3600),
         }
     }
 }
@@ -120,14 +140,13 @@ pub struct StorageStatus {
 }
 
 /// A storage server's status for its operator (its node's `status`): what it holds in
-/// memory, and on disk.
+/// memory and on disk, and what its garbage collector does.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StorageReport {
     pub status: StorageStatus,
-    /// Bytes of shares, complete and incoming.
-    pub used_bytes: u64,
-    /// Bytes it still takes for new shares (free disk, less the reserve).
-    pub free_space: u64,
+    /// As announced (zero where the store cannot tell).
+    pub figures: StorageFigures,
+    pub collector: CollectorStatus,
 }
 
 /// The storage server actor. See the module docs.
@@ -153,6 +172,7 @@ pub struct StorageServer {
     /// When this incarnation started (announced: a new value tells clients it restarted).
     started: u64,
     answered: ReplyCache,
+    collector: Collector,
 }
 
 impl StorageServer {
@@ -183,6 +203,7 @@ impl StorageServer {
             last_seq: 0,
             started: 0,
             answered: ReplyCache::default(),
+            collector: Collector::default(),
         }
     }
 
@@ -202,8 +223,29 @@ impl StorageServer {
     pub fn report(&mut self) -> StorageReport {
         StorageReport {
             status: self.status(),
-            used_bytes: self.store.used_bytes().unwrap_or(0),
-            free_space: self.free_space().unwrap_or(0),
+            figures: self.figures(),
+            collector: self.collector_status(),
+        }
+    }
+
+    /// What the server holds and has room for (zero where the store cannot tell).
+    fn figures(&mut self) -> StorageFigures {
+        let warn = |what: &str, e: &dyn std::fmt::Display| {
+            tracing::warn!("storage: cannot tell {what}, counting none: {e}");
+        };
+        StorageFigures {
+            shares: self.store.share_count().unwrap_or_else(|e| {
+                warn("the shares held", &e);
+                0
+            }),
+            used_bytes: self.store.used_bytes().unwrap_or_else(|e| {
+                warn("the space used", &e);
+                0
+            }),
+            free_space: self.free_space().unwrap_or_else(|e| {
+                warn("free space", &e);
+                0
+            }),
         }
     }
 
@@ -213,8 +255,27 @@ impl StorageServer {
         self.abort_leftovers();
         let store = &mut self.store;
         let holds = |si| store.list(si).is_ok_and(|shares| !shares.is_empty());
-        if let Err(e) = self.leases.replay(ctx.now(), holds) {
-            tracing::error!("storage: cannot read the lease journal, starting without leases: {e}");
+        match self.leases.replay(holds) {
+            Ok(replayed) => {
+                let (current, last) = (replayed.current.clone(), replayed.last.clone());
+                self.resume_collector(current, last, ctx.now());
+            }
+            Err(e) => {
+                // Without leases the collector would take every file for unleased: it stays
+                // off until the journal reads again.
+                tracing::error!(
+                    "storage: cannot read the lease journal, starting without leases and \
+                     without garbage collection: {e}"
+                );
+                self.config.expiry = Expiry::Off;
+            }
+        }
+        if !Announcement::nickname_ok(&self.config.nickname) {
+            tracing::error!(
+                "storage: the nickname is over {} bytes or has control characters; the \
+                 introducer will refuse it",
+                Announcement::MAX_NICKNAME_LEN
+            );
         }
         if self.address.len() > Announcement::MAX_ADDRESS_LEN {
             tracing::error!(
@@ -223,6 +284,7 @@ impl StorageServer {
             );
         }
         self.announce(ctx);
+        self.schedule_collector(ctx);
     }
 
     /// Shares left incoming by a crash can never be finished (their uploader has given up
@@ -249,10 +311,6 @@ impl StorageServer {
         let Some(introducer) = self.introducer else {
             return;
         };
-        let free = self.free_space().unwrap_or_else(|e| {
-            tracing::warn!("storage: cannot tell free space, announcing none: {e}");
-            0
-        });
         // The time makes the seq grow across restarts too (a real host's clock counts from
         // the Unix epoch; a simulation's keeps running through crashes); the max only
         // matters if two announcements fall on the same instant.
@@ -262,8 +320,14 @@ impl StorageServer {
             "announcements only go forward"
         );
         self.last_seq = seq;
-        let address = self.address.clone();
-        let announcement = Announcement::since(&self.key, address, free, seq, self.started);
+        let announced = Announced {
+            address: self.address.clone(),
+            nickname: self.config.nickname.clone(),
+            figures: self.figures(),
+            seq,
+            started: self.started,
+        };
+        let announcement = Announcement::sign(&self.key, announced);
         let interval = self.config.announce_interval.max(MIN_ANNOUNCE_INTERVAL);
         let message = Message::Request {
             id: self.fresh_request_id(),
@@ -387,7 +451,7 @@ impl StorageServer {
             return Err(RemoteError::NoSuchShare);
         }
         // A lease runs at most one lease period from now, whatever the peer asks.
-        let expires = expires.min(now.after(ALLOCATION_LEASE));
+        let expires = expires.min(now.after(self.config.lease_period));
         if expires > now {
             self.leases.grant(si, lease, expires).map_err(disk)?;
         }
@@ -416,12 +480,7 @@ impl StorageServer {
 
     /// Whether any share of `si` is here, complete or incoming.
     fn holds(&mut self, si: StorageIndex) -> Result<bool, RemoteError> {
-        let incoming = self
-            .incoming
-            .range((si, ShareNum(0))..=(si, ShareNum(u8::MAX)))
-            .next()
-            .is_some();
-        Ok(incoming || !self.store.list(si).map_err(disk)?.is_empty())
+        Ok(self.uploading(si) || !self.store.list(si).map_err(disk)?.is_empty())
     }
 
     fn forget_leases_if_empty(&mut self, si: StorageIndex) {
@@ -445,6 +504,7 @@ impl Actor for StorageServer {
             Input::Start => self.start(ctx),
             Input::Timer(ANNOUNCE_TIMER) => self.announce(ctx),
             Input::Timer(IDLE_TIMER) => self.drop_idle_uploads(ctx),
+            Input::Timer(CRAWL_TIMER) => self.crawl(ctx),
             Input::Message {
                 from,
                 msg: Message::Request { id, deadline, body },

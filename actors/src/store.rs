@@ -30,8 +30,8 @@ use std::io;
 ///
 /// Errors, by [`io::ErrorKind`]: `AlreadyExists` to create a share that exists (incoming or
 /// complete); `StorageFull` to create one bigger than [`ShareStore::available_bytes`];
-/// `NotFound` to write, commit or abort a share that is not incoming, or to read one that
-/// is not complete; `InvalidInput` to write outside a share or read from past its end.
+/// `NotFound` to write, commit or abort a share that is not incoming, or to read or delete
+/// one that is not complete; `InvalidInput` to write outside a share or read from past its end.
 pub trait ShareStore: Send {
     /// Starts an incoming share of `size` bytes. Fails if it exists (incoming or complete).
     fn create(&mut self, si: StorageIndex, share: ShareNum, size: u64) -> io::Result<()>;
@@ -47,6 +47,9 @@ pub trait ShareStore: Send {
     fn commit(&mut self, si: StorageIndex, share: ShareNum) -> io::Result<()>;
     /// Deletes an incoming share.
     fn abort(&mut self, si: StorageIndex, share: ShareNum) -> io::Result<()>;
+    /// Deletes a complete share (the garbage collector's), durably: once this returns `Ok`
+    /// the share is gone for good, and its space is free.
+    fn delete(&mut self, si: StorageIndex, share: ShareNum) -> io::Result<()>;
     /// Reads `len` bytes at `offset` of a complete share (fewer at its end; none at its end;
     /// an error past it). Bytes never written read as zeros.
     fn read(
@@ -62,6 +65,8 @@ pub trait ShareStore: Send {
     fn incoming(&mut self) -> io::Result<Vec<(StorageIndex, ShareNum)>>;
     /// Bytes taken by all shares, complete and incoming.
     fn used_bytes(&mut self) -> io::Result<u64>;
+    /// How many complete shares the store holds, of all files.
+    fn share_count(&mut self) -> io::Result<u64>;
     /// Bytes the store could still take (free disk space, before any reserve), with the full
     /// size of every incoming share already counted as taken.
     fn available_bytes(&mut self) -> io::Result<u64>;

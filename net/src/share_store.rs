@@ -43,6 +43,8 @@ pub struct DiskShareStore {
     used: u64,
     /// Bytes of the incoming shares alone: promised, not yet taken from the file system.
     incoming: u64,
+    /// How many complete shares there are.
+    complete: u64,
 }
 
 impl DiskShareStore {
@@ -62,8 +64,9 @@ impl DiskShareStore {
             capacity,
             used: 0,
             incoming: 0,
+            complete: 0,
         };
-        (store.used, store.incoming) = store.count_used()?;
+        (store.used, store.incoming, store.complete) = store.count_used()?;
         Ok(store)
     }
 
@@ -73,10 +76,11 @@ impl DiskShareStore {
     }
 
     /// Sums the sizes of every share the store can see, complete and incoming; and of the
-    /// incoming ones alone.
-    fn count_used(&self) -> io::Result<(u64, u64)> {
+    /// incoming ones alone; and counts the complete ones.
+    fn count_used(&self) -> io::Result<(u64, u64, u64)> {
         let mut used = 0u64;
         let mut incoming = 0u64;
+        let mut complete = 0u64;
         for (name, meta) in entries(&self.shares)? {
             if !meta.is_dir() {
                 continue;
@@ -89,13 +93,14 @@ impl DiskShareStore {
             for (_, bucket) in buckets {
                 for (_, size) in share_files(&bucket)? {
                     used = used.saturating_add(size);
-                    if name == INCOMING {
-                        incoming = incoming.saturating_add(size);
+                    match name == INCOMING {
+                        true => incoming = incoming.saturating_add(size),
+                        false => complete += 1,
                     }
                 }
             }
         }
-        Ok((used, incoming))
+        Ok((used, incoming, complete))
     }
 
     /// Room for new shares: below the capacity if there is one, and never more than the
@@ -245,6 +250,7 @@ impl ShareStore for DiskShareStore {
         fs::rename(&incoming, &complete)
             .map_err(|e| context(e, "cannot move share into", &complete))?;
         self.incoming = self.incoming.saturating_sub(size);
+        self.complete += 1;
         self.sync_commit(si, &bucket)?;
         remove_if_empty(&self.incoming_bucket(si));
         Ok(())
@@ -257,6 +263,20 @@ impl ShareStore for DiskShareStore {
         self.used = self.used.saturating_sub(size);
         self.incoming = self.incoming.saturating_sub(size);
         remove_if_empty(&self.incoming_bucket(si));
+        Ok(())
+    }
+
+    fn delete(&mut self, si: StorageIndex, share: ShareNum) -> io::Result<()> {
+        let path = self.complete_path(si, share);
+        let size = share_len(&path, "complete", si, share)?;
+        fs::remove_file(&path).map_err(|e| context(e, "cannot delete share", &path))?;
+        self.used = self.used.saturating_sub(size);
+        self.complete = self.complete.saturating_sub(1);
+        let bucket = self.bucket(si);
+        // Durable before `Ok`: a power loss must not bring a collected share back, with a
+        // lease journal that no longer knows it.
+        sync_dir(&bucket)?;
+        remove_if_empty(&bucket);
         Ok(())
     }
 
@@ -301,6 +321,10 @@ impl ShareStore for DiskShareStore {
 
     fn used_bytes(&mut self) -> io::Result<u64> {
         Ok(self.used)
+    }
+
+    fn share_count(&mut self) -> io::Result<u64> {
+        Ok(self.complete)
     }
 
     fn available_bytes(&mut self) -> io::Result<u64> {

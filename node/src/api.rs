@@ -1,5 +1,6 @@
 //! The gateway's JSON bodies: what the node's HTTP API returns and the CLI reads.
 
+use cairn_actors::protocol::StorageFigures;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -42,7 +43,7 @@ pub struct Status {
     pub servers: Vec<Server>,
     /// This node's own storage server, if it runs one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub storage: Option<StorageFigures>,
+    pub storage: Option<OwnStorage>,
     /// How the node's client encodes uploads, if it runs one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub encoding: Option<Encoding>,
@@ -56,31 +57,65 @@ pub struct Encoding {
     pub shares_total: usize,
 }
 
-/// What a node's storage server holds.
+/// What a node's own storage server holds and does: the figures it announces (the same
+/// schema as every server's in `servers`), and more.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct StorageFigures {
-    /// Bytes of shares, complete and being uploaded.
-    pub used_bytes: u64,
-    /// Bytes it still takes (free disk less the reserve).
-    pub free_space: u64,
+pub struct OwnStorage {
+    #[serde(flatten)]
+    pub figures: StorageFigures,
     pub incoming_shares: usize,
     /// Files with leases, and leases in all.
     pub leased_files: usize,
     pub leases: usize,
     /// Corruption advisories clients sent since it started.
     pub advisories_received: u64,
+    pub collector: Collector,
+}
+
+/// What the garbage collector does and did.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Collector {
+    /// The `[storage] expire` rule in force ("off" if nothing is ever collected).
+    pub expire: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current: Option<CollectorPass>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last: Option<CollectorPass>,
+    /// When the next pass starts (Unix seconds), if none is under way and expiry is on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_pass: Option<u64>,
+}
+
+/// One pass of the garbage collector over the files it holds leases on.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CollectorPass {
+    /// Unix seconds.
+    pub started: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished: Option<u64>,
+    pub files_examined: u64,
+    pub shares_removed: u64,
+    pub bytes_freed: u64,
+    /// Shares (and bytes) of the files examined that will lapse within a week.
+    pub shares_lapsing: u64,
+    pub bytes_lapsing: u64,
+    pub errors: u64,
 }
 
 /// A storage server the node knows of.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Server {
     pub id: String,
+    /// Its operator's name for it (not an identity).
+    pub nickname: String,
     /// Where it listens (`host:port`, without its FURL's secret).
     pub address: String,
     /// The connection's state: connected, connecting, backoff or idle; `local` for the
     /// node's own storage server.
     pub connection: String,
-    pub free_space: u64,
+    /// As of its latest announcement.
+    #[serde(flatten)]
+    pub figures: StorageFigures,
     /// Whether its announcements are fresh.
     pub announced_recently: bool,
     /// Why the last connection to it failed, if it did.

@@ -501,6 +501,50 @@ pub fn webopen(dir: &Path, args: WebopenArgs) -> Result<()> {
     Ok(())
 }
 
+/// The garbage collector's lines of `status`.
+fn print_collector(c: &api::Collector) {
+    if c.expire == "off" {
+        println!("collector:  off ([storage] expire): nothing is ever deleted");
+        return;
+    }
+    println!("collector:  expire = {}", c.expire);
+    let ago = |secs: u64| {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        humantime::format_duration(std::time::Duration::from_secs(now.saturating_sub(secs)))
+            .to_string()
+    };
+    if let Some(p) = &c.current {
+        println!(
+            "  this pass (started {} ago): {} files examined, {} shares removed ({} freed)",
+            ago(p.started),
+            p.files_examined,
+            p.shares_removed,
+            bytesize::ByteSize(p.bytes_freed)
+        );
+    }
+    match &c.last {
+        Some(p) => {
+            println!(
+                "  last pass (finished {} ago): {} files examined, {} shares removed ({} \
+                 freed), {} errors",
+                ago(p.finished.unwrap_or(p.started)),
+                p.files_examined,
+                p.shares_removed,
+                bytesize::ByteSize(p.bytes_freed),
+                p.errors
+            );
+            println!(
+                "  will lapse within a week: {} shares ({}), unless their leases are renewed",
+                p.shares_lapsing,
+                bytesize::ByteSize(p.bytes_lapsing)
+            );
+        }
+        None => println!("  will lapse within a week: counted when the first pass ends"),
+    }
+}
+
 /// Prints the status; `Ok(false)` (exit 1) if a client's introducer is not connected.
 pub fn status(dir: &Path, args: StatusArgs) -> Result<bool> {
     let status: api::Status = GatewayClient::for_node(dir)?.get("/status", &[])?;
@@ -532,22 +576,27 @@ pub fn status(dir: &Path, args: StatusArgs) -> Result<bool> {
     }
     if let Some(s) = &status.storage {
         println!(
-            "storage:    {} used, {} free; {} leases on {} files; {} shares being uploaded; \
-             {} corruption reports",
-            bytesize::ByteSize(s.used_bytes),
-            bytesize::ByteSize(s.free_space),
+            "storage:    {} shares, {} used, {} free; {} leases on {} files; {} shares being \
+             uploaded; {} corruption reports",
+            s.figures.shares,
+            bytesize::ByteSize(s.figures.used_bytes),
+            bytesize::ByteSize(s.figures.free_space),
             s.leases,
             s.leased_files,
             s.incoming_shares,
             s.advisories_received
         );
+        print_collector(&s.collector);
     }
     for server in &status.servers {
         println!(
-            "  {}  {:<10}  {:>12} free  {}",
+            "  {}  {:<16}  {:<10}  {:>6} shares  {:>10} used  {:>10} free  {}",
             &server.id[..12.min(server.id.len())],
+            server.nickname,
             server.connection,
-            bytesize::ByteSize(server.free_space).to_string(),
+            server.figures.shares,
+            bytesize::ByteSize(server.figures.used_bytes).to_string(),
+            bytesize::ByteSize(server.figures.free_space).to_string(),
             server.address
         );
         if let Some(why) = server

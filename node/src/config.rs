@@ -1,9 +1,12 @@
 //! `cairn.toml`: what a node runs and how it is reached, as a commented file a person edits.
 
 use anyhow::{bail, Context, Result};
+use cairn_actors::storage::{Expiry, StorageConfig};
+use cairn_actors::Time;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::Path;
+use std::time::Duration;
 
 /// The name of the configuration file in a node directory.
 pub const CONFIG_FILE: &str = "cairn.toml";
@@ -103,7 +106,7 @@ fn default_request_timeout() -> u64 {
     DEFAULT_REQUEST_TIMEOUT_SECS
 }
 
-/// `[storage]`: whether this node stores shares for the grid.
+/// `[storage]`: whether this node stores shares for the grid, and for how long.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StorageSection {
@@ -111,10 +114,40 @@ pub struct StorageSection {
     /// Disk space to leave free, e.g. "1 GB" or "500 MiB"; new shares are refused below it.
     #[serde(default = "no_reserve")]
     pub reserved_space: String,
+    /// How long a lease lasts, e.g. "31 days".
+    #[serde(default = "default_lease_period")]
+    pub lease_period: String,
+    /// When shares are collected: "off", "leases" (once every lease on the file has ended),
+    /// "age:DURATION" (once every lease was renewed longer ago than that) or "cutoff:DATE"
+    /// (once every lease was renewed before that UTC date, YYYY-MM-DD).
+    #[serde(default = "default_expire")]
+    pub expire: String,
+    /// Files the collector examines per second.
+    #[serde(default = "default_crawl_rate")]
+    pub crawl_rate: u32,
+    /// The least time between the starts of two collection passes, e.g. "1 hour".
+    #[serde(default = "default_crawl_interval")]
+    pub crawl_interval: String,
 }
 
 fn no_reserve() -> String {
     "0 B".to_owned()
+}
+
+fn default_lease_period() -> String {
+    "31 days".to_owned()
+}
+
+fn default_expire() -> String {
+    "off".to_owned()
+}
+
+fn default_crawl_rate() -> u32 {
+    StorageConfig::default().crawl_rate
+}
+
+fn default_crawl_interval() -> String {
+    "1 hour".to_owned()
 }
 
 impl Default for StorageSection {
@@ -122,8 +155,96 @@ impl Default for StorageSection {
         StorageSection {
             enabled: false,
             reserved_space: no_reserve(),
+            lease_period: default_lease_period(),
+            expire: default_expire(),
+            crawl_rate: default_crawl_rate(),
+            crawl_interval: default_crawl_interval(),
         }
     }
+}
+
+impl StorageSection {
+    /// The storage server's configuration (but for what `[node]` gives it).
+    pub fn server_config(&self) -> Result<StorageConfig> {
+        let lease_period = parse_duration(&self.lease_period).context("[storage] lease_period")?;
+        if lease_period.is_zero() {
+            bail!("[storage] lease_period must be longer than nothing");
+        }
+        if self.crawl_rate == 0 {
+            bail!("[storage] crawl_rate must be at least 1 file a second");
+        }
+        Ok(StorageConfig {
+            reserved_space: parse_size(&self.reserved_space).context("[storage] reserved_space")?,
+            lease_period,
+            expiry: parse_expiry(&self.expire).context("[storage] expire")?,
+            crawl_rate: self.crawl_rate,
+            crawl_interval: parse_duration(&self.crawl_interval)
+                .context("[storage] crawl_interval")?,
+            ..StorageConfig::default()
+        })
+    }
+}
+
+/// A duration such as "31 days", "90d", "1h 30m" or "2s".
+pub fn parse_duration(text: &str) -> Result<Duration> {
+    // humantime wants the unit to follow the number: "31 days" is read as "31days".
+    let joined = join_units(text.trim());
+    humantime::parse_duration(&joined).with_context(|| {
+        format!("{text:?} is not a duration (such as \"31 days\", \"12h\" or \"90s\")")
+    })
+}
+
+/// "31 days 2 h" as "31days 2h".
+fn join_units(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut words = text.split_whitespace().peekable();
+    while let Some(word) = words.next() {
+        out += word;
+        let number = word.chars().all(|c| c.is_ascii_digit());
+        match words.peek() {
+            Some(next) if number && next.starts_with(|c: char| c.is_alphabetic()) => {}
+            Some(_) => out.push(' '),
+            None => {}
+        }
+    }
+    out
+}
+
+/// An expiry rule as `[storage] expire` spells it.
+pub fn describe_expiry(expiry: Expiry) -> String {
+    match expiry {
+        Expiry::Off => "off".to_owned(),
+        Expiry::Leases => "leases".to_owned(),
+        Expiry::Age(age) => format!("age:{}", humantime::format_duration(age)),
+        Expiry::Cutoff(at) => {
+            let nanos = i128::from(at.0);
+            match time::OffsetDateTime::from_unix_timestamp_nanos(nanos) {
+                Ok(t) => format!("cutoff:{}", t.date()),
+                Err(_) => format!("cutoff:{}s", at.0 / 1_000_000_000),
+            }
+        }
+    }
+}
+
+/// `[storage] expire`: "off", "leases", "age:DURATION" or "cutoff:YYYY-MM-DD".
+pub fn parse_expiry(text: &str) -> Result<Expiry> {
+    let text = text.trim();
+    Ok(match text.split_once(':') {
+        None if text == "off" => Expiry::Off,
+        None if text == "leases" => Expiry::Leases,
+        Some(("age", age)) => Expiry::Age(parse_duration(age)?),
+        Some(("cutoff", date)) => {
+            let format = time::macros::format_description!("[year]-[month]-[day]");
+            let date = time::Date::parse(date.trim(), format)
+                .with_context(|| format!("{date:?} is not a date of the form YYYY-MM-DD"))?;
+            let at = date.midnight().assume_utc().unix_timestamp_nanos();
+            Expiry::Cutoff(Time(u64::try_from(at).context("a date before 1970")?))
+        }
+        _ => bail!(
+            "{text:?} is none of \"off\", \"leases\", \"age:DURATION\" (such as \
+             \"age:90 days\") or \"cutoff:YYYY-MM-DD\""
+        ),
+    })
 }
 
 impl NodeConfig {
@@ -166,7 +287,7 @@ impl NodeConfig {
                 bail!("[client] request_timeout_secs must be at least 1");
             }
         }
-        self.reserved_space()?;
+        self.storage.server_config()?;
         self.upload_limits()?;
         let gateway = self.node.gateway.ip();
         if !gateway.is_loopback() && !self.gateway.allow_remote {
@@ -185,11 +306,6 @@ impl NodeConfig {
         let max = parse_size(&self.gateway.max_upload_size).context("[gateway] max_upload_size")?;
         let reserve = parse_size(&self.gateway.spool_reserve).context("[gateway] spool_reserve")?;
         Ok((max, reserve))
-    }
-
-    /// `[storage] reserved_space` in bytes.
-    pub fn reserved_space(&self) -> Result<u64> {
-        parse_size(&self.storage.reserved_space).context("[storage] reserved_space")
     }
 
     /// The file's text: every setting with a comment saying what it does.
@@ -249,9 +365,26 @@ impl NodeConfig {
              # Store shares for the grid (under storage/shares/).\n\
              enabled = {}\n\
              # Disk space to leave free; new shares are refused rather than go below it.\n\
-             reserved_space = {}\n",
+             reserved_space = {}\n\
+             # How long a lease lasts: clients renew theirs (`cairn deep-check --add-lease`,\n\
+             # and on a schedule: [client] lease_renewal) before it ends.\n\
+             lease_period = {}\n\
+             # Garbage collection: when the shares of a file nobody renews are deleted.\n\
+             # \"off\" (keep everything), \"leases\" (once every lease on the file has ended),\n\
+             # \"age:90 days\" (once every lease was renewed longer ago than that) or\n\
+             # \"cutoff:2027-01-01\" (once every lease was renewed before that date, UTC).\n\
+             # `cairn status` on this node shows how many shares will lapse within a week.\n\
+             expire = {}\n\
+             # The collector examines this many files a second, and starts a pass over them\n\
+             # at most once per crawl_interval.\n\
+             crawl_rate = {}\n\
+             crawl_interval = {}\n",
             self.storage.enabled,
-            toml_string(&self.storage.reserved_space)
+            toml_string(&self.storage.reserved_space),
+            toml_string(&self.storage.lease_period),
+            toml_string(&self.storage.expire),
+            self.storage.crawl_rate,
+            toml_string(&self.storage.crawl_interval),
         );
         out += &format!(
             "\n[gateway]\n\
@@ -376,6 +509,8 @@ mod tests {
             storage: StorageSection {
                 enabled: true,
                 reserved_space: "1 GB".to_owned(),
+                expire: "age:90 days".to_owned(),
+                ..StorageSection::default()
             },
             gateway: GatewaySection::default(),
         }
@@ -389,7 +524,49 @@ mod tests {
         let back: NodeConfig = toml::from_str(&text).unwrap();
         assert_eq!(back, config);
         back.check().unwrap();
-        assert_eq!(back.reserved_space().unwrap(), 1_000_000_000);
+        let server = back.storage.server_config().unwrap();
+        assert_eq!(server.reserved_space, 1_000_000_000);
+        assert_eq!(server.lease_period, Duration::from_secs(31 * 24 * 3600));
+        assert_eq!(
+            server.expiry,
+            Expiry::Age(Duration::from_secs(90 * 24 * 3600))
+        );
+    }
+
+    #[test]
+    fn durations_and_expiry_rules_read_as_people_write_them() {
+        let day = Duration::from_secs(24 * 3600);
+        assert_eq!(parse_duration("31 days").unwrap(), 31 * day);
+        assert_eq!(parse_duration("31d").unwrap(), 31 * day);
+        assert_eq!(
+            parse_duration(" 1 h 30 min ").unwrap(),
+            Duration::from_secs(5400)
+        );
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("31").is_err(), "a unit is needed");
+        assert_eq!(parse_expiry("off").unwrap(), Expiry::Off);
+        assert_eq!(parse_expiry("leases").unwrap(), Expiry::Leases);
+        assert_eq!(
+            parse_expiry("age:2s").unwrap(),
+            Expiry::Age(Duration::from_secs(2))
+        );
+        assert_eq!(
+            parse_expiry("cutoff:2027-01-01").unwrap(),
+            Expiry::Cutoff(Time(1_798_761_600_000_000_000))
+        );
+        for bad in [
+            "on",
+            "age:",
+            "cutoff:2027-13-01",
+            "cutoff:yesterday",
+            "age:forever",
+        ] {
+            let error = format!("{:#}", parse_expiry(bad).unwrap_err());
+            assert!(
+                error.contains("is no") || error.contains("not a"),
+                "{bad}: {error}"
+            );
+        }
     }
 
     #[test]

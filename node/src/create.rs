@@ -120,6 +120,7 @@ pub fn create_node(args: CreateNodeArgs) -> Result<()> {
         storage: StorageSection {
             enabled: !args.no_storage,
             reserved_space: args.reserved_space.clone(),
+            ..StorageSection::default()
         },
         gateway: Default::default(),
     };

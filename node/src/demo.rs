@@ -139,7 +139,7 @@ fn member_config(dir: &Path, introducer: &str, storage: bool) -> NodeConfig {
         }),
         storage: StorageSection {
             enabled: storage,
-            reserved_space: "0 B".to_owned(),
+            ..StorageSection::default()
         },
         gateway: Default::default(),
     }

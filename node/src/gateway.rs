@@ -36,8 +36,9 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use cairn_actors::local::{DownloadError, LocalRequest, LocalResponse, UploadError};
+use cairn_actors::storage::{CollectorStatus, Pass};
 use cairn_actors::vdrive::{EntryKind, VdriveError, VdriveOp, VdriveReply};
-use cairn_actors::{NodeId, Service};
+use cairn_actors::{NodeId, Service, Time};
 use cairn_codec::{self as codec, Cap, CapKind, EncodingParams};
 use cairn_net::host::{HostError, LocalEvent, LocalHandle, SeekSource};
 use cairn_net::transport::{Furl, PeerState, Transport};
@@ -678,7 +679,8 @@ async fn status(State(g): State<Arc<Gateway>>) -> Result<Json<api::Status>, ApiE
                 None => "idle".to_owned(),
             },
             last_error: peers.get(&s.id).and_then(|(_, e)| e.clone()),
-            free_space: s.free_space,
+            nickname: s.nickname.clone(),
+            figures: s.figures,
             announced_recently: s.reachable,
         })
         .collect();
@@ -689,13 +691,13 @@ async fn status(State(g): State<Arc<Gateway>>) -> Result<Json<api::Status>, ApiE
                 .request(Service::Storage, LocalRequest::Status)
                 .await?;
             match handle.response().await? {
-                LocalResponse::Storage(r) => Some(api::StorageFigures {
-                    used_bytes: r.used_bytes,
-                    free_space: r.free_space,
+                LocalResponse::Storage(r) => Some(api::OwnStorage {
+                    figures: r.figures,
                     incoming_shares: r.status.incoming_shares,
                     leased_files: r.status.leased_files,
                     leases: r.status.leases,
                     advisories_received: r.status.advisories_received,
+                    collector: collector_json(&r.collector),
                 }),
                 other => return Err(unexpected(&other)),
             }
@@ -732,6 +734,26 @@ async fn status(State(g): State<Arc<Gateway>>) -> Result<Json<api::Status>, ApiE
             .count(),
         servers,
     }))
+}
+
+fn collector_json(c: &CollectorStatus) -> api::Collector {
+    let secs = |t: Time| t.0 / 1_000_000_000;
+    let pass = |p: &Pass| api::CollectorPass {
+        started: secs(p.started),
+        finished: p.finished.map(secs),
+        files_examined: p.files_examined,
+        shares_removed: p.shares_removed,
+        bytes_freed: p.bytes_freed,
+        shares_lapsing: p.shares_lapsing,
+        bytes_lapsing: p.bytes_lapsing,
+        errors: p.errors,
+    };
+    api::Collector {
+        expire: crate::config::describe_expiry(c.expiry),
+        current: c.current.as_ref().map(pass),
+        last: c.last.as_ref().map(pass),
+        next_pass: c.next_pass.map(secs),
+    }
 }
 
 /// Where a server listens, without the secret its announced FURL carries: status output is

@@ -217,8 +217,8 @@ fn storage_server(
         .with_context(|| format!("cannot open the share store in {}", storage.display()))?;
     let leases = open_journal(&storage, "leases")?;
     let storage_config = StorageConfig {
-        reserved_space: config.reserved_space()?,
-        ..StorageConfig::default()
+        nickname: config.node.nickname.clone(),
+        ..config.storage.server_config()?
     };
     Ok(StorageServer::new(
         cairn_actors::NodeKey::from_seed(key_seed),

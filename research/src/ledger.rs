@@ -112,6 +112,21 @@ impl Ledger {
             .map_or(0, |s| s.len() as u64 * self.share_size)
     }
 
+    /// `node` no longer holds `share` of `file`.
+    pub fn remove(&mut self, file: FileNum, share: u8, node: NodeNum) {
+        if let Some(holders) = self.files.get_mut(file as usize) {
+            holders.retain(|h| *h != (share, node));
+        }
+        if let Some(held) = self.nodes.get_mut(node as usize) {
+            held.retain(|h| *h != (file, share));
+        }
+    }
+
+    /// How many shares `node` holds.
+    pub fn shares_of(&self, node: NodeNum) -> u64 {
+        self.nodes.get(node as usize).map_or(0, |s| s.len() as u64)
+    }
+
     /// `node` left the mesh: its shares are gone.
     pub fn depart(&mut self, node: NodeNum) {
         let Some(held) = self.nodes.get_mut(node as usize) else {
@@ -343,6 +358,15 @@ impl ShareStore for SizeStore {
         Ok(())
     }
 
+    fn delete(&mut self, si: StorageIndex, share: ShareNum) -> io::Result<()> {
+        if !self.complete(si, share) {
+            return Err(io::Error::new(io::ErrorKind::NotFound, "no such share"));
+        }
+        lock(&self.ledger).remove(self.file(si)?, share.0, self.node);
+        self.odd_sizes.remove(&(si, share));
+        Ok(())
+    }
+
     fn read(
         &mut self,
         si: StorageIndex,
@@ -391,6 +415,10 @@ impl ShareStore for SizeStore {
             }
         }
         Ok(complete + incoming)
+    }
+
+    fn share_count(&mut self) -> io::Result<u64> {
+        Ok(lock(&self.ledger).shares_of(self.node))
     }
 
     fn available_bytes(&mut self) -> io::Result<u64> {

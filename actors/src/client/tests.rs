@@ -158,7 +158,7 @@ fn without_an_introducer_nothing_is_sent() {
 fn keeps_the_newest_verified_announcement_of_each_server() {
     let mut c = client();
     let mut forged = signed_announcement(3, 1);
-    forged.free_space += 1;
+    forged.figures.free_space += 1;
     announce(
         &mut c,
         at(1),
@@ -179,7 +179,7 @@ fn keeps_the_newest_verified_announcement_of_each_server() {
         "10.9.9.9:1",
         "a newer seq replaces"
     );
-    assert_eq!(by_id[&server_key(2).id()].free_space, 7);
+    assert_eq!(by_id[&server_key(2).id()].figures.free_space, 7);
     // Announcements from anyone but the introducer are not listened to.
     let from = Addr::new(server_key(4).id(), Service::Storage);
     let msg = Message::Announcements(vec![signed_announcement(4, 1)]);

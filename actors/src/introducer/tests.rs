@@ -129,7 +129,7 @@ fn forged_announcements_are_refused_and_forgotten() {
     let mut h = Harness::new(Introducer::new());
     h.subscribe(client(1));
     let mut more_space = announcement(1, 100, 1);
-    more_space.free_space = 1 << 50;
+    more_space.figures.free_space = 1 << 50;
     let mut other_node = announcement(1, 100, 1);
     other_node.node = NodeId([7; 32]);
     let mut no_signature = announcement(1, 100, 1);

@@ -180,7 +180,7 @@ fn start_announces_signed_free_space_and_sets_the_timer() {
     let sent = announcements(&effects);
     assert_eq!(sent.len(), 1);
     assert!(sent[0].verify());
-    assert_eq!(sent[0].free_space, 900);
+    assert_eq!(sent[0].figures.free_space, 900);
     assert_eq!(sent[0].seq, T0.0);
     assert_eq!(sent[0].address, "10.0.0.1:4000");
     let timer_at = T0.after(Duration::from_secs(60));
@@ -197,7 +197,7 @@ fn the_timer_re_announces_with_a_newer_seq_and_current_free_space() {
     let effects = h.input(Input::Timer(ANNOUNCE_TIMER));
     let sent = announcements(&effects);
     assert_eq!(sent.len(), 1);
-    assert_eq!(sent[0].free_space, 700);
+    assert_eq!(sent[0].figures.free_space, 700);
     assert_eq!(sent[0].seq, h.now.0);
     // Even at the same instant, the seq still grows.
     let again = announcements(&h.input(Input::Timer(ANNOUNCE_TIMER)));
@@ -917,4 +917,224 @@ fn an_answer_is_remembered_no_longer_than_the_request_lifetime() {
         0,
         "a peer does not choose how long it is kept"
     );
+}
+
+/// Garbage collection: a lease period of a minute, files examined all at once, a pass at
+/// most every ten seconds.
+fn collecting(expiry: Expiry) -> StorageConfig {
+    StorageConfig {
+        expiry,
+        lease_period: Duration::from_secs(60),
+        crawl_rate: 1000,
+        crawl_interval: Duration::from_secs(10),
+        ..config()
+    }
+}
+
+fn si(n: u8) -> StorageIndex {
+    StorageIndex([n; 16])
+}
+
+impl Harness {
+    /// Uploads complete shares `shares` of `si`, of `size` bytes each.
+    fn upload_file(&mut self, si: StorageIndex, shares: &[u8], size: u64) {
+        assert_eq!(self.allocate(si, shares, size), allocated(&[], shares));
+        for &share in shares {
+            let (share, upload) = (ShareNum(share), UPLOAD);
+            let data = vec![share.0; size as usize];
+            let write = Request::Write {
+                si,
+                share,
+                offset: 0,
+                data,
+                upload,
+            };
+            assert_eq!(self.request(write), Response::Ok);
+            assert_eq!(
+                self.request(Request::Close { si, share, upload }),
+                Response::Ok
+            );
+        }
+    }
+
+    fn renew(&mut self, si: StorageIndex) {
+        let renew = Request::RenewLease {
+            si,
+            lease: LEASE,
+            expires: Time(u64::MAX),
+        };
+        assert_eq!(self.request(renew), Response::Ok);
+    }
+
+    /// Moves the clock on by `secs` and lets the collector take its step.
+    fn crawl_after(&mut self, secs: u64) -> CollectorStatus {
+        self.now = self.now.after(Duration::from_secs(secs));
+        self.input(Input::Timer(CRAWL_TIMER));
+        self.actor.report().collector
+    }
+
+    fn held(&mut self, si: StorageIndex) -> Vec<(ShareNum, u64)> {
+        self.store.list(si).unwrap()
+    }
+}
+
+#[test]
+fn lapsed_files_are_collected_and_renewed_ones_kept() {
+    let mut h = Harness::new(10_000, collecting(Expiry::Leases));
+    h.input(Input::Start);
+    h.upload_file(si(1), &[0, 1], 100);
+    h.upload_file(si(2), &[3], 100);
+    assert_eq!(h.actor.report().figures.shares, 3);
+    // Half a period on, one file's lease is renewed (for a period from then).
+    h.now = h.now.after(Duration::from_secs(30));
+    h.renew(si(2));
+    let status = h.crawl_after(40);
+    let pass = status.last.expect("a pass finished");
+    assert_eq!(
+        (pass.files_examined, pass.shares_removed, pass.bytes_freed),
+        (2, 2, 200)
+    );
+    assert_eq!(h.held(si(1)), vec![], "its only lease lapsed");
+    assert_eq!(h.held(si(2)), vec![(ShareNum(3), 100)], "renewed");
+    let report = h.actor.report();
+    assert_eq!(report.figures.used_bytes, 100, "space given back");
+    assert_eq!((report.status.leased_files, report.figures.shares), (1, 1));
+    // What is gone is gone for clients too, and a new upload of it starts afresh.
+    assert_eq!(
+        h.request(Request::List { si: si(1) }),
+        Response::Shares(vec![])
+    );
+    h.upload_file(si(1), &[0], 100);
+}
+
+#[test]
+fn nothing_is_collected_with_expiry_off_or_while_a_share_is_uploaded() {
+    let mut off = Harness::new(10_000, collecting(Expiry::Off));
+    off.input(Input::Start);
+    off.upload_file(si(1), &[0], 100);
+    let status = off.crawl_after(3600);
+    assert_eq!(
+        (status.current, status.last, status.next_pass),
+        (None, None, None)
+    );
+    assert_eq!(off.held(si(1)).len(), 1);
+
+    let mut h = Harness::new(10_000, collecting(Expiry::Leases));
+    h.input(Input::Start);
+    h.upload_file(si(1), &[0], 100);
+    // A second share of the same file is still being uploaded when its lease lapses.
+    assert_eq!(h.allocate(si(1), &[1], 100), allocated(&[], &[1]));
+    let pass = h.crawl_after(120).last.expect("a pass finished");
+    assert_eq!((pass.files_examined, pass.shares_removed), (1, 0));
+    assert_eq!(h.held(si(1)).len(), 1);
+}
+
+#[test]
+fn a_restart_in_the_middle_of_a_pass_resumes_it_where_it_stopped() {
+    let config = StorageConfig {
+        crawl_rate: 2,
+        ..collecting(Expiry::Leases)
+    };
+    let mut h = Harness::new(10_000, config);
+    h.input(Input::Start);
+    for n in 1..=5 {
+        h.upload_file(si(n), &[0], 10);
+    }
+    let status = h.crawl_after(120);
+    let pass = status.current.expect("under way");
+    let started = pass.started;
+    assert_eq!((pass.files_examined, pass.shares_removed), (2, 2));
+    assert_eq!(pass.cursor, Some(si(2)));
+    let mut h = h.restart();
+    let status = h.actor.report().collector;
+    assert_eq!(status.current.as_ref().map(|p| p.files_examined), Some(2));
+    h.crawl_after(1);
+    let pass = h.crawl_after(1).last.expect("finished");
+    assert_eq!(pass.started, started, "the same pass, resumed");
+    assert_eq!(
+        (pass.files_examined, pass.shares_removed),
+        (5, 5),
+        "no file examined twice"
+    );
+    assert!((1..=5).all(|n| h.held(si(n)).is_empty()));
+    // The next pass waits for the interval, from the start of the last.
+    let status = h.actor.report().collector;
+    assert_eq!(
+        status.next_pass,
+        Some(started.after(Duration::from_secs(10)))
+    );
+}
+
+#[test]
+fn each_pass_counts_what_will_lapse_within_a_week() {
+    let config = StorageConfig {
+        lease_period: Duration::from_secs(3 * 24 * 3600),
+        ..collecting(Expiry::Leases)
+    };
+    let mut h = Harness::new(10_000, config);
+    h.input(Input::Start);
+    h.upload_file(si(1), &[0, 1, 2], 100);
+    let pass = h.crawl_after(1).last.expect("finished");
+    assert_eq!(
+        (pass.shares_lapsing, pass.bytes_lapsing, pass.shares_removed),
+        (3, 300, 0)
+    );
+}
+
+#[test]
+fn the_rules_say_when_a_lease_lets_its_file_go() {
+    let period = Duration::from_secs(100);
+    let ends = Time(1_000_000_000_000); // renewed 100 s before
+    let renewed = Time(ends.0 - 100_000_000_000);
+    assert_eq!(Expiry::Off.lapse(ends, period), None);
+    assert_eq!(Expiry::Leases.lapse(ends, period), Some(ends));
+    let age = Duration::from_secs(500);
+    assert_eq!(
+        Expiry::Age(age).lapse(ends, period),
+        Some(renewed.after(age))
+    );
+    assert_eq!(
+        Expiry::Cutoff(Time(renewed.0 + 1)).lapse(ends, period),
+        Some(Time(0))
+    );
+    assert_eq!(Expiry::Cutoff(renewed).lapse(ends, period), None);
+}
+
+#[test]
+fn the_age_rule_keeps_a_file_past_its_leases_end_when_asked_to() {
+    let age = Duration::from_secs(3600);
+    let mut h = Harness::new(10_000, collecting(Expiry::Age(age)));
+    h.input(Input::Start);
+    h.upload_file(si(1), &[0], 100);
+    h.crawl_after(120);
+    assert_eq!(
+        h.held(si(1)).len(),
+        1,
+        "its lease ended, but it is younger than the age"
+    );
+    let h = h.restart(); // the ended lease is still known after a restart
+    let mut h = h;
+    h.crawl_after(3600);
+    assert_eq!(h.held(si(1)), vec![]);
+}
+
+#[test]
+fn announcements_carry_the_nickname_and_the_figures() {
+    let config = StorageConfig {
+        nickname: "rack 3, shelf 2".into(),
+        ..config()
+    };
+    let mut h = Harness::new(1000, config);
+    h.input(Input::Start);
+    h.upload_file(si(1), &[0, 1], 100);
+    let sent = announcements(&h.input(Input::Timer(ANNOUNCE_TIMER)));
+    assert!(sent[0].verify());
+    assert_eq!(sent[0].nickname, "rack 3, shelf 2");
+    let figures = StorageFigures {
+        shares: 2,
+        used_bytes: 200,
+        free_space: 800,
+    };
+    assert_eq!(sent[0].figures, figures);
+    assert_eq!(h.actor.report().figures, figures, "one schema for both");
 }

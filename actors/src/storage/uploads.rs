@@ -3,8 +3,8 @@
 //! and the sweep that drops those left idle.
 
 use super::{
-    disk, Incoming, StorageServer, ALLOCATION_LEASE, IDLE_TIMER, INCOMING_IDLE_LIMIT,
-    MAX_INCOMING_PER_NODE, MAX_SHARE_SIZE,
+    disk, Incoming, StorageServer, IDLE_TIMER, INCOMING_IDLE_LIMIT, MAX_INCOMING_PER_NODE,
+    MAX_SHARE_SIZE,
 };
 use crate::actor::{Context, Time};
 use crate::ids::{NodeId, ShareNum, StorageIndex};
@@ -67,7 +67,7 @@ impl StorageServer {
             });
         }
         self.create_all(&ask, &plan.allocate)?;
-        let until = ask.now.after(ALLOCATION_LEASE);
+        let until = ask.now.after(self.config.lease_period);
         if let Err(e) = self.leases.grant(ask.si, lease, until) {
             // Without the lease the allocation did not happen: give the space back.
             for &share in &plan.allocate {

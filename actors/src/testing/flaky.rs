@@ -57,6 +57,10 @@ impl<S: ShareStore> ShareStore for FlakyStore<S> {
         self.check()?;
         self.inner.abort(si, share)
     }
+    fn delete(&mut self, si: StorageIndex, share: ShareNum) -> io::Result<()> {
+        self.check()?;
+        self.inner.delete(si, share)
+    }
     fn read(&mut self, si: StorageIndex, n: ShareNum, at: u64, len: u64) -> io::Result<Vec<u8>> {
         self.check()?;
         self.inner.read(si, n, at, len)
@@ -72,6 +76,10 @@ impl<S: ShareStore> ShareStore for FlakyStore<S> {
     fn used_bytes(&mut self) -> io::Result<u64> {
         self.check()?;
         self.inner.used_bytes()
+    }
+    fn share_count(&mut self) -> io::Result<u64> {
+        self.check()?;
+        self.inner.share_count()
     }
     fn available_bytes(&mut self) -> io::Result<u64> {
         self.check()?;

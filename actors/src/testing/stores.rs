@@ -47,6 +47,7 @@ impl ShareStoreSuite {
         self.missing_shares_are_not_found(&mut make(1000));
         self.capacity_bounds_creation_and_abort_gives_space_back(&mut make(100));
         self.files_are_listed_apart_and_in_order(&mut make(1000));
+        self.delete_removes_a_complete_share_and_frees_its_space(&mut make(100));
         for seed in 0..16 {
             self.behaves_like_its_model(&mut make(MODEL_CAPACITY), seed);
         }
@@ -160,6 +161,8 @@ impl ShareStoreSuite {
         );
         assert_eq!(kind(store.commit(si, ShareNum(9))), io::ErrorKind::NotFound);
         assert_eq!(kind(store.abort(si, ShareNum(9))), io::ErrorKind::NotFound);
+        assert_eq!(kind(store.delete(si, ShareNum(9))), io::ErrorKind::NotFound);
+        assert_eq!(store.share_count().expect("count"), 0);
         assert_eq!(store.list(si).expect("list"), vec![]);
         assert_eq!(store.incoming().expect("incoming"), vec![]);
         assert_eq!(store.used_bytes().expect("used"), 0);
@@ -207,6 +210,38 @@ impl ShareStoreSuite {
         assert_eq!(store.used_bytes().expect("used"), 3 * 4 + 2 * 6);
     }
 
+    fn delete_removes_a_complete_share_and_frees_its_space(&self, store: &mut impl ShareStore) {
+        let [a, b] = self.files;
+        for (si, share) in [(a, 0), (a, 1), (b, 0)] {
+            store.create(si, ShareNum(share), 30).expect("create");
+            store.commit(si, ShareNum(share)).expect("commit");
+        }
+        store.create(a, ShareNum(2), 10).expect("create");
+        assert_eq!(
+            store.share_count().expect("count"),
+            3,
+            "complete shares only"
+        );
+        assert_eq!(
+            kind(store.delete(a, ShareNum(2))),
+            io::ErrorKind::NotFound,
+            "an incoming share is not deleted"
+        );
+        store.delete(a, ShareNum(0)).expect("delete");
+        assert_eq!(store.list(a).expect("list"), vec![(ShareNum(1), 30)]);
+        assert_eq!(store.list(b).expect("list"), vec![(ShareNum(0), 30)]);
+        assert_eq!(store.share_count().expect("count"), 2);
+        assert_eq!(store.used_bytes().expect("used"), 70);
+        assert_eq!(store.available_bytes().expect("available"), 30);
+        assert_eq!(
+            kind(store.read(a, ShareNum(0), 0, 1)),
+            io::ErrorKind::NotFound
+        );
+        assert_eq!(kind(store.delete(a, ShareNum(0))), io::ErrorKind::NotFound);
+        // The share's number is free again.
+        store.create(a, ShareNum(0), 30).expect("create again");
+    }
+
     /// A random sequence of operations over a few colliding shares, against the obvious
     /// model (whole byte vectors).
     fn behaves_like_its_model(&self, store: &mut impl ShareStore, seed: u64) {
@@ -231,6 +266,8 @@ impl ShareStoreSuite {
                 .map(|(&s, v)| (ShareNum(s), v.len() as u64))
                 .collect();
             assert_eq!(store.list(si).expect("list"), listed, "{context}");
+            let count = store.share_count().expect("count");
+            assert_eq!(count, model.complete.len() as u64, "{context}");
         }
     }
 }
@@ -245,13 +282,14 @@ enum Op {
     Write(u8, u64, Vec<u8>),
     Commit(u8),
     Abort(u8),
+    Delete(u8),
     Read(u8, u64, u64),
 }
 
 impl Op {
     fn random(rng: &mut ChaCha8Rng) -> Op {
         let share = rng.gen_range(0..4u8);
-        match rng.gen_range(0..5) {
+        match rng.gen_range(0..6) {
             0 => Op::Create(share, rng.gen_range(0..200_000)),
             1 => {
                 let len = rng.gen_range(0..300);
@@ -260,6 +298,7 @@ impl Op {
             }
             2 => Op::Commit(share),
             3 => Op::Abort(share),
+            4 => Op::Delete(share),
             _ => Op::Read(share, rng.gen_range(0..200_000), rng.gen_range(0..300)),
         }
     }
@@ -272,6 +311,7 @@ impl Op {
             Op::Write(s, offset, data) => (store.write(si, n(s), *offset, data).is_ok(), None),
             Op::Commit(s) => (store.commit(si, n(s)).is_ok(), None),
             Op::Abort(s) => (store.abort(si, n(s)).is_ok(), None),
+            Op::Delete(s) => (store.delete(si, n(s)).is_ok(), None),
             Op::Read(s, offset, len) => match store.read(si, n(s), *offset, *len) {
                 Ok(bytes) => (true, Some(bytes)),
                 Err(_) => (false, None),
@@ -317,6 +357,7 @@ impl Model {
                 None => (false, None),
             },
             Op::Abort(s) => (self.incoming.remove(s).is_some(), None),
+            Op::Delete(s) => (self.complete.remove(s).is_some(), None),
             Op::Read(s, offset, len) => match self.complete.get(s) {
                 Some(v) if *offset as usize <= v.len() => {
                     let end = (*offset + *len).min(v.len() as u64) as usize;

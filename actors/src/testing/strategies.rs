@@ -297,7 +297,7 @@ fn forged(seed: u8, seq: u64, forgery: Option<Forgery>) -> Announcement {
     let mut a = signed_announcement(seed, seq);
     match forgery {
         None => {}
-        Some(Forgery::FreeSpace) => a.free_space ^= 1,
+        Some(Forgery::FreeSpace) => a.figures.free_space ^= 1,
         Some(Forgery::Address) => a.address.push('0'),
         Some(Forgery::Seq) => a.seq = a.seq.wrapping_add(1),
         Some(Forgery::Node(n)) => a.node = server_key(n).id(),
