@@ -693,3 +693,140 @@ fn check_finds_what_servers_lost_and_repair_brings_every_file_back() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot be read back"));
 }
+
+/// Sets `key = value` in the `[storage]` section of a node's `cairn.toml`.
+fn set_storage(dir: &Path, settings: &[(&str, &str)]) {
+    let config = dir.join("cairn.toml");
+    let mut text = fs::read_to_string(&config).expect("cairn.toml");
+    for (key, value) in settings {
+        let start = text.find(&format!("\n{key} = ")).expect(key) + 1;
+        let end = start + text[start..].find('\n').unwrap();
+        text.replace_range(start..end, &format!("{key} = {value}"));
+    }
+    fs::write(&config, text).expect("cairn.toml");
+}
+
+fn own_storage(node: &Running) -> serde_json::Value {
+    let text = ok(&["-d", &node.dir.display().to_string(), "status", "--json"]);
+    let status: serde_json::Value = serde_json::from_str(&text).expect("status is JSON");
+    status["storage"].clone()
+}
+
+#[test]
+fn lapsed_leases_are_collected_renewed_ones_kept_and_a_restart_resumes_the_pass() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let intro = root.path().join("introducer");
+    ok(&["create-introducer", &intro.display().to_string()]);
+    let _introducer = Running::start(&intro);
+    let furl = furl_of(&intro);
+    let mut servers: Vec<Running> = (0..3)
+        .map(|i| {
+            let dir = root.path().join(format!("storage-{i}"));
+            create_node(&dir, &furl, &[]);
+            // Leases of 20 s, examined one file a second: a pass over the files below
+            // lasts long enough to be cut by a restart.
+            set_storage(
+                &dir,
+                &[
+                    ("lease_period", "\"20s\""),
+                    ("expire", "\"leases\""),
+                    ("crawl_rate", "1"),
+                    ("crawl_interval", "\"1s\""),
+                ],
+            );
+            Running::start(&dir)
+        })
+        .collect();
+    let client_dir = root.path().join("client");
+    create_node(
+        &client_dir,
+        &furl,
+        &[
+            "--no-storage",
+            "--shares-needed",
+            "2",
+            "--shares-total",
+            "3",
+        ],
+    );
+    let client = Running::start(&client_dir);
+    let dir = client_dir.display().to_string();
+    wait_until("the client is connected to the 3 servers", || {
+        let text = ok(&["-d", &dir, "status", "--json"]);
+        let status: serde_json::Value = serde_json::from_str(&text).unwrap();
+        status["servers_connected"].as_u64() == Some(3)
+    });
+    let local = root.path().join("file");
+    let put = |name: &str, seed: u8| {
+        fs::write(&local, sample(5_000, seed)).unwrap();
+        let path = format!("/{name}");
+        ok(&["-d", &dir, "put", local.to_str().unwrap(), &path]);
+        path
+    };
+    let kept = put("kept", 0);
+    let dropped: Vec<String> = (1..=10).map(|i| put(&format!("dropped-{i}"), i)).collect();
+    let full = own_storage(&servers[0]);
+    assert_eq!(full["shares"], 11, "a share of each file: {full:#}");
+    assert_eq!(full["collector"]["expire"], "leases");
+
+    // The client renews its lease on one file, over and over, as a scheduled
+    // `deep-check --add-lease` would.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let renewer = {
+        let (stop, dir, kept) = (stop.clone(), dir.clone(), kept.clone());
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                ok(&["-d", &dir, "check", "--add-lease", &kept]);
+                std::thread::sleep(std::time::Duration::from_millis(500));
+            }
+        })
+    };
+
+    // A pass under way when its server is killed goes on where it stopped.
+    let mut under_way = serde_json::Value::Null;
+    wait_until("a pass has examined a few files", || {
+        under_way = own_storage(&servers[0])["collector"]["current"].clone();
+        under_way["files_examined"].as_u64() >= Some(3)
+    });
+    servers[0].kill();
+    servers[0] = Running::start(&servers[0].dir.clone());
+    let collector = &own_storage(&servers[0])["collector"];
+    let resumed = match collector["current"].is_null() {
+        true => &collector["last"], // it has finished since
+        false => &collector["current"],
+    };
+    assert_eq!(resumed["started"], under_way["started"], "{collector:#}");
+    assert!(
+        resumed["files_examined"].as_u64() >= under_way["files_examined"].as_u64(),
+        "not started again: {collector:#}"
+    );
+
+    // The leases nobody renewed lapse, and every server collects those files.
+    wait_until("every server holds only the renewed file", || {
+        servers
+            .iter()
+            .all(|s| own_storage(s)["shares"].as_u64() == Some(1))
+    });
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    renewer.join().expect("the renewer");
+    for server in &servers {
+        let after = own_storage(server);
+        assert!(
+            after["used_bytes"].as_u64() < full["used_bytes"].as_u64().map(|b| b / 5),
+            "the space came back: {after:#}"
+        );
+    }
+    let check = run(&["-d", &dir, "check", &dropped[0]]);
+    assert_eq!(check.status.code(), Some(1), "collected everywhere");
+    let out = root.path().join("back");
+    let got = run(&["-d", &dir, "get", &kept, "-o", out.to_str().unwrap()]);
+    assert!(
+        got.status.success(),
+        "{}",
+        String::from_utf8_lossy(&got.stderr)
+    );
+    assert_eq!(fs::read(&out).unwrap(), sample(5_000, 0));
+    let human = ok(&["-d", &servers[1].dir.display().to_string(), "status"]);
+    assert!(human.contains("collector:  expire = leases"), "{human}");
+    drop(client);
+}
