@@ -81,7 +81,7 @@ impl Introducer {
             return;
         }
         match body {
-            Request::Announce(announcement) => self.announce(from, id, announcement, ctx),
+            Request::Announce(announcement) => self.announce(from, id, *announcement, ctx),
             Request::Subscribe => self.subscribe(from, id, ctx),
             _ => reply(ctx, from, id, Response::Err(RemoteError::Unsupported)),
         }

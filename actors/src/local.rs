@@ -58,7 +58,7 @@ pub enum LocalResponse {
     Vdrive(Result<VdriveReply, VdriveError>),
     Status(StatusReport),
     /// To [`LocalRequest::Status`] made of a storage server.
-    Storage(crate::storage::StorageReport),
+    Storage(Box<crate::storage::StorageReport>),
     Checked(Result<CheckReport, CheckError>),
     Repaired(Result<RepairReport, RepairError>),
 }

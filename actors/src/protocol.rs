@@ -61,7 +61,7 @@ pub enum Message {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Request {
     /// Storage server -> introducer: "I serve storage" (repeated periodically).
-    Announce(Announcement),
+    Announce(Box<Announcement>),
     /// Client -> introducer: send me the storage servers, now and as they change.
     Subscribe,
     /// Client -> storage: reserve space for these shares of a file, `share_size` bytes each,

@@ -332,7 +332,7 @@ impl StorageServer {
         let message = Message::Request {
             id: self.fresh_request_id(),
             deadline: ctx.now().after(interval),
-            body: Request::Announce(announcement),
+            body: Request::Announce(Box::new(announcement)),
         };
         ctx.send(introducer, message);
         ctx.set_timer(ANNOUNCE_TIMER, interval);
@@ -514,7 +514,7 @@ impl Actor for StorageServer {
                 request: LocalRequest::Status,
             } => {
                 let report = self.report();
-                ctx.reply(id, LocalResponse::Storage(report));
+                ctx.reply(id, LocalResponse::Storage(Box::new(report)));
             }
             // Answers to our announcements need nothing done; the rest is not for us.
             Input::Message { .. }

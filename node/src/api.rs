@@ -47,6 +47,50 @@ pub struct Status {
     /// How the node's client encodes uploads, if it runs one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub encoding: Option<Encoding>,
+    /// Scheduled lease renewal and repair, if the node runs a client.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upkeep: Option<Upkeep>,
+}
+
+/// A client node's scheduled upkeep: what runs how often, what ran, what is due.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Upkeep {
+    /// `[client] lease_renewal`, in seconds (absent: off).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub renewal_interval_secs: Option<u64>,
+    /// `[repair] interval`, in seconds (absent: off).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repair_interval_secs: Option<u64>,
+    /// `[repair] bandwidth`, bytes a second (absent: unlimited).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repair_bandwidth: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_renewal: Option<UpkeepRun>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_repair: Option<UpkeepRun>,
+    /// The run under way, as far as it went.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub running: Option<UpkeepRun>,
+    /// When the next runs are due, in Unix seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_renewal: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_repair: Option<u64>,
+}
+
+/// One scheduled run over the vdrive's files.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct UpkeepRun {
+    /// "renewal" (`deep-check --add-lease`) or "repair" (`deep-check --repair --add-lease`).
+    pub kind: String,
+    /// Unix seconds.
+    pub started: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished: Option<u64>,
+    pub summary: DeepCheckSummary,
+    /// Why the run could not walk the tree, if it could not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// k, happy and N.
@@ -207,4 +251,62 @@ pub struct Repaired {
     pub bytes_uploaded: u64,
     /// Why it fell short, if it did.
     pub error: Option<String>,
+}
+
+/// What a deep-check found, in all (the CLI's `deep-check` and the node's scheduled runs).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeepCheckSummary {
+    pub objects: u64,
+    pub healthy: u64,
+    pub unhealthy: u64,
+    pub unrecoverable: u64,
+    pub repaired: u64,
+    /// Files that could not be checked.
+    pub errors: u64,
+    /// Bytes repair read and wrote.
+    pub bytes_moved: u64,
+    /// Leases renewed, one per file and server.
+    pub leases_renewed: u64,
+}
+
+impl DeepCheckSummary {
+    /// Counts one file's check; its state: "healthy", "repaired", "UNHEALTHY" or
+    /// "UNRECOVERABLE".
+    pub fn count(&mut self, checked: &Checked) -> &'static str {
+        self.objects += 1;
+        let repaired = checked
+            .repair
+            .as_ref()
+            .is_some_and(|r| r.shares_placed > 0 && r.error.is_none());
+        if let Some(r) = &checked.repair {
+            self.bytes_moved += r.bytes_downloaded + r.bytes_uploaded;
+        }
+        self.leases_renewed += checked.leases_renewed as u64;
+        if repaired {
+            self.repaired += 1;
+        }
+        match (checked.recoverable, checked.healthy) {
+            (false, _) => {
+                self.unrecoverable += 1;
+                "UNRECOVERABLE"
+            }
+            (true, false) => {
+                self.unhealthy += 1;
+                "UNHEALTHY"
+            }
+            (true, true) => {
+                self.healthy += 1;
+                match repaired {
+                    true => "repaired",
+                    false => "healthy",
+                }
+            }
+        }
+    }
+
+    /// Counts a file that could not be checked.
+    pub fn failed(&mut self) {
+        self.objects += 1;
+        self.errors += 1;
+    }
 }

@@ -501,6 +501,72 @@ pub fn webopen(dir: &Path, args: WebopenArgs) -> Result<()> {
     Ok(())
 }
 
+/// Seconds since the Unix epoch.
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// How long ago `secs` (Unix seconds) was, or how long until it is, for a person.
+fn relative(secs: u64) -> String {
+    let now = unix_now();
+    let span = |d: u64| humantime::format_duration(std::time::Duration::from_secs(d)).to_string();
+    match secs <= now {
+        true => format!("{} ago", span(now - secs)),
+        false => format!("in {}", span(secs - now)),
+    }
+}
+
+/// The scheduled renewal and repair lines of `status`.
+fn print_upkeep(u: &api::Upkeep) {
+    let every = |secs: Option<u64>| match secs {
+        Some(s) => format!(
+            "every {}",
+            humantime::format_duration(std::time::Duration::from_secs(s))
+        ),
+        None => "off".to_owned(),
+    };
+    let run =
+        |r: &api::UpkeepRun| {
+            let s = &r.summary;
+            let when = relative(r.finished.unwrap_or(r.started));
+            match &r.error {
+                Some(e) => format!("{when}: failed: {e}"),
+                None => format!(
+                "{when}: {} files, {} healthy, {} unhealthy, {} unrecoverable, {} repaired, {} \
+                 errors; {} leases renewed",
+                s.objects, s.healthy, s.unhealthy, s.unrecoverable, s.repaired, s.errors,
+                s.leases_renewed
+            ),
+            }
+        };
+    println!("leases:     renewed {}", every(u.renewal_interval_secs));
+    if let Some(r) = &u.last_renewal {
+        println!("  last renewal {}", run(r));
+    }
+    if let Some(at) = u.next_renewal {
+        println!("  next renewal {}", relative(at));
+    }
+    let bandwidth = match u.repair_bandwidth {
+        Some(rate) => format!(", at most {}/s", bytesize::ByteSize(rate)),
+        None => String::new(),
+    };
+    println!("repair:     {}{bandwidth}", every(u.repair_interval_secs));
+    if let Some(r) = &u.last_repair {
+        println!("  last repair {}", run(r));
+    }
+    if let Some(at) = u.next_repair {
+        println!("  next repair {}", relative(at));
+    }
+    if let Some(r) = &u.running {
+        println!(
+            "  running now ({}): {} files so far",
+            r.kind, r.summary.objects
+        );
+    }
+}
+
 /// The garbage collector's lines of `status`.
 fn print_collector(c: &api::Collector) {
     if c.expire == "off" {
@@ -508,17 +574,10 @@ fn print_collector(c: &api::Collector) {
         return;
     }
     println!("collector:  expire = {}", c.expire);
-    let ago = |secs: u64| {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        humantime::format_duration(std::time::Duration::from_secs(now.saturating_sub(secs)))
-            .to_string()
-    };
     if let Some(p) = &c.current {
         println!(
-            "  this pass (started {} ago): {} files examined, {} shares removed ({} freed)",
-            ago(p.started),
+            "  this pass (started {}): {} files examined, {} shares removed ({} freed)",
+            relative(p.started),
             p.files_examined,
             p.shares_removed,
             bytesize::ByteSize(p.bytes_freed)
@@ -527,9 +586,9 @@ fn print_collector(c: &api::Collector) {
     match &c.last {
         Some(p) => {
             println!(
-                "  last pass (finished {} ago): {} files examined, {} shares removed ({} \
+                "  last pass (finished {}): {} files examined, {} shares removed ({} \
                  freed), {} errors",
-                ago(p.finished.unwrap_or(p.started)),
+                relative(p.finished.unwrap_or(p.started)),
                 p.files_examined,
                 p.shares_removed,
                 bytesize::ByteSize(p.bytes_freed),
@@ -587,6 +646,9 @@ pub fn status(dir: &Path, args: StatusArgs) -> Result<bool> {
             s.advisories_received
         );
         print_collector(&s.collector);
+    }
+    if let Some(u) = &status.upkeep {
+        print_upkeep(u);
     }
     for server in &status.servers {
         println!(

@@ -24,6 +24,47 @@ pub struct NodeConfig {
     pub storage: StorageSection,
     #[serde(default)]
     pub gateway: GatewaySection,
+    #[serde(default)]
+    pub repair: RepairSection,
+}
+
+/// When a client node renews its leases and repairs its files: each kind's interval
+/// (`None`: off), and repair's bandwidth limit.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Plan {
+    pub renewal: Option<Duration>,
+    pub repair: Option<Duration>,
+    /// Bytes a second, on average over a run.
+    pub bandwidth: Option<u64>,
+}
+
+/// `[repair]`: automatic repair of the files under the vdrive's root.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RepairSection {
+    /// How often to run `deep-check --repair --add-lease /`, e.g. "1 day"; "off".
+    #[serde(default = "off")]
+    pub interval: String,
+    /// The average rate a run may move data at, e.g. "10 MiB" (a second); "unlimited".
+    #[serde(default = "unlimited")]
+    pub bandwidth: String,
+}
+
+fn off() -> String {
+    "off".to_owned()
+}
+
+fn unlimited() -> String {
+    "unlimited".to_owned()
+}
+
+impl Default for RepairSection {
+    fn default() -> Self {
+        RepairSection {
+            interval: off(),
+            bandwidth: unlimited(),
+        }
+    }
 }
 
 /// `[gateway]`: who may reach the local HTTP gateway, and how much an upload may take.
@@ -97,6 +138,17 @@ pub struct ClientSection {
     /// How long to wait for a storage server, the introducer or the vdrive to answer.
     #[serde(default = "default_request_timeout")]
     pub request_timeout_secs: u64,
+    /// How often to renew this node's leases on every file under the vdrive's root
+    /// (`deep-check --add-lease /`), e.g. "7 days"; "off".
+    #[serde(default = "default_lease_renewal")]
+    pub lease_renewal: String,
+}
+
+/// How often a client renews its leases unless its config says otherwise.
+pub const DEFAULT_LEASE_RENEWAL: &str = "7 days";
+
+fn default_lease_renewal() -> String {
+    DEFAULT_LEASE_RENEWAL.to_owned()
 }
 
 /// How long a client waits for an answer unless its config says otherwise.
@@ -288,6 +340,7 @@ impl NodeConfig {
             }
         }
         self.storage.server_config()?;
+        self.upkeep_plan()?;
         self.upload_limits()?;
         let gateway = self.node.gateway.ip();
         if !gateway.is_loopback() && !self.gateway.allow_remote {
@@ -299,6 +352,35 @@ impl NodeConfig {
             );
         }
         Ok(())
+    }
+
+    /// When the node renews its leases and repairs its files (nothing without a client).
+    pub fn upkeep_plan(&self) -> Result<Option<Plan>> {
+        let Some(client) = &self.client else {
+            return Ok(None);
+        };
+        let every = |text: &str, what: &str| -> Result<Option<Duration>> {
+            if text.trim() == "off" {
+                return Ok(None);
+            }
+            let interval = parse_duration(text).context(what.to_owned())?;
+            if interval < Duration::from_secs(1) {
+                bail!("{what} must be at least a second (or \"off\")");
+            }
+            Ok(Some(interval))
+        };
+        let bandwidth = match self.repair.bandwidth.trim() {
+            "unlimited" => None,
+            text => match parse_size(text).context("[repair] bandwidth")? {
+                0 => bail!("[repair] bandwidth must be more than nothing (or \"unlimited\")"),
+                rate => Some(rate),
+            },
+        };
+        Ok(Some(Plan {
+            renewal: every(&client.lease_renewal, "[client] lease_renewal")?,
+            repair: every(&self.repair.interval, "[repair] interval")?,
+            bandwidth,
+        }))
     }
 
     /// `[gateway] max_upload_size` and `spool_reserve`, in bytes.
@@ -352,12 +434,18 @@ impl NodeConfig {
                  shares_total = {}\n\
                  # Seconds to wait for a server, the introducer or the vdrive to answer before\n\
                  # taking it for gone (a download then uses other servers' shares).\n\
-                 request_timeout_secs = {}\n",
+                 request_timeout_secs = {}\n\
+                 # How often this node renews its leases on every file under the vdrive's\n\
+                 # root (as `cairn deep-check --add-lease /` does), so that servers that\n\
+                 # collect garbage keep them: well within their lease period (31 days by\n\
+                 # default). \"off\" to leave it to you.\n\
+                 lease_renewal = {}\n",
                 toml_string(&client.introducer),
                 client.shares_needed,
                 client.shares_happy,
                 client.shares_total,
-                client.request_timeout_secs
+                client.request_timeout_secs,
+                toml_string(&client.lease_renewal),
             );
         }
         out += &format!(
@@ -385,6 +473,18 @@ impl NodeConfig {
             toml_string(&self.storage.expire),
             self.storage.crawl_rate,
             toml_string(&self.storage.crawl_interval),
+        );
+        out += &format!(
+            "\n[repair]\n\
+             # How often this node checks every file under the vdrive's root and repairs\n\
+             # those short of shares (as `cairn deep-check --repair --add-lease /` does),\n\
+             # e.g. \"1 day\"; \"off\". `cairn status` shows the last run.\n\
+             interval = {}\n\
+             # The average rate a repair run may move data at, e.g. \"10 MiB\" (a second),\n\
+             # or \"unlimited\".\n\
+             bandwidth = {}\n",
+            toml_string(&self.repair.interval),
+            toml_string(&self.repair.bandwidth),
         );
         out += &format!(
             "\n[gateway]\n\
@@ -505,6 +605,7 @@ mod tests {
                 shares_happy: 7,
                 shares_total: 10,
                 request_timeout_secs: 20,
+                lease_renewal: DEFAULT_LEASE_RENEWAL.to_owned(),
             }),
             storage: StorageSection {
                 enabled: true,
@@ -513,6 +614,7 @@ mod tests {
                 ..StorageSection::default()
             },
             gateway: GatewaySection::default(),
+            repair: RepairSection::default(),
         }
     }
 

@@ -99,6 +99,7 @@ fn introducer_config(dir: &Path, args: &CreateIntroducerArgs) -> NodeConfig {
         client: None,
         storage: StorageSection::default(),
         gateway: Default::default(),
+        repair: Default::default(),
     }
 }
 
@@ -116,6 +117,7 @@ pub fn create_node(args: CreateNodeArgs) -> Result<()> {
             shares_happy: shares.happy,
             shares_total: shares.total,
             request_timeout_secs: crate::config::DEFAULT_REQUEST_TIMEOUT_SECS,
+            lease_renewal: crate::config::DEFAULT_LEASE_RENEWAL.to_owned(),
         }),
         storage: StorageSection {
             enabled: !args.no_storage,
@@ -123,6 +125,7 @@ pub fn create_node(args: CreateNodeArgs) -> Result<()> {
             ..StorageSection::default()
         },
         gateway: Default::default(),
+        repair: Default::default(),
     };
     nodedir::create(&args.dir, &config)?;
     println!(

@@ -119,6 +119,7 @@ fn introducer_config() -> NodeConfig {
         client: None,
         storage: StorageSection::default(),
         gateway: Default::default(),
+        repair: Default::default(),
     }
 }
 
@@ -136,12 +137,14 @@ fn member_config(dir: &Path, introducer: &str, storage: bool) -> NodeConfig {
             shares_happy: 7,
             shares_total: 10,
             request_timeout_secs: config::DEFAULT_REQUEST_TIMEOUT_SECS,
+            lease_renewal: config::DEFAULT_LEASE_RENEWAL.to_owned(),
         }),
         storage: StorageSection {
             enabled: storage,
             ..StorageSection::default()
         },
         gateway: Default::default(),
+        repair: Default::default(),
     }
 }
 

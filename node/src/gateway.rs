@@ -24,6 +24,7 @@
 
 pub mod auth;
 pub mod operations;
+pub mod schedule;
 mod upkeep;
 
 use crate::api;
@@ -90,6 +91,8 @@ pub struct Gateway {
     pub operations: operations::Operations,
     /// The introducer the node's client uses, if it runs one.
     pub introducer: Option<NodeId>,
+    /// Scheduled lease renewal and repair, if the node runs a client.
+    pub upkeep: Option<Arc<schedule::Schedule>>,
 }
 
 /// Serves `gateway` on `listener` until `stop` turns true.
@@ -706,6 +709,7 @@ async fn status(State(g): State<Arc<Gateway>>) -> Result<Json<api::Status>, ApiE
     };
     Ok(Json(api::Status {
         storage,
+        upkeep: g.upkeep.as_ref().map(|s| s.status()),
         encoding: g.encoding.map(|(params, happy)| api::Encoding {
             shares_needed: params.k,
             shares_happy: happy,

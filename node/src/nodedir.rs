@@ -216,6 +216,7 @@ mod tests {
             client: None,
             storage: StorageSection::default(),
             gateway: Default::default(),
+            repair: Default::default(),
         }
     }
 

@@ -165,10 +165,21 @@ pub async fn start(dir: &Path) -> Result<RunningNode> {
         spool_dir: dir.join("tmp"),
         operations: Default::default(),
         introducer: introducer_id,
+        upkeep: config
+            .upkeep_plan()?
+            .map(|plan| Arc::new(gateway::schedule::Schedule::open(dir, plan))),
     };
     std::fs::create_dir_all(&gateway.spool_dir)?;
     let (stop_gateway, stopped) = watch::channel(false);
-    let gateway_task = tokio::spawn(gateway::serve(listener, Arc::new(gateway), stopped));
+    let gateway = Arc::new(gateway);
+    if let Some(schedule) = gateway.upkeep.clone() {
+        tokio::spawn(gateway::schedule::run(
+            gateway.clone(),
+            schedule,
+            stopped.clone(),
+        ));
+    }
+    let gateway_task = tokio::spawn(gateway::serve(listener, gateway, stopped));
     let url_text = format!("{gateway_url}\n");
     nodedir::write_atomically(&dir.join(NODE_URL_FILE), url_text.as_bytes())?;
     tracing::info!(node = %node.id(), address = %furl.address(), %gateway_url, "node running");

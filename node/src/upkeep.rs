@@ -18,7 +18,7 @@ pub struct CheckArgs {
     #[arg(value_name = "CAP|PATH")]
     source: String,
     #[command(flatten)]
-    actions: Actions,
+    actions: ActionArgs,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
@@ -32,7 +32,7 @@ pub struct DeepCheckArgs {
     #[arg(value_name = "PATH", default_value = "/")]
     path: String,
     #[command(flatten)]
-    actions: Actions,
+    actions: ActionArgs,
     /// One JSON object per file (with its `path`), and the summary as the last line.
     #[arg(long)]
     pub json: bool,
@@ -40,7 +40,7 @@ pub struct DeepCheckArgs {
 
 /// What a check does besides looking: prove every share, repair, renew leases.
 #[derive(clap::Args, Clone, Copy)]
-struct Actions {
+struct ActionArgs {
     /// Read and prove every share (a full read of each) instead of believing the servers.
     #[arg(long)]
     verify: bool,
@@ -54,7 +54,7 @@ struct Actions {
     add_lease: bool,
 }
 
-fn check_cap(client: &GatewayClient, cap: &str, actions: Actions) -> Result<api::Checked> {
+fn check_cap(client: &GatewayClient, cap: &str, actions: ActionArgs) -> Result<api::Checked> {
     let flag = |on: bool| if on { "true" } else { "false" };
     let query = [
         ("cap", cap),
@@ -133,20 +133,6 @@ fn print_report(name: &str, c: &api::Checked) {
     }
 }
 
-/// What a deep-check found, in all.
-#[derive(Default, serde::Serialize)]
-struct Summary {
-    objects: u64,
-    healthy: u64,
-    unhealthy: u64,
-    unrecoverable: u64,
-    repaired: u64,
-    errors: u64,
-    bytes_moved: u64,
-    /// Leases renewed, one per file and server.
-    leases_renewed: u64,
-}
-
 pub fn deep_check(dir: &Path, args: DeepCheckArgs) -> Result<()> {
     let client = GatewayClient::for_node(dir)?;
     let root = vdrive_path(&args.path)?.to_owned();
@@ -161,7 +147,7 @@ pub fn deep_check(dir: &Path, args: DeepCheckArgs) -> Result<()> {
         false => None,
     };
     let actions = args.actions;
-    let mut summary = Summary::default();
+    let mut summary = api::DeepCheckSummary::default();
     let mut dirs = vec![root];
     while let Some(dir) = dirs.pop() {
         let entries: Vec<api::Entry> = client.get("/vdrive/list", &[("path", &dir)])?;
@@ -171,11 +157,10 @@ pub fn deep_check(dir: &Path, args: DeepCheckArgs) -> Result<()> {
                 dirs.push(path);
                 continue;
             };
-            summary.objects += 1;
             let line = match check_cap(&client, &cap, actions) {
-                Ok(checked) => summary.count(&path, checked, args.json),
+                Ok(checked) => file_line(&path, summary.count(&checked), &checked, args.json),
                 Err(e) => {
-                    summary.errors += 1;
+                    summary.failed();
                     match args.json {
                         true => {
                             serde_json::json!({"path": path, "error": format!("{e:#}")}).to_string()
@@ -223,39 +208,16 @@ pub fn deep_check(dir: &Path, args: DeepCheckArgs) -> Result<()> {
     Ok(())
 }
 
-impl Summary {
-    /// Counts one file's result; its line.
-    fn count(&mut self, path: &str, checked: api::Checked, json: bool) -> String {
-        let repaired = checked
-            .repair
-            .as_ref()
-            .filter(|r| r.shares_placed > 0 && r.error.is_none());
-        if let Some(r) = &checked.repair {
-            self.bytes_moved += r.bytes_downloaded + r.bytes_uploaded;
-        }
-        self.leases_renewed += checked.leases_renewed as u64;
-        let state = match (checked.recoverable, checked.healthy, repaired) {
-            (false, _, _) => "UNRECOVERABLE",
-            (true, true, Some(_)) => "repaired",
-            (true, true, None) => "healthy",
-            (true, false, _) => "UNHEALTHY",
-        };
-        match state {
-            "UNRECOVERABLE" => self.unrecoverable += 1,
-            "UNHEALTHY" => self.unhealthy += 1,
-            _ => self.healthy += 1,
-        }
-        if repaired.is_some() {
-            self.repaired += 1;
-        }
-        if json {
-            let mut value = serde_json::to_value(&checked).unwrap_or_default();
-            value["path"] = serde_json::Value::String(path.to_owned());
-            return value.to_string();
-        }
-        format!(
-            "{state:<14} {path} ({} of {} shares, happiness {} of {})",
-            checked.distinct_shares, checked.n, checked.happiness, checked.happy
-        )
+/// A deep-check's line for one file: its state (see [`api::DeepCheckSummary::count`]) and
+/// shares, or the whole report as JSON, with its path.
+fn file_line(path: &str, state: &str, checked: &api::Checked, json: bool) -> String {
+    if json {
+        let mut value = serde_json::to_value(checked).unwrap_or_default();
+        value["path"] = serde_json::Value::String(path.to_owned());
+        return value.to_string();
     }
+    format!(
+        "{state:<14} {path} ({} of {} shares, happiness {} of {})",
+        checked.distinct_shares, checked.n, checked.happiness, checked.happy
+    )
 }

@@ -694,8 +694,8 @@ fn check_finds_what_servers_lost_and_repair_brings_every_file_back() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot be read back"));
 }
 
-/// Sets `key = value` in the `[storage]` section of a node's `cairn.toml`.
-fn set_storage(dir: &Path, settings: &[(&str, &str)]) {
+/// Sets each `key = value` in a node's `cairn.toml` (each key where it first appears).
+fn set_config(dir: &Path, settings: &[(&str, &str)]) {
     let config = dir.join("cairn.toml");
     let mut text = fs::read_to_string(&config).expect("cairn.toml");
     for (key, value) in settings {
@@ -725,7 +725,7 @@ fn lapsed_leases_are_collected_renewed_ones_kept_and_a_restart_resumes_the_pass(
             create_node(&dir, &furl, &[]);
             // Leases of 20 s, examined one file a second: a pass over the files below
             // lasts long enough to be cut by a restart.
-            set_storage(
+            set_config(
                 &dir,
                 &[
                     ("lease_period", "\"20s\""),
@@ -829,4 +829,86 @@ fn lapsed_leases_are_collected_renewed_ones_kept_and_a_restart_resumes_the_pass(
     let human = ok(&["-d", &servers[1].dir.display().to_string(), "status"]);
     assert!(human.contains("collector:  expire = leases"), "{human}");
     drop(client);
+}
+
+#[test]
+fn a_client_with_a_repair_interval_repairs_what_a_lost_server_held_by_itself() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let intro = root.path().join("introducer");
+    ok(&["create-introducer", &intro.display().to_string()]);
+    let _introducer = Running::start(&intro);
+    let furl = furl_of(&intro);
+    let mut servers: Vec<Running> = (0..4)
+        .map(|i| {
+            let dir = root.path().join(format!("storage-{i}"));
+            create_node(&dir, &furl, &[]);
+            Running::start(&dir)
+        })
+        .collect();
+    let client_dir = root.path().join("client");
+    create_node(
+        &client_dir,
+        &furl,
+        &[
+            "--no-storage",
+            "--shares-needed",
+            "2",
+            "--shares-total",
+            "3",
+        ],
+    );
+    set_config(&client_dir, &[("interval", "\"2s\"")]);
+    let client = Running::start(&client_dir);
+    let dir = client_dir.display().to_string();
+    let status = || -> serde_json::Value {
+        serde_json::from_str(&ok(&["-d", &dir, "status", "--json"])).unwrap()
+    };
+    wait_until("the client is connected to the 4 servers", || {
+        status()["servers_connected"].as_u64() == Some(4)
+    });
+    let local = root.path().join("file");
+    fs::write(&local, sample(50_000, 7)).unwrap();
+    ok(&["-d", &dir, "put", local.to_str().unwrap(), "/f"]);
+    let before = check_json_in(&dir, "/f");
+    assert_eq!(before["happiness"], 3, "{before:#}");
+    let holder = before["holders"]["0"][0].as_str().unwrap().to_owned();
+    let lost = servers
+        .iter()
+        .position(|s| {
+            let own = ok(&["-d", &s.dir.display().to_string(), "status", "--json"]);
+            let own: serde_json::Value = serde_json::from_str(&own).unwrap();
+            own["node_id"] == holder.as_str()
+        })
+        .expect("the holder of share 0 is one of the servers");
+    servers[lost].stop();
+
+    wait_until("a scheduled run repairs the file", || {
+        status()["upkeep"]["last_repair"]["summary"]["repaired"].as_u64() >= Some(1)
+    });
+    let after = check_json_in(&dir, "/f");
+    assert_eq!(
+        (after["healthy"].as_bool(), after["happiness"].as_u64()),
+        (Some(true), Some(3)),
+        "{after:#}"
+    );
+    assert!(
+        !after.to_string().contains(&holder),
+        "not on the lost server: {after:#}"
+    );
+    let upkeep = &status()["upkeep"];
+    assert_eq!(upkeep["repair_interval_secs"], 2, "{upkeep:#}");
+    assert!(upkeep["last_repair"]["error"].is_null(), "{upkeep:#}");
+    let human = ok(&["-d", &dir, "status"]);
+    assert!(human.contains("repair:     every 2s"), "{human}");
+    assert!(human.contains("  last repair "), "{human}");
+    // The record survives a restart: the schedule goes on from it.
+    let mut client = client;
+    client.stop();
+    let record = fs::read_to_string(client_dir.join("upkeep.json")).expect("upkeep.json");
+    assert!(record.contains("\"repaired\""), "{record}");
+}
+
+/// `check --json` of `source` on the client node in `dir`.
+fn check_json_in(dir: &str, source: &str) -> serde_json::Value {
+    serde_json::from_str(&ok(&["-d", dir, "check", "--json", source])).expect("check --json")
 }

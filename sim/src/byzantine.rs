@@ -216,7 +216,7 @@ impl ByzantineServer {
             to,
             "announce absurd free space",
             deadline,
-            Request::Announce(me),
+            Request::Announce(Box::new(me)),
             false,
         );
         for _ in 0..4 {
@@ -231,7 +231,7 @@ impl ByzantineServer {
         }
         if let Some(victim) = self.known.random_server(ctx) {
             let stale = self.known.servers[&victim].clone();
-            let body = Request::Announce(stale.clone());
+            let body = Request::Announce(Box::new(stale.clone()));
             self.pending.send(
                 ctx,
                 to,
@@ -241,7 +241,7 @@ impl ByzantineServer {
                 false,
             );
             if let Some(forged) = self.known.forged(&self.key, &self.address, ctx) {
-                let body = Request::Announce(forged.clone());
+                let body = Request::Announce(Box::new(forged.clone()));
                 self.pending
                     .send(ctx, to, "forged announcement", deadline, body, false);
                 // And straight to the clients it has met, as if it were their introducer.
@@ -412,7 +412,7 @@ impl ByzantineClient {
             );
         }
         if let Some(forged) = self.known.forged(&self.key, "byzantine-client", ctx) {
-            let body = Request::Announce(forged);
+            let body = Request::Announce(Box::new(forged));
             self.pending.send(
                 ctx,
                 self.introducer,

@@ -40,7 +40,7 @@ impl Harness {
 
     fn announce(&mut self, a: Announcement) -> (Response, Vec<(Addr, Message)>) {
         let from = Addr::new(a.node, Service::Storage);
-        self.request(from, Request::Announce(a))
+        self.request(from, Request::Announce(Box::new(a)))
     }
 
     /// Subscribes `who`; returns every announcement it was sent.
@@ -137,7 +137,7 @@ fn forged_announcements_are_refused_and_forgotten() {
     let key = NodeKey::from_seed([3; 32]);
     let long_address = Announcement::new(&key, "x".repeat(300), 1, 1);
     for forged in [more_space, other_node, no_signature, long_address] {
-        let (answer, pushed) = h.request(server(1), Request::Announce(forged));
+        let (answer, pushed) = h.request(server(1), Request::Announce(Box::new(forged)));
         assert!(matches!(answer, Response::Err(RemoteError::Malformed(_))));
         assert!(pushed.is_empty());
     }
@@ -185,7 +185,7 @@ fn a_node_is_one_subscriber_and_gets_the_whole_set_at_most_so_often() {
 fn a_node_announces_only_itself() {
     let mut h = Harness::new(Introducer::new());
     let from = server(2);
-    let (answer, pushed) = h.request(from, Request::Announce(announcement(1, 100, 1)));
+    let (answer, pushed) = h.request(from, Request::Announce(Box::new(announcement(1, 100, 1))));
     assert!(
         matches!(answer, Response::Err(RemoteError::Malformed(_))),
         "{answer:?}"
@@ -340,7 +340,7 @@ fn step() -> impl Strategy<Value = Step> {
         3 => (0u8..6, any::<bool>()).prop_map(|(client, expired)| Step::Subscribe { client, expired }),
         1 => si.prop_map(|si| Step::Other(Request::List { si })),
         2 => wire(prop_oneof![
-            (0u8..6, 0u64..3, 0u64..5).prop_map(|(n, f, s)| Request::Announce(announcement(n, f, s))),
+            (0u8..6, 0u64..3, 0u64..5).prop_map(|(n, f, s)| Request::Announce(Box::new(announcement(n, f, s)))),
             Just(Request::Subscribe),
         ]).prop_map(Step::Bytes),
         1 => Just(Step::Restart),
@@ -365,7 +365,7 @@ proptest! {
                     let mut a = announcement(node, free, seq);
                     a.seq += u64::from(tamper);
                     let deadline = if expired { Time(h.now.0 - 1) } else { live };
-                    let body = Request::Announce(a);
+                    let body = Request::Announce(Box::new(a));
                     (server(node), Message::Request { id: RequestId(1), deadline, body })
                 }
                 Step::Subscribe { client: c, expired } => {

@@ -161,7 +161,7 @@ fn announcements(effects: &[Effect]) -> Vec<Announcement> {
                         body: Request::Announce(a),
                         ..
                     },
-            } if *to == INTRODUCER => Some(a.clone()),
+            } if *to == INTRODUCER => Some((**a).clone()),
             _ => None,
         })
         .collect()
@@ -399,7 +399,7 @@ fn other_services_are_unsupported_and_stray_messages_ignored() {
     let key = NodeKey::from_seed([3; 32]);
     for body in [
         Request::Subscribe,
-        Request::Announce(Announcement::new(&key, "x".into(), 1, 1)),
+        Request::Announce(Box::new(Announcement::new(&key, "x".into(), 1, 1))),
         Request::Vdrive(crate::vdrive::VdriveOp::List { path: "/".into() }),
     ] {
         assert_eq!(h.request(body), Response::Err(RemoteError::Unsupported));

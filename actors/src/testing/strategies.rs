@@ -152,7 +152,7 @@ pub fn any_request() -> impl Strategy<Value = Request> {
     let data = proptest::collection::vec(any::<u8>(), 0..20);
     let upload = upload_secret();
     prop_oneof![
-        announcement().prop_map(Request::Announce),
+        announcement().prop_map(|a| Request::Announce(Box::new(a))),
         Just(Request::Subscribe),
         (
             si.clone(),

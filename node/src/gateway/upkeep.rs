@@ -28,19 +28,42 @@ pub(super) struct CheckQuery {
     add_lease: bool,
 }
 
+/// What a check does besides looking.
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct Actions {
+    pub verify: bool,
+    pub repair: bool,
+    pub add_lease: bool,
+}
+
 pub(super) async fn check(
     State(g): State<Arc<Gateway>>,
     Query(q): Query<CheckQuery>,
 ) -> Result<Json<api::Checked>, ApiError> {
-    let cap = match q.cap.parse::<Cap>() {
+    let actions = Actions {
+        verify: q.verify,
+        repair: q.repair,
+        add_lease: q.add_lease,
+    };
+    check_file(&g, &q.cap, actions).await.map(Json)
+}
+
+/// Checks the file `cap` names, and does `actions`.
+pub(super) async fn check_file(
+    g: &Gateway,
+    cap: &str,
+    actions: Actions,
+) -> Result<api::Checked, ApiError> {
+    let cap = match cap.parse::<Cap>() {
         Ok(Cap::Chk(cap)) => cap.verifier(),
         Ok(Cap::ChkVerifier(cap)) => cap,
-        Ok(Cap::Lit(_)) => return Ok(Json(api::Checked::literal(q.cap))),
+        Ok(Cap::Lit(_)) => return Ok(api::Checked::literal(cap.to_owned())),
         Err(e) => {
-            let why = format!("{:?} is not a cap: {e}", q.cap);
+            let why = format!("{cap:?} is not a cap: {e}");
             return Err(ApiError::bad_request(why));
         }
     };
+    let q = actions;
     let (_, happy) = g
         .encoding
         .ok_or_else(|| ApiError::bad_request("this node runs no client to check with"))?;
@@ -50,10 +73,10 @@ pub(super) async fn check(
         add_lease: q.add_lease,
         ..CheckOptions::default()
     };
-    let before = run_check(&g, &cap, happy, options).await?;
+    let before = run_check(g, &cap, happy, options).await?;
     let needs_repair = !before.healthy || !before.bad_copies.is_empty();
     if !(q.repair && needs_repair && before.recoverable) {
-        return Ok(Json(checked(&cap, &before, None)));
+        return Ok(checked(&cap, &before, None));
     }
     let request = LocalRequest::Repair {
         cap: cap.clone(),
@@ -75,7 +98,7 @@ pub(super) async fn check(
         other => return Err(unexpected(&other)),
     };
     // What the repair left, as a check sees it (the copies found bad stay bad).
-    let mut after = run_check(&g, &cap, happy, CheckOptions::default()).await?;
+    let mut after = run_check(g, &cap, happy, CheckOptions::default()).await?;
     for (share, servers) in after.holders.iter_mut() {
         servers.retain(|s| !before.bad_copies.contains(&(*share, *s)));
     }
@@ -86,7 +109,7 @@ pub(super) async fn check(
     after.recoverable = after.distinct_shares >= cap.k;
     after.faults = before.faults.clone();
     after.leases_renewed = before.leases_renewed;
-    Ok(Json(checked(&cap, &after, Some(repaired))))
+    Ok(checked(&cap, &after, Some(repaired)))
 }
 
 async fn run_check(
