@@ -176,6 +176,9 @@ pub struct Entry {
     pub kind: String,
     /// A file's cap.
     pub cap: Option<String>,
+    /// A file's size in bytes (from its cap).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
 }
 
 /// `POST /login-url`: a one-time URL that logs a browser in.

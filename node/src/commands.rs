@@ -50,7 +50,7 @@ pub struct LsArgs {
     /// The directory (default: the root).
     #[arg(value_name = "PATH", default_value = "/")]
     path: String,
-    /// Show each entry's kind and cap.
+    /// Show each entry's kind, size and cap.
     #[arg(short = 'l', long)]
     long: bool,
     /// Print the listing as JSON (errors too).
@@ -414,8 +414,9 @@ pub fn ls(dir: &Path, args: LsArgs) -> Result<()> {
             entry.name
         };
         if args.long {
+            let size = entry.size.map_or("-".to_owned(), |s| s.to_string());
             println!(
-                "{:<4}  {}  {name}",
+                "{:<4}  {size:>12}  {}  {name}",
                 entry.kind,
                 entry.cap.as_deref().unwrap_or("-")
             );

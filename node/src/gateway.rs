@@ -617,10 +617,17 @@ fn entry(name: String, kind: EntryKind) -> api::Entry {
             name,
             kind: "dir".to_owned(),
             cap: None,
+            size: None,
         },
         EntryKind::File { cap } => api::Entry {
             name,
             kind: "file".to_owned(),
+            size: match cap.parse::<Cap>() {
+                Ok(Cap::Chk(c)) => Some(c.size),
+                Ok(Cap::ChkVerifier(c)) => Some(c.size),
+                Ok(Cap::Lit(c)) => Some(c.data.len() as u64),
+                Err(_) => None,
+            },
             cap: Some(cap),
         },
     }

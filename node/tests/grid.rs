@@ -168,10 +168,13 @@ fn a_grid_of_processes_stores_files_and_survives_losing_servers() {
     assert_eq!(fs::read(&by_path).unwrap(), fs::read(&path).unwrap());
     ok(&["-d", &dir, "mv", "/docs/a.bin", "/docs/b.bin"]);
     let long = ok(&["-d", &dir, "ls", "-l", "/docs"]);
+    let size = fs::metadata(&path).unwrap().len().to_string();
     assert!(
-        long.contains(cap.trim()) && long.contains("b.bin"),
+        long.contains(cap.trim()) && long.contains("b.bin") && long.contains(&size),
         "{long}"
     );
+    let json = ok(&["-d", &dir, "ls", "--json", "/docs"]);
+    assert!(json.contains(&format!("\"size\": {size}")), "{json}");
     ok(&["-d", &dir, "rm", "/docs/b.bin"]);
     assert_eq!(ok(&["-d", &dir, "ls", "/docs"]), "");
     let missing = grid.get("/docs/b.bin", &files.join("never"));
