@@ -26,6 +26,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("share", share),
     ("journal", journal),
     ("config", config),
+    ("dirnode", dirnode),
 ];
 
 /// A frame off a connection: the handshake's and every later one.
@@ -63,6 +64,25 @@ pub fn cap(data: &[u8]) {
         assert_eq!(cap.to_string().parse::<Cap>().ok(), Some(cap));
     }
 }
+
+/// A directory record from a vdrive server, opened with the write cap of the directory
+/// the seeds were sealed for (a server can answer anything for any directory).
+pub fn dirnode(data: &[u8]) {
+    use cairn_codec::dirnode::{DirWriteCap, Record};
+    let Ok(record) = Record::decode(data) else {
+        return;
+    };
+    let cap = DirWriteCap::from_write_key(FUZZ_DIR_KEY);
+    if let Ok(entries) = record.open_writable(&cap) {
+        let read = record
+            .open(&cap.read_cap())
+            .expect("what opens writable opens readable");
+        assert_eq!(read.len(), entries.len());
+    }
+}
+
+/// The write key of the directory the `dirnode` seeds are records of.
+pub const FUZZ_DIR_KEY: [u8; 16] = [0x42; 16];
 
 /// A UEB (whatever its hash: a crafted cap can pin any UEB).
 pub fn ueb(data: &[u8]) {

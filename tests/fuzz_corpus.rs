@@ -4,6 +4,7 @@
 
 use cairn::actors::protocol::{Message, Request, RequestId, Response};
 use cairn::actors::{ShareNum, StorageIndex, Time};
+use cairn::codec::dirnode::{ChildKind, DirWriteCap, Entry, Record};
 use cairn::codec::{encode_stream, EncodingParams, Key, MemoryShares};
 use cairn::fuzz::TARGETS;
 use std::fs;
@@ -92,6 +93,37 @@ fn write_seed_corpus() {
     .concat();
     write("journal", "torn", &torn);
     write("config", "node", SAMPLE_CONFIG.as_bytes());
+    let dir = DirWriteCap::from_write_key(cairn::fuzz::FUZZ_DIR_KEY);
+    let child = DirWriteCap::from_write_key([7; 16]);
+    let entries = [
+        Entry {
+            name: "a file".into(),
+            kind: ChildKind::File,
+            read_cap: cap.to_string(),
+            write_cap: None,
+            size: Some(5000),
+            mtime: Some(1_700_000_000),
+        },
+        Entry {
+            name: "sub".into(),
+            kind: ChildKind::Dir,
+            read_cap: child.read_cap().to_string(),
+            write_cap: Some(child.to_string()),
+            size: None,
+            mtime: None,
+        },
+    ];
+    let mut iv = 0u8;
+    let mut ivs = || {
+        iv += 1;
+        [iv; 16]
+    };
+    let record = Record::seal(&dir, 3, &entries, &mut ivs).expect("seals");
+    write("dirnode", "two-entries", &record.encode());
+    let empty = Record::seal(&dir, 1, &[], &mut ivs).expect("seals");
+    write("dirnode", "empty", &empty.encode());
+    write("cap", "dir", dir.to_string().as_bytes());
+    write("cap", "dir-ro", dir.read_cap().to_string().as_bytes());
 }
 
 fn sample_file() -> (cairn::codec::ChkCap, Vec<Vec<u8>>) {

@@ -2,6 +2,7 @@
 //! file itself; `URI:CHK:` holds the key and the UEB hash of an erasure-coded file;
 //! `URI:CHK-Verifier:` lets its holder check shares without being able to read them.
 
+use crate::dirnode::{DirCap, DirError};
 use crate::hash::{tagged_hash, tags, Hash};
 use crate::{base32, Error};
 use std::fmt;
@@ -93,6 +94,8 @@ pub enum Cap {
     Lit(LitCap),
     Chk(ChkCap),
     ChkVerifier(VerifierCap),
+    /// A directory's write, read or verify cap ([`crate::dirnode`]).
+    Dir(DirCap),
 }
 
 impl fmt::Display for Cap {
@@ -101,6 +104,7 @@ impl fmt::Display for Cap {
             Cap::Lit(c) => c.fmt(f),
             Cap::Chk(c) => c.fmt(f),
             Cap::ChkVerifier(c) => c.fmt(f),
+            Cap::Dir(c) => c.fmt(f),
         }
     }
 }
@@ -144,6 +148,14 @@ impl FromStr for Cap {
             cap: abbreviate(s),
             reason: reason.to_string(),
         };
+        match DirCap::parse(s) {
+            Ok(Some(dir)) => return Ok(Cap::Dir(dir)),
+            Ok(None) => {}
+            Err(DirError::MalformedCap { cap, reason }) => {
+                return Err(Error::MalformedCap { cap, reason })
+            }
+            Err(other) => return Err(bad(&other.to_string())),
+        }
         if let Some(rest) = s.strip_prefix("URI:LIT:") {
             let data = base32::decode(rest)
                 .ok_or_else(|| bad("the data after URI:LIT: is not lower-case unpadded base32"))?;
@@ -170,7 +182,8 @@ impl FromStr for Cap {
             }));
         }
         Err(bad(
-            "not a cap cairn knows: expected URI:LIT:, URI:CHK: or URI:CHK-Verifier:",
+            "not a cap cairn knows: expected URI:LIT:, URI:CHK:, URI:CHK-Verifier: or a \
+             directory's URI:CAIRN-DIR:, URI:CAIRN-DIR-RO: or URI:CAIRN-DIR-V:",
         ))
     }
 }
@@ -233,7 +246,7 @@ fn decimal(text: &str, what: &str) -> Result<u64, String> {
 }
 
 /// Keeps error messages readable when someone pastes a megabyte.
-fn abbreviate(s: &str) -> String {
+pub(crate) fn abbreviate(s: &str) -> String {
     const MAX: usize = 120;
     match s.char_indices().nth(MAX) {
         Some((i, _)) => format!("{}…", &s[..i]),

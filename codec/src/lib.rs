@@ -14,6 +14,7 @@ pub mod base32;
 pub mod cap;
 pub mod crypt;
 pub mod decoder;
+pub mod dirnode;
 pub mod encoder;
 pub mod hash;
 pub mod layout;

@@ -437,6 +437,11 @@ async fn download(
             Cap::ChkVerifier(_) => return Err(ApiError::bad_request(
                 "a verify cap can check a file but not read it: give its read cap (URI:CHK:...)",
             )),
+            Cap::Dir(_) => {
+                return Err(ApiError::bad_request(
+                    "a directory cap names a directory, not a file: list it instead",
+                ))
+            }
             Cap::Chk(cap) => cap,
         };
     let size = cap.size;
@@ -626,7 +631,7 @@ fn entry(name: String, kind: EntryKind) -> api::Entry {
                 Ok(Cap::Chk(c)) => Some(c.size),
                 Ok(Cap::ChkVerifier(c)) => Some(c.size),
                 Ok(Cap::Lit(c)) => Some(c.data.len() as u64),
-                Err(_) => None,
+                Ok(Cap::Dir(_)) | Err(_) => None,
             },
             cap: Some(cap),
         },

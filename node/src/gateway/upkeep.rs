@@ -58,6 +58,11 @@ pub(super) async fn check_file(
         Ok(Cap::Chk(cap)) => cap.verifier(),
         Ok(Cap::ChkVerifier(cap)) => cap,
         Ok(Cap::Lit(_)) => return Ok(api::Checked::literal(cap.to_owned())),
+        Ok(Cap::Dir(_)) => {
+            return Err(ApiError::bad_request(
+                "a directory cap: `cairn deep-check` checks the files of a directory",
+            ))
+        }
         Err(e) => {
             let why = format!("{cap:?} is not a cap: {e}");
             return Err(ApiError::bad_request(why));
