@@ -118,6 +118,19 @@ pub enum Request {
     },
     /// Client -> vdrive.
     Vdrive(VdriveOp),
+    /// Client -> vdrive server: the latest record of the directory stored at `si`.
+    DirRead { si: StorageIndex },
+    /// Client -> vdrive server: store `record` (an encoded [`cairn_codec::dirnode::Record`])
+    /// as the directory at `si`, if the one stored now has version `expected` (`None`: if
+    /// there is none yet) — a compare-and-swap. The write enabler shows the writer holds
+    /// the directory's write cap.
+    DirWrite {
+        si: StorageIndex,
+        write_enabler: [u8; 32],
+        expected: Option<u64>,
+        #[serde(with = "serde_bytes")]
+        record: Vec<u8>,
+    },
 }
 
 /// The answer to a [`Request`].
@@ -138,6 +151,8 @@ pub enum Response {
     Vdrive(Result<VdriveReply, VdriveError>),
     /// The request failed.
     Err(RemoteError),
+    /// To [`Request::DirRead`]: the encoded record, if the server has one.
+    DirRecord(#[serde(with = "serde_bytes")] Option<Vec<u8>>),
 }
 
 /// Why a remote actor refused or failed a request.
@@ -164,6 +179,13 @@ pub enum RemoteError {
     /// Said by the sender's own node, not the server: the request could not be sent.
     #[error("not sent: {0}")]
     Unreachable(String),
+    /// A compare-and-swap found another version than the one expected.
+    #[error("the directory changed meanwhile (it is at version {current:?} now)")]
+    Conflict { current: Option<u64> },
+    /// The request is not allowed: a wrong write enabler, a record not signed by the
+    /// directory's key.
+    #[error("not allowed: {0}")]
+    Forbidden(String),
 }
 
 /// A secret that lets its holder renew (and, later, cancel) a lease on a file's shares.

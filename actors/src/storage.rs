@@ -406,9 +406,11 @@ impl StorageServer {
             Request::AdviseCorrupt { si, share, reason } => {
                 Ok(self.advise_corrupt(si, share, &reason))
             }
-            Request::Announce(_) | Request::Subscribe | Request::Vdrive(_) => {
-                Err(RemoteError::Unsupported)
-            }
+            Request::Announce(_)
+            | Request::Subscribe
+            | Request::Vdrive(_)
+            | Request::DirRead { .. }
+            | Request::DirWrite { .. } => Err(RemoteError::Unsupported),
         }
     }
 

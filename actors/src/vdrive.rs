@@ -1,4 +1,6 @@
-//! The vdrive: a path -> cap namespace kept by one actor, durable through a [`Journal`].
+//! The vdrive: a path -> cap namespace kept by one actor, durable through a [`Journal`] —
+//! and, beside it, the store of directories named by caps ([`dirs`]) that replaces it: the
+//! global tree stays readable so that it can be imported into a node's own root.
 //!
 //! The namespace is a tree of directories whose leaves are caps ([`EntryKind::File`]); the
 //! root always exists. Its history is the journal: every change that succeeded, one record
@@ -8,15 +10,41 @@
 //!
 //! Everything it keeps is bounded: paths, names and caps by length, each directory by
 //! [`MAX_DIR_ENTRIES`] (so a listing fits in one message), the tree by [`MAX_ENTRIES`].
+//!
+//! Journal format: a journal begins with the record [`HEADER`], and each record after it is
+//! a postcard [`Logged`]: a change of the tree, or a directory write. A journal without the
+//! header was written before directories existed (each record a bare [`VdriveOp`]); it is
+//! rewritten in the current format when it is read, and until that succeeds directory
+//! writes are refused.
 
+mod dirs;
 mod tree;
 
 use crate::actor::{Actor, Addr, Context, Input, Time};
+use crate::ids::StorageIndex;
 use crate::protocol::{Message, RemoteError, Request, RequestId, Response};
 use crate::replies::ReplyCache;
 use crate::store::Journal;
+use dirs::{Dirs, StoredDir};
 use serde::{Deserialize, Serialize};
 use tree::Tree;
+
+pub use dirs::DEFAULT_MAX_DIR_BYTES;
+
+/// The first record of a journal in the current format (shorter than any legacy record
+/// could be mistaken for: a bare [`VdriveOp`] never encodes to these bytes).
+const HEADER: &[u8] = b"\xffcairn vdrive v2";
+
+/// Directory records beyond twice the directories held that are tolerated in the journal
+/// before it is compacted.
+const COMPACTION_SLACK: usize = 256;
+
+/// One journal record of the current format.
+#[derive(Serialize, Deserialize)]
+enum Logged {
+    Op(VdriveOp),
+    Dir(StoredDir),
+}
 
 /// Checks a path as the vdrive will, so that a client can refuse a bad one before it does
 /// any work for it (an upload, say).
@@ -113,6 +141,11 @@ pub struct Vdrive {
     journal: Box<dyn Journal>,
     tree: Tree,
     max_entries: usize,
+    dirs: Dirs,
+    /// Whether the journal is in the current format (else it takes tree changes only).
+    current_format: bool,
+    /// Directory records in the journal.
+    logged_dirs: usize,
     health: Health,
     answered: ReplyCache,
 }
@@ -141,9 +174,23 @@ impl Vdrive {
             journal,
             tree: Tree::new(max_entries),
             max_entries,
+            dirs: Dirs::new(DEFAULT_MAX_DIR_BYTES),
+            current_format: false,
+            logged_dirs: 0,
             health: Health::Unread("the vdrive has not started".into()),
             answered: ReplyCache::default(),
         }
+    }
+
+    /// Keeps at most `max_bytes` of directory records (for tests and small simulations).
+    pub fn with_max_dir_bytes(mut self, max_bytes: u64) -> Self {
+        self.dirs.max_bytes = max_bytes;
+        self
+    }
+
+    /// How many directories (named by caps) the server holds.
+    pub fn directories(&self) -> usize {
+        self.dirs.len()
     }
 
     /// How many names the vdrive holds.
@@ -159,9 +206,12 @@ impl Vdrive {
         }
     }
 
-    /// Rebuilds the tree from the journal.
+    /// Rebuilds the tree and the directories from the journal (rewriting a journal of the
+    /// first format in the current one).
     fn load(&mut self) {
         self.tree = Tree::new(self.max_entries);
+        self.dirs.clear();
+        self.logged_dirs = 0;
         let records = match self.journal.records() {
             Ok(records) => records,
             Err(e) => {
@@ -171,8 +221,10 @@ impl Vdrive {
             }
         };
         self.health = Health::Healthy;
+        self.current_format = records.first().is_some_and(|r| r == HEADER);
+        let skip = usize::from(self.current_format);
         let total = records.len();
-        for (index, record) in records.iter().enumerate() {
+        for (index, record) in records.iter().enumerate().skip(skip) {
             if let Err(why) = self.replay(record) {
                 tracing::error!(index, total, "vdrive: journal replay stops: {why}");
                 self.health = Health::ReadOnly(format!(
@@ -182,15 +234,41 @@ impl Vdrive {
                 return;
             }
         }
+        if !self.current_format {
+            let mut rewritten = vec![HEADER.to_vec()];
+            for record in &records {
+                match postcard::from_bytes::<VdriveOp>(record) {
+                    Ok(op) => rewritten.push(encode(&Logged::Op(op))),
+                    Err(_) => return, // replayed above, so cannot happen
+                }
+            }
+            match self.journal.rewrite(&rewritten) {
+                Ok(()) => self.current_format = true,
+                Err(e) => tracing::warn!(
+                    "vdrive: cannot rewrite the journal in the current format (directories \
+                     are refused until it can be): {e}"
+                ),
+            }
+        }
     }
 
     fn replay(&mut self, record: &[u8]) -> Result<(), String> {
-        let (op, rest) =
-            postcard::take_from_bytes::<VdriveOp>(record).map_err(|e| e.to_string())?;
+        let logged = match self.current_format {
+            true => postcard::take_from_bytes::<Logged>(record),
+            false => postcard::take_from_bytes::<VdriveOp>(record)
+                .map(|(op, rest)| (Logged::Op(op), rest)),
+        };
+        let (logged, rest) = logged.map_err(|e| e.to_string())?;
         if !rest.is_empty() {
             return Err(format!("{} bytes after the change", rest.len()));
         }
-        self.tree.apply(&op).map_err(|e| e.to_string())
+        match logged {
+            Logged::Op(op) => self.tree.apply(&op).map_err(|e| e.to_string()),
+            Logged::Dir(stored) => {
+                self.logged_dirs += 1;
+                self.dirs.apply(stored)
+            }
+        }
     }
 
     fn on_request(
@@ -205,12 +283,26 @@ impl Vdrive {
         let changes = !matches!(
             body,
             Request::Vdrive(VdriveOp::List { .. } | VdriveOp::Lookup { .. })
+                | Request::DirRead { .. }
         );
         let Some(request) = self.answered.admit(ctx, from, id, deadline, changes) else {
             return;
         };
         let body = match body {
             Request::Vdrive(op) => Response::Vdrive(self.serve(op)),
+            Request::DirRead { si } => match self.ready() {
+                Ok(()) => Response::DirRecord(self.dirs.read(si)),
+                Err(e) => Response::Err(e),
+            },
+            Request::DirWrite {
+                si,
+                write_enabler,
+                expected,
+                record,
+            } => match self.write_dir(si, &write_enabler, expected, record) {
+                Ok(()) => Response::Ok,
+                Err(e) => Response::Err(e),
+            },
             _ => Response::Err(RemoteError::Unsupported),
         };
         self.answered.answer(ctx, request, body);
@@ -229,6 +321,79 @@ impl Vdrive {
         }
     }
 
+    /// Reads the journal if it was not read yet; whether the directories can be served.
+    fn ready(&mut self) -> Result<(), RemoteError> {
+        if let Health::Unread(_) = self.health {
+            self.load();
+        }
+        match &self.health {
+            Health::Unread(why) => Err(RemoteError::Disk(why.clone())),
+            _ => Ok(()),
+        }
+    }
+
+    /// Checks, journals, then applies a directory write.
+    fn write_dir(
+        &mut self,
+        si: StorageIndex,
+        write_enabler: &[u8; 32],
+        expected: Option<u64>,
+        record: Vec<u8>,
+    ) -> Result<(), RemoteError> {
+        self.ready()?;
+        if let Health::ReadOnly(why) = &self.health {
+            return Err(RemoteError::Disk(why.clone()));
+        }
+        if !self.current_format {
+            return Err(RemoteError::Disk(
+                "the vdrive's journal is in an older format and could not be rewritten".into(),
+            ));
+        }
+        let accepted = self.dirs.check(si, write_enabler, expected, record)?;
+        let logged = encode(&Logged::Dir(accepted.0.clone()));
+        if let Err(e) = self.journal.append(&logged) {
+            tracing::warn!("vdrive: journal append failed, re-reading the journal: {e}");
+            self.load();
+            return Err(RemoteError::Disk(format!(
+                "recording the directory failed, so it may or may not have been stored: {e}"
+            )));
+        }
+        self.logged_dirs += 1;
+        if let Err(e) = self.dirs.apply(accepted.0) {
+            tracing::error!("vdrive: a checked directory write failed to apply: {e}");
+        }
+        if self.logged_dirs > 2 * self.dirs.len() + COMPACTION_SLACK {
+            // The write is durable already: a failed compaction only leaves a longer journal.
+            if let Err(e) = self.compact() {
+                tracing::warn!("vdrive: cannot compact the journal: {e}");
+            }
+        }
+        Ok(())
+    }
+
+    /// Rewrites the journal with the tree's changes as they are and one record per
+    /// directory (the latest).
+    fn compact(&mut self) -> std::io::Result<()> {
+        let mut records = Vec::new();
+        for record in self.journal.records()? {
+            if record == HEADER {
+                records.push(record);
+                continue;
+            }
+            if let Ok(Logged::Op(_)) = postcard::from_bytes::<Logged>(&record) {
+                records.push(record);
+            }
+        }
+        let dirs: Vec<Vec<u8>> = self
+            .dirs
+            .stored()
+            .map(|d| encode(&Logged::Dir(d)))
+            .collect();
+        self.logged_dirs = dirs.len();
+        records.extend(dirs);
+        self.journal.rewrite(&records)
+    }
+
     /// Checks, journals, then applies a change: in that order, so that memory never holds
     /// (and no one is told of) a change the journal may not have.
     fn change(&mut self, op: &VdriveOp) -> Result<(), VdriveError> {
@@ -236,7 +401,10 @@ impl Vdrive {
             return Err(VdriveError::Storage(why.clone()));
         }
         self.tree.check(op)?;
-        let record = postcard::to_stdvec(op).map_err(|e| VdriveError::Storage(e.to_string()))?;
+        let record = match self.current_format {
+            true => encode(&Logged::Op(op.clone())),
+            false => encode(op),
+        };
         if let Err(e) = self.journal.append(&record) {
             // The record may or may not have reached the journal: re-read it, so that the
             // tree is again exactly what a restart would rebuild.
@@ -274,6 +442,10 @@ impl Actor for Vdrive {
             | Input::Cancel(_) => {}
         }
     }
+}
+
+fn encode(value: &impl Serialize) -> Vec<u8> {
+    postcard::to_stdvec(value).expect("serialising to memory cannot fail")
 }
 
 #[cfg(test)]

@@ -49,6 +49,7 @@ pub mod tags {
     pub const WRITE_ENABLER: &[u8] = b"cairn_dirnode_write_enabler_v1";
     pub const DATA_KEY: &[u8] = b"cairn_dirnode_data_key_v1";
     pub const CHILD_KEY: &[u8] = b"cairn_dirnode_child_write_cap_key_v1";
+    pub const ENABLER_CHECK: &[u8] = b"cairn_dirnode_write_enabler_check_v1";
     /// The domain of the signed bytes of a record.
     pub const RECORD: &str = "cairn dirnode record v1";
 }
@@ -150,7 +151,19 @@ fn signing_key(write_key: &[u8; 16]) -> SigningKey {
 }
 
 fn fingerprint(key: &VerifyingKey) -> Hash {
-    tagged_hash(tags::FINGERPRINT, key.as_bytes())
+    fingerprint_of(key.as_bytes())
+}
+
+/// The fingerprint of an Ed25519 verifying key: what a server pins when a directory is
+/// created (from its first record's key).
+pub fn fingerprint_of(public_key: &[u8; 32]) -> Hash {
+    tagged_hash(tags::FINGERPRINT, public_key)
+}
+
+/// What a server keeps of a directory's write enabler: enough to check one, not to show one
+/// (a copy of the server's files does not let anyone write).
+pub fn enabler_check(write_enabler: &Hash) -> Hash {
+    tagged_hash(tags::ENABLER_CHECK, write_enabler)
 }
 
 impl fmt::Display for DirWriteCap {

@@ -350,7 +350,11 @@ impl ByzantineServer {
                     _ => Response::Data(Vec::new()),
                 }
             }
-            Request::Announce(_) | Request::Subscribe | Request::Vdrive(_) => {
+            Request::Announce(_)
+            | Request::Subscribe
+            | Request::Vdrive(_)
+            | Request::DirRead { .. }
+            | Request::DirWrite { .. } => {
                 Response::Err(cairn_actors::protocol::RemoteError::Unsupported)
             }
         })

@@ -28,6 +28,8 @@ pub fn remote_error() -> impl Strategy<Value = RemoteError> {
         ".{0,20}".prop_map(RemoteError::Malformed),
         Just(RemoteError::Unsupported),
         ".{0,20}".prop_map(RemoteError::Disk),
+        any::<Option<u64>>().prop_map(|current| RemoteError::Conflict { current }),
+        ".{0,20}".prop_map(RemoteError::Forbidden),
     ]
 }
 
@@ -67,6 +69,8 @@ pub fn response(focus: Focus) -> impl Strategy<Value = Response> {
         storage => proptest::collection::vec((share_num(), any::<u64>()), 0..6)
             .prop_map(Response::Shares),
         vdrive => vdrive_result().prop_map(Response::Vdrive),
+        1 => proptest::option::of(proptest::collection::vec(any::<u8>(), 0..64))
+            .prop_map(Response::DirRecord),
         2 => remote_error().prop_map(Response::Err),
     ]
 }
@@ -202,12 +206,25 @@ pub fn any_request() -> impl Strategy<Value = Request> {
             lease: LeaseSecret([4; 32]),
             expires: Time(t)
         }),
-        (si, share, ".{0,20}").prop_map(|(si, share, reason)| Request::AdviseCorrupt {
+        (si.clone(), share, ".{0,20}").prop_map(|(si, share, reason)| Request::AdviseCorrupt {
             si,
             share,
             reason
         }),
         vdrive_op().prop_map(Request::Vdrive),
+        si.clone().prop_map(|si| Request::DirRead { si }),
+        (
+            si,
+            any::<[u8; 32]>(),
+            any::<Option<u64>>(),
+            proptest::collection::vec(any::<u8>(), 0..64)
+        )
+            .prop_map(|(si, write_enabler, expected, record)| Request::DirWrite {
+                si,
+                write_enabler,
+                expected,
+                record
+            }),
     ]
 }
 
