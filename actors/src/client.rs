@@ -69,6 +69,8 @@ enum Purpose {
     Subscribe,
     /// A vdrive operation for this local request.
     Vdrive(LocalId),
+    /// A step of this directory operation.
+    Dir(LocalId),
 }
 
 /// A storage server the client has heard of.
@@ -90,6 +92,9 @@ pub struct Client {
     /// When the introducer last answered a Subscribe.
     introducer_answered: Option<Time>,
     next_op: u64,
+    dir_tasks: BTreeMap<LocalId, dirs::DirTask>,
+    /// The latest version seen of each directory (a server must not roll one back).
+    seen: dirs::Seen,
 }
 
 impl Client {
@@ -105,6 +110,8 @@ impl Client {
             servers: BTreeMap::new(),
             introducer_answered: None,
             next_op: 1,
+            dir_tasks: BTreeMap::new(),
+            seen: dirs::Seen::default(),
         }
     }
 
@@ -246,6 +253,7 @@ impl Client {
                 self.spawn(id, Service::Download, Box::new(actor), ctx);
             }
             LocalRequest::Vdrive(op) => self.vdrive_request(id, op, ctx),
+            LocalRequest::Dir(request) => self.dir_request(id, request, ctx),
             LocalRequest::Status => {
                 let report = self.status(ctx.now());
                 ctx.reply(id, LocalResponse::Status(report));
@@ -330,6 +338,16 @@ impl Client {
                 self.on_subscribed(body, ctx.now());
             }
             Some(Purpose::Vdrive(local)) => self.on_vdrive_answer(id, local, body, ctx),
+            Some(Purpose::Dir(local)) => {
+                if !matches!(
+                    body,
+                    Response::DirRecord(_) | Response::Ok | Response::Err(_)
+                ) {
+                    return; // not an answer to a directory request
+                }
+                self.requests.take(id);
+                self.on_dir_answer(local, body, ctx);
+            }
             None => {}
         }
     }
@@ -367,13 +385,17 @@ impl Client {
     /// Subscribe is simply forgotten (the next interval tries again).
     fn on_sweep(&mut self, ctx: &mut Context<'_>) {
         for (_, _, purpose) in self.requests.take_late(ctx.now()) {
-            if let Purpose::Vdrive(local) = purpose {
-                let why = format!(
-                    "no answer within {:?}; check that the vdrive's node is up and reachable \
-                     (it may have applied the change)",
-                    self.config.request_timeout
-                );
-                vdrive_reply(ctx, local, Err(VdriveError::Unreachable(why)));
+            match purpose {
+                Purpose::Vdrive(local) => {
+                    let why = format!(
+                        "no answer within {:?}; check that the vdrive's node is up and \
+                         reachable (it may have applied the change)",
+                        self.config.request_timeout
+                    );
+                    vdrive_reply(ctx, local, Err(VdriveError::Unreachable(why)));
+                }
+                Purpose::Dir(local) => self.dir_timed_out(local, ctx),
+                Purpose::Subscribe => {}
             }
         }
         self.requests.rearm(ctx);
@@ -412,6 +434,8 @@ impl Actor for Client {
         }
     }
 }
+
+mod dirs;
 
 #[cfg(test)]
 mod tests;

@@ -3,9 +3,10 @@
 
 use crate::checker::{CheckError, CheckOptions, CheckReport};
 use crate::ids::{NodeId, ShareNum};
-use crate::protocol::StorageFigures;
+use crate::protocol::{RemoteError, StorageFigures};
 use crate::repairer::{RepairError, RepairReport};
 use crate::vdrive::{VdriveError, VdriveOp, VdriveReply};
+use cairn_codec::dirnode::{DirCap, DirWriteCap, Entry};
 use cairn_codec::{ChkCap, EncodingParams, Key, VerifierCap};
 use std::collections::BTreeMap;
 
@@ -28,6 +29,8 @@ pub enum LocalRequest {
     Download { cap: ChkCap },
     /// A vdrive operation.
     Vdrive(VdriveOp),
+    /// An operation on a directory named by a cap.
+    Dir(DirRequest),
     /// What the client knows of the grid.
     Status,
     /// Check a file's health: which of its shares the servers hold (see
@@ -50,12 +53,86 @@ pub enum LocalRequest {
     },
 }
 
+/// An operation on a directory named by a cap ([`cairn_codec::dirnode`]).
+#[derive(Clone, Debug)]
+pub enum DirRequest {
+    /// A new, empty directory: answered with its write cap.
+    Create,
+    /// The entries of the directory (with a write cap, the children's write caps too).
+    List { cap: DirCap },
+    /// A change to the directory, applied to its latest version (again if another writer
+    /// got there first).
+    Change { cap: DirWriteCap, change: DirChange },
+}
+
+/// A change to one directory.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DirChange {
+    /// Adds `entry` (over one of the same name only with `replace`).
+    Add {
+        entry: Entry,
+        replace: bool,
+    },
+    Remove {
+        name: String,
+    },
+    /// Renames an entry within the directory (never over another).
+    Rename {
+        from: String,
+        to: String,
+    },
+}
+
+/// A directory operation's result.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DirReply {
+    Created(DirWriteCap),
+    /// The entries of the version read.
+    Entries {
+        version: u64,
+        entries: Vec<Entry>,
+    },
+    /// The change is made: the directory is at `version`.
+    Done {
+        version: u64,
+    },
+}
+
+/// Why a directory operation failed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DirOpError {
+    #[error("no such directory on the vdrive server")]
+    NoSuchDirectory,
+    #[error("no such entry: {0}")]
+    NotFound(String),
+    #[error("already exists: {0}")]
+    AlreadyExists(String),
+    #[error("invalid directory: {0}")]
+    Invalid(String),
+    /// The server answered a record that is not this directory's, or not a record.
+    #[error("the vdrive server answered a record that does not verify: {0}")]
+    Forged(String),
+    /// The server answered an older version than this client has seen.
+    #[error(
+        "the vdrive server answered version {got} of the directory, older than version {seen} \
+         seen before: it lost or withholds changes"
+    )]
+    Rollback { seen: u64, got: u64 },
+    #[error("the directory kept changing under {0} attempts: try again")]
+    Busy(u32),
+    #[error("the vdrive server refused: {0}")]
+    Refused(RemoteError),
+    #[error("the vdrive server did not answer: {0}")]
+    Unreachable(String),
+}
+
 /// The final answer to a [`LocalRequest`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum LocalResponse {
     Uploaded(Result<UploadReceipt, UploadError>),
     Downloaded(Result<DownloadReceipt, DownloadError>),
     Vdrive(Result<VdriveReply, VdriveError>),
+    Dir(Result<DirReply, DirOpError>),
     Status(StatusReport),
     /// To [`LocalRequest::Status`] made of a storage server.
     Storage(Box<crate::storage::StorageReport>),

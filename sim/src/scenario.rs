@@ -7,8 +7,8 @@ use crate::chaos::ChaosConfig;
 use crate::faults::Fault;
 use crate::{LocalUser, UserIo, World, WorldConfig};
 use cairn_actors::local::{
-    DownloadError, DownloadReceipt, LocalId, LocalRequest, LocalResponse, UploadError,
-    UploadReceipt,
+    DirOpError, DirReply, DirRequest, DownloadError, DownloadReceipt, LocalId, LocalRequest,
+    LocalResponse, UploadError, UploadReceipt,
 };
 use cairn_actors::vdrive::{VdriveError, VdriveOp, VdriveReply};
 use cairn_actors::{Addr, NodeId, ShareNum, Time};
@@ -184,6 +184,15 @@ impl Scenario {
         match self.wait(id).0 {
             LocalResponse::Vdrive(result) => result,
             other => panic!("a vdrive operation was answered with {other:?}"),
+        }
+    }
+
+    /// Runs a directory operation and waits for its answer.
+    pub fn dir(&mut self, request: DirRequest) -> Result<DirReply, DirOpError> {
+        let id = self.start(LocalRequest::Dir(request), None);
+        match self.wait(id).0 {
+            LocalResponse::Dir(result) => result,
+            other => panic!("a directory operation was answered with {other:?}"),
         }
     }
 

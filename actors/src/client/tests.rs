@@ -849,7 +849,7 @@ impl Rig {
             .iter()
             .filter_map(|(_, _, p)| match p {
                 Purpose::Vdrive(local) => Some(*local),
-                Purpose::Subscribe => None,
+                Purpose::Subscribe | Purpose::Dir(_) => None,
             })
             .collect();
         for local in &vdrive_ops {
@@ -1090,4 +1090,134 @@ fn checks_and_repairs_run_as_operations_over_the_servers_heard_from_lately() {
         assert_eq!(asked, vec![server_key(1).id()]);
     }
     assert!(matches!(ops[..], [Service::Check(a), Service::Repair(b)] if a != b));
+}
+
+mod directories {
+    //! The client against a vdrive server that lies: it never accepts a record that is not
+    //! the directory's, nor an older version than it has seen.
+
+    use super::*;
+    use crate::local::{DirOpError, DirReply, DirRequest};
+    use cairn_codec::dirnode::{ChildKind, DirCap, DirWriteCap, Entry, Record};
+
+    fn record(cap: &DirWriteCap, version: u64, name: &str) -> Vec<u8> {
+        let entry = Entry {
+            name: name.into(),
+            kind: ChildKind::File,
+            read_cap: "URI:LIT:nbswy3dp".into(),
+            write_cap: None,
+            size: None,
+            mtime: None,
+        };
+        let mut ivs = || [version as u8; 16];
+        Record::seal(cap, version, &[entry], &mut ivs)
+            .unwrap()
+            .encode()
+    }
+
+    /// Lists `cap` on a server that answers `answer`; the client's reply.
+    fn list_answered(client: &mut Client, cap: &DirWriteCap, body: Response) -> LocalResponse {
+        let request = LocalRequest::Dir(DirRequest::List {
+            cap: DirCap::Read(cap.read_cap()),
+        });
+        let sent = requests(&local(client, at(1), request));
+        let [(to, id, Request::DirRead { si })] = &sent[..] else {
+            panic!("{sent:?}")
+        };
+        assert_eq!((*to, *si), (vdrive(), cap.verify_cap().storage_index));
+        let replies = replies(&answer(client, at(1), vdrive(), *id, body));
+        let [reply] = &replies[..] else {
+            panic!("{replies:?}")
+        };
+        reply.clone()
+    }
+
+    #[test]
+    fn forged_spliced_and_rolled_back_records_are_refused() {
+        let mut client = client();
+        let cap = DirWriteCap::from_write_key([1; 16]);
+        let other = DirWriteCap::from_write_key([2; 16]);
+        let got = list_answered(
+            &mut client,
+            &cap,
+            Response::DirRecord(Some(record(&cap, 5, "a"))),
+        );
+        let LocalResponse::Dir(Ok(DirReply::Entries {
+            version: 5,
+            entries,
+        })) = got
+        else {
+            panic!("{got:?}")
+        };
+        assert_eq!(entries[0].name, "a");
+        // Another directory's record, served for this one.
+        let spliced = Response::DirRecord(Some(record(&other, 9, "evil")));
+        let got = list_answered(&mut client, &cap, spliced);
+        assert!(
+            matches!(got, LocalResponse::Dir(Err(DirOpError::Forged(_)))),
+            "{got:?}"
+        );
+        // A genuine but older version: a server hiding changes.
+        let old = Response::DirRecord(Some(record(&cap, 4, "old")));
+        let got = list_answered(&mut client, &cap, old);
+        assert_eq!(
+            got,
+            LocalResponse::Dir(Err(DirOpError::Rollback { seen: 5, got: 4 }))
+        );
+        // The directory made to vanish.
+        let got = list_answered(&mut client, &cap, Response::DirRecord(None));
+        assert_eq!(
+            got,
+            LocalResponse::Dir(Err(DirOpError::Rollback { seen: 5, got: 0 }))
+        );
+        let got = list_answered(&mut client, &cap, Response::DirRecord(Some(vec![0xff; 40])));
+        assert!(
+            matches!(got, LocalResponse::Dir(Err(DirOpError::Forged(_)))),
+            "{got:?}"
+        );
+        // The same version again is fine.
+        let again = Response::DirRecord(Some(record(&cap, 5, "a")));
+        let got = list_answered(&mut client, &cap, again);
+        assert!(matches!(got, LocalResponse::Dir(Ok(_))), "{got:?}");
+    }
+
+    #[test]
+    fn a_change_retries_on_conflict_and_gives_up_after_its_attempts() {
+        let mut client = client();
+        let cap = DirWriteCap::from_write_key([1; 16]);
+        let change = LocalRequest::Dir(DirRequest::Change {
+            cap: cap.clone(),
+            change: crate::local::DirChange::Remove { name: "a".into() },
+        });
+        let mut sent = requests(&local(&mut client, at(1), change));
+        for attempt in 1..=crate::client::dirs::MAX_ATTEMPTS {
+            let [(_, read_id, Request::DirRead { .. })] = &sent[..] else {
+                panic!("{sent:?}")
+            };
+            let version = u64::from(attempt);
+            let record = Response::DirRecord(Some(record(&cap, version, "a")));
+            let writes = requests(&answer(&mut client, at(1), vdrive(), *read_id, record));
+            let [(_, write_id, Request::DirWrite { expected, .. })] = &writes[..] else {
+                panic!("{writes:?}")
+            };
+            assert_eq!(
+                *expected,
+                Some(version),
+                "a compare-and-swap on the version read"
+            );
+            let conflict = Response::Err(RemoteError::Conflict {
+                current: Some(version + 1),
+            });
+            let effects = answer(&mut client, at(1), vdrive(), *write_id, conflict);
+            sent = requests(&effects);
+            if attempt == crate::client::dirs::MAX_ATTEMPTS {
+                let replies = replies(&effects);
+                assert!(
+                    matches!(&replies[..], [LocalResponse::Dir(Err(DirOpError::Busy(_)))]),
+                    "{replies:?}"
+                );
+                assert!(sent.is_empty());
+            }
+        }
+    }
 }
