@@ -353,11 +353,15 @@ mod directories {
     use cairn::actors::local::{DirChange, DirOpError, DirReply, DirRequest};
     use cairn::codec::dirnode::{ChildKind, DirCap, DirWriteCap, Entry};
 
-    fn create(s: &mut Scenario) -> DirWriteCap {
-        match s.dir(DirRequest::Create) {
-            Ok(DirReply::Created(cap)) => cap,
+    fn create(s: &mut Scenario, seed: u8) -> DirWriteCap {
+        let cap = DirWriteCap::from_write_key([seed; 16]);
+        match s.dir(DirRequest::Create { cap: cap.clone() }) {
+            Ok(DirReply::Created(created)) => assert_eq!(created, cap),
             other => panic!("{other:?}"),
         }
+        let twice = s.dir(DirRequest::Create { cap: cap.clone() });
+        assert!(matches!(twice, Err(DirOpError::AlreadyExists(_))), "{twice:?}");
+        cap
     }
 
     fn list(s: &mut Scenario, cap: DirCap) -> Vec<Entry> {
@@ -388,8 +392,8 @@ mod directories {
     #[test]
     fn a_tree_of_directories_is_made_shared_read_only_and_survives_the_servers_crash() {
         let mut s = Scenario::new(31, 5);
-        let root = create(&mut s);
-        let docs = create(&mut s);
+        let root = create(&mut s, 1);
+        let docs = create(&mut s, 2);
         let change = |cap: &DirWriteCap, change| DirRequest::Change {
             cap: cap.clone(),
             change,
@@ -457,7 +461,7 @@ mod directories {
     #[test]
     fn concurrent_writers_to_one_directory_lose_no_update() {
         let mut s = Scenario::new(32, 5);
-        let dir = create(&mut s);
+        let dir = create(&mut s, 3);
         let writers: Vec<_> = (0..6)
             .map(|i| {
                 let change = DirRequest::Change {

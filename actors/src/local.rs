@@ -56,8 +56,9 @@ pub enum LocalRequest {
 /// An operation on a directory named by a cap ([`cairn_codec::dirnode`]).
 #[derive(Clone, Debug)]
 pub enum DirRequest {
-    /// A new, empty directory: answered with its write cap.
-    Create,
+    /// Stores the first, empty version of the directory `cap` names (a new cap: 16 random
+    /// bytes make its write key); answered with the cap.
+    Create { cap: DirWriteCap },
     /// The entries of the directory (with a write cap, the children's write caps too).
     List { cap: DirCap },
     /// A change to the directory, applied to its latest version (again if another writer

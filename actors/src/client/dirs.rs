@@ -87,11 +87,7 @@ impl Client {
             return dir_reply(ctx, local, Err(DirOpError::Unreachable(why.into())));
         }
         let job = match request {
-            DirRequest::Create => {
-                let mut key = [0u8; 16];
-                ctx.rng().fill_bytes(&mut key);
-                Job::Create(DirWriteCap::from_write_key(key))
-            }
+            DirRequest::Create { cap } => Job::Create(cap),
             DirRequest::List { cap } => Job::List(cap),
             DirRequest::Change { cap, change } => Job::Change(cap, change),
         };
@@ -170,13 +166,11 @@ impl Client {
                     _ => Some(Ok(DirReply::Done { version })),
                 }
             }
-            // Two new directories with the same random key: as likely as guessing one.
+            // The directory exists already (created before, by this node or another).
             (Some(_), Response::Err(RemoteError::Conflict { .. }))
                 if matches!(task.job, Job::Create(_)) =>
             {
-                Some(Err(DirOpError::Refused(RemoteError::Conflict {
-                    current: None,
-                })))
+                Some(Err(DirOpError::AlreadyExists("the directory".into())))
             }
             (Some(_), Response::Err(RemoteError::Conflict { .. })) => {
                 let task = self.dir_tasks.get_mut(&local).expect("looked up above");
