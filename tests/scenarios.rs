@@ -360,7 +360,10 @@ mod directories {
             other => panic!("{other:?}"),
         }
         let twice = s.dir(DirRequest::Create { cap: cap.clone() });
-        assert!(matches!(twice, Err(DirOpError::AlreadyExists(_))), "{twice:?}");
+        assert!(
+            matches!(twice, Err(DirOpError::AlreadyExists(_))),
+            "{twice:?}"
+        );
         cap
     }
 

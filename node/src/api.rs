@@ -176,9 +176,25 @@ pub struct Entry {
     pub kind: String,
     /// A file's cap.
     pub cap: Option<String>,
-    /// A file's size in bytes (from its cap).
+    /// A file's size in bytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub size: Option<u64>,
+    /// A file's modification time (Unix seconds), as its uploader gave it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mtime: Option<u64>,
+    /// A directory's read cap: what to give someone to share it read-only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_cap: Option<String>,
+    /// A directory's write cap, if this node holds it: what to give to share it writable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub write_cap: Option<String>,
+}
+
+/// `POST /vdrive/import`: what was copied from the old global tree.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Imported {
+    pub directories: u64,
+    pub files: u64,
 }
 
 /// `POST /login-url`: a one-time URL that logs a browser in.

@@ -280,12 +280,20 @@ fn output_file(out: &Path, source: &str) -> Result<PathBuf> {
 /// Checks a vdrive path as the vdrive will, before any request is made for it; a trailing
 /// `/` (as `ls` prints directories) is allowed, and dropped.
 pub(crate) fn vdrive_path(path: &str) -> Result<&str> {
-    let path = match path.strip_suffix('/') {
-        Some(dir) if !dir.is_empty() => dir,
-        _ => path,
+    let (alias, rest) = match path.split_once(':') {
+        Some((alias, rest)) if !alias.contains('/') => {
+            crate::nodedir::check_alias(alias)
+                .map_err(|e| failure(Kind::BadInput, format!("{e:#}")))?;
+            (alias.len() + 1, rest)
+        }
+        _ => (0, path),
     };
-    cairn_actors::vdrive::check_path(path).map_err(|e| failure(Kind::BadInput, e.to_string()))?;
-    Ok(path)
+    let rest = match rest.strip_suffix('/') {
+        Some(dir) if !dir.is_empty() => dir,
+        _ => rest,
+    };
+    cairn_actors::vdrive::check_path(rest).map_err(|e| failure(Kind::BadInput, e.to_string()))?;
+    Ok(&path[..alias + rest.len()])
 }
 
 /// Where `put FILE PATH` links the file: PATH, or with a trailing `/`, FILE's name in the

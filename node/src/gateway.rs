@@ -25,6 +25,7 @@
 pub mod auth;
 pub mod operations;
 pub mod schedule;
+pub mod tree;
 mod upkeep;
 
 use crate::api;
@@ -38,7 +39,7 @@ use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use cairn_actors::local::{DownloadError, LocalRequest, LocalResponse, UploadError};
 use cairn_actors::storage::{CollectorStatus, Pass};
-use cairn_actors::vdrive::{EntryKind, VdriveError, VdriveOp, VdriveReply};
+use cairn_actors::vdrive::{VdriveError, VdriveOp, VdriveReply};
 use cairn_actors::{NodeId, Service, Time};
 use cairn_codec::{self as codec, Cap, CapKind, EncodingParams};
 use cairn_net::host::{HostError, LocalEvent, LocalHandle, SeekSource};
@@ -93,6 +94,8 @@ pub struct Gateway {
     pub introducer: Option<NodeId>,
     /// Scheduled lease renewal and repair, if the node runs a client.
     pub upkeep: Option<Arc<schedule::Schedule>>,
+    /// The node's tree of directories, if it runs a client.
+    pub tree: Option<tree::Tree>,
 }
 
 /// Serves `gateway` on `listener` until `stop` turns true.
@@ -109,6 +112,7 @@ pub async fn serve(listener: TcpListener, gateway: Arc<Gateway>, mut stop: watch
         .route("/vdrive/link", post(link))
         .route("/vdrive/rename", post(rename))
         .route("/vdrive/unlink", post(unlink))
+        .route("/vdrive/import", post(import))
         .route("/login-url", post(login_url))
         .route("/login", get(login))
         // Upload bodies go to disk as they arrive, never into memory.
@@ -528,6 +532,9 @@ struct LinkQuery {
     cap: String,
     #[serde(default)]
     replace: bool,
+    /// The file's modification time, Unix seconds.
+    #[serde(default)]
+    mtime: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -540,55 +547,46 @@ async fn list(
     State(g): State<Arc<Gateway>>,
     Query(q): Query<PathQuery>,
 ) -> Result<Json<Vec<api::Entry>>, ApiError> {
-    match vdrive(&g, VdriveOp::List { path: q.path }).await? {
-        VdriveReply::Entries(entries) => Ok(Json(
-            entries.into_iter().map(|e| entry(e.name, e.kind)).collect(),
-        )),
-        other => Err(ApiError::internal(format!("the vdrive answered {other:?}"))),
-    }
+    tree::list(&g, &q.path).await.map(Json)
 }
 
 async fn lookup(
     State(g): State<Arc<Gateway>>,
     Query(q): Query<PathQuery>,
 ) -> Result<Json<api::Entry>, ApiError> {
-    match vdrive(&g, VdriveOp::Lookup { path: q.path }).await? {
-        VdriveReply::Entry(kind) => Ok(Json(entry(String::new(), kind))),
-        other => Err(ApiError::internal(format!("the vdrive answered {other:?}"))),
-    }
+    tree::lookup(&g, &q.path).await.map(Json)
 }
 
 async fn mkdir(State(g): State<Arc<Gateway>>, Query(q): Query<PathQuery>) -> Result<(), ApiError> {
-    vdrive(&g, VdriveOp::Mkdir { path: q.path }).await.map(drop)
+    tree::mkdir(&g, &q.path).await
 }
 
 async fn link(State(g): State<Arc<Gateway>>, Query(q): Query<LinkQuery>) -> Result<(), ApiError> {
-    q.cap
-        .parse::<Cap>()
-        .map_err(|e| ApiError::bad_request(format!("{:?} is not a cap: {e}", q.cap)))?;
-    let op = VdriveOp::Link {
-        path: q.path,
-        cap: q.cap,
-        replace: q.replace,
-    };
-    vdrive(&g, op).await.map(drop)
+    tree::link(&g, &q.path, &q.cap, q.replace, q.mtime).await
 }
 
 async fn rename(
     State(g): State<Arc<Gateway>>,
     Query(q): Query<RenameQuery>,
 ) -> Result<(), ApiError> {
-    let op = VdriveOp::Rename {
-        from: q.from,
-        to: q.to,
-    };
-    vdrive(&g, op).await.map(drop)
+    tree::rename(&g, &q.from, &q.to).await
 }
 
 async fn unlink(State(g): State<Arc<Gateway>>, Query(q): Query<PathQuery>) -> Result<(), ApiError> {
-    vdrive(&g, VdriveOp::Unlink { path: q.path })
-        .await
-        .map(drop)
+    tree::unlink(&g, &q.path).await
+}
+
+#[derive(Deserialize)]
+struct ImportQuery {
+    to: String,
+}
+
+/// Copies the grid's old global tree (every name in it) under `to` in the node's tree.
+async fn import(
+    State(g): State<Arc<Gateway>>,
+    Query(q): Query<ImportQuery>,
+) -> Result<Json<api::Imported>, ApiError> {
+    tree::import(&g, &q.to).await.map(Json)
 }
 
 async fn vdrive(g: &Gateway, op: VdriveOp) -> Result<VdriveReply, ApiError> {
@@ -614,28 +612,6 @@ fn vdrive_error(error: VdriveError) -> ApiError {
         VdriveError::Storage(_) | VdriveError::Unreachable(_) => StatusCode::SERVICE_UNAVAILABLE,
     };
     ApiError::new(status, error.to_string())
-}
-
-fn entry(name: String, kind: EntryKind) -> api::Entry {
-    match kind {
-        EntryKind::Dir => api::Entry {
-            name,
-            kind: "dir".to_owned(),
-            cap: None,
-            size: None,
-        },
-        EntryKind::File { cap } => api::Entry {
-            name,
-            kind: "file".to_owned(),
-            size: match cap.parse::<Cap>() {
-                Ok(Cap::Chk(c)) => Some(c.size),
-                Ok(Cap::ChkVerifier(c)) => Some(c.size),
-                Ok(Cap::Lit(c)) => Some(c.data.len() as u64),
-                Ok(Cap::Dir(_)) | Err(_) => None,
-            },
-            cap: Some(cap),
-        },
-    }
 }
 
 #[derive(Deserialize)]

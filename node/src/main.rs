@@ -1,6 +1,7 @@
 //! The `cairn` command: creates and runs nodes, moves files through a running node's
 //! gateway, computes caps offline, and runs simulations.
 
+mod aliases;
 mod api;
 mod backup;
 mod cap;
@@ -98,6 +99,8 @@ enum Command {
     Rm(commands::RmArgs),
     Status(commands::StatusArgs),
     Webopen(commands::WebopenArgs),
+    Alias(aliases::AliasArgs),
+    ImportVdrive(aliases::ImportArgs),
     Cap(cap::CapArgs),
     Sim(simulate::SimArgs),
 }
@@ -208,6 +211,10 @@ fn execute(cli: Cli) -> Result<bool> {
         Command::Rm(args) => commands::rm(&node_dir(dir, "rm")?, args)?,
         Command::Status(args) => return commands::status(&node_dir(dir, "status")?, args),
         Command::Webopen(args) => commands::webopen(&node_dir(dir, "webopen")?, args)?,
+        Command::Alias(args) => aliases::alias(&node_dir(dir, "alias")?, args)?,
+        Command::ImportVdrive(args) => {
+            aliases::import_vdrive(&node_dir(dir, "import-vdrive")?, args)?
+        }
         Command::Cap(args) => cap::run(args, dir)?,
         Command::Sim(args) => return simulate::run(args),
     }

@@ -5,9 +5,11 @@ use crate::config::{NodeConfig, CONFIG_FILE};
 use anyhow::{bail, Context, Result};
 use cairn_actors::NodeKey;
 use cairn_codec::base32;
+use cairn_codec::dirnode::{DirCap, DirWriteCap};
 use cairn_net::transport::Furl;
 use rand::rngs::OsRng;
 use rand::RngCore;
+use std::collections::BTreeMap;
 use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
@@ -25,6 +27,16 @@ const LEASE_SECRET_FILE: &str = "private/lease.secret";
 /// The gateway's API token: whoever shows it may use the node (as Tahoe's
 /// `private/api_auth_token`).
 const API_TOKEN_FILE: &str = "private/api_auth_token";
+/// The write cap of the node's root directory (as Tahoe's `tahoe:` alias): whoever has it
+/// can read and change the node's whole tree.
+const ROOT_CAP_FILE: &str = "private/root.cap";
+/// More aliases, one `NAME: CAP` per line (Tahoe's `private/aliases`).
+const ALIASES_FILE: &str = "private/aliases";
+/// The alias of the node's root.
+pub const ROOT_ALIAS: &str = "cairn";
+/// Written once the node's root directory is stored on the vdrive server: from then on, a
+/// server that does not have it has lost it (it is never made again, empty, in its place).
+pub const ROOT_STORED_FILE: &str = "vdrive-root-stored";
 /// Written by a running introducer: the FURL that other nodes' configs name.
 pub const INTRODUCER_FURL_FILE: &str = "introducer.furl";
 /// Written by a running node: its gateway's base URL, for the CLI.
@@ -74,6 +86,9 @@ pub fn create(dir: &Path, config: &NodeConfig) -> Result<()> {
     write_private(&dir.join(CONVERGENCE_FILE), &base32::encode(&convergence))?;
     write_private(&dir.join(API_TOKEN_FILE), &new_token())?;
     write_private(&dir.join(LEASE_SECRET_FILE), &new_token())?;
+    if config.client.is_some() {
+        ensure_root_cap(dir)?;
+    }
     write_atomically(
         &dir.join(CONFIG_FILE),
         config.to_commented_toml().as_bytes(),
@@ -112,6 +127,83 @@ pub fn ensure_api_token(dir: &Path) -> Result<String> {
         write_private(&dir.join(API_TOKEN_FILE), &new_token())?;
     }
     api_token(dir)
+}
+
+/// The node's root directory's write cap (made, never yet stored, if the node has none:
+/// nodes made before roots existed).
+pub fn ensure_root_cap(dir: &Path) -> Result<DirWriteCap> {
+    let path = dir.join(ROOT_CAP_FILE);
+    if !path.exists() {
+        let mut key = [0u8; 16];
+        OsRng.fill_bytes(&mut key);
+        write_private(&path, &DirWriteCap::from_write_key(key).to_string())?;
+    }
+    let text = read_line(dir, ROOT_CAP_FILE, "the node's root directory cap")?;
+    match DirCap::parse(&text) {
+        Ok(Some(DirCap::Write(cap))) => Ok(cap),
+        _ => bail!("{} does not hold a directory write cap", path.display()),
+    }
+}
+
+/// The node's aliases: its root's (`cairn`) and those in `private/aliases`, by name.
+pub fn aliases(dir: &Path) -> Result<BTreeMap<String, DirCap>> {
+    let mut aliases = BTreeMap::new();
+    aliases.insert(ROOT_ALIAS.to_owned(), DirCap::Write(ensure_root_cap(dir)?));
+    let path = dir.join(ALIASES_FILE);
+    let text = match fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(aliases),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    };
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let parsed = line.split_once(':').and_then(|(name, cap)| {
+            let cap = DirCap::parse(cap.trim()).ok()??;
+            Some((name.trim().to_owned(), cap))
+        });
+        match parsed {
+            Some((name, cap)) if check_alias(&name).is_ok() => {
+                aliases.insert(name, cap);
+            }
+            _ => bail!(
+                "{} line {}: not `NAME: DIRECTORY-CAP`",
+                path.display(),
+                n + 1
+            ),
+        }
+    }
+    Ok(aliases)
+}
+
+/// Adds `name` for the directory `cap` (refusing a name in use).
+pub fn add_alias(dir: &Path, name: &str, cap: &DirCap) -> Result<()> {
+    check_alias(name)?;
+    if aliases(dir)?.contains_key(name) {
+        bail!("the alias {name:?} is taken (`cairn alias list` shows them)");
+    }
+    let path = dir.join(ALIASES_FILE);
+    let mut text = fs::read_to_string(&path).unwrap_or_default();
+    if !text.is_empty() && !text.ends_with('\n') {
+        text.push('\n');
+    }
+    text += &format!("{name}: {cap}\n");
+    write_atomically(&path, text.as_bytes())
+}
+
+/// An alias is a short name of letters, digits, `-` and `_`.
+pub fn check_alias(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if !ok {
+        bail!("{name:?} is not an alias: use 1-64 letters, digits, `-` or `_`");
+    }
+    Ok(())
 }
 
 /// The gateway's API token, for the CLI.

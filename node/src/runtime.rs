@@ -165,6 +165,10 @@ pub async fn start(dir: &Path) -> Result<RunningNode> {
         spool_dir: dir.join("tmp"),
         operations: Default::default(),
         introducer: introducer_id,
+        tree: match config.client.is_some() {
+            true => Some(gateway::tree::Tree::open(dir)?),
+            false => None,
+        },
         upkeep: config
             .upkeep_plan()?
             .map(|plan| Arc::new(gateway::schedule::Schedule::open(dir, plan))),

@@ -11,12 +11,11 @@
 //! `status` shows the last runs, the one under way and when the next are due.
 
 use super::upkeep::{check_file, Actions};
-use super::{vdrive, Gateway};
+use super::Gateway;
 use crate::api::{self, DeepCheckSummary};
 use crate::commands::vdrive_join;
 use crate::config::Plan;
 use crate::nodedir;
-use cairn_actors::vdrive::{EntryKind, VdriveOp, VdriveReply};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -193,12 +192,8 @@ async fn deep_check(g: &Gateway, schedule: &Schedule, kind: Kind) -> api::Upkeep
     let began = Instant::now();
     let mut dirs = vec!["/".to_owned()];
     while let Some(dir) = dirs.pop() {
-        let entries = match vdrive(g, VdriveOp::List { path: dir.clone() }).await {
-            Ok(VdriveReply::Entries(entries)) => entries,
-            Ok(other) => {
-                run.error = Some(format!("the vdrive answered {other:?}"));
-                break;
-            }
+        let entries = match super::tree::list(g, &dir).await {
+            Ok(entries) => entries,
             // A directory removed since its parent was listed is simply gone.
             Err(e) if dir != "/" => {
                 tracing::debug!(%dir, "upkeep: cannot list: {}", e.message);
@@ -210,12 +205,9 @@ async fn deep_check(g: &Gateway, schedule: &Schedule, kind: Kind) -> api::Upkeep
             }
         };
         for entry in entries {
-            let cap = match entry.kind {
-                EntryKind::Dir => {
-                    dirs.push(vdrive_join(&dir, &entry.name));
-                    continue;
-                }
-                EntryKind::File { cap } => cap,
+            let Some(cap) = entry.cap else {
+                dirs.push(vdrive_join(&dir, &entry.name));
+                continue;
             };
             match check_file(g, &cap, actions).await {
                 Ok(checked) => {
