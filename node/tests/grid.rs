@@ -915,3 +915,115 @@ fn a_client_with_a_repair_interval_repairs_what_a_lost_server_held_by_itself() {
 fn check_json_in(dir: &str, source: &str) -> serde_json::Value {
     serde_json::from_str(&ok(&["-d", dir, "check", "--json", source])).expect("check --json")
 }
+
+/// Runs `cairn` with `args` and expects it to fail; its stderr.
+fn fails(args: &[&str]) -> String {
+    let out = run(args);
+    assert!(!out.status.success(), "cairn {args:?} succeeded");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn each_node_has_its_own_tree_shares_subtrees_by_cap_and_the_server_reads_none_of_it() {
+    use cairn_actors::store::Journal;
+    use cairn_actors::vdrive::VdriveOp;
+
+    let root = tempfile::tempdir().expect("tempdir");
+    let intro = root.path().join("introducer");
+    ok(&["create-introducer", &intro.display().to_string()]);
+    // The grid's old global tree, as an older vdrive left it.
+    fs::create_dir_all(intro.join("vdrive")).unwrap();
+    let mut old = cairn_net::FileJournal::open(intro.join("vdrive/journal")).unwrap();
+    for op in [
+        VdriveOp::Mkdir {
+            path: "/legacy".into(),
+        },
+        VdriveOp::Link {
+            path: "/legacy/old-note".into(),
+            cap: "URI:LIT:nbswy3dp".into(),
+            replace: false,
+        },
+    ] {
+        old.append(&postcard::to_stdvec(&op).unwrap()).unwrap();
+    }
+    drop(old);
+    let _introducer = Running::start(&intro);
+    let furl = furl_of(&intro);
+    let _servers: Vec<Running> = (0..3)
+        .map(|i| {
+            let dir = root.path().join(format!("storage-{i}"));
+            create_node(&dir, &furl, &[]);
+            Running::start(&dir)
+        })
+        .collect();
+    let client = |name: &str| {
+        let dir = root.path().join(name);
+        let shares = ["--no-storage", "--shares-needed", "2", "--shares-total", "3"];
+        create_node(&dir, &furl, &shares);
+        let running = Running::start(&dir);
+        let text = dir.display().to_string();
+        wait_until("the client is connected to the 3 servers", || {
+            let status = ok(&["-d", &text, "status", "--json"]);
+            let status: serde_json::Value = serde_json::from_str(&status).unwrap();
+            status["servers_connected"].as_u64() == Some(3)
+        });
+        (running, text)
+    };
+    let (_alice, a) = client("alice");
+    let (_bob, b) = client("bob");
+
+    let local = root.path().join("zebra.txt");
+    fs::write(&local, sample(20_000, 3)).unwrap();
+    ok(&["-d", &a, "mkdir", "/zebra-project"]);
+    let file_cap = ok(&["-d", &a, "put", local.to_str().unwrap(), "/zebra-project/zebra-notes"]);
+    assert_eq!(ok(&["-d", &b, "ls", "/"]), "", "bob's root is his own");
+
+    // Alice shares the directory read-only: bob reads, and cannot write.
+    let listing: serde_json::Value =
+        serde_json::from_str(&ok(&["-d", &a, "ls", "--json", "/"])).unwrap();
+    let shared = &listing[0];
+    assert_eq!(shared["name"], "zebra-project");
+    let read_cap = shared["read_cap"].as_str().unwrap().to_owned();
+    let write_cap = shared["write_cap"].as_str().unwrap().to_owned();
+    assert!(read_cap.starts_with("URI:CAIRN-DIR-RO:"), "{read_cap}");
+    ok(&["-d", &b, "alias", "add", "from-alice", &read_cap]);
+    let aliases = ok(&["-d", &b, "alias", "list"]);
+    assert!(aliases.contains("from-alice:") && aliases.contains("cairn:"), "{aliases}");
+    assert_eq!(ok(&["-d", &b, "ls", "from-alice:/"]), "zebra-notes\n");
+    let back = root.path().join("back");
+    ok(&["-d", &b, "get", "from-alice:/zebra-notes", "-o", back.to_str().unwrap()]);
+    assert_eq!(fs::read(&back).unwrap(), sample(20_000, 3));
+    let refused = fails(&["-d", &b, "put", local.to_str().unwrap(), "from-alice:/bobs"]);
+    assert!(refused.contains("read-only"), "{refused}");
+    let refused = fails(&["-d", &b, "rm", "from-alice:/zebra-notes"]);
+    assert!(refused.contains("read-only"), "{refused}");
+    // A holder of the write cap may change it, and alice sees the change.
+    ok(&["-d", &b, "alias", "add", "alice-rw", &write_cap]);
+    ok(&["-d", &b, "ln", file_cap.trim(), "alice-rw:/from-bob"]);
+    assert_eq!(
+        ok(&["-d", &a, "ls", "/zebra-project"]),
+        "from-bob\nzebra-notes\n"
+    );
+
+    // The old global tree comes into a root once imported.
+    let imported = ok(&["-d", &a, "import-vdrive", "--to", "/old"]);
+    assert!(imported.contains("2 directories and 1 files"), "{imported}");
+    assert_eq!(ok(&["-d", &a, "ls", "/old/legacy"]), "old-note\n");
+
+    // The vdrive server's files hold no name and no cap in the clear.
+    let secrets = [
+        "zebra-project".to_owned(),
+        "zebra-notes".to_owned(),
+        "from-bob".to_owned(),
+        file_cap.trim().to_owned(),
+        read_cap.clone(),
+        write_cap.clone(),
+    ];
+    for path in walk(&intro.join("vdrive")) {
+        let bytes = fs::read(&path).unwrap();
+        for secret in &secrets {
+            let found = bytes.windows(secret.len()).any(|w| w == secret.as_bytes());
+            assert!(!found, "{secret} is in the clear in {}", path.display());
+        }
+    }
+}
