@@ -50,7 +50,8 @@ pub struct LsArgs {
     /// The directory (default: the root).
     #[arg(value_name = "PATH", default_value = "/")]
     path: String,
-    /// Show each entry's kind, size and cap.
+    /// Show each entry's kind, size, modification time (UTC) and cap (a directory's write
+    /// cap if held, else its read cap).
     #[arg(short = 'l', long)]
     long: bool,
     /// Print the listing as JSON (errors too).
@@ -134,11 +135,21 @@ pub fn put(dir: &Path, args: PutArgs) -> Result<()> {
         false => upload_file(&client, &args.file, &shares)?,
     };
     if let Some(path) = &link {
-        let query = [
+        let mtime = match args.file.as_os_str() == "-" {
+            true => None,
+            false => std::fs::metadata(&args.file)
+                .ok()
+                .and_then(|m| mtime_secs(&m)),
+        };
+        let mtime = mtime.map(|t| t.to_string()).unwrap_or_default();
+        let mut query = vec![
             ("path", path.as_str()),
             ("cap", &uploaded.cap),
             ("replace", "true"),
         ];
+        if !mtime.is_empty() {
+            query.push(("mtime", &mtime));
+        }
         client.post("/vdrive/link", &query).with_context(|| {
             format!(
                 "the file is uploaded ({}) but linking it at {path} failed",
@@ -296,6 +307,27 @@ pub(crate) fn vdrive_path(path: &str) -> Result<&str> {
     Ok(&path[..alias + rest.len()])
 }
 
+/// A file's modification time in Unix seconds (none before 1970, or where the system keeps
+/// none).
+pub(crate) fn mtime_secs(meta: &std::fs::Metadata) -> Option<u64> {
+    let modified = meta.modified().ok()?;
+    Some(
+        modified
+            .duration_since(std::time::UNIX_EPOCH)
+            .ok()?
+            .as_secs(),
+    )
+}
+
+/// A Unix time for a listing: `2026-12-03 16:04` (UTC).
+fn listing_time(secs: u64) -> String {
+    let format = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]");
+    time::OffsetDateTime::from_unix_timestamp(secs as i64)
+        .ok()
+        .and_then(|t| t.format(format).ok())
+        .unwrap_or_else(|| "-".to_owned())
+}
+
 /// Where `put FILE PATH` links the file: PATH, or with a trailing `/`, FILE's name in the
 /// directory PATH (as `cp FILE DIR/` does).
 fn link_path(path: &str, file: &Path) -> Result<String> {
@@ -423,11 +455,10 @@ pub fn ls(dir: &Path, args: LsArgs) -> Result<()> {
         };
         if args.long {
             let size = entry.size.map_or("-".to_owned(), |s| s.to_string());
-            println!(
-                "{:<4}  {size:>12}  {}  {name}",
-                entry.kind,
-                entry.cap.as_deref().unwrap_or("-")
-            );
+            let when = entry.mtime.map_or("-".to_owned(), listing_time);
+            let cap = entry.cap.as_deref().or(entry.write_cap.as_deref());
+            let cap = cap.or(entry.read_cap.as_deref()).unwrap_or("-");
+            println!("{:<4}  {size:>12}  {when:>16}  {cap}  {name}", entry.kind);
         } else {
             println!("{name}");
         }

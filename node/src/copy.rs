@@ -289,7 +289,13 @@ impl Copier {
             None => upload_file(&self.client, from, &self.shares).map(|u| (u.cap, u.size)),
         }
         .and_then(|(cap, size)| {
-            let query = [("path", to), ("cap", &cap), ("replace", "true")];
+            let mtime = crate::commands::mtime_secs(meta).unwrap_or(0).to_string();
+            let query = [
+                ("path", to),
+                ("cap", &cap),
+                ("replace", "true"),
+                ("mtime", &mtime),
+            ];
             self.client.post("/vdrive/link", &query)?;
             Ok((cap, size))
         });
@@ -311,7 +317,7 @@ impl Copier {
         let entry: api::Entry = self.client.get("/vdrive/lookup", &[("path", from)])?;
         match entry.cap {
             Some(cap) => {
-                self.download_one(&cap, from, to);
+                self.download_one(&cap, from, to, entry.mtime);
                 Ok(())
             }
             None if recursive => self.download_tree(from, to),
@@ -342,18 +348,28 @@ impl Copier {
             }
             let target = to.join(&entry.name);
             match entry.cap {
-                Some(cap) => self.download_one(&cap, &source, &target),
+                Some(cap) => self.download_one(&cap, &source, &target, entry.mtime),
                 None => self.download_tree(&source, &target)?,
             }
         }
         Ok(())
     }
 
-    fn download_one(&mut self, cap: &str, from: &str, to: &Path) {
+    fn download_one(&mut self, cap: &str, from: &str, to: &Path, mtime: Option<u64>) {
         match download_to(&self.client, cap, to) {
             Ok(size) => {
                 self.tally.files += 1;
                 self.tally.bytes += size;
+                if let Some(secs) = mtime {
+                    let when = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs);
+                    let set = fs::File::options()
+                        .write(true)
+                        .open(to)
+                        .and_then(|f| f.set_modified(when));
+                    if let Err(e) = set {
+                        eprintln!("cairn: cannot set the time of {}: {e}", to.display());
+                    }
+                }
             }
             Err(e) => self.fail(&format!("{ALIAS}{from} -> {}: {e:#}", to.display())),
         }

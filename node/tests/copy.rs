@@ -78,6 +78,15 @@ fn a_tree_goes_into_the_vdrive_and_comes_back_the_same() {
     )
     .unwrap();
     std::os::unix::fs::symlink("tiny.txt", src.join("link")).unwrap();
+    // A modification time long past, kept through the vdrive both ways.
+    let past = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_234_567_890);
+    let resume = src.join("naïve dir/résumé.pdf");
+    fs::File::options()
+        .write(true)
+        .open(&resume)
+        .unwrap()
+        .set_modified(past)
+        .unwrap();
 
     ok(&["-d", &node, "mkdir", "-p", "/backups/today"]);
     ok(&["-d", &node, "mkdir", "-p", "/backups/today"]); // exists: nothing to do
@@ -112,6 +121,16 @@ fn a_tree_goes_into_the_vdrive_and_comes_back_the_same() {
     let mut expected = tree(&src);
     expected.remove(Path::new("link"));
     assert_eq!(tree(&back), expected, "the same tree came back");
+    let back_resume = back.join("naïve dir/résumé.pdf");
+    assert_eq!(
+        fs::metadata(&back_resume).unwrap().modified().unwrap(),
+        past
+    );
+    let long = ok(&["-d", &node, "ls", "-l", "/backups/today/src/naïve dir"]);
+    assert!(
+        long.contains("2009-02-13 23:31") && long.contains("70000"),
+        "{long}"
+    );
 
     // Single files both ways, into directories.
     ok(&[

@@ -958,7 +958,13 @@ fn each_node_has_its_own_tree_shares_subtrees_by_cap_and_the_server_reads_none_o
         .collect();
     let client = |name: &str| {
         let dir = root.path().join(name);
-        let shares = ["--no-storage", "--shares-needed", "2", "--shares-total", "3"];
+        let shares = [
+            "--no-storage",
+            "--shares-needed",
+            "2",
+            "--shares-total",
+            "3",
+        ];
         create_node(&dir, &furl, &shares);
         let running = Running::start(&dir);
         let text = dir.display().to_string();
@@ -975,7 +981,13 @@ fn each_node_has_its_own_tree_shares_subtrees_by_cap_and_the_server_reads_none_o
     let local = root.path().join("zebra.txt");
     fs::write(&local, sample(20_000, 3)).unwrap();
     ok(&["-d", &a, "mkdir", "/zebra-project"]);
-    let file_cap = ok(&["-d", &a, "put", local.to_str().unwrap(), "/zebra-project/zebra-notes"]);
+    let file_cap = ok(&[
+        "-d",
+        &a,
+        "put",
+        local.to_str().unwrap(),
+        "/zebra-project/zebra-notes",
+    ]);
     assert_eq!(ok(&["-d", &b, "ls", "/"]), "", "bob's root is his own");
 
     // Alice shares the directory read-only: bob reads, and cannot write.
@@ -988,10 +1000,20 @@ fn each_node_has_its_own_tree_shares_subtrees_by_cap_and_the_server_reads_none_o
     assert!(read_cap.starts_with("URI:CAIRN-DIR-RO:"), "{read_cap}");
     ok(&["-d", &b, "alias", "add", "from-alice", &read_cap]);
     let aliases = ok(&["-d", &b, "alias", "list"]);
-    assert!(aliases.contains("from-alice:") && aliases.contains("cairn:"), "{aliases}");
+    assert!(
+        aliases.contains("from-alice:") && aliases.contains("cairn:"),
+        "{aliases}"
+    );
     assert_eq!(ok(&["-d", &b, "ls", "from-alice:/"]), "zebra-notes\n");
     let back = root.path().join("back");
-    ok(&["-d", &b, "get", "from-alice:/zebra-notes", "-o", back.to_str().unwrap()]);
+    ok(&[
+        "-d",
+        &b,
+        "get",
+        "from-alice:/zebra-notes",
+        "-o",
+        back.to_str().unwrap(),
+    ]);
     assert_eq!(fs::read(&back).unwrap(), sample(20_000, 3));
     let refused = fails(&["-d", &b, "put", local.to_str().unwrap(), "from-alice:/bobs"]);
     assert!(refused.contains("read-only"), "{refused}");
