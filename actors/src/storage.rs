@@ -36,7 +36,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use uploads::Ask;
 
-pub use collector::{CollectorStatus, Expiry, Pass, CRAWL_STEP, LAPSE_WARNING};
+pub use collector::{CollectorStatus, Expiry, Pass, CHECKPOINT_STEPS, CRAWL_STEP, LAPSE_WARNING};
 pub use leases::MAX_LEASES_PER_FILE;
 
 /// The largest share accepted (a segment count times a block size can be large, but not

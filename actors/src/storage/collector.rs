@@ -3,7 +3,10 @@
 //!
 //! The walk goes in storage-index order, [`StorageConfig::crawl_rate`] files a second (each
 //! examined file costs at most one listing and its deletions), and records where it is in
-//! the lease journal after every step, so that a restart resumes it there. A pass starts at
+//! the lease journal when a pass starts, every [`CHECKPOINT_STEPS`] steps, after a step that
+//! deleted something, and when it ends, so that a restart resumes it near where it stopped
+//! (examining a few files again is harmless) while the journal grows by a record per ten
+//! seconds of walking, not one a second. A pass starts at
 //! most once per [`StorageConfig::crawl_interval`]. Nothing is deleted while expiry is off
 //! (the default, as in Tahoe-LAFS), nor from a file with a live lease or a share being
 //! uploaded. Each pass also counts the shares that will lapse within [`LAPSE_WARNING`], so
@@ -22,6 +25,8 @@ use std::time::Duration;
 pub const LAPSE_WARNING: Duration = Duration::from_secs(7 * 24 * 3600);
 /// How often the walk takes its next step of [`super::StorageConfig::crawl_rate`] files.
 pub const CRAWL_STEP: Duration = Duration::from_secs(1);
+/// The most steps the walk takes between two records of where it is.
+pub const CHECKPOINT_STEPS: u32 = 10;
 
 /// When the shares of a file may be collected.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -90,6 +95,8 @@ pub(super) struct Collector {
     pub current: Option<Pass>,
     pub last: Option<Pass>,
     pub next_pass: Time,
+    /// Steps taken since where the walk is was last recorded.
+    pub unrecorded_steps: u32,
 }
 
 impl StorageServer {
@@ -144,6 +151,8 @@ impl StorageServer {
                 ..Pass::default()
             },
         };
+        let starting = pass.files_examined == 0;
+        let removed_before = pass.shares_removed;
         let mut finished = false;
         for _ in 0..self.config.crawl_rate.max(1) {
             let Some((si, lapse)) = self.next_file(pass.cursor) else {
@@ -170,8 +179,15 @@ impl StorageServer {
             self.collector.next_pass = pass.started.after(self.config.crawl_interval);
             self.collector.last = Some(pass);
         } else {
+            let removed = pass.shares_removed > removed_before;
             self.collector.current = Some(pass);
+            self.collector.unrecorded_steps += 1;
+            let due = self.collector.unrecorded_steps >= CHECKPOINT_STEPS;
+            if !(starting || removed || due) {
+                return self.schedule_collector(ctx);
+            }
         }
+        self.collector.unrecorded_steps = 0;
         let (current, last) = (self.collector.current.clone(), self.collector.last.clone());
         if let Err(e) = self.leases.checkpoint(current, last) {
             // The walk goes on; a restart would only examine some files again.

@@ -1138,3 +1138,28 @@ fn announcements_carry_the_nickname_and_the_figures() {
     assert_eq!(sent[0].figures, figures);
     assert_eq!(h.actor.report().figures, figures, "one schema for both");
 }
+
+#[test]
+fn the_walk_records_where_it_is_every_few_steps_not_at_each() {
+    let config = StorageConfig {
+        crawl_rate: 1,
+        lease_period: Duration::from_secs(30 * 24 * 3600),
+        ..collecting(Expiry::Leases)
+    };
+    let mut h = Harness::new(100_000, config);
+    h.input(Input::Start);
+    for n in 1..=50 {
+        h.upload_file(si(n), &[0], 10);
+    }
+    let before = h.journal.len();
+    let mut steps = 0;
+    while h.crawl_after(1).last.is_none() {
+        steps += 1;
+    }
+    let records = h.journal.len() - before;
+    assert_eq!(steps, 50, "a file a step");
+    assert!(
+        records <= 2 + 50 / CHECKPOINT_STEPS as usize,
+        "{records} records for {steps} steps"
+    );
+}
