@@ -137,7 +137,10 @@ pub fn backup(dir: &Path, args: BackupArgs) -> Result<()> {
         }
         snapshot = format!("{archives}/{stamp}-{n}");
     }
+    let total = crate::copy::local_bytes(&args.source, &copier.exclude);
+    crate::commands::start_overall_progress(Some(total), "backing up");
     let done = copier.upload_tree(&args.source, &snapshot);
+    crate::commands::finish_overall_progress();
     // What was uploaded stays known even if the backup stopped part-way.
     if let Some(db) = &copier.known {
         db.save(&db_path)?;

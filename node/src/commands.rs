@@ -201,14 +201,9 @@ fn upload(
         shares: shares.to_vec(),
     };
     crate::signals::uploading(Some(upload.operation.clone()));
-    let uploaded = match progress_bar(size, "uploading") {
-        Some(bar) => {
-            let uploaded = client.upload(&mut bar.wrap_read(input), size, &upload);
-            bar.finish_and_clear();
-            uploaded
-        }
-        None => client.upload(input, size, &upload),
-    };
+    let uploaded = with_progress(input, size, "uploading", |input| {
+        client.upload(input, size, &upload)
+    });
     crate::signals::uploading(None);
     uploaded
 }
@@ -404,14 +399,9 @@ pub(crate) fn resolve(client: &GatewayClient, source: &str) -> Result<String> {
 
 /// Copies the whole download to `out`, failing unless exactly `size` bytes came.
 fn copy_exactly(reader: &mut dyn Read, out: &mut dyn Write, size: u64) -> Result<()> {
-    let copied = match progress_bar(Some(size), "downloading") {
-        Some(bar) => {
-            let copied = io::copy(&mut bar.wrap_read(reader), out);
-            bar.finish_and_clear();
-            copied
-        }
-        None => io::copy(reader, out),
-    };
+    let copied = with_progress(reader, Some(size), "downloading", |reader| {
+        io::copy(reader, out)
+    });
     let copied = copied
         .map_err(|e| anyhow::anyhow!("the download broke off: {e} (the node's log says why)"))?;
     if copied != size {
@@ -419,6 +409,71 @@ fn copy_exactly(reader: &mut dyn Read, out: &mut dyn Write, size: u64) -> Result
     }
     out.flush()?;
     Ok(())
+}
+
+/// The bar of a copy of many files (`cp -r`, `backup`), while one runs: each transfer adds
+/// its bytes to it instead of drawing a bar of its own.
+static OVERALL: std::sync::Mutex<Option<ProgressBar>> = std::sync::Mutex::new(None);
+
+/// Starts the one bar of a copy of many files, when a person is watching: `total` bytes
+/// (if known beforehand) of `what`. [`finish_overall_progress`] ends it.
+pub(crate) fn start_overall_progress(total: Option<u64>, what: &str) {
+    if !io::stderr().is_terminal() {
+        return;
+    }
+    let (bar, template) = match total {
+        Some(total) => (
+            ProgressBar::new(total),
+            "{msg} {wide_bar} {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta}",
+        ),
+        None => (
+            ProgressBar::new_spinner(),
+            "{spinner} {msg} {bytes} {binary_bytes_per_sec}",
+        ),
+    };
+    if let Ok(style) = ProgressStyle::with_template(template) {
+        bar.set_style(style);
+    }
+    bar.set_message(what.to_owned());
+    *lock_overall() = Some(bar);
+}
+
+/// The bar of the copy under way, if any (to count files that need no transfer).
+pub(crate) fn overall_progress() -> Option<ProgressBar> {
+    lock_overall().clone()
+}
+
+pub(crate) fn finish_overall_progress() {
+    if let Some(bar) = lock_overall().take() {
+        bar.finish_and_clear();
+    }
+}
+
+fn lock_overall() -> std::sync::MutexGuard<'static, Option<ProgressBar>> {
+    OVERALL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Reads `input` through the copy's overall bar, or a bar of its own for `size` bytes, or
+/// no bar (nobody watching, or a small transfer).
+fn with_progress<T>(
+    input: &mut dyn Read,
+    size: Option<u64>,
+    what: &str,
+    transfer: impl FnOnce(&mut dyn Read) -> T,
+) -> T {
+    if let Some(bar) = overall_progress() {
+        return transfer(&mut bar.wrap_read(input));
+    }
+    match progress_bar(size, what) {
+        Some(bar) => {
+            let done = transfer(&mut bar.wrap_read(input));
+            bar.finish_and_clear();
+            done
+        }
+        None => transfer(input),
+    }
 }
 
 /// A progress bar on stderr for transfers of `size` bytes, when a person is watching.

@@ -6,8 +6,8 @@
 
 use crate::api;
 use crate::commands::{
-    download_to, ensure_dir, ensure_dirs, undo_on_interrupt, upload_file, vdrive_join, vdrive_kind,
-    vdrive_path,
+    download_to, ensure_dir, ensure_dirs, finish_overall_progress, overall_progress,
+    start_overall_progress, undo_on_interrupt, upload_file, vdrive_join, vdrive_kind, vdrive_path,
 };
 use crate::create::SharesArgs;
 use crate::failure::{failure, Kind};
@@ -120,29 +120,20 @@ pub fn cp(dir: &Path, args: CpArgs) -> Result<()> {
     copier.exclude = args.exclude.patterns()?;
     undo_on_interrupt(dir)?;
     let into_dir = dest_text.ends_with('/') || sources.len() > 1;
-    for source in &sources {
-        match (source, &dest) {
-            (Place::Local(from), Place::Vdrive(to)) => {
-                let to = copier.vdrive_target(to, from.file_name(), into_dir)?;
-                copier.upload(from, &to, args.recursive)?;
-            }
-            (Place::Vdrive(from), Place::Local(to)) => {
-                let name = from.rsplit('/').next().filter(|n| !n.is_empty());
-                let to = local_target(to, name, into_dir)?;
-                copier.download(from, &to, args.recursive)?;
-            }
-            _ => {
-                return Err(failure(
-                    Kind::BadInput,
-                    format!(
-                        "cp copies between this machine and the vdrive, and one side must be \
-                         a vdrive path ({ALIAS}/PATH): use `cp` for local copies, `cairn mv` \
-                         or `cairn ln` within the vdrive"
-                    ),
-                ))
-            }
-        }
+    if args.recursive || sources.len() > 1 {
+        let uploads = sources.iter().all(|s| matches!(s, Place::Local(_)));
+        let total = uploads.then(|| {
+            let local = sources.iter().filter_map(|s| match s {
+                Place::Local(path) => Some(path.as_path()),
+                Place::Vdrive(_) => None,
+            });
+            local.map(|p| local_bytes(p, &copier.exclude)).sum()
+        });
+        start_overall_progress(total, "copying");
     }
+    let copied = copier.copy_all(&sources, &dest, into_dir, args.recursive);
+    finish_overall_progress();
+    copied?;
     let t = &copier.tally;
     eprintln!(
         "cairn: copied {} files ({}) and {} directories{}",
@@ -152,6 +143,69 @@ pub fn cp(dir: &Path, args: CpArgs) -> Result<()> {
         t.skipped_note()
     );
     t.ended("copied")
+}
+
+/// The bytes of the regular files under `path` (or of `path`), without the names `exclude`
+/// leaves out: what a copy of it will upload, for its progress bar.
+pub(crate) fn local_bytes(path: &Path, exclude: &[glob::Pattern]) -> u64 {
+    let Ok(meta) = fs::symlink_metadata(path) else {
+        return 0;
+    };
+    if meta.is_file() {
+        return meta.len();
+    }
+    if !meta.is_dir() {
+        return 0;
+    }
+    let Ok(entries) = fs::read_dir(path) else {
+        return 0;
+    };
+    entries
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            !exclude.iter().any(|p| p.matches(&name))
+        })
+        .map(|e| local_bytes(&e.path(), exclude))
+        .sum()
+}
+
+impl Copier {
+    /// Copies each source to `dest`.
+    fn copy_all(
+        &mut self,
+        sources: &[Place],
+        dest: &Place,
+        into_dir: bool,
+        recursive: bool,
+    ) -> Result<()> {
+        let copier = self;
+        for source in sources {
+            match (source, &dest) {
+                (Place::Local(from), Place::Vdrive(to)) => {
+                    let to = copier.vdrive_target(to, from.file_name(), into_dir)?;
+                    copier.upload(from, &to, recursive)?;
+                }
+                (Place::Vdrive(from), Place::Local(to)) => {
+                    let name = from.rsplit('/').next().filter(|n| !n.is_empty());
+                    let to = local_target(to, name, into_dir)?;
+                    copier.download(from, &to, recursive)?;
+                }
+                _ => {
+                    return Err(failure(
+                        Kind::BadInput,
+                        format!(
+                            "cp copies between this machine and the vdrive, and one side must be \
+                         a vdrive path ({ALIAS}/PATH): use `cp` for local copies, `cairn mv` \
+                         or `cairn ln` within the vdrive"
+                        ),
+                    ))
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Tally {
@@ -284,6 +338,9 @@ impl Copier {
             _ => None,
         };
         let reused = unchanged.is_some();
+        if let (true, Some(bar)) = (reused, overall_progress()) {
+            bar.inc(meta.len()); // counted as done, though nothing moves
+        }
         let copied = match unchanged {
             Some(cap) => Ok((cap, 0)),
             None => upload_file(&self.client, from, &self.shares).map(|u| (u.cap, u.size)),

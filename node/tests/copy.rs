@@ -227,3 +227,36 @@ fn a_second_backup_of_an_unchanged_tree_uploads_nothing() {
         vec![1u8; 30_000]
     );
 }
+
+#[test]
+fn a_copy_of_many_files_shows_one_bar_on_a_terminal_and_none_otherwise() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (_grid, node) = one_server_grid(tmp.path());
+    let src = tmp.path().join("src");
+    fs::create_dir_all(src.join("sub")).unwrap();
+    fs::write(src.join("sub/big"), vec![5u8; 3_000_000]).unwrap();
+    fs::write(src.join("small"), b"hi").unwrap();
+    let src_text = src.to_str().unwrap();
+
+    // Not a terminal: the summary line only.
+    let out = run(&["-d", &node, "cp", "-r", src_text, "cairn:/quiet"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(!stderr.contains("copying") && !stderr.contains("uploading"), "{stderr}");
+
+    // A terminal (util-linux's `script` gives the command one): one bar for all the bytes,
+    // and no bar per file.
+    let command = format!(
+        "{} -d {node} cp -r {src_text} cairn:/loud",
+        env!("CARGO_BIN_EXE_cairn")
+    );
+    let shown = std::process::Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .output()
+        .expect("script (util-linux) runs");
+    let shown = String::from_utf8_lossy(&shown.stdout);
+    assert!(shown.contains("copying"), "{shown}");
+    assert!(shown.contains("2.86 MiB"), "the total of every file: {shown}");
+    assert!(!shown.contains("uploading"), "{shown}");
+    assert_eq!(ok(&["-d", &node, "ls", "/loud/sub"]), "big\n");
+}
