@@ -242,7 +242,10 @@ fn a_copy_of_many_files_shows_one_bar_on_a_terminal_and_none_otherwise() {
     let out = run(&["-d", &node, "cp", "-r", src_text, "cairn:/quiet"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
-    assert!(!stderr.contains("copying") && !stderr.contains("uploading"), "{stderr}");
+    assert!(
+        !stderr.contains("copying") && !stderr.contains("uploading"),
+        "{stderr}"
+    );
 
     // A terminal (util-linux's `script` gives the command one): one bar for all the bytes,
     // and no bar per file.
@@ -256,7 +259,10 @@ fn a_copy_of_many_files_shows_one_bar_on_a_terminal_and_none_otherwise() {
         .expect("script (util-linux) runs");
     let shown = String::from_utf8_lossy(&shown.stdout);
     assert!(shown.contains("copying"), "{shown}");
-    assert!(shown.contains("2.86 MiB"), "the total of every file: {shown}");
+    assert!(
+        shown.contains("2.86 MiB"),
+        "the total of every file: {shown}"
+    );
     assert!(!shown.contains("uploading"), "{shown}");
     assert_eq!(ok(&["-d", &node, "ls", "/loud/sub"]), "big\n");
 }

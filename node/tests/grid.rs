@@ -374,6 +374,24 @@ fn stop_and_restart_servers(mut grid: Grid, cap: &str) {
         grid.get(cap, &out).status.success()
     });
     assert_eq!(fs::read(&out).unwrap(), expected);
+    // Restarted servers announced what they hold: status shows each one's nickname, shares
+    // and bytes.
+    wait_until("every restarted server has announced its shares", || {
+        let servers = grid.status()["servers"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let restarted: Vec<&serde_json::Value> = servers
+            .iter()
+            .filter(|s| s["shares"].as_u64() > Some(0))
+            .collect();
+        restarted.len() >= 8
+            && restarted
+                .iter()
+                .all(|s| s["used_bytes"].as_u64() > Some(0) && s["nickname"].as_str() != Some(""))
+    });
+    let human = ok(&["-d", &grid.client_dir(), "status"]);
+    assert!(human.contains(" shares "), "{human}");
     grid.introducer.stop();
 }
 
