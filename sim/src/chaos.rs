@@ -1,5 +1,6 @@
 //! The standard chaos scenario: a small grid (one introducer with the vdrive, about twenty
-//! storage servers, a few clients) doing real uploads, downloads and vdrive operations while
+//! storage servers, a few clients) doing real uploads, downloads and directory operations
+//! (each client in its own root, and all of them in one shared directory at once) while
 //! every kind of fault is injected — then healed, settled and checked.
 //!
 //! Invariants checked (each breach is a [`ChaosReport::violations`] line):
@@ -7,7 +8,11 @@
 //! - every successfully uploaded file whose shares still suffice (an oracle decodes the
 //!   shares sitting on the disks after the faults end) downloads correctly once the grid
 //!   has healed;
-//! - acknowledged vdrive changes survive, whole, a final crash and restart of the vdrive;
+//! - no acknowledged directory change is lost (to a concurrent writer, a crash, a power
+//!   loss), no removed name comes back, and a definite refusal agrees with what was
+//!   acknowledged — checked by every listing and by final listings after a crash and restart
+//!   of the vdrive server; no directory record from it fails to verify or goes back a
+//!   version;
 //! - every operation ends within its deadline;
 //! - no actor panics, and every message survives its wire encoding;
 //! - no honest server accepts a write, close or abort from anyone but the upload's owner
@@ -91,6 +96,7 @@ pub struct OperationCounts {
     pub uploads_ok: u64,
     pub downloads: u64,
     pub downloads_ok: u64,
+    /// Directory operations (creates, listings and changes).
     pub vdrive: u64,
     pub vdrive_ok: u64,
 }

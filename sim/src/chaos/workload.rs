@@ -1,17 +1,28 @@
-//! The chaos scenario's users: each client runs a sequence of uploads, downloads and vdrive
-//! operations, one at a time, and every answer is checked against what must be true.
+//! The chaos scenario's users: each client runs a sequence of uploads, downloads and
+//! directory operations, one at a time, and every answer is checked against what must be
+//! true.
+//!
+//! Directories: each client has its own root directory (named by a write cap), and all of
+//! them write into one shared directory too, concurrently. Each client tracks the names it
+//! made (they are its own: no other client touches them) and what its acknowledged changes
+//! imply for each; a listing of a directory must agree on every name whose state is known —
+//! so no acknowledged change is ever lost, even to a concurrent writer of the same
+//! directory, and no removed name comes back. The vdrive server is honest here: a record
+//! that does not verify, or an older version than one seen, is a violation.
 
 use super::grid::{Grid, UPLOAD_DEADLINE};
 use super::{ChaosConfig, ChaosReport, OperationCounts};
 use crate::faults::Fault;
 use crate::{derive_rng, LocalUser, UserIo, World};
-use cairn_actors::local::{LocalId, LocalRequest, LocalResponse};
-use cairn_actors::vdrive::{EntryKind, VdriveError, VdriveOp, VdriveReply};
+use cairn_actors::local::{
+    DirChange, DirOpError, DirReply, DirRequest, LocalId, LocalRequest, LocalResponse,
+};
 use cairn_actors::{Addr, NodeId, ShareNum, Time};
+use cairn_codec::dirnode::{ChildKind, DirCap, DirWriteCap, Entry};
 use cairn_codec::{ChkCap, EncodingParams};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// An operation must end (succeed or fail) within this.
@@ -36,19 +47,31 @@ enum Op {
         received: Vec<u8>,
         final_check: bool,
     },
-    Vdrive {
+    Dir {
         client: usize,
-        op: VdriveOp,
+        /// Which directory: the client's root, or the shared one.
+        shared: bool,
+        request: DirRequest,
         final_check: bool,
     },
 }
 
-/// One client's vdrive knowledge: what acknowledged operations imply (`None`: known absent),
-/// and the paths an operation of unknown outcome touched.
+/// One client's knowledge of a directory: for each name it made there, what its
+/// acknowledged changes imply (`None`: known absent); names an operation of unknown outcome
+/// touched are not known.
 #[derive(Default)]
 struct Model {
-    known: BTreeMap<String, Option<EntryKind>>,
-    uncertain: BTreeSet<String>,
+    known: BTreeMap<String, Option<String>>,
+    /// Whether the directory is known to exist (its create was acknowledged, or refused as
+    /// existing).
+    exists: bool,
+}
+
+/// One client's directories.
+struct Dirs {
+    root: DirWriteCap,
+    own: Model,
+    shared: Model,
     next_name: u64,
 }
 
@@ -61,7 +84,9 @@ pub struct Workload {
     uploaded: BTreeMap<usize, ChkCap>,
     ops: BTreeMap<LocalId, (usize, Time, Op)>,
     remaining: Vec<usize>,
-    models: Vec<Model>,
+    dirs: Vec<Dirs>,
+    /// The directory every client writes into (made before the run, as a setup step).
+    shared: DirWriteCap,
     next_id: u64,
     counts: OperationCounts,
     violations: Vec<String>,
@@ -76,6 +101,15 @@ impl Workload {
                 (0..len).map(|_| rng.gen()).collect()
             })
             .collect();
+        let dirs = (0..grid.clients.len())
+            .map(|_| Dirs {
+                root: DirWriteCap::from_write_key(rng.gen()),
+                own: Model::default(),
+                shared: Model::default(),
+                next_name: 0,
+            })
+            .collect();
+        let shared = DirWriteCap::from_write_key(rng.gen());
         Workload {
             rng,
             clients: (0..grid.clients.len())
@@ -85,7 +119,8 @@ impl Workload {
             uploaded: BTreeMap::new(),
             ops: BTreeMap::new(),
             remaining: vec![config.ops_per_client; grid.clients.len()],
-            models: (0..grid.clients.len()).map(|_| Model::default()).collect(),
+            dirs,
+            shared,
             next_id: 1,
             counts: OperationCounts::default(),
             violations: Vec::new(),
@@ -121,7 +156,7 @@ impl Workload {
             let file = *self.pick(&self.uploaded.keys().copied().collect::<Vec<_>>());
             self.download(file, false)
         } else {
-            self.vdrive_op(client)
+            self.dir_op(client)
         };
         let id = LocalId(self.next_id);
         self.next_id += 1;
@@ -164,60 +199,93 @@ impl Workload {
         )
     }
 
-    fn vdrive_op(&mut self, client: usize) -> (Op, LocalRequest) {
+    fn dir_op(&mut self, client: usize) -> (Op, LocalRequest) {
         self.counts.vdrive += 1;
-        let root = format!("/c{client}");
-        let model = &mut self.models[client];
-        model.next_name += 1;
-        let name = model.next_name;
-        let files: Vec<String> = model
+        let dirs = &mut self.dirs[client];
+        if !dirs.own.exists {
+            let request = DirRequest::Create {
+                cap: dirs.root.clone(),
+            };
+            return self.dir_request(client, false, request, false);
+        }
+        dirs.next_name += 1;
+        let name = format!("c{client}-n{}", dirs.next_name);
+        let shared = self.rng.gen_bool(0.5);
+        let cap = match shared {
+            true => self.shared.clone(),
+            false => self.dirs[client].root.clone(),
+        };
+        if !self.model(client, shared).exists {
+            // The shared directory: whichever client comes first makes it.
+            let request = DirRequest::Create { cap };
+            return self.dir_request(client, shared, request, false);
+        }
+        let model = self.model(client, shared);
+        let present: Vec<String> = model
             .known
             .iter()
-            .filter(|(_, e)| matches!(e, Some(EntryKind::File { .. })))
-            .map(|(p, _)| p.clone())
+            .filter(|(_, e)| e.is_some())
+            .map(|(n, _)| n.clone())
             .collect();
-        let root_known = model.known.get(&root) == Some(&Some(EntryKind::Dir));
-        let op = match (root_known, self.rng.gen_range(0..5), files.is_empty()) {
-            (false, _, _) => VdriveOp::Mkdir { path: root },
-            (true, 0, _) => VdriveOp::Mkdir {
-                path: format!("{root}/d{name}"),
-            },
-            (true, 1, false) => {
-                let from = self.pick(&files).clone();
-                VdriveOp::Rename {
-                    from,
-                    to: format!("{root}/r{name}"),
-                }
-            }
-            (true, 2, false) => VdriveOp::Unlink {
-                path: self.pick(&files).clone(),
-            },
-            (true, 3, false) => VdriveOp::Lookup {
-                path: self.pick(&files).clone(),
-            },
-            (true, _, _) => {
-                let cap = match self.uploaded.values().next() {
-                    Some(cap) => cairn_codec::Cap::Chk(cap.clone()).to_string(),
-                    None => format!(
-                        "URI:LIT:{}",
-                        cairn_codec::base32::encode(format!("file {name}").as_bytes())
-                    ),
+        let change = match (self.rng.gen_range(0..5), present.is_empty()) {
+            (0, _) => {
+                let request = DirRequest::List {
+                    cap: DirCap::Write(cap),
                 };
-                VdriveOp::Link {
-                    path: format!("{root}/f{name}"),
-                    cap,
+                return self.dir_request(client, shared, request, false);
+            }
+            (1, false) => DirChange::Remove {
+                name: self.pick(&present).clone(),
+            },
+            (2, false) => DirChange::Rename {
+                from: self.pick(&present).clone(),
+                to: name,
+            },
+            _ => {
+                let read_cap = match self.uploaded.values().next() {
+                    Some(cap) => cairn_codec::Cap::Chk(cap.clone()).to_string(),
+                    None => format!("URI:LIT:{}", cairn_codec::base32::encode(name.as_bytes())),
+                };
+                let entry = Entry {
+                    name,
+                    kind: ChildKind::File,
+                    read_cap,
+                    write_cap: None,
+                    size: None,
+                    mtime: None,
+                };
+                DirChange::Add {
+                    entry,
                     replace: false,
                 }
             }
         };
-        (
-            Op::Vdrive {
-                client,
-                op: op.clone(),
-                final_check: false,
-            },
-            LocalRequest::Vdrive(op),
-        )
+        let request = DirRequest::Change { cap, change };
+        self.dir_request(client, shared, request, false)
+    }
+
+    fn dir_request(
+        &mut self,
+        client: usize,
+        shared: bool,
+        request: DirRequest,
+        final_check: bool,
+    ) -> (Op, LocalRequest) {
+        let op = Op::Dir {
+            client,
+            shared,
+            request: request.clone(),
+            final_check,
+        };
+        (op, LocalRequest::Dir(request))
+    }
+
+    fn model(&mut self, client: usize, shared: bool) -> &mut Model {
+        let dirs = &mut self.dirs[client];
+        match shared {
+            true => &mut dirs.shared,
+            false => &mut dirs.own,
+        }
     }
 
     fn on_upload(&mut self, file: usize, response: LocalResponse) {
@@ -268,54 +336,63 @@ impl Workload {
         }
     }
 
-    fn on_vdrive(
+    fn on_dir(
         &mut self,
         client: usize,
-        op: VdriveOp,
+        shared: bool,
+        request: DirRequest,
         final_check: bool,
         response: LocalResponse,
     ) {
-        let LocalResponse::Vdrive(result) = response else {
-            return self.violation(format!("a vdrive operation was answered with {response:?}"));
+        let LocalResponse::Dir(result) = response else {
+            return self.violation(format!(
+                "a directory operation was answered with {response:?}"
+            ));
         };
         if result.is_ok() {
             self.counts.vdrive_ok += 1;
         }
-        let model = &mut self.models[client];
-        match (&op, result) {
-            (VdriveOp::Lookup { path }, result) => {
-                let expected = match model.known.get(path) {
-                    Some(Some(kind)) => Ok(VdriveReply::Entry(kind.clone())),
-                    Some(None) => Err(VdriveError::NotFound(path.clone())),
-                    None => return, // nothing certain to compare with
-                };
-                let same = match (&result, &expected) {
-                    (Err(VdriveError::NotFound(_)), Err(_)) => true,
-                    // No answer, or a vdrive whose journal failed (a disk fault).
-                    (Err(VdriveError::Storage(_) | VdriveError::Unreachable(_)), _)
-                        if !final_check =>
-                    {
-                        true
-                    }
-                    _ => result == expected,
-                };
-                if !same {
-                    self.violation(format!(
-                        "vdrive lookup of {path} gave {result:?}, but acknowledged changes imply {expected:?}"
-                    ));
-                }
+        let model = self.model(client, shared);
+        let violation = match (&request, result) {
+            (_, Err(e @ (DirOpError::Forged(_) | DirOpError::Rollback { .. }))) => Some(format!(
+                "an honest vdrive server's directory was refused: {e}"
+            )),
+            (DirRequest::Create { .. }, Ok(_) | Err(DirOpError::AlreadyExists(_))) => {
+                model.exists = true;
+                None
             }
-            (_, Ok(_)) => model.apply(&op),
-            (VdriveOp::Mkdir { path }, Err(VdriveError::AlreadyExists(_)))
-                if path.matches('/').count() == 1 =>
+            (DirRequest::List { .. }, Ok(DirReply::Entries { entries, .. })) => {
+                model.disagreement(&entries)
+            }
+            (DirRequest::Change { change, .. }, Ok(_)) => {
+                model.apply(change);
+                None
+            }
+            // No answer, or a server whose journal failed mid-write: it may be made or not.
+            (
+                DirRequest::Change { change, .. },
+                Err(DirOpError::Unreachable(_) | DirOpError::Refused(_)),
+            ) if !final_check => {
+                model.unknown_outcome(change);
+                None
+            }
+            (_, Err(DirOpError::Unreachable(_) | DirOpError::Busy(_) | DirOpError::Refused(_)))
+                if !final_check =>
             {
-                // The client's own root: an earlier attempt of unknown outcome made it.
-                model.known.insert(path.clone(), Some(EntryKind::Dir));
+                None // no answer, or a server whose journal failed (a disk fault)
             }
-            (_, Err(VdriveError::Storage(_) | VdriveError::Unreachable(_))) => {
-                model.unknown_outcome(&op)
-            }
-            (_, Err(_)) => {} // a definite refusal: nothing changed
+            (DirRequest::Change { change, .. }, Err(e)) => model.refusal(change, &e),
+            (_, Err(e)) if final_check => Some(format!("a final listing failed: {e}")),
+            (_, Err(_)) => None,
+            (_, Ok(reply)) => Some(format!("{request:?} was answered {reply:?}")),
+        };
+        if let Some(what) = violation {
+            let whose = if shared {
+                "the shared directory"
+            } else {
+                "its root"
+            };
+            self.violation(format!("client {client}, {whose}: {what}"));
         }
     }
 
@@ -374,16 +451,19 @@ impl Workload {
                 requests.push(w.track(client, at, op, request));
             }
             for client in 0..w.clients.len() {
-                let paths: Vec<String> = w.models[client].known.keys().cloned().collect();
-                for path in paths {
+                let own = w.dirs[client]
+                    .own
+                    .exists
+                    .then(|| w.dirs[client].root.clone());
+                let shared = w.dirs[client].shared.exists.then(|| w.shared.clone());
+                for (is_shared, cap) in [(false, own), (true, shared)] {
+                    let Some(cap) = cap else { continue };
                     w.counts.vdrive += 1;
-                    let op = VdriveOp::Lookup { path };
-                    let tracked = Op::Vdrive {
-                        client,
-                        op: op.clone(),
-                        final_check: true,
+                    let list = DirRequest::List {
+                        cap: DirCap::Write(cap),
                     };
-                    requests.push(w.track(client, at, tracked, LocalRequest::Vdrive(op)));
+                    let (op, request) = w.dir_request(client, is_shared, list, true);
+                    requests.push(w.track(client, at, op, request));
                 }
             }
         }
@@ -425,45 +505,76 @@ impl Workload {
 }
 
 impl Model {
-    fn apply(&mut self, op: &VdriveOp) {
-        match op {
-            VdriveOp::Mkdir { path } => self.set(path, Some(EntryKind::Dir)),
-            VdriveOp::Link { path, cap, .. } => {
-                self.set(path, Some(EntryKind::File { cap: cap.clone() }))
+    /// The entries listed, against what is known of this client's names: a description of
+    /// the first disagreement.
+    fn disagreement(&self, entries: &[Entry]) -> Option<String> {
+        let listed: BTreeMap<&str, &str> = entries
+            .iter()
+            .map(|e| (e.name.as_str(), e.read_cap.as_str()))
+            .collect();
+        for (name, expected) in &self.known {
+            let found = listed.get(name.as_str()).copied();
+            if found != expected.as_deref() {
+                return Some(format!(
+                    "{name} listed as {found:?}, but acknowledged changes imply {expected:?}"
+                ));
             }
-            VdriveOp::Unlink { path } => self.set(path, None),
-            VdriveOp::Rename { from, to } => {
-                match self.known.get(from).cloned() {
-                    Some(entry) => self.set(to, entry),
-                    None => self.unknown(to),
-                }
-                self.set(from, None);
+        }
+        None
+    }
+
+    fn apply(&mut self, change: &DirChange) {
+        match change {
+            DirChange::Add { entry, .. } => {
+                self.known
+                    .insert(entry.name.clone(), Some(entry.read_cap.clone()));
             }
-            VdriveOp::List { .. } | VdriveOp::Lookup { .. } => {}
+            DirChange::Remove { name } => {
+                self.known.insert(name.clone(), None);
+            }
+            DirChange::Rename { from, to } => {
+                let moved = self.known.insert(from.clone(), None).flatten();
+                match moved {
+                    Some(cap) => self.known.insert(to.clone(), Some(cap)),
+                    None => self.known.remove(to),
+                };
+            }
         }
     }
 
-    fn set(&mut self, path: &str, entry: Option<EntryKind>) {
-        self.uncertain.remove(path);
-        self.known.insert(path.to_string(), entry);
+    /// The vdrive server may or may not have applied `change` (its answer was lost).
+    fn unknown_outcome(&mut self, change: &DirChange) {
+        match change {
+            DirChange::Add { entry, .. } => self.known.remove(&entry.name),
+            DirChange::Remove { name } => self.known.remove(name),
+            DirChange::Rename { from, to } => {
+                self.known.remove(to);
+                self.known.remove(from)
+            }
+        };
     }
 
-    fn unknown(&mut self, path: &str) {
-        self.known.remove(path);
-        self.uncertain.insert(path.to_string());
-    }
-
-    /// The vdrive may or may not have applied `op` (its answer was lost).
-    fn unknown_outcome(&mut self, op: &VdriveOp) {
-        match op {
-            VdriveOp::Mkdir { path } | VdriveOp::Link { path, .. } | VdriveOp::Unlink { path } => {
-                self.unknown(path)
-            }
-            VdriveOp::Rename { from, to } => {
-                self.unknown(from);
-                self.unknown(to);
-            }
-            VdriveOp::List { .. } | VdriveOp::Lookup { .. } => {}
+    /// A definite refusal changes nothing: it must agree with what is known.
+    fn refusal(&mut self, change: &DirChange, error: &DirOpError) -> Option<String> {
+        let (name, must_exist) = match (change, error) {
+            (DirChange::Add { entry, .. }, DirOpError::AlreadyExists(_)) => (&entry.name, true),
+            (
+                DirChange::Remove { name } | DirChange::Rename { from: name, .. },
+                DirOpError::NotFound(_),
+            ) => (name, false),
+            (DirChange::Rename { to, .. }, DirOpError::AlreadyExists(_)) => (to, true),
+            _ => return None,
+        };
+        match self.known.get(name) {
+            Some(state) if state.is_some() != must_exist => Some(format!(
+                "{change:?} was refused ({error}), but acknowledged changes imply {name} is {}",
+                if state.is_some() {
+                    "there"
+                } else {
+                    "not there"
+                }
+            )),
+            _ => None,
         }
     }
 }
@@ -518,12 +629,13 @@ impl LocalUser for Workload {
                 self.on_download(file, &received, final_check, response);
                 final_check
             }
-            Op::Vdrive {
+            Op::Dir {
                 client,
-                op,
+                shared,
+                request,
                 final_check,
             } => {
-                self.on_vdrive(client, op, final_check, response);
+                self.on_dir(client, shared, request, final_check, response);
                 final_check
             }
         };
