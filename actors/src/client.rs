@@ -6,9 +6,10 @@
 //! directly (its pulls, plaintext and output are routed to it by the host), so a slow upload
 //! never holds up the node's other requests.
 //!
-//! Grid knowledge is soft state. The client subscribes to the introducer on start and again
-//! every `resubscribe_interval`, so a restarted introducer learns of it again; servers already
-//! known are kept meanwhile. A server counts as reachable while it has been heard of with a
+//! Grid knowledge is soft state. The client subscribes to each of its introducers on start
+//! and again every `resubscribe_interval`, so a restarted introducer learns of it again;
+//! servers already known are kept meanwhile, and while any one introducer is up the client
+//! goes on learning of servers. A server counts as reachable while it has been heard of with a
 //! newer announcement within [`FRESH_INTERVALS`] resubscribe intervals: storage servers
 //! re-announce periodically with a rising `seq`, and each resubscription brings the newest.
 
@@ -82,14 +83,15 @@ struct Known {
 
 /// The node's client actor (`Service::Client`). See the module docs.
 pub struct Client {
-    introducer: Option<Addr>,
+    /// The introducers to learn servers from (any one up is enough).
+    introducers: Vec<Addr>,
     vdrive: Option<Addr>,
     config: ClientConfig,
     max_servers: usize,
     servers: BTreeMap<NodeId, Known>,
     /// Subscriptions and vdrive operations in flight.
     requests: Requests<Purpose>,
-    /// When the introducer last answered a Subscribe.
+    /// When an introducer last answered a Subscribe.
     introducer_answered: Option<Time>,
     next_op: u64,
     dir_tasks: BTreeMap<LocalId, dirs::DirTask>,
@@ -102,7 +104,7 @@ impl Client {
     /// `vdrive` (either may be absent: a node with no grid, or no vdrive).
     pub fn new(introducer: Option<Addr>, vdrive: Option<Addr>, config: ClientConfig) -> Self {
         Client {
-            introducer,
+            introducers: introducer.into_iter().collect(),
             vdrive,
             requests: Requests::new(config.request_timeout, SWEEP),
             config,
@@ -113,6 +115,16 @@ impl Client {
             dir_tasks: BTreeMap::new(),
             seen: dirs::Seen::default(),
         }
+    }
+
+    /// The same client learning of servers from `more` introducers too.
+    pub fn with_more_introducers(mut self, more: impl IntoIterator<Item = Addr>) -> Self {
+        for introducer in more {
+            if !self.introducers.contains(&introducer) {
+                self.introducers.push(introducer);
+            }
+        }
+        self
     }
 
     /// The same client remembering at most `max` servers (for tests and small simulations).
@@ -126,13 +138,15 @@ impl Client {
         self.servers.keys().copied().collect()
     }
 
-    /// Subscribes to the introducer (on start, and every interval after).
+    /// Subscribes to each introducer (on start, and every interval after).
     fn subscribe(&mut self, ctx: &mut Context<'_>) {
-        let Some(introducer) = self.introducer else {
+        if self.introducers.is_empty() {
             return;
-        };
-        self.requests
-            .send(ctx, introducer, Request::Subscribe, Purpose::Subscribe);
+        }
+        for &introducer in &self.introducers {
+            self.requests
+                .send(ctx, introducer, Request::Subscribe, Purpose::Subscribe);
+        }
         ctx.set_timer(RESUBSCRIBE, self.resubscribe_interval());
     }
 
@@ -148,11 +162,11 @@ impl Client {
     // ---- the grid ----
 
     /// Keeps each announcement that is newer than what is known of its server and verifies,
-    /// and tells the host where a server it keeps is reachable. Only the introducer is
+    /// and tells the host where a server it keeps is reachable. Only the introducers are
     /// listened to: anyone else could replay old announcements, or point the node at any
-    /// address it likes.
+    /// address it likes. (An introducer cannot forge an announcement, only withhold one.)
     fn on_announcements(&mut self, from: Addr, list: Vec<Announcement>, ctx: &mut Context<'_>) {
-        if Some(from) != self.introducer {
+        if !self.introducers.contains(&from) {
             tracing::debug!(
                 ?from,
                 "client: announcements not from the introducer, ignored"

@@ -155,7 +155,8 @@ pub struct StorageServer {
     /// key back instead of deriving it again from its seed, which costs a scalar multiplication.
     key: Arc<NodeKey>,
     address: String,
-    introducer: Option<Addr>,
+    /// The introducers it announces itself to.
+    introducers: Vec<Addr>,
     store: Box<dyn ShareStore>,
     leases: Leases,
     config: StorageConfig,
@@ -190,7 +191,7 @@ impl StorageServer {
         StorageServer {
             key: key.into(),
             address,
-            introducer,
+            introducers: introducer.into_iter().collect(),
             store,
             leases: Leases::new(leases),
             config,
@@ -205,6 +206,16 @@ impl StorageServer {
             answered: ReplyCache::default(),
             collector: Collector::default(),
         }
+    }
+
+    /// The same server announcing itself to `more` introducers too.
+    pub fn with_more_introducers(mut self, more: impl IntoIterator<Item = Addr>) -> Self {
+        for introducer in more {
+            if !self.introducers.contains(&introducer) {
+                self.introducers.push(introducer);
+            }
+        }
+        self
     }
 
     /// What the server holds in memory.
@@ -308,9 +319,9 @@ impl StorageServer {
     }
 
     fn announce(&mut self, ctx: &mut Context<'_>) {
-        let Some(introducer) = self.introducer else {
+        if self.introducers.is_empty() {
             return;
-        };
+        }
         // The time makes the seq grow across restarts too (a real host's clock counts from
         // the Unix epoch; a simulation's keeps running through crashes); the max only
         // matters if two announcements fall on the same instant.
@@ -329,12 +340,14 @@ impl StorageServer {
         };
         let announcement = Announcement::sign(&self.key, announced);
         let interval = self.config.announce_interval.max(MIN_ANNOUNCE_INTERVAL);
-        let message = Message::Request {
-            id: self.fresh_request_id(),
-            deadline: ctx.now().after(interval),
-            body: Request::Announce(Box::new(announcement)),
-        };
-        ctx.send(introducer, message);
+        for introducer in self.introducers.clone() {
+            let message = Message::Request {
+                id: self.fresh_request_id(),
+                deadline: ctx.now().after(interval),
+                body: Request::Announce(Box::new(announcement.clone())),
+            };
+            ctx.send(introducer, message);
+        }
         ctx.set_timer(ANNOUNCE_TIMER, interval);
     }
 

@@ -132,6 +132,9 @@ pub struct IntroducerSection {
 pub struct ClientSection {
     /// The introducer's FURL (its vdrive is assumed to run on the same node).
     pub introducer: String,
+    /// More introducers' FURLs: the node goes on learning of servers while any one is up.
+    #[serde(default)]
+    pub more_introducers: Vec<String>,
     pub shares_needed: usize,
     pub shares_happy: usize,
     pub shares_total: usize,
@@ -424,8 +427,11 @@ impl NodeConfig {
         if let Some(client) = &self.client {
             out += &format!(
                 "\n[client]\n\
-                 # The introducer's FURL: how this node finds the grid's storage servers.\n\
+                 # The introducer's FURL: how this node finds the grid's storage servers (its\n\
+                 # node keeps this node's directories too).\n\
                  introducer = {}\n\
+                 # More introducers' FURLs: servers are learnt while any one is up.\n\
+                 more_introducers = [{}]\n\
                  # Each file is cut into shares_total shares, any shares_needed of which\n\
                  # rebuild it; an upload succeeds once shares_happy servers hold distinct\n\
                  # shares.\n\
@@ -441,6 +447,12 @@ impl NodeConfig {
                  # default). \"off\" to leave it to you.\n\
                  lease_renewal = {}\n",
                 toml_string(&client.introducer),
+                client
+                    .more_introducers
+                    .iter()
+                    .map(|f| toml_string(f))
+                    .collect::<Vec<_>>()
+                    .join(", "),
                 client.shares_needed,
                 client.shares_happy,
                 client.shares_total,
@@ -606,6 +618,7 @@ mod tests {
                 shares_total: 10,
                 request_timeout_secs: 20,
                 lease_renewal: DEFAULT_LEASE_RENEWAL.to_owned(),
+                more_introducers: vec!["pb://xyz@127.0.0.1:2/uvw".to_owned()],
             }),
             storage: StorageSection {
                 enabled: true,

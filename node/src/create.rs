@@ -31,9 +31,11 @@ pub struct CreateIntroducerArgs {
 pub struct CreateNodeArgs {
     #[arg(value_name = "DIR")]
     dir: PathBuf,
-    /// The grid's introducer FURL (from the introducer's introducer.furl).
-    #[arg(long, value_name = "FURL")]
-    introducer: String,
+    /// The grid's introducer FURL (from the introducer's introducer.furl). Give it more than
+    /// once for a grid with several introducers: the node learns of servers while any one is
+    /// up (the first one's node keeps the node's directories).
+    #[arg(long, value_name = "FURL", required = true)]
+    introducer: Vec<String>,
     /// Store no shares for the grid: a client only.
     #[arg(long)]
     no_storage: bool,
@@ -104,15 +106,21 @@ fn introducer_config(dir: &Path, args: &CreateIntroducerArgs) -> NodeConfig {
 }
 
 pub fn create_node(args: CreateNodeArgs) -> Result<()> {
-    args.introducer
-        .parse::<cairn_net::transport::Furl>()
-        .with_context(|| format!("--introducer {:?}", args.introducer))?;
+    for furl in &args.introducer {
+        furl.parse::<cairn_net::transport::Furl>()
+            .with_context(|| format!("--introducer {furl:?}"))?;
+    }
+    let (first, more) = args
+        .introducer
+        .split_first()
+        .expect("clap requires one --introducer");
     let shares = args.shares.over(Shares::DEFAULT);
     let config = NodeConfig {
         node: args.common.node_section(&args.dir),
         introducer: IntroducerSection::default(),
         client: Some(ClientSection {
-            introducer: args.introducer.clone(),
+            introducer: first.clone(),
+            more_introducers: more.to_vec(),
             shares_needed: shares.needed,
             shares_happy: shares.happy,
             shares_total: shares.total,

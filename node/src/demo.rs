@@ -138,6 +138,7 @@ fn member_config(dir: &Path, introducer: &str, storage: bool) -> NodeConfig {
             shares_total: 10,
             request_timeout_secs: config::DEFAULT_REQUEST_TIMEOUT_SECS,
             lease_renewal: config::DEFAULT_LEASE_RENEWAL.to_owned(),
+            more_introducers: Vec::new(),
         }),
         storage: StorageSection {
             enabled: storage,

@@ -91,7 +91,7 @@ pub struct Gateway {
     /// Uploads their clients named, so that they can cancel them.
     pub operations: operations::Operations,
     /// The introducer the node's client uses, if it runs one.
-    pub introducer: Option<NodeId>,
+    pub introducers: Vec<NodeId>,
     /// Scheduled lease renewal and repair, if the node runs a client.
     pub upkeep: Option<Arc<schedule::Schedule>>,
     /// The node's tree of directories, if it runs a client.
@@ -707,18 +707,21 @@ async fn status(State(g): State<Arc<Gateway>>) -> Result<Json<api::Status>, ApiE
         nickname: g.nickname.clone(),
         roles: g.roles.iter().map(|r| (*r).to_owned()).collect(),
         address: g.transport.furl().address(),
-        // The client heard from the introducer lately, and the connection is still up (or
-        // the introducer runs here).
+        // The client heard from an introducer lately, and a connection to one is still up
+        // (or one runs here).
         introducer_connected: report.as_ref().map(|r| {
-            let link = g.introducer.and_then(|id| peers.get(&id));
-            let up = g.introducer == Some(g.node.id())
-                || link.is_some_and(|(state, _)| *state == PeerState::Connected);
+            let up = g.introducers.iter().any(|id| {
+                *id == g.node.id()
+                    || peers
+                        .get(id)
+                        .is_some_and(|(state, _)| *state == PeerState::Connected)
+            });
             r.introducer_connected && up
         }),
         introducer_error: g
-            .introducer
-            .and_then(|id| peers.get(&id))
-            .and_then(|(_, e)| e.clone()),
+            .introducers
+            .iter()
+            .find_map(|id| peers.get(id).and_then(|(_, e)| e.clone())),
         actor_restarts: g.node.restarts(),
         servers_connected: servers
             .iter()

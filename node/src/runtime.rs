@@ -97,31 +97,40 @@ pub async fn start(dir: &Path) -> Result<RunningNode> {
         nodedir::write_atomically(&dir.join(INTRODUCER_FURL_FILE), text.as_bytes())?;
     }
     let mut encoding = None;
-    let mut introducer_id = None;
+    let mut introducer_ids = Vec::new();
     if let Some(client) = &config.client {
-        let introducer: Furl = client
-            .introducer
-            .parse()
-            .with_context(|| format!("[client] introducer = {:?}", client.introducer))?;
-        let introducer_node = introducer.node;
-        introducer_id = Some(introducer_node);
-        transport.add_peer(introducer);
-        let introducer_addr = Addr::new(introducer_node, Service::Introducer);
+        let furls = std::iter::once(("introducer", &client.introducer)).chain(
+            client
+                .more_introducers
+                .iter()
+                .map(|f| ("more_introducers", f)),
+        );
+        for (key, text) in furls {
+            let introducer: Furl = text
+                .parse()
+                .with_context(|| format!("[client] {key}: {text:?}"))?;
+            introducer_ids.push(introducer.node);
+            transport.add_peer(introducer);
+        }
+        let addrs: Vec<Addr> = introducer_ids
+            .iter()
+            .map(|&id| Addr::new(id, Service::Introducer))
+            .collect();
+        let (first, more) = (addrs[0], addrs[1..].to_vec());
         if config.storage.enabled {
             let (dir, config) = (dir.to_owned(), config.clone());
             let (seed, address) = (identity.key.seed(), furl.to_string());
+            let more = more.clone();
             spawn(&node, Service::Storage, move || {
-                storage_server(&dir, &config, seed, address.clone(), introducer_addr)
+                let server = storage_server(&dir, &config, seed, address.clone(), first)?;
+                Ok(server.with_more_introducers(more.clone()))
             })?;
         }
-        let vdrive = Addr::new(introducer_node, Service::Vdrive);
+        let vdrive = Addr::new(first.node, Service::Vdrive);
         let client_config = client_config(client, identity.lease_secret);
         spawn(&node, Service::Client, move || {
-            Ok(Client::new(
-                Some(introducer_addr),
-                Some(vdrive),
-                client_config.clone(),
-            ))
+            let client = Client::new(Some(first), Some(vdrive), client_config.clone());
+            Ok(client.with_more_introducers(more.clone()))
         })?;
         encoding = Some(client.encoding()?);
     }
@@ -164,7 +173,7 @@ pub async fn start(dir: &Path) -> Result<RunningNode> {
         encoding,
         spool_dir: dir.join("tmp"),
         operations: Default::default(),
-        introducer: introducer_id,
+        introducers: introducer_ids,
         tree: match config.client.is_some() {
             true => Some(gateway::tree::Tree::open(dir)?),
             false => None,

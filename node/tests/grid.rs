@@ -1046,3 +1046,66 @@ fn each_node_has_its_own_tree_shares_subtrees_by_cap_and_the_server_reads_none_o
         }
     }
 }
+
+#[test]
+fn with_two_introducers_the_grid_goes_on_learning_servers_when_one_is_down() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let intro_dirs = [root.path().join("intro-1"), root.path().join("intro-2")];
+    let mut introducers: Vec<Running> = intro_dirs
+        .iter()
+        .map(|dir| {
+            ok(&["create-introducer", &dir.display().to_string()]);
+            Running::start(dir)
+        })
+        .collect();
+    let furls: Vec<String> = intro_dirs.iter().map(|d| furl_of(d)).collect();
+    let both = ["--introducer", furls[1].as_str()];
+    let storage = |i: usize| {
+        let dir = root.path().join(format!("storage-{i}"));
+        create_node(&dir, &furls[0], &both);
+        Running::start(&dir)
+    };
+    let mut servers: Vec<Running> = (0..3).map(storage).collect();
+    let client_dir = root.path().join("client");
+    let mut args = vec![
+        "--no-storage",
+        "--shares-needed",
+        "2",
+        "--shares-total",
+        "3",
+    ];
+    args.extend_from_slice(&both);
+    create_node(&client_dir, &furls[0], &args);
+    let config = fs::read_to_string(client_dir.join("cairn.toml")).unwrap();
+    assert!(
+        config.contains(&format!("more_introducers = [\"{}\"]", furls[1])),
+        "{config}"
+    );
+    let _client = Running::start(&client_dir);
+    let dir = client_dir.display().to_string();
+    let status = || -> serde_json::Value {
+        serde_json::from_str(&ok(&["-d", &dir, "status", "--json"])).unwrap()
+    };
+    wait_until("the client knows the 3 servers", || {
+        status()["servers"].as_array().map(Vec::len) == Some(3)
+    });
+
+    // The first introducer goes away for good; a server that joins now is still learnt of.
+    introducers[0].stop();
+    servers.push(storage(3));
+    wait_until(
+        "the client learns of the new server from the second introducer",
+        || status()["servers"].as_array().map(Vec::len) == Some(4),
+    );
+    assert_eq!(
+        status()["introducer_connected"],
+        true,
+        "one introducer is enough"
+    );
+    let local = root.path().join("file");
+    fs::write(&local, sample(30_000, 9)).unwrap();
+    let cap = ok(&["-d", &dir, "put", local.to_str().unwrap()]);
+    let back = root.path().join("back");
+    ok(&["-d", &dir, "get", cap.trim(), "-o", back.to_str().unwrap()]);
+    assert_eq!(fs::read(&back).unwrap(), sample(30_000, 9));
+}

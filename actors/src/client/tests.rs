@@ -138,6 +138,40 @@ fn subscribes_on_start_and_again_every_interval() {
 }
 
 #[test]
+fn with_several_introducers_any_one_up_keeps_the_client_learning() {
+    let second = Addr::new(NodeId([210; 32]), Service::Introducer);
+    let stranger = Addr::new(NodeId([211; 32]), Service::Introducer);
+    let mut c = client().with_more_introducers([second, introducer()]);
+    let sent = requests(&step(&mut c, at(0), Input::Start));
+    let to: Vec<Addr> = sent.iter().map(|(to, _, _)| *to).collect();
+    assert_eq!(to, vec![introducer(), second], "each subscribed to, once");
+    // The first introducer is down; the second still tells of servers.
+    let msg = Message::Announcements(vec![signed_announcement(1, 1)]);
+    step(&mut c, at(1), Input::Message { from: second, msg });
+    assert_eq!(c.servers().len(), 1);
+    let msg = Message::Announcements(vec![signed_announcement(2, 1)]);
+    step(
+        &mut c,
+        at(1),
+        Input::Message {
+            from: stranger,
+            msg,
+        },
+    );
+    assert_eq!(
+        c.servers().len(),
+        1,
+        "not from an introducer of the client's"
+    );
+    let second_id = sent[1].1;
+    answer(&mut c, at(2), second, second_id, Response::Ok);
+    assert!(
+        status(&mut c, at(3)).introducer_connected,
+        "one introducer answers"
+    );
+}
+
+#[test]
 fn without_an_introducer_nothing_is_sent() {
     let mut c = Client::new(None, None, config());
     assert!(step(&mut c, at(0), Input::Start).is_empty());
@@ -712,7 +746,7 @@ impl Rig {
                     msg: Message::Request { id, deadline, body },
                 } => {
                     match body {
-                        Request::Subscribe => prop_assert_eq!(Some(*to), self.client.introducer),
+                        Request::Subscribe => prop_assert!(self.client.introducers.contains(to)),
                         Request::Vdrive(_) => prop_assert_eq!(Some(*to), self.client.vdrive),
                         other => prop_assert!(false, "the client sent {:?}", other),
                     }
@@ -857,7 +891,7 @@ impl Rig {
         }
         prop_assert_eq!(vdrive_ops.len(), self.waiting.len());
         // Once started with an introducer, a resubscription is always ahead.
-        if self.started && c.introducer.is_some() {
+        if self.started && !c.introducers.is_empty() {
             prop_assert!(self.timers.contains_key(&RESUBSCRIBE));
         }
         prop_assert!(self.timers.len() <= 2);

@@ -1163,3 +1163,36 @@ fn the_walk_records_where_it_is_every_few_steps_not_at_each() {
         "{records} records for {steps} steps"
     );
 }
+
+#[test]
+fn a_server_announces_itself_to_each_of_its_introducers() {
+    let second = Addr::new(NodeId([18; 32]), Service::Introducer);
+    let key = NodeKey::from_seed([1; 32]);
+    let server = StorageServer::new(
+        key,
+        "10.0.0.1:4000".into(),
+        Some(INTRODUCER),
+        Box::new(MemShareStore::new(1000)),
+        Box::new(MemJournal::new()),
+        config(),
+    )
+    .with_more_introducers([second, INTRODUCER]);
+    let me = Addr::new(NodeKey::from_seed([1; 32]).id(), Service::Storage);
+    let mut h = Driven::new(server, me, T0, 1);
+    let effects = h.input(Input::Start);
+    let to: Vec<Addr> = effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Send {
+                to,
+                msg:
+                    Message::Request {
+                        body: Request::Announce(_),
+                        ..
+                    },
+            } => Some(*to),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(to, vec![INTRODUCER, second]);
+}
