@@ -27,7 +27,8 @@ use std::path::PathBuf;
 /// The node's side of its tree: where its root and aliases are kept.
 pub struct Tree {
     dir: PathBuf,
-    /// Held while the root is being stored for the first time.
+    root: DirWriteCap,
+    /// Held while the root is being stored for the first time; true once it is.
     storing_root: tokio::sync::Mutex<bool>,
 }
 
@@ -41,9 +42,9 @@ struct Path {
 impl Tree {
     /// The tree of the node in `dir` (its root cap made if it has none).
     pub fn open(dir: &std::path::Path) -> anyhow::Result<Tree> {
-        nodedir::ensure_root_cap(dir)?;
         Ok(Tree {
             dir: dir.to_owned(),
+            root: nodedir::ensure_root_cap(dir)?,
             storing_root: tokio::sync::Mutex::new(false),
         })
     }
@@ -139,9 +140,8 @@ async fn entries(g: &Gateway, cap: &DirCap, path: &str) -> Result<Vec<Entry>, Ap
 }
 
 fn is_root(g: &Gateway, cap: &DirCap) -> bool {
-    let tree = g.tree.as_ref();
-    let root = tree.and_then(|t| nodedir::ensure_root_cap(&t.dir).ok());
-    root.is_some_and(|root| root.verify_cap() == cap.verify_cap())
+    let root = g.tree.as_ref().map(|t| t.root.verify_cap());
+    root == Some(cap.verify_cap())
 }
 
 /// Stores the node's root for the first time, unless it was stored before: then the vdrive
@@ -160,8 +160,7 @@ async fn store_root(g: &Gateway) -> Result<(), ApiError> {
              before: it lost it (restore the server's journal, or ask its operator)",
         ));
     }
-    let cap =
-        nodedir::ensure_root_cap(&tree.dir).map_err(|e| ApiError::internal(format!("{e:#}")))?;
+    let cap = tree.root.clone();
     match dir_op(g, DirRequest::Create { cap }).await {
         Ok(_) | Err(DirOpError::AlreadyExists(_)) => {}
         Err(e) => return Err(dir_error(e, "/")),
