@@ -581,6 +581,16 @@ fn unlink_tree(client: &GatewayClient, path: &str) -> Result<()> {
     client.post("/vdrive/unlink", &[("path", path)])
 }
 
+/// Print the node's metrics (what `GET /metrics` serves Prometheus), in the
+/// Prometheus/OpenMetrics text format.
+#[derive(clap::Args)]
+pub struct MetricsArgs {}
+
+pub fn metrics(dir: &Path, _args: MetricsArgs) -> Result<()> {
+    print!("{}", GatewayClient::for_node(dir)?.get_text("/metrics")?);
+    Ok(())
+}
+
 pub fn webopen(dir: &Path, args: WebopenArgs) -> Result<()> {
     let login: api::LoginUrl = GatewayClient::for_node(dir)?.post_json("/login-url", &[])?;
     println!("{}", login.url);

@@ -81,6 +81,10 @@ pub struct GatewaySection {
     /// Uploads are spooled to the node directory's disk only while this much stays free.
     #[serde(default = "default_spool_reserve")]
     pub spool_reserve: String,
+    /// Serve `GET /metrics` to anyone who can reach the gateway (a Prometheus on this
+    /// machine), without the API token.
+    #[serde(default)]
+    pub metrics_public: bool,
 }
 
 fn default_max_upload() -> String {
@@ -98,6 +102,7 @@ impl Default for GatewaySection {
             allow_remote: false,
             max_upload_size: default_max_upload(),
             spool_reserve: default_spool_reserve(),
+            metrics_public: false,
         }
     }
 }
@@ -507,10 +512,14 @@ impl NodeConfig {
              # The largest upload accepted.\n\
              max_upload_size = {}\n\
              # Uploads are spooled to this disk first; they fail rather than leave less free.\n\
-             spool_reserve = {}\n",
+             spool_reserve = {}\n\
+             # Serve GET /metrics (Prometheus) without the API token, to whoever reaches the\n\
+             # gateway (on 127.0.0.1: this machine's users).\n\
+             metrics_public = {}\n",
             self.gateway.allow_remote,
             toml_string(&self.gateway.max_upload_size),
-            toml_string(&self.gateway.spool_reserve)
+            toml_string(&self.gateway.spool_reserve),
+            self.gateway.metrics_public
         );
         out
     }

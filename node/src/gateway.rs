@@ -23,6 +23,7 @@
 //! JSON [`api::Failure`]s with a status code that says what kind.
 
 pub mod auth;
+pub mod metrics;
 pub mod operations;
 pub mod schedule;
 pub mod tree;
@@ -96,12 +97,16 @@ pub struct Gateway {
     pub upkeep: Option<Arc<schedule::Schedule>>,
     /// The node's tree of directories, if it runs a client.
     pub tree: Option<tree::Tree>,
+    pub metrics: Arc<metrics::Metrics>,
+    /// Serve `/metrics` without credentials (`[gateway] metrics_public`).
+    pub metrics_public: bool,
 }
 
 /// Serves `gateway` on `listener` until `stop` turns true.
 pub async fn serve(listener: TcpListener, gateway: Arc<Gateway>, mut stop: watch::Receiver<bool>) {
     let app = Router::new()
         .route("/status", get(status))
+        .route("/metrics", get(metrics::metrics))
         .route("/uri", put(upload))
         .route("/operations/cancel", post(cancel_operation))
         .route("/check", post(upkeep::check))
@@ -136,6 +141,7 @@ async fn guard(State(g): State<Arc<Gateway>>, request: Request, next: Next) -> R
     let checked = g.auth.check_origin(request.headers()).and_then(|()| {
         match request.uri().path() {
             "/login" => Ok(()), // the one-time code is the credential
+            "/metrics" if g.metrics_public => Ok(()),
             _ => g.auth.check_credentials(request.headers()),
         }
     });
@@ -232,6 +238,21 @@ struct UploadQuery {
 async fn upload(
     State(g): State<Arc<Gateway>>,
     Query(q): Query<UploadQuery>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<api::Uploaded>, ApiError> {
+    let operation = g.metrics.start(metrics::Kind::Upload);
+    let uploaded = upload_body(&g, q, headers, body).await;
+    if let Ok(Json(receipt)) = &uploaded {
+        g.metrics.bytes(metrics::Direction::In, receipt.size);
+    }
+    operation.end(uploaded.is_ok());
+    uploaded
+}
+
+async fn upload_body(
+    g: &Arc<Gateway>,
+    q: UploadQuery,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<api::Uploaded>, ApiError> {
@@ -432,12 +453,30 @@ async fn download(
     State(g): State<Arc<Gateway>>,
     UrlPath(cap): UrlPath<String>,
 ) -> Result<Response, ApiError> {
+    let mut operation = Some(g.metrics.start(metrics::Kind::Download));
+    let response = download_body(&g, cap, &mut operation).await;
+    // A download that streams takes its operation along, and ends it when it ends.
+    if let Some(operation) = operation {
+        operation.end(response.is_ok());
+    }
+    response
+}
+
+async fn download_body(
+    g: &Arc<Gateway>,
+    cap: String,
+    operation: &mut Option<metrics::Operation>,
+) -> Result<Response, ApiError> {
     let cap: Cap = cap
         .parse()
         .map_err(|e| ApiError::bad_request(format!("{cap:?} is not a cap: {e}")))?;
     let cap =
         match cap {
-            Cap::Lit(lit) => return Ok(octets(lit.data.len() as u64, Body::from(lit.data))),
+            Cap::Lit(lit) => {
+                g.metrics
+                    .bytes(metrics::Direction::Out, lit.data.len() as u64);
+                return Ok(octets(lit.data.len() as u64, Body::from(lit.data)));
+            }
             Cap::ChkVerifier(_) => return Err(ApiError::bad_request(
                 "a verify cap can check a file but not read it: give its read cap (URI:CHK:...)",
             )),
@@ -464,7 +503,8 @@ async fn download(
         LocalEvent::Pull(_) => return Err(ApiError::internal("a download asked for plaintext")),
     };
     let (chunks, body) = mpsc::channel(DOWNLOAD_CHUNKS_QUEUED);
-    tokio::spawn(forward_download(handle, first, chunks));
+    let streaming = operation.take().map(|op| (op, g.metrics.clone()));
+    tokio::spawn(forward_download(handle, first, chunks, streaming));
     Ok(octets(size, Body::from_stream(ReceiverStream::new(body))))
 }
 
@@ -474,16 +514,30 @@ async fn forward_download(
     mut handle: LocalHandle,
     first: Vec<u8>,
     chunks: mpsc::Sender<io::Result<Bytes>>,
+    metrics: Option<(metrics::Operation, Arc<metrics::Metrics>)>,
 ) {
+    let (operation, metrics) = match metrics {
+        Some((operation, metrics)) => (Some(operation), Some(metrics)),
+        None => (None, None),
+    };
+    let end = |succeeded: bool| {
+        if let Some(operation) = operation {
+            operation.end(succeeded);
+        }
+    };
     let mut next = Ok(Bytes::from(first));
     loop {
         let failed = next.is_err();
+        let sent = next.as_ref().map_or(0, |b| b.len() as u64);
         if chunks.send(next).await.is_err() || failed {
-            return;
+            return end(false);
+        }
+        if let Some(metrics) = &metrics {
+            metrics.bytes(metrics::Direction::Out, sent);
         }
         next = match handle.next_event().await {
             Ok(LocalEvent::Output(data)) => Ok(Bytes::from(data)),
-            Ok(LocalEvent::Reply(LocalResponse::Downloaded(Ok(_)))) => return,
+            Ok(LocalEvent::Reply(LocalResponse::Downloaded(Ok(_)))) => return end(true),
             Ok(LocalEvent::Reply(LocalResponse::Downloaded(Err(error)))) => {
                 tracing::warn!("download failed part-way: {error}");
                 Err(io::Error::other(error.to_string()))

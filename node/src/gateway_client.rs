@@ -111,6 +111,16 @@ impl GatewayClient {
         json(request.call().map_err(|e| self.unreachable(e))?)
     }
 
+    /// `GET path` answered with text.
+    pub fn get_text(&self, path: &str) -> Result<String> {
+        let request = self
+            .agent
+            .get(format!("{}{path}", self.base))
+            .header("authorization", &self.authorization);
+        let mut response = success(request.call().map_err(|e| self.unreachable(e))?)?;
+        Ok(response.body_mut().read_to_string()?)
+    }
+
     /// `POST path?query` with no body; succeeds or says why not.
     pub fn post(&self, path: &str, query: &[(&str, &str)]) -> Result<()> {
         success(self.post_request(path, query)?)?;

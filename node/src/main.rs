@@ -99,6 +99,7 @@ enum Command {
     Rm(commands::RmArgs),
     Status(commands::StatusArgs),
     Webopen(commands::WebopenArgs),
+    Metrics(commands::MetricsArgs),
     Alias(aliases::AliasArgs),
     ImportVdrive(aliases::ImportArgs),
     Cap(cap::CapArgs),
@@ -211,6 +212,7 @@ fn execute(cli: Cli) -> Result<bool> {
         Command::Rm(args) => commands::rm(&node_dir(dir, "rm")?, args)?,
         Command::Status(args) => return commands::status(&node_dir(dir, "status")?, args),
         Command::Webopen(args) => commands::webopen(&node_dir(dir, "webopen")?, args)?,
+        Command::Metrics(args) => commands::metrics(&node_dir(dir, "metrics")?, args)?,
         Command::Alias(args) => aliases::alias(&node_dir(dir, "alias")?, args)?,
         Command::ImportVdrive(args) => {
             aliases::import_vdrive(&node_dir(dir, "import-vdrive")?, args)?

@@ -174,6 +174,8 @@ pub async fn start(dir: &Path) -> Result<RunningNode> {
         spool_dir: dir.join("tmp"),
         operations: Default::default(),
         introducers: introducer_ids,
+        metrics: Arc::new(gateway::metrics::Metrics::new()),
+        metrics_public: config.gateway.metrics_public,
         tree: match config.client.is_some() {
             true => Some(gateway::tree::Tree::open(dir)?),
             false => None,

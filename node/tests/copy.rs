@@ -266,3 +266,71 @@ fn a_copy_of_many_files_shows_one_bar_on_a_terminal_and_none_otherwise() {
     assert!(!shown.contains("uploading"), "{shown}");
     assert_eq!(ok(&["-d", &node, "ls", "/loud/sub"]), "big\n");
 }
+
+/// The value of the metric line `name{labels}` in an OpenMetrics text.
+fn metric(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[test]
+fn the_metrics_count_exactly_the_operations_done() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (_grid, node) = one_server_grid(tmp.path());
+    let file = tmp.path().join("f");
+    fs::write(&file, vec![3u8; 50_000]).unwrap();
+    let before = ok(&["-d", &node, "metrics"]);
+    let cap = ok(&["-d", &node, "put", file.to_str().unwrap()]);
+    let out = tmp.path().join("back");
+    ok(&["-d", &node, "get", cap.trim(), "-o", out.to_str().unwrap()]);
+    let missing = run(&["-d", &node, "get", "URI:CHK:aaaaaaaaaaaaaaaaaaaaaaaaaa:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa:1:1:100"]);
+    assert!(!missing.status.success());
+    let text = ok(&["-d", &node, "metrics"]);
+
+    // The format: comments, samples, and the end marker last.
+    assert_eq!(text.lines().last(), Some("# EOF"), "{text}");
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let value = line.rsplit(' ').next().unwrap();
+        assert!(value.parse::<f64>().is_ok(), "not a sample: {line}");
+        assert!(line.starts_with("cairn_"), "{line}");
+    }
+    let moved = |series: &str| metric(&text, series) - metric(&before, series);
+    let op = |kind: &str, outcome: &str| {
+        moved(&format!(
+            "cairn_operations_total{{kind=\"{kind}\",outcome=\"{outcome}\"}}"
+        ))
+    };
+    assert_eq!(op("upload", "started"), 1.0, "{text}");
+    assert_eq!(op("upload", "succeeded"), 1.0);
+    assert_eq!(op("download", "started"), 2.0);
+    assert_eq!(op("download", "succeeded"), 1.0);
+    assert_eq!(op("download", "failed"), 1.0);
+    assert_eq!(
+        moved("cairn_plaintext_bytes_total{direction=\"in\"}"),
+        50_000.0
+    );
+    assert_eq!(
+        moved("cairn_plaintext_bytes_total{direction=\"out\"}"),
+        50_000.0
+    );
+    assert_eq!(metric(&text, "cairn_servers_known"), 1.0);
+    assert!(metric(&text, "cairn_resident_memory_bytes") > 1e6);
+    assert!(metric(&text, "cairn_storage_used_bytes") >= 50_000.0);
+    // Without credentials: refused (unless [gateway] metrics_public = true).
+    let url = fs::read_to_string(Path::new(&node).join("node.url")).unwrap();
+    let refused = std::net::TcpStream::connect(url.trim().trim_start_matches("http://"))
+        .and_then(|mut s| {
+            use std::io::{Read, Write};
+            write!(
+                s,
+                "GET /metrics HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+                url.trim().trim_start_matches("http://")
+            )?;
+            let mut answer = String::new();
+            s.read_to_string(&mut answer)?;
+            Ok(answer)
+        })
+        .unwrap();
+    assert!(refused.starts_with("HTTP/1.1 401"), "{refused}");
+}

@@ -45,7 +45,10 @@ pub(super) async fn check(
         repair: q.repair,
         add_lease: q.add_lease,
     };
-    check_file(&g, &q.cap, actions).await.map(Json)
+    let operation = g.metrics.start(super::metrics::Kind::Check);
+    let checked = check_file(&g, &q.cap, actions).await;
+    operation.end(checked.is_ok());
+    checked.map(Json)
 }
 
 /// Checks the file `cap` names, and does `actions`.

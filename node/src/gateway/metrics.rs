@@ -1,0 +1,318 @@
+//! `GET /metrics`: the node's figures in the Prometheus/OpenMetrics text format. Counters and
+//! histograms move as the gateway serves (operations started, succeeded and failed, bytes in
+//! and out, how long each took); gauges are read at each scrape from the same status that
+//! `cairn status` shows (servers, this node's storage figures as announced, the garbage
+//! collector's last pass, actor restarts, the process's memory), so the CLI, the gateway and
+//! the metrics say the same thing.
+
+use super::{status, ApiError, Gateway};
+use crate::api;
+use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// What an operation is (its `kind` label).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Upload,
+    Download,
+    Check,
+}
+
+impl Kind {
+    fn label(self) -> &'static str {
+        match self {
+            Kind::Upload => "upload",
+            Kind::Download => "download",
+            Kind::Check => "check",
+        }
+    }
+}
+
+/// Which way plaintext moved (the `direction` label).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    /// Received from the node's user (uploads).
+    In,
+    /// Sent to the node's user (downloads).
+    Out,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OperationLabels {
+    kind: &'static str,
+    /// started, succeeded or failed.
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabels {
+    kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DirectionLabels {
+    direction: &'static str,
+}
+
+type Histograms = Family<KindLabels, Histogram, fn() -> Histogram>;
+
+/// The node's metrics. See the module docs.
+pub struct Metrics {
+    registry: Registry,
+    operations: Family<OperationLabels, Counter>,
+    durations: Histograms,
+    bytes: Family<DirectionLabels, Counter>,
+    gauges: Gauges,
+}
+
+/// The gauges set at each scrape.
+#[derive(Default)]
+struct Gauges {
+    servers_known: Gauge,
+    servers_connected: Gauge,
+    introducer_connected: Gauge,
+    actor_restarts: Gauge,
+    resident_memory: Gauge,
+    storage_shares: Gauge,
+    storage_used: Gauge,
+    storage_free: Gauge,
+    storage_leases: Gauge,
+    storage_incoming: Gauge,
+    collector_files: Gauge,
+    collector_removed: Gauge,
+    collector_freed: Gauge,
+    collector_lapsing: Gauge,
+}
+
+fn durations() -> Histogram {
+    Histogram::new(exponential_buckets(0.005, 2.0, 16))
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("cairn");
+        let operations = Family::<OperationLabels, Counter>::default();
+        registry.register(
+            "operations",
+            "Operations the gateway served, by kind and outcome",
+            operations.clone(),
+        );
+        let durations: Histograms = Family::new_with_constructor(durations);
+        registry.register(
+            "operation_duration_seconds",
+            "How long operations took, from request to their end",
+            durations.clone(),
+        );
+        let bytes = Family::<DirectionLabels, Counter>::default();
+        registry.register(
+            "plaintext_bytes",
+            "Bytes of files received (in) from and sent (out) to the node's user",
+            bytes.clone(),
+        );
+        let gauges = Gauges::default();
+        let g = &gauges;
+        let each: [(&str, &str, &Gauge); 14] = [
+            (
+                "servers_known",
+                "Storage servers the client knows of",
+                &g.servers_known,
+            ),
+            (
+                "servers_connected",
+                "Storage servers with a live connection",
+                &g.servers_connected,
+            ),
+            (
+                "introducer_connected",
+                "1 if an introducer answered lately",
+                &g.introducer_connected,
+            ),
+            (
+                "actor_restarts",
+                "Services restarted after a panic since start",
+                &g.actor_restarts,
+            ),
+            (
+                "resident_memory_bytes",
+                "The process's resident memory",
+                &g.resident_memory,
+            ),
+            (
+                "storage_shares",
+                "Complete shares this node's storage server holds",
+                &g.storage_shares,
+            ),
+            (
+                "storage_used_bytes",
+                "Bytes of shares held, complete and incoming",
+                &g.storage_used,
+            ),
+            (
+                "storage_free_bytes",
+                "Bytes the storage server still takes",
+                &g.storage_free,
+            ),
+            (
+                "storage_leases",
+                "Leases recorded, over all files held",
+                &g.storage_leases,
+            ),
+            (
+                "storage_incoming_shares",
+                "Shares being uploaded",
+                &g.storage_incoming,
+            ),
+            (
+                "collector_last_pass_files",
+                "Files the last collection pass examined",
+                &g.collector_files,
+            ),
+            (
+                "collector_last_pass_removed_shares",
+                "Shares the last pass deleted",
+                &g.collector_removed,
+            ),
+            (
+                "collector_last_pass_freed_bytes",
+                "Bytes the last pass freed",
+                &g.collector_freed,
+            ),
+            (
+                "collector_lapsing_shares",
+                "Shares that will lapse within a week",
+                &g.collector_lapsing,
+            ),
+        ];
+        for (name, help, gauge) in each {
+            registry.register(name, help, gauge.clone());
+        }
+        Metrics {
+            registry,
+            operations,
+            durations,
+            bytes,
+            gauges,
+        }
+    }
+
+    /// An operation of `kind` starts: ended by [`Operation::end`].
+    pub fn start(self: &Arc<Self>, kind: Kind) -> Operation {
+        self.count(kind, "started");
+        Operation {
+            metrics: self.clone(),
+            kind,
+            started: Instant::now(),
+        }
+    }
+
+    fn count(&self, kind: Kind, outcome: &'static str) {
+        let labels = OperationLabels {
+            kind: kind.label(),
+            outcome,
+        };
+        self.operations.get_or_create(&labels).inc();
+    }
+
+    /// `n` bytes of plaintext moved.
+    pub fn bytes(&self, direction: Direction, n: u64) {
+        let direction = match direction {
+            Direction::In => "in",
+            Direction::Out => "out",
+        };
+        self.bytes
+            .get_or_create(&DirectionLabels { direction })
+            .inc_by(n);
+    }
+
+    /// The text a scrape gets, with the gauges set from `status`.
+    fn encode(&self, status: &api::Status) -> Result<String, std::fmt::Error> {
+        let g = &self.gauges;
+        let set = |gauge: &Gauge, value: u64| {
+            gauge.set(i64::try_from(value).unwrap_or(i64::MAX));
+        };
+        set(&g.servers_known, status.servers.len() as u64);
+        set(&g.servers_connected, status.servers_connected as u64);
+        set(
+            &g.introducer_connected,
+            u64::from(status.introducer_connected == Some(true)),
+        );
+        set(&g.actor_restarts, status.actor_restarts);
+        set(&g.resident_memory, resident_memory().unwrap_or(0));
+        if let Some(s) = &status.storage {
+            set(&g.storage_shares, s.figures.shares);
+            set(&g.storage_used, s.figures.used_bytes);
+            set(&g.storage_free, s.figures.free_space);
+            set(&g.storage_leases, s.leases as u64);
+            set(&g.storage_incoming, s.incoming_shares as u64);
+            if let Some(pass) = &s.collector.last {
+                set(&g.collector_files, pass.files_examined);
+                set(&g.collector_removed, pass.shares_removed);
+                set(&g.collector_freed, pass.bytes_freed);
+                set(&g.collector_lapsing, pass.shares_lapsing);
+            }
+        }
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &self.registry)?;
+        if !text.ends_with('\n') {
+            text.push('\n'); // every OpenMetrics line ends so, "# EOF" too
+        }
+        Ok(text)
+    }
+}
+
+/// An operation being counted.
+pub struct Operation {
+    metrics: Arc<Metrics>,
+    kind: Kind,
+    started: Instant,
+}
+
+impl Operation {
+    /// Counts the operation's end, and how long it took.
+    pub fn end(self, succeeded: bool) {
+        let outcome = match succeeded {
+            true => "succeeded",
+            false => "failed",
+        };
+        self.metrics.count(self.kind, outcome);
+        let labels = KindLabels {
+            kind: self.kind.label(),
+        };
+        let took = self.started.elapsed().as_secs_f64();
+        self.metrics.durations.get_or_create(&labels).observe(took);
+    }
+}
+
+/// The process's resident memory, from `/proc/self/statm` (Linux).
+fn resident_memory() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    // SAFETY: sysconf only reads a system constant.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    Some(pages * u64::try_from(page).ok()?)
+}
+
+pub(super) async fn metrics(State(g): State<Arc<Gateway>>) -> Result<Response, ApiError> {
+    let status = status(State(g.clone())).await?.0;
+    let text = g
+        .metrics
+        .encode(&status)
+        .map_err(|e| ApiError::internal(format!("cannot encode the metrics: {e}")))?;
+    let content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+    Ok(([(header::CONTENT_TYPE, content_type)], text).into_response())
+}
