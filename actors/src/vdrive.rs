@@ -21,7 +21,7 @@ mod dirs;
 mod tree;
 
 use crate::actor::{Actor, Addr, Context, Input, Time};
-use crate::ids::StorageIndex;
+use crate::ids::{NodeId, StorageIndex};
 use crate::protocol::{Message, RemoteError, Request, RequestId, Response};
 use crate::replies::ReplyCache;
 use crate::store::Journal;
@@ -29,7 +29,7 @@ use dirs::{Dirs, StoredDir};
 use serde::{Deserialize, Serialize};
 use tree::Tree;
 
-pub use dirs::DEFAULT_MAX_DIR_BYTES;
+pub use dirs::{DEFAULT_MAX_DIR_BYTES, DEFAULT_MAX_DIR_BYTES_PER_CREATOR};
 
 /// The first record of a journal in the current format (shorter than any legacy record
 /// could be mistaken for: a bare [`VdriveOp`] never encodes to these bytes).
@@ -182,9 +182,11 @@ impl Vdrive {
         }
     }
 
-    /// Keeps at most `max_bytes` of directory records (for tests and small simulations).
-    pub fn with_max_dir_bytes(mut self, max_bytes: u64) -> Self {
+    /// Keeps at most `max_bytes` of directory records, and at most `per_creator` of the
+    /// directories one node created (for tests and small simulations).
+    pub fn with_dir_limits(mut self, max_bytes: u64, per_creator: u64) -> Self {
         self.dirs.max_bytes = max_bytes;
+        self.dirs.max_per_creator = per_creator;
         self
     }
 
@@ -299,7 +301,7 @@ impl Vdrive {
                 write_enabler,
                 expected,
                 record,
-            } => match self.write_dir(si, &write_enabler, expected, record) {
+            } => match self.write_dir(from.node, si, &write_enabler, expected, record) {
                 Ok(()) => Response::Ok,
                 Err(e) => Response::Err(e),
             },
@@ -335,6 +337,7 @@ impl Vdrive {
     /// Checks, journals, then applies a directory write.
     fn write_dir(
         &mut self,
+        writer: NodeId,
         si: StorageIndex,
         write_enabler: &[u8; 32],
         expected: Option<u64>,
@@ -349,7 +352,9 @@ impl Vdrive {
                 "the vdrive's journal is in an older format and could not be rewritten".into(),
             ));
         }
-        let accepted = self.dirs.check(si, write_enabler, expected, record)?;
+        let accepted = self
+            .dirs
+            .check(writer, si, write_enabler, expected, record)?;
         let logged = encode(&Logged::Dir(accepted.0.clone()));
         if let Err(e) = self.journal.append(&logged) {
             tracing::warn!("vdrive: journal append failed, re-reading the journal: {e}");

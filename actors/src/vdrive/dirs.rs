@@ -6,10 +6,12 @@
 //! every later write must show that write enabler, carry a record signed by that key with a
 //! higher version, and name the version it replaces (a compare-and-swap, so that two writers
 //! never silently lose an update: the loser gets [`RemoteError::Conflict`] and retries on the
-//! new version). Records are bounded in size, and all of them together by
-//! [`Dirs::max_bytes`].
+//! new version). Records are bounded in size, all of them together by [`Dirs::max_bytes`],
+//! and those of the directories one node created by [`Dirs::max_per_creator`] (a directory's
+//! later versions, by whoever writes them, count against its creator), so that no one peer
+//! holding the grid's FURL can take the whole server.
 
-use crate::ids::StorageIndex;
+use crate::ids::{NodeId, StorageIndex};
 use crate::protocol::RemoteError;
 use cairn_codec::dirnode::{enabler_check, fingerprint_of, DirVerifyCap, Record};
 use cairn_codec::Hash;
@@ -18,11 +20,16 @@ use std::collections::BTreeMap;
 
 /// The most bytes of records a vdrive server keeps unless configured otherwise.
 pub const DEFAULT_MAX_DIR_BYTES: u64 = 256 << 20;
+/// The most bytes of the records of directories one node created, unless configured
+/// otherwise.
+pub const DEFAULT_MAX_DIR_BYTES_PER_CREATOR: u64 = 32 << 20;
 
 /// A directory as the journal holds it: a write that was accepted.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub(super) struct StoredDir {
     pub si: StorageIndex,
+    /// The node that created the directory: its bytes count against that node.
+    pub creator: NodeId,
     pub fingerprint: Hash,
     pub enabler_check: Hash,
     #[serde(with = "serde_bytes")]
@@ -33,6 +40,7 @@ pub(super) struct StoredDir {
 pub(super) struct AcceptedWrite(pub StoredDir);
 
 struct Dir {
+    creator: NodeId,
     fingerprint: Hash,
     enabler_check: Hash,
     version: u64,
@@ -44,7 +52,10 @@ pub(super) struct Dirs {
     dirs: BTreeMap<StorageIndex, Dir>,
     /// Bytes of the records held.
     bytes: u64,
+    /// Bytes of the records held, by the node that created their directories.
+    by_creator: BTreeMap<NodeId, u64>,
     pub max_bytes: u64,
+    pub max_per_creator: u64,
 }
 
 impl Dirs {
@@ -52,13 +63,16 @@ impl Dirs {
         Dirs {
             dirs: BTreeMap::new(),
             bytes: 0,
+            by_creator: BTreeMap::new(),
             max_bytes,
+            max_per_creator: DEFAULT_MAX_DIR_BYTES_PER_CREATOR,
         }
     }
 
     pub fn clear(&mut self) {
         self.dirs.clear();
         self.bytes = 0;
+        self.by_creator.clear();
     }
 
     pub fn len(&self) -> usize {
@@ -73,6 +87,7 @@ impl Dirs {
     /// Checks a write without making it.
     pub fn check(
         &self,
+        writer: NodeId,
         si: StorageIndex,
         write_enabler: &Hash,
         expected: Option<u64>,
@@ -119,8 +134,18 @@ impl Dirs {
                 free: self.max_bytes.saturating_sub(self.bytes - freed),
             });
         }
+        let creator = current.map_or(writer, |d| d.creator);
+        let charged = (self.by_creator.get(&creator).copied().unwrap_or(0)).saturating_sub(freed);
+        if charged + record.len() as u64 > self.max_per_creator {
+            return Err(RemoteError::Limit(format!(
+                "the directories created by node {creator:?} hold {charged} bytes here, and \
+                 this server keeps at most {} for one node's",
+                self.max_per_creator
+            )));
+        }
         Ok(AcceptedWrite(StoredDir {
             si,
+            creator,
             fingerprint,
             enabler_check: check,
             record,
@@ -134,6 +159,7 @@ impl Dirs {
             .version;
         let size = stored.record.len() as u64;
         let dir = Dir {
+            creator: stored.creator,
             fingerprint: stored.fingerprint,
             enabler_check: stored.enabler_check,
             version,
@@ -141,8 +167,12 @@ impl Dirs {
         };
         if let Some(old) = self.dirs.insert(stored.si, dir) {
             self.bytes -= old.record.len() as u64;
+            if let Some(charged) = self.by_creator.get_mut(&old.creator) {
+                *charged = charged.saturating_sub(old.record.len() as u64);
+            }
         }
         self.bytes += size;
+        *self.by_creator.entry(stored.creator).or_default() += size;
         Ok(())
     }
 
@@ -150,6 +180,7 @@ impl Dirs {
     pub fn stored(&self) -> impl Iterator<Item = StoredDir> + '_ {
         self.dirs.iter().map(|(&si, d)| StoredDir {
             si,
+            creator: d.creator,
             fingerprint: d.fingerprint,
             enabler_check: d.enabler_check,
             record: d.record.clone(),

@@ -727,7 +727,7 @@ mod directories {
     #[test]
     fn the_server_keeps_no_plaintext_and_bounds_what_it_holds() {
         let journal = MemJournal::new();
-        let vdrive = Vdrive::new(Box::new(journal.clone())).with_max_dir_bytes(2000);
+        let vdrive = Vdrive::new(Box::new(journal.clone())).with_dir_limits(2000, 2000);
         let me = Addr::new(NodeId([0; 32]), Service::Vdrive);
         let mut h = Driven::new(vdrive, me, T0, 3);
         h.input(Input::Start);
@@ -756,6 +756,40 @@ mod directories {
         assert!(!visible(b"secret-diary"));
         assert!(!visible(b"URI:LIT:"));
         assert!(!visible(&cap.write_enabler(&SERVER)), "only what checks it");
+    }
+
+    #[test]
+    fn one_node_cannot_take_the_whole_server() {
+        let vdrive = Vdrive::new(Box::new(MemJournal::new())).with_dir_limits(100_000, 3000);
+        let me = Addr::new(NodeId([0; 32]), Service::Vdrive);
+        let mut h = Driven::new(vdrive, me, T0, 3);
+        h.input(Input::Start);
+        let create = |h: &mut Driven<Vdrive>, from: Addr, seed: u8| {
+            let cap = dir(seed);
+            let body = Request::DirWrite {
+                si: cap.verify_cap().storage_index,
+                write_enabler: cap.write_enabler(&SERVER),
+                expected: None,
+                record: sealed(&cap, 1, &["a-file-with-a-name"]),
+            };
+            h.only_answer(from, body)
+        };
+        let mallory = Addr::new(NodeId([66; 32]), Service::Client);
+        let mut made = 0;
+        let refused = loop {
+            match create(&mut h, mallory, made) {
+                Response::Ok => made += 1,
+                other => break other,
+            }
+            assert!(made < 100, "never refused");
+        };
+        assert!(
+            matches!(refused, Response::Err(RemoteError::Limit(_))),
+            "{refused:?}"
+        );
+        assert!(made > 0);
+        // Another node is not held back by mallory's directories.
+        assert_eq!(create(&mut h, CLIENT, 200), Response::Ok);
     }
 
     #[test]
