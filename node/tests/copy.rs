@@ -315,6 +315,11 @@ fn the_metrics_count_exactly_the_operations_done() {
         50_000.0
     );
     assert_eq!(metric(&text, "cairn_servers_known"), 1.0);
+    assert_eq!(
+        metric(&text, "cairn_peers{state=\"connected\"}"),
+        1.0,
+        "{text}"
+    );
     assert!(metric(&text, "cairn_resident_memory_bytes") > 1e6);
     assert!(metric(&text, "cairn_storage_used_bytes") >= 50_000.0);
     // Without credentials: refused (unless [gateway] metrics_public = true).

@@ -63,6 +63,19 @@ struct DirectionLabels {
     direction: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabels {
+    state: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RunLabels {
+    /// renewal or repair.
+    kind: &'static str,
+    /// files, healthy, unhealthy, unrecoverable, repaired or errors.
+    count: &'static str,
+}
+
 type Histograms = Family<KindLabels, Histogram, fn() -> Histogram>;
 
 /// The node's metrics. See the module docs.
@@ -72,6 +85,8 @@ pub struct Metrics {
     durations: Histograms,
     bytes: Family<DirectionLabels, Counter>,
     gauges: Gauges,
+    peers: Family<StateLabels, Gauge>,
+    upkeep: Family<RunLabels, Gauge>,
 }
 
 /// The gauges set at each scrape.
@@ -91,6 +106,7 @@ struct Gauges {
     collector_removed: Gauge,
     collector_freed: Gauge,
     collector_lapsing: Gauge,
+    peer_dials: Gauge,
 }
 
 fn durations() -> Histogram {
@@ -126,7 +142,7 @@ impl Metrics {
         );
         let gauges = Gauges::default();
         let g = &gauges;
-        let each: [(&str, &str, &Gauge); 14] = [
+        let each: [(&str, &str, &Gauge); 15] = [
             (
                 "servers_known",
                 "Storage servers the client knows of",
@@ -197,16 +213,35 @@ impl Metrics {
                 "Shares that will lapse within a week",
                 &g.collector_lapsing,
             ),
+            (
+                "peer_dials",
+                "Dials made to the peers the transport knows, in all",
+                &g.peer_dials,
+            ),
         ];
         for (name, help, gauge) in each {
             registry.register(name, help, gauge.clone());
         }
+        let peers = Family::<StateLabels, Gauge>::default();
+        registry.register(
+            "peers",
+            "Peers the transport knows, by connection state",
+            peers.clone(),
+        );
+        let upkeep = Family::<RunLabels, Gauge>::default();
+        registry.register(
+            "upkeep_last_run_files",
+            "What the last scheduled lease renewal and repair runs found",
+            upkeep.clone(),
+        );
         Metrics {
             registry,
             operations,
             durations,
             bytes,
             gauges,
+            peers,
+            upkeep,
         }
     }
 
@@ -239,8 +274,12 @@ impl Metrics {
             .inc_by(n);
     }
 
-    /// The text a scrape gets, with the gauges set from `status`.
-    fn encode(&self, status: &api::Status) -> Result<String, std::fmt::Error> {
+    /// The text a scrape gets, with the gauges set from `status` and the transport's `peers`.
+    fn encode(
+        &self,
+        status: &api::Status,
+        peers: &[cairn_net::PeerStatus],
+    ) -> Result<String, std::fmt::Error> {
         let g = &self.gauges;
         let set = |gauge: &Gauge, value: u64| {
             gauge.set(i64::try_from(value).unwrap_or(i64::MAX));
@@ -264,6 +303,40 @@ impl Metrics {
                 set(&g.collector_removed, pass.shares_removed);
                 set(&g.collector_freed, pass.bytes_freed);
                 set(&g.collector_lapsing, pass.shares_lapsing);
+            }
+        }
+        self.peers.clear();
+        for state in ["connected", "connecting", "backoff", "idle"] {
+            let count = peers
+                .iter()
+                .filter(|p| p.state.to_string() == state)
+                .count();
+            let labels = StateLabels {
+                state: state.to_owned(),
+            };
+            set(&self.peers.get_or_create(&labels), count as u64);
+        }
+        set(&g.peer_dials, peers.iter().map(|p| p.dials).sum());
+        let runs = status
+            .upkeep
+            .as_ref()
+            .map(|u| [("renewal", &u.last_renewal), ("repair", &u.last_repair)]);
+        for (kind, run) in runs.into_iter().flatten() {
+            let Some(run) = run else { continue };
+            let s = &run.summary;
+            let counts = [
+                ("files", s.objects),
+                ("healthy", s.healthy),
+                ("unhealthy", s.unhealthy),
+                ("unrecoverable", s.unrecoverable),
+                ("repaired", s.repaired),
+                ("errors", s.errors),
+            ];
+            for (count, value) in counts {
+                set(
+                    &self.upkeep.get_or_create(&RunLabels { kind, count }),
+                    value,
+                );
             }
         }
         let mut text = String::new();
@@ -311,7 +384,7 @@ pub(super) async fn metrics(State(g): State<Arc<Gateway>>) -> Result<Response, A
     let status = status(State(g.clone())).await?.0;
     let text = g
         .metrics
-        .encode(&status)
+        .encode(&status, &g.transport.peers())
         .map_err(|e| ApiError::internal(format!("cannot encode the metrics: {e}")))?;
     let content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8";
     Ok(([(header::CONTENT_TYPE, content_type)], text).into_response())
