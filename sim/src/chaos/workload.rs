@@ -62,6 +62,8 @@ enum Op {
 #[derive(Default)]
 struct Model {
     known: BTreeMap<String, Option<String>>,
+    /// When the workload heard the last acknowledged change of each name.
+    settled: BTreeMap<String, Time>,
     /// Whether the directory is known to exist (its create was acknowledged, or refused as
     /// existing).
     exists: bool,
@@ -336,12 +338,14 @@ impl Workload {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn on_dir(
         &mut self,
         client: usize,
         shared: bool,
         request: DirRequest,
         final_check: bool,
+        (invoked, answered): (Time, Time),
         response: LocalResponse,
     ) {
         let LocalResponse::Dir(result) = response else {
@@ -362,10 +366,15 @@ impl Workload {
                 None
             }
             (DirRequest::List { .. }, Ok(DirReply::Entries { entries, .. })) => {
-                model.disagreement(&entries)
+                let own = model.disagreement(&entries);
+                let others = || self.others_disagree(client, &entries, invoked, answered);
+                own.or_else(|| shared.then(others).flatten())
             }
             (DirRequest::Change { change, .. }, Ok(_)) => {
                 model.apply(change);
+                for name in change.names() {
+                    model.settled.insert(name.to_owned(), answered);
+                }
                 None
             }
             // No answer, or a server whose journal failed mid-write: it may be made or not.
@@ -394,6 +403,58 @@ impl Workload {
             };
             self.violation(format!("client {client}, {whose}: {what}"));
         }
+    }
+
+    /// A listing of the shared directory by `lister`, invoked at `invoked` and answered at
+    /// `answered`, against the other clients' acknowledged changes: each of their names whose
+    /// last change was acknowledged before the listing began, and that no change of theirs
+    /// in flight during it touches, must be listed as it was left (linearizability, checked
+    /// name by name).
+    fn others_disagree(
+        &self,
+        lister: usize,
+        entries: &[Entry],
+        invoked: Time,
+        answered: Time,
+    ) -> Option<String> {
+        let listed: BTreeMap<&str, &str> = entries
+            .iter()
+            .map(|e| (e.name.as_str(), e.read_cap.as_str()))
+            .collect();
+        let in_flight: Vec<&str> = self
+            .ops
+            .values()
+            .filter(|(client, at, _)| *client != lister && *at < answered)
+            .filter_map(|(_, _, op)| match op {
+                Op::Dir {
+                    shared: true,
+                    request: DirRequest::Change { change, .. },
+                    ..
+                } => Some(change.names()),
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        for (client, dirs) in self.dirs.iter().enumerate() {
+            if client == lister {
+                continue;
+            }
+            let model = &dirs.shared;
+            for (name, expected) in &model.known {
+                let settled_before = model.settled.get(name).is_some_and(|t| *t < invoked);
+                if !settled_before || in_flight.contains(&name.as_str()) {
+                    continue;
+                }
+                let found = listed.get(name.as_str()).copied();
+                if found != expected.as_deref() {
+                    return Some(format!(
+                        "{name} (client {client}'s) listed as {found:?}, but its change \
+                         acknowledged before the listing began implies {expected:?}"
+                    ));
+                }
+            }
+        }
+        None
     }
 
     /// The run's findings (without the world's own figures).
@@ -501,6 +562,21 @@ impl Workload {
             .after(Duration::from_millis(self.rng.gen_range(500..20_000)));
         let (addr, id, request) = self.next_op(client, at);
         io.request(at, addr, id, request);
+    }
+}
+
+/// The names a change touches.
+trait Names {
+    fn names(&self) -> Vec<&str>;
+}
+
+impl Names for DirChange {
+    fn names(&self) -> Vec<&str> {
+        match self {
+            DirChange::Add { entry, .. } => vec![entry.name.as_str()],
+            DirChange::Remove { name } => vec![name.as_str()],
+            DirChange::Rename { from, to } => vec![from.as_str(), to.as_str()],
+        }
     }
 }
 
@@ -635,7 +711,8 @@ impl LocalUser for Workload {
                 request,
                 final_check,
             } => {
-                self.on_dir(client, shared, request, final_check, response);
+                let times = (started, io.now());
+                self.on_dir(client, shared, request, final_check, times, response);
                 final_check
             }
         };
