@@ -338,7 +338,6 @@ impl Workload {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn on_dir(
         &mut self,
         client: usize,
