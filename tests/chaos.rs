@@ -1,6 +1,7 @@
 //! The chaos scenario in CI: determinism, and hundreds of seeds with every fault on, clean.
 
 use cairn::sim::chaos::{self, ChaosConfig};
+use cairn::sim::faults::FaultKind;
 use std::collections::BTreeMap;
 use std::time::Instant;
 
@@ -66,8 +67,41 @@ fn chaos_seeds_are_clean() {
         violated.join("\n")
     );
     assert!(ops[0] > SEEDS && ops[2] > SEEDS, "the workload ran");
+    for kind in FaultKind::ALL {
+        let fired = faults.get(&format!("{kind:?}")).copied().unwrap_or(0);
+        assert!(
+            fired > 0,
+            "no {kind:?} fault fired in {SEEDS} seeds: {faults:?}"
+        );
+    }
     assert!(
         attacks > 1000 * SEEDS,
         "the byzantine peers attacked: {attacks}"
     );
+}
+
+/// Without faults and without attackers, nothing has an excuse: every upload, download and
+/// directory operation of the same workload succeeds.
+#[test]
+fn without_faults_every_operation_succeeds() {
+    let config = ChaosConfig {
+        faults: false,
+        byzantine_servers: 0,
+        byzantine_clients: 0,
+        ..ChaosConfig::default()
+    };
+    chaos::run_seeds(0..50, &config, |report| {
+        let o = &report.operations;
+        assert!(report.violations.is_empty(), "{report:?}");
+        assert!(
+            o.uploads > 0 && o.downloads > 0 && o.vdrive > 0,
+            "{report:?}"
+        );
+        assert_eq!(
+            (o.uploads_ok, o.downloads_ok, o.vdrive_ok),
+            (o.uploads, o.downloads, o.vdrive),
+            "seed {}: {o:?}",
+            report.seed
+        );
+    });
 }
