@@ -106,6 +106,8 @@ enum Command {
     Sim(simulate::SimArgs),
 }
 
+use tracing_subscriber::fmt::writer::BoxMakeWriter;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // The commands that print for a pipe end quietly when it closes; a node keeps running.
@@ -120,11 +122,14 @@ fn main() -> ExitCode {
     let filter = tracing_subscriber::EnvFilter::builder()
         .with_default_directive(level.into())
         .from_env_lossy();
-    let log_files = match &cli.command {
-        Command::Run(args) => args.log_dir.as_ref().map(|dir| (dir, args.keep_logs)),
-        _ => None,
+    let (log_files, json_logs) = match &cli.command {
+        Command::Run(args) => (
+            args.log_dir.as_ref().map(|dir| (dir, args.keep_logs)),
+            args.log_format == serve::LogFormat::Json,
+        ),
+        _ => (None, false),
     };
-    match log_files {
+    let (writer, ansi) = match log_files {
         Some((dir, keep)) => {
             let files = tracing_appender::rolling::Builder::new()
                 .rotation(tracing_appender::rolling::Rotation::DAILY)
@@ -132,25 +137,27 @@ fn main() -> ExitCode {
                 .filename_suffix("log")
                 .max_log_files(keep.max(1))
                 .build(dir);
-            let files = match files {
-                Ok(files) => files,
+            match files {
+                Ok(files) => (BoxMakeWriter::new(files), false),
                 Err(e) => {
                     eprintln!("cairn: error: cannot write logs in {}: {e}", dir.display());
                     return ExitCode::FAILURE;
                 }
-            };
-            tracing_subscriber::fmt()
-                .with_env_filter(filter)
-                .with_writer(files)
-                .with_ansi(false)
-                .init();
+            }
         }
-        None => tracing_subscriber::fmt()
-            .with_env_filter(filter)
-            .with_writer(std::io::stderr)
-            // Colours for a person at a terminal; plain text for a log file or a pipe.
-            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-            .init(),
+        // Colours for a person at a terminal; plain text for a log file or a pipe.
+        None => (
+            BoxMakeWriter::new(std::io::stderr),
+            std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        ),
+    };
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(writer);
+    match json_logs {
+        // One JSON object per line, for a log collector.
+        true => logs.json().init(),
+        false => logs.with_ansi(ansi).init(),
     }
     let json = cli.command.prints_json();
     match execute(cli) {

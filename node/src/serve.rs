@@ -21,6 +21,16 @@ pub struct RunArgs {
     /// How many daily log files --log-dir keeps.
     #[arg(long, value_name = "N", default_value_t = 7, requires = "log_dir")]
     pub keep_logs: usize,
+    /// text (for people) or json (one object per line, for a log collector).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// How `cairn run` writes its log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 pub fn run(args: RunArgs) -> Result<()> {
@@ -35,14 +45,22 @@ pub fn run(args: RunArgs) -> Result<()> {
     tokio_runtime()?.block_on(async {
         let node = runtime::start(&args.dir).await?;
         nodedir::write_atomically(&pid_file, format!("{}\n", std::process::id()).as_bytes())?;
-        eprintln!(
-            "cairn: {} running as {} (gateway {}); stop with Ctrl-C",
-            node.config.node.nickname,
-            node.node.id(),
-            node.gateway_url
-        );
+        // A person at the console gets a line; a log collector gets the log alone (the node
+        // logs that it runs, and stops, either way).
+        let plain = args.log_format == LogFormat::Text;
+        if plain {
+            eprintln!(
+                "cairn: {} running as {} (gateway {}); stop with Ctrl-C",
+                node.config.node.nickname,
+                node.node.id(),
+                node.gateway_url
+            );
+        }
         until_stopped().await?;
-        eprintln!("cairn: stopping");
+        match plain {
+            true => eprintln!("cairn: stopping"),
+            false => tracing::info!("node stopping"),
+        }
         node.stop().await;
         let _ = std::fs::remove_file(&pid_file);
         Ok(())

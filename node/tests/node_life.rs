@@ -303,3 +303,29 @@ fn a_running_node_is_waited_for_refuses_a_second_run_and_stops_on_request() {
     );
     assert!(!Path::new(&intro.join("node.pid")).exists());
 }
+
+#[test]
+fn run_writes_json_logs_when_asked() {
+    let tmp = tempfile::tempdir().unwrap();
+    let intro = tmp.path().join("intro");
+    assert_eq!(
+        code(&run(&["create-introducer", intro.to_str().unwrap()])),
+        0
+    );
+    let mut command = support::cairn();
+    command.args(["run", intro.to_str().unwrap(), "--log-format", "json"]);
+    let mut node = Running::spawn(&intro, command);
+    node.stop();
+    let log = node.log();
+    let lines: Vec<&str> = log.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(!lines.is_empty(), "the node logged something");
+    for line in lines {
+        let value: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{line:?}: {e}"));
+        assert!(
+            value["level"].is_string() && value["fields"].is_object(),
+            "{line}"
+        );
+    }
+    assert!(log.contains("\"node running\""), "{log}");
+}
