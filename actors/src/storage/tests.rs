@@ -149,8 +149,8 @@ fn allocated(already_have: &[u8], allocated: &[u8]) -> Response {
     }
 }
 
-/// The announcements among `effects`.
-fn announcements(effects: &[Effect]) -> Vec<Announcement> {
+/// The announcements among `effects`, with where each went.
+fn announced(effects: &[Effect]) -> Vec<(Addr, Announcement)> {
     effects
         .iter()
         .filter_map(|e| match e {
@@ -161,9 +161,17 @@ fn announcements(effects: &[Effect]) -> Vec<Announcement> {
                         body: Request::Announce(a),
                         ..
                     },
-            } if *to == INTRODUCER => Some((**a).clone()),
+            } => Some((*to, (**a).clone())),
             _ => None,
         })
+        .collect()
+}
+
+/// The announcements among `effects` sent to the introducer.
+fn announcements(effects: &[Effect]) -> Vec<Announcement> {
+    let sent = announced(effects).into_iter();
+    sent.filter(|(to, _)| *to == INTRODUCER)
+        .map(|(_, a)| a)
         .collect()
 }
 
@@ -1179,20 +1187,9 @@ fn a_server_announces_itself_to_each_of_its_introducers() {
     .with_more_introducers([second, INTRODUCER]);
     let me = Addr::new(NodeKey::from_seed([1; 32]).id(), Service::Storage);
     let mut h = Driven::new(server, me, T0, 1);
-    let effects = h.input(Input::Start);
-    let to: Vec<Addr> = effects
-        .iter()
-        .filter_map(|e| match e {
-            Effect::Send {
-                to,
-                msg:
-                    Message::Request {
-                        body: Request::Announce(_),
-                        ..
-                    },
-            } => Some(*to),
-            _ => None,
-        })
+    let to: Vec<Addr> = announced(&h.input(Input::Start))
+        .into_iter()
+        .map(|(to, _)| to)
         .collect();
     assert_eq!(to, vec![INTRODUCER, second]);
 }
