@@ -187,6 +187,8 @@ pub fn run(seed: u64, config: &ChaosConfig) -> ChaosReport {
 /// Every fault kind on, at rates that keep a file's shares mostly reachable.
 fn fault_plan(grid: &Grid, start: Time, end: Time) -> FaultPlan {
     let mut plan = FaultPlan::new(start, end, grid.faultable_nodes());
+    // Partitions reach every link: clients from servers and from the vdrive too.
+    plan.partitioned.extend(&grid.clients);
     plan.rates = FaultRates {
         crash: 0.05,
         partition: 0.02,

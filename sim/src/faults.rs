@@ -160,6 +160,9 @@ pub struct FaultPlan {
     pub end: Time,
     /// The nodes that node faults may strike.
     pub nodes: Vec<NodeId>,
+    /// The nodes partitions cut apart: `nodes`, and any others given (nodes that are never
+    /// crashed, such as the clients that observe a run, can still be cut off).
+    pub partitioned: Vec<NodeId>,
     /// How often each kind of fault strikes.
     pub rates: FaultRates,
     /// How long a crashed node stays down.
@@ -188,6 +191,7 @@ impl FaultPlan {
         FaultPlan {
             start,
             end,
+            partitioned: nodes.clone(),
             nodes,
             rates: FaultRates::default(),
             downtime: (Duration::from_secs(1), Duration::from_secs(30)),
@@ -334,10 +338,10 @@ impl Drawing<'_> {
     }
 
     fn partition(&mut self, now: Time) {
-        if !self.free(Slot::Partition, now) || self.plan.nodes.len() < 2 {
+        if !self.free(Slot::Partition, now) || self.plan.partitioned.len() < 2 {
             return;
         }
-        let mut nodes = self.plan.nodes.clone();
+        let mut nodes = self.plan.partitioned.clone();
         nodes.shuffle(self.rng);
         let cut = index_below(self.rng, nodes.len() / 2) + 1;
         let b = nodes.split_off(cut);

@@ -85,8 +85,9 @@ impl Grid {
         Addr::new(self.clients[i], Service::Client)
     }
 
-    /// The nodes faults may strike: every honest server (clients are the observers; the
-    /// attackers are never down, at no cost to them).
+    /// The nodes crashes and other node faults may strike: every honest server (clients are
+    /// the observers, cut off by partitions but never crashed; the attackers are never
+    /// down, at no cost to them).
     pub fn faultable_nodes(&self) -> Vec<NodeId> {
         let mut nodes = vec![self.introducer];
         nodes.extend(self.storage.iter().map(|(id, _)| *id));
