@@ -22,7 +22,7 @@ use cairn_codec::dirnode::{ChildKind, DirCap, DirWriteCap, Entry};
 use cairn_codec::Cap;
 use rand::rngs::OsRng;
 use rand::RngCore;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// The node's side of its tree: where its root and aliases are kept.
 pub struct Tree {
@@ -32,8 +32,8 @@ pub struct Tree {
     storing_root: tokio::sync::Mutex<bool>,
 }
 
-/// A path split: the directory it starts from, and the names below it.
-struct Path {
+/// A path in the tree, split: the directory it starts from, and the names below it.
+struct TreePath {
     text: String,
     base: DirCap,
     names: Vec<String>,
@@ -41,7 +41,7 @@ struct Path {
 
 impl Tree {
     /// The tree of the node in `dir` (its root cap made if it has none).
-    pub fn open(dir: &std::path::Path) -> anyhow::Result<Tree> {
+    pub fn open(dir: &Path) -> anyhow::Result<Tree> {
         Ok(Tree {
             dir: dir.to_owned(),
             root: nodedir::ensure_root_cap(dir)?,
@@ -49,7 +49,7 @@ impl Tree {
         })
     }
 
-    fn parse(&self, text: &str) -> Result<Path, ApiError> {
+    fn parse(&self, text: &str) -> Result<TreePath, ApiError> {
         let (alias, rest) = match text.split_once(':') {
             Some((alias, rest)) if !alias.contains('/') => (alias, rest),
             _ => (nodedir::ROOT_ALIAS, text),
@@ -68,7 +68,7 @@ impl Tree {
             .filter(|n| !n.is_empty())
             .map(str::to_owned)
             .collect();
-        Ok(Path {
+        Ok(TreePath {
             text: text.to_owned(),
             base,
             names,
@@ -76,7 +76,7 @@ impl Tree {
     }
 }
 
-impl Path {
+impl TreePath {
     fn parent(&self) -> Result<(&[String], &str), ApiError> {
         match self.names.split_last() {
             Some((last, parent)) => Ok((parent, last)),
