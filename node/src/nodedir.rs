@@ -147,8 +147,14 @@ pub fn ensure_root_cap(dir: &Path) -> Result<DirWriteCap> {
 
 /// The node's aliases: its root's (`cairn`) and those in `private/aliases`, by name.
 pub fn aliases(dir: &Path) -> Result<BTreeMap<String, DirCap>> {
-    let mut aliases = BTreeMap::new();
+    let mut aliases = added_aliases(dir)?;
     aliases.insert(ROOT_ALIAS.to_owned(), DirCap::Write(ensure_root_cap(dir)?));
+    Ok(aliases)
+}
+
+/// The aliases in `private/aliases` (without the root's), by name.
+pub fn added_aliases(dir: &Path) -> Result<BTreeMap<String, DirCap>> {
+    let mut aliases = BTreeMap::new();
     let path = dir.join(ALIASES_FILE);
     let text = match fs::read_to_string(&path) {
         Ok(text) => text,

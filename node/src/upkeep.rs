@@ -48,8 +48,9 @@ struct ActionArgs {
     /// is healthy.
     #[arg(long)]
     repair: bool,
-    /// Renew this node's lease on each file at every server holding its shares (for a
-    /// lease period, 31 days, from now).
+    /// Renew this node's lease on each file at every server holding its shares (for the
+    /// server's lease period from now: 31 days unless its [storage] lease_period says
+    /// otherwise).
     #[arg(long)]
     add_lease: bool,
 }

@@ -54,14 +54,19 @@ impl Tree {
             Some((alias, rest)) if !alias.contains('/') => (alias, rest),
             _ => (nodedir::ROOT_ALIAS, text),
         };
-        let aliases =
-            nodedir::aliases(&self.dir).map_err(|e| ApiError::internal(format!("{e:#}")))?;
-        let base = aliases.get(alias).cloned().ok_or_else(|| {
-            ApiError::new(
-                StatusCode::NOT_FOUND,
-                format!("no alias {alias:?} (`cairn alias list` shows them)"),
-            )
-        })?;
+        // The root needs no disk; the other aliases are read afresh (the CLI adds them).
+        let base = match alias {
+            nodedir::ROOT_ALIAS => DirCap::Write(self.root.clone()),
+            _ => nodedir::added_aliases(&self.dir)
+                .map_err(|e| ApiError::internal(format!("{e:#}")))?
+                .remove(alias)
+                .ok_or_else(|| {
+                    ApiError::new(
+                        StatusCode::NOT_FOUND,
+                        format!("no alias {alias:?} (`cairn alias list` shows them)"),
+                    )
+                })?,
+        };
         cairn_actors::vdrive::check_path(rest).map_err(|e| ApiError::bad_request(e.to_string()))?;
         let names = rest
             .split('/')
