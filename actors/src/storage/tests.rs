@@ -1193,3 +1193,23 @@ fn a_server_announces_itself_to_each_of_its_introducers() {
         .collect();
     assert_eq!(to, vec![INTRODUCER, second]);
 }
+
+#[test]
+fn a_disk_failing_under_the_collector_loses_no_lease_and_the_next_pass_finishes_the_job() {
+    let mut h = Harness::new(10_000, collecting(Expiry::Leases));
+    h.input(Input::Start);
+    h.upload_file(si(1), &[0, 1], 100);
+    h.flaky_store.fail(true);
+    let pass = h.crawl_after(120).last.expect("the pass ends");
+    assert_eq!((pass.shares_removed, pass.errors), (0, 1), "{pass:?}");
+    h.flaky_store.fail(false);
+    assert_eq!(h.held(si(1)).len(), 2, "nothing deleted");
+    assert_eq!(
+        h.actor.status().leased_files,
+        1,
+        "its leases kept for the next pass"
+    );
+    let pass = h.crawl_after(10).last.expect("the next pass ends");
+    assert_eq!((pass.shares_removed, pass.errors), (2, 0));
+    assert_eq!(h.held(si(1)), vec![]);
+}
