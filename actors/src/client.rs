@@ -232,6 +232,7 @@ impl Client {
                 nickname: k.announcement.nickname.clone(),
                 figures: k.announcement.figures,
                 reachable: now.since(k.heard) <= fresh,
+                heard_ago: now.since(k.heard),
             })
             .collect();
         // The introducer is answered once per interval: allow one interval and a timeout.

@@ -9,6 +9,7 @@ use crate::vdrive::{VdriveError, VdriveOp, VdriveReply};
 use cairn_codec::dirnode::{DirCap, DirWriteCap, Entry};
 use cairn_codec::{ChkCap, EncodingParams, Key, VerifierCap};
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 /// Matches a local request to its answers; unique per node.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -219,4 +220,6 @@ pub struct ServerStatus {
     pub figures: StorageFigures,
     /// Whether the server's announcements are fresh (a newer one arrived recently).
     pub reachable: bool,
+    /// How long ago its latest announcement arrived.
+    pub heard_ago: Duration,
 }

@@ -26,6 +26,12 @@ pub struct Failure {
 pub struct Status {
     pub node_id: String,
     pub nickname: String,
+    /// The cairn version the node runs.
+    #[serde(default)]
+    pub version: String,
+    /// Seconds since the node started.
+    #[serde(default)]
+    pub uptime_secs: u64,
     /// What the node runs: introducer, vdrive, storage, client.
     pub roles: Vec<String>,
     /// Where other nodes reach it (`host:port`; never its FURL, whose secret is a
@@ -107,6 +113,9 @@ pub struct Encoding {
 pub struct OwnStorage {
     #[serde(flatten)]
     pub figures: StorageFigures,
+    /// `[storage] reserved_space`: free space the server never fills.
+    #[serde(default)]
+    pub reserved_bytes: u64,
     pub incoming_shares: usize,
     /// Files with leases, and leases in all.
     pub leased_files: usize,
@@ -162,6 +171,9 @@ pub struct Server {
     pub figures: StorageFigures,
     /// Whether its announcements are fresh.
     pub announced_recently: bool,
+    /// Seconds since its latest announcement arrived.
+    #[serde(default)]
+    pub announced_secs_ago: u64,
     /// Why the last connection to it failed, if it did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,

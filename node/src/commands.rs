@@ -184,7 +184,12 @@ pub(crate) fn upload_file(
             format!("{} is a directory, not a file", path.display()),
         ));
     }
-    upload(client, &mut &file, Some(meta.len()), shares)
+    // The node's operations page shows what it uploads by name.
+    let mut query = shares.to_vec();
+    if let Some(name) = path.file_name() {
+        query.push(("name", name.to_string_lossy().into_owned()));
+    }
+    upload(client, &mut &file, Some(meta.len()), &query)
 }
 
 /// Uploads `input`, named so that an interrupt cancels it on the node.
@@ -315,7 +320,7 @@ pub(crate) fn mtime_secs(meta: &std::fs::Metadata) -> Option<u64> {
 }
 
 /// A Unix time for a listing: `2026-12-03 16:04` (UTC).
-fn listing_time(secs: u64) -> String {
+pub(crate) fn listing_time(secs: u64) -> String {
     let format = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]");
     time::OffsetDateTime::from_unix_timestamp(secs as i64)
         .ok()
@@ -614,7 +619,7 @@ fn unix_now() -> u64 {
 }
 
 /// How long ago `secs` (Unix seconds) was, or how long until it is, for a person.
-fn relative(secs: u64) -> String {
+pub(crate) fn relative(secs: u64) -> String {
     let now = unix_now();
     let span = |d: u64| humantime::format_duration(std::time::Duration::from_secs(d)).to_string();
     match secs <= now {

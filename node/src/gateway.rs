@@ -22,11 +22,13 @@
 //! or a session): the gateway is reachable by every web page its user visits. Failures are
 //! JSON [`api::Failure`]s with a status code that says what kind.
 
+mod activity;
 pub mod auth;
 pub mod metrics;
 pub mod operations;
 pub mod schedule;
 pub mod tree;
+mod ui;
 mod upkeep;
 
 use crate::api;
@@ -43,7 +45,7 @@ use cairn_actors::storage::{CollectorStatus, Pass};
 use cairn_actors::vdrive::{VdriveError, VdriveOp, VdriveReply};
 use cairn_actors::{NodeId, Service, Time};
 use cairn_codec::{self as codec, Cap, CapKind, EncodingParams};
-use cairn_net::host::{HostError, LocalEvent, LocalHandle, SeekSource};
+use cairn_net::host::{FnSource, HostError, LocalEvent, LocalHandle, PlaintextSource, SeekSource};
 use cairn_net::transport::{Furl, PeerState, Transport};
 use cairn_net::Node;
 use futures_util::StreamExt;
@@ -53,6 +55,7 @@ use std::fs::File;
 use std::io::{self, BufWriter, Read, Seek, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Instant;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
@@ -100,11 +103,21 @@ pub struct Gateway {
     pub metrics: Arc<metrics::Metrics>,
     /// Serve `/metrics` without credentials (`[gateway] metrics_public`).
     pub metrics_public: bool,
+    /// When the node started.
+    pub started: Instant,
+    /// `[storage] reserved_space`, if the node runs a storage server.
+    pub storage_reserved: u64,
 }
 
 /// Serves `gateway` on `listener` until `stop` turns true.
 pub async fn serve(listener: TcpListener, gateway: Arc<Gateway>, mut stop: watch::Receiver<bool>) {
     let app = Router::new()
+        .route("/", get(ui::overview))
+        .route("/files", get(ui::files))
+        .route("/file", get(ui::file))
+        .route("/operations", get(ui::operations))
+        .route("/ui/cairn.css", get(ui::style))
+        .route("/ui/cairn.js", get(ui::script))
         .route("/status", get(status))
         .route("/metrics", get(metrics::metrics))
         .route("/uri", put(upload))
@@ -138,24 +151,35 @@ pub async fn serve(listener: TcpListener, gateway: Arc<Gateway>, mut stop: watch
 /// Turns away what [`auth`] refuses, before any handler runs; marks every answer as not for
 /// sniffing or referring, and file bodies as never to run as a page of the gateway's origin.
 async fn guard(State(g): State<Arc<Gateway>>, request: Request, next: Next) -> Response {
-    let checked = g.auth.check_origin(request.headers()).and_then(|()| {
-        match request.uri().path() {
+    let path = request.uri().path();
+    let checked = g
+        .auth
+        .check_origin(request.headers())
+        .and_then(|()| match path {
             "/login" => Ok(()), // the one-time code is the credential
             "/metrics" if g.metrics_public => Ok(()),
+            path if ui::is_asset(path) => Ok(()),
             _ => g.auth.check_credentials(request.headers()),
-        }
-    });
+        });
     if let Err(refusal) = checked {
-        tracing::warn!(
-            path = request.uri().path(),
-            ?refusal,
-            "gateway: request refused"
-        );
-        return refusal.into_response();
+        tracing::warn!(path, ?refusal, "gateway: request refused");
+        let mut response = match refusal {
+            auth::Refusal::NoCredentials if ui::is_page(path) => ui::login_needed(),
+            refusal => refusal.into_response(),
+        };
+        secure(response.headers_mut(), false);
+        return response;
     }
-    let file = request.uri().path().starts_with("/uri/");
+    let file = path.starts_with("/uri/");
     let mut response = next.run(request).await;
-    let headers = response.headers_mut();
+    secure(response.headers_mut(), file);
+    response
+}
+
+/// Marks every answer as not for sniffing, framing or referring; a file's body as never to
+/// run as a page of the gateway's origin, and everything else as running only the gateway's
+/// own script and style.
+fn secure(headers: &mut HeaderMap, file: bool) {
     headers.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
@@ -164,13 +188,15 @@ async fn guard(State(g): State<Arc<Gateway>>, request: Request, next: Next) -> R
         header::REFERRER_POLICY,
         HeaderValue::from_static("no-referrer"),
     );
-    if file {
-        headers.insert(
-            header::CONTENT_SECURITY_POLICY,
-            HeaderValue::from_static("sandbox"),
-        );
-    }
-    response
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    let policy = match file {
+        true => "sandbox",
+        false => ui::PAGE_POLICY,
+    };
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(policy),
+    );
 }
 
 /// A failed request: its status and what to tell the user.
@@ -233,6 +259,32 @@ struct UploadQuery {
     shares_needed: Option<usize>,
     shares_happy: Option<usize>,
     shares_total: Option<usize>,
+    /// The file's name, for the operations page only.
+    name: Option<String>,
+}
+
+/// The most of a name or cap an operation's description shows.
+const DESCRIPTION_CHARS: usize = 60;
+
+/// `text` cut to [`DESCRIPTION_CHARS`].
+fn describe(text: &str) -> String {
+    match text.char_indices().nth(DESCRIPTION_CHARS) {
+        Some((end, _)) => format!("{}…", &text[..end]),
+        None => text.to_owned(),
+    }
+}
+
+/// A cap, for the operations page, without what it grants: the file's storage index and
+/// size.
+fn cap_label(text: &str) -> String {
+    let file = |si: codec::StorageIndex, size: u64| format!("{si:?}, {}", bytesize::ByteSize(size));
+    match text.parse::<Cap>() {
+        Ok(Cap::Chk(cap)) => file(cap.key.storage_index(), cap.size),
+        Ok(Cap::ChkVerifier(cap)) => file(cap.storage_index, cap.size),
+        Ok(Cap::Lit(lit)) => format!("a literal file of {} bytes", lit.data.len()),
+        Ok(Cap::Dir(_)) => "a directory".to_owned(),
+        Err(_) => "not a cap".to_owned(),
+    }
 }
 
 async fn upload(
@@ -241,12 +293,13 @@ async fn upload(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<api::Uploaded>, ApiError> {
-    let operation = g.metrics.start(metrics::Kind::Upload);
-    let uploaded = upload_body(&g, q, headers, body).await;
+    let what = describe(q.name.as_deref().unwrap_or("a file"));
+    let operation = g.metrics.start(metrics::Kind::Upload, what);
+    let uploaded = upload_body(&g, q, headers, body, &operation).await;
     if let Ok(Json(receipt)) = &uploaded {
         g.metrics.bytes(metrics::Direction::In, receipt.size);
     }
-    operation.end(uploaded.is_ok());
+    operation.end(uploaded.as_ref().map(|_| ()));
     uploaded
 }
 
@@ -255,6 +308,7 @@ async fn upload_body(
     q: UploadQuery,
     headers: HeaderMap,
     body: Body,
+    operation: &metrics::Operation,
 ) -> Result<Json<api::Uploaded>, ApiError> {
     let declared = declared_length(&headers)?;
     if let Some(size) = declared.filter(|&size| size > g.limits.max_size) {
@@ -280,7 +334,8 @@ async fn upload_body(
         ),
         _ => None,
     };
-    let (mut file, size, keyer) = spool(&g.spool_dir, g.limits, body, keyer).await?;
+    let received = |size| operation.progress("receiving", size, declared);
+    let (mut file, size, keyer) = spool(&g.spool_dir, g.limits, body, keyer, received).await?;
     if let Some(declared) = declared.filter(|&declared| declared != size) {
         return Err(ApiError::bad_request(format!(
             "the upload's body has {size} bytes but its Content-Length said {declared}"
@@ -309,25 +364,35 @@ async fn upload_body(
         happy,
         size,
     };
-    let operation = operations::operation_id(
+    let named = operations::operation_id(
         headers
             .get(operations::OPERATION_HEADER)
             .and_then(|v| v.to_str().ok()),
     );
-    if operation
+    if named
         .as_deref()
         .is_some_and(|id| g.operations.cancelled_before_start(id))
     {
         return Err(upload_error(UploadError::Cancelled));
     }
     let handle = g.node.request(Service::Client, request).await?;
-    if let Some(id) = &operation {
+    if let Some(id) = &named {
         if !g.operations.started(id, handle.id()) {
             return Err(upload_error(UploadError::Cancelled)); // dropping the handle cancels
         }
     }
-    let uploaded = handle.upload(&mut SeekSource(file)).await;
-    if let Some(id) = &operation {
+    // The uploader reads the file in order, a segment at a time: how far it read is how far
+    // it got.
+    let mut source = SeekSource(file);
+    let mut read_to = 0;
+    let mut tracked = FnSource(|offset: u64, max: usize| {
+        let data = source.read_at(offset, max)?;
+        read_to = read_to.max(offset + data.len() as u64);
+        operation.progress("encoding and placing shares", read_to, Some(size));
+        Ok(data)
+    });
+    let uploaded = handle.upload(&mut tracked).await;
+    if let Some(id) = &named {
         g.operations.ended(id);
     }
     match uploaded? {
@@ -367,6 +432,7 @@ async fn spool(
     limits: UploadLimits,
     body: Body,
     mut keyer: Option<codec::ConvergentKeyer>,
+    received: impl Fn(u64),
 ) -> Result<(File, u64, Option<codec::ConvergentKeyer>), ApiError> {
     let mut file = BufWriter::with_capacity(1 << 20, tempfile::tempfile_in(dir)?);
     let mut size = 0u64;
@@ -388,6 +454,7 @@ async fn spool(
             keyer.update(&chunk);
         }
         file.write_all(&chunk)?;
+        received(size);
     }
     let file = file.into_inner().map_err(|e| e.into_error())?;
     Ok((file, size, keyer))
@@ -449,17 +516,47 @@ fn upload_error(error: UploadError) -> ApiError {
     ApiError::new(status, format!("upload failed: {error}"))
 }
 
+/// `GET /uri/CAP`'s query.
+#[derive(Deserialize)]
+struct DownloadQuery {
+    /// Save the file under this name (`Content-Disposition: attachment`), rather than show it.
+    filename: Option<String>,
+}
+
 async fn download(
     State(g): State<Arc<Gateway>>,
     UrlPath(cap): UrlPath<String>,
+    Query(q): Query<DownloadQuery>,
 ) -> Result<Response, ApiError> {
-    let mut operation = Some(g.metrics.start(metrics::Kind::Download));
-    let response = download_body(&g, cap, &mut operation).await;
+    let mut operation = Some(g.metrics.start(metrics::Kind::Download, cap_label(&cap)));
+    let mut response = download_body(&g, cap, &mut operation).await;
     // A download that streams takes its operation along, and ends it when it ends.
     if let Some(operation) = operation {
-        operation.end(response.is_ok());
+        operation.end(response.as_ref().map(|_| ()));
+    }
+    if let (Ok(response), Some(name)) = (&mut response, q.filename) {
+        response
+            .headers_mut()
+            .insert(header::CONTENT_DISPOSITION, attachment(&name));
     }
     response
+}
+
+/// `Content-Disposition` for a file saved as `name`: the name itself (RFC 6266/8187), and a
+/// plain-ASCII stand-in for browsers that read only that.
+fn attachment(name: &str) -> HeaderValue {
+    let plain: String = name
+        .chars()
+        .map(
+            |c| match c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | ' ') {
+                true => c,
+                false => '_',
+            },
+        )
+        .collect();
+    let exact = percent_encoding::utf8_percent_encode(name, percent_encoding::NON_ALPHANUMERIC);
+    let value = format!("attachment; filename=\"{plain}\"; filename*=UTF-8''{exact}");
+    HeaderValue::from_str(&value).unwrap_or(HeaderValue::from_static("attachment"))
 }
 
 async fn download_body(
@@ -503,9 +600,22 @@ async fn download_body(
         LocalEvent::Pull(_) => return Err(ApiError::internal("a download asked for plaintext")),
     };
     let (chunks, body) = mpsc::channel(DOWNLOAD_CHUNKS_QUEUED);
-    let streaming = operation.take().map(|op| (op, g.metrics.clone()));
-    tokio::spawn(forward_download(handle, first, chunks, streaming));
+    if let Some(operation) = operation.take() {
+        let sending = Sending {
+            operation,
+            metrics: g.metrics.clone(),
+            size,
+        };
+        tokio::spawn(forward_download(handle, first, chunks, sending));
+    }
     Ok(octets(size, Body::from_stream(ReceiverStream::new(body))))
+}
+
+/// A download under way: counted as its bytes go out.
+struct Sending {
+    operation: metrics::Operation,
+    metrics: Arc<metrics::Metrics>,
+    size: u64,
 }
 
 /// Passes a download's verified plaintext to the HTTP body; on failure, ends the body with
@@ -514,37 +624,45 @@ async fn forward_download(
     mut handle: LocalHandle,
     first: Vec<u8>,
     chunks: mpsc::Sender<io::Result<Bytes>>,
-    metrics: Option<(metrics::Operation, Arc<metrics::Metrics>)>,
+    sending: Sending,
 ) {
-    let (operation, metrics) = match metrics {
-        Some((operation, metrics)) => (Some(operation), Some(metrics)),
-        None => (None, None),
-    };
-    let end = |succeeded: bool| {
-        if let Some(operation) = operation {
-            operation.end(succeeded);
-        }
-    };
-    let mut next = Ok(Bytes::from(first));
+    let Sending {
+        operation,
+        metrics,
+        size,
+    } = sending;
+    let mut sent = 0;
+    let mut next: Result<Bytes, ApiError> = Ok(Bytes::from(first));
     loop {
-        let failed = next.is_err();
-        let sent = next.as_ref().map_or(0, |b| b.len() as u64);
-        if chunks.send(next).await.is_err() || failed {
-            return end(false);
+        let chunk = match next {
+            Ok(chunk) => chunk,
+            Err(failure) => {
+                let _ = chunks
+                    .send(Err(io::Error::other(failure.message.clone())))
+                    .await;
+                return operation.end(Err(&failure));
+            }
+        };
+        let chunk_size = chunk.len() as u64;
+        if chunks.send(Ok(chunk)).await.is_err() {
+            let why = "the HTTP client went away part-way";
+            return operation.end(Err(&ApiError::new(StatusCode::CONFLICT, why)));
         }
-        if let Some(metrics) = &metrics {
-            metrics.bytes(metrics::Direction::Out, sent);
-        }
+        sent += chunk_size;
+        metrics.bytes(metrics::Direction::Out, chunk_size);
+        operation.progress("sending", sent, Some(size));
         next = match handle.next_event().await {
             Ok(LocalEvent::Output(data)) => Ok(Bytes::from(data)),
-            Ok(LocalEvent::Reply(LocalResponse::Downloaded(Ok(_)))) => return end(true),
+            Ok(LocalEvent::Reply(LocalResponse::Downloaded(Ok(_)))) => {
+                return operation.end(Ok(()))
+            }
             Ok(LocalEvent::Reply(LocalResponse::Downloaded(Err(error)))) => {
                 tracing::warn!("download failed part-way: {error}");
-                Err(io::Error::other(error.to_string()))
+                Err(download_error(error))
             }
-            Ok(LocalEvent::Reply(other)) => Err(io::Error::other(format!("{other:?}"))),
-            Ok(LocalEvent::Pull(_)) => Err(io::Error::other("a download asked for plaintext")),
-            Err(error) => Err(io::Error::other(error.to_string())),
+            Ok(LocalEvent::Reply(other)) => Err(unexpected(&other)),
+            Ok(LocalEvent::Pull(_)) => Err(ApiError::internal("a download asked for plaintext")),
+            Err(error) => Err(ApiError::from(error)),
         };
     }
 }
@@ -727,6 +845,7 @@ async fn status(State(g): State<Arc<Gateway>>) -> Result<Json<api::Status>, ApiE
             nickname: s.nickname.clone(),
             figures: s.figures,
             announced_recently: s.reachable,
+            announced_secs_ago: s.heard_ago.as_secs(),
         })
         .collect();
     let storage = match g.roles.contains(&"storage") {
@@ -738,6 +857,7 @@ async fn status(State(g): State<Arc<Gateway>>) -> Result<Json<api::Status>, ApiE
             match handle.response().await? {
                 LocalResponse::Storage(r) => Some(api::OwnStorage {
                     figures: r.figures,
+                    reserved_bytes: g.storage_reserved,
                     incoming_shares: r.status.incoming_shares,
                     leased_files: r.status.leased_files,
                     leases: r.status.leases,
@@ -759,6 +879,8 @@ async fn status(State(g): State<Arc<Gateway>>) -> Result<Json<api::Status>, ApiE
         }),
         node_id: g.node.id().to_string(),
         nickname: g.nickname.clone(),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        uptime_secs: g.started.elapsed().as_secs(),
         roles: g.roles.iter().map(|r| (*r).to_owned()).collect(),
         address: g.transport.furl().address(),
         // The client heard from an introducer lately, and a connection to one is still up
@@ -840,7 +962,7 @@ async fn login(
              a new one",
         ));
     };
-    let mut response = Redirect::to("/status").into_response();
+    let mut response = Redirect::to("/").into_response();
     response.headers_mut().insert(header::SET_COOKIE, cookie);
     Ok(response)
 }

@@ -176,6 +176,8 @@ pub async fn start(dir: &Path) -> Result<RunningNode> {
         introducers: introducer_ids,
         metrics: Arc::new(gateway::metrics::Metrics::new()),
         metrics_public: config.gateway.metrics_public,
+        started: std::time::Instant::now(),
+        storage_reserved: config.storage.server_config()?.reserved_space,
         tree: match config.client.is_some() {
             true => Some(gateway::tree::Tree::open(dir)?),
             false => None,

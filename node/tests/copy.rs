@@ -306,6 +306,13 @@ fn the_metrics_count_exactly_the_operations_done() {
     assert_eq!(op("download", "started"), 2.0);
     assert_eq!(op("download", "succeeded"), 1.0);
     assert_eq!(op("download", "failed"), 1.0);
+    let failed_for = |kind: &str, reason: &str| {
+        moved(&format!(
+            "cairn_operation_failures_total{{kind=\"{kind}\",reason=\"{reason}\"}}"
+        ))
+    };
+    assert_eq!(failed_for("download", "not_enough_shares"), 1.0, "{text}");
+    assert_eq!(failed_for("upload", "not_enough_shares"), 0.0);
     assert_eq!(
         moved("cairn_plaintext_bytes_total{direction=\"in\"}"),
         50_000.0

@@ -198,6 +198,48 @@ fn the_gateway_serves_its_cli_and_refuses_other_origins_and_strangers() {
     ];
     assert_eq!(request(port, "POST", unlink, &from_elsewhere).status, 403);
 
+    // The web UI's pages run only the gateway's own script, in no frame; a file's body runs
+    // nothing at all. A page without a session says how to get one; a page it cannot show,
+    // why.
+    let page = request(port, "GET", "/", &with_session);
+    assert_eq!(page.status, 200, "{}", page.body);
+    let policy = page.header("content-security-policy").unwrap_or_default();
+    for rule in [
+        "default-src 'none'",
+        "script-src 'self'",
+        "frame-ancestors 'none'",
+    ] {
+        assert!(policy.contains(rule), "{policy}");
+    }
+    assert_eq!(page.header("x-frame-options"), Some("DENY"));
+    assert_eq!(page.header("cache-control"), Some("no-store"));
+    let file = request(
+        port,
+        "GET",
+        "/uri/URI:LIT:nbswy3dp?filename=a%22b.html",
+        &with_session,
+    );
+    assert_eq!(file.status, 200, "{}", file.body);
+    assert_eq!(file.header("content-security-policy"), Some("sandbox"));
+    assert_eq!(file.header("x-content-type-options"), Some("nosniff"));
+    let saved_as = file.header("content-disposition").unwrap_or_default();
+    assert!(
+        saved_as.starts_with("attachment; filename=\"a_b.html\"; filename*=UTF-8''a%22b%2Ehtml"),
+        "{saved_as}"
+    );
+    let login = request(port, "GET", "/files", &[("Host", &host)]);
+    assert_eq!(login.status, 401);
+    assert!(
+        login.body.contains("webopen") && login.body.contains("<html"),
+        "{}",
+        login.body
+    );
+    let no_tree = request(port, "GET", "/files?path=%2Fdocs", &with_session);
+    assert_eq!(no_tree.status, 400, "{}", no_tree.body);
+    assert!(no_tree
+        .body
+        .contains("<p class=\"error\">this node runs no client"));
+
     // An upload over the node's largest is refused before a byte is spooled.
     let huge = [
         ("Host", host.as_str()),

@@ -5,10 +5,11 @@
 //! collector's last pass, actor restarts, the process's memory), so the CLI, the gateway and
 //! the metrics say the same thing.
 
+use super::activity::Activity;
 use super::{status, ApiError, Gateway};
 use crate::api;
 use axum::extract::State;
-use axum::http::header;
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -28,7 +29,7 @@ pub enum Kind {
 }
 
 impl Kind {
-    fn label(self) -> &'static str {
+    pub fn label(self) -> &'static str {
         match self {
             Kind::Upload => "upload",
             Kind::Download => "download",
@@ -51,6 +52,13 @@ struct OperationLabels {
     kind: &'static str,
     /// started, succeeded or failed.
     outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FailureLabels {
+    kind: &'static str,
+    /// What went wrong, in a word: see [`reason`].
+    reason: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -82,11 +90,14 @@ type Histograms = Family<KindLabels, Histogram, fn() -> Histogram>;
 pub struct Metrics {
     registry: Registry,
     operations: Family<OperationLabels, Counter>,
+    failures: Family<FailureLabels, Counter>,
     durations: Histograms,
     bytes: Family<DirectionLabels, Counter>,
     gauges: Gauges,
     peers: Family<StateLabels, Gauge>,
     upkeep: Family<RunLabels, Gauge>,
+    /// The same operations, one by one.
+    pub activity: Activity,
 }
 
 /// The gauges set at each scrape.
@@ -127,6 +138,12 @@ impl Metrics {
             "operations",
             "Operations the gateway served, by kind and outcome",
             operations.clone(),
+        );
+        let failures = Family::<FailureLabels, Counter>::default();
+        registry.register(
+            "operation_failures",
+            "Operations that failed, by kind and reason",
+            failures.clone(),
         );
         let durations: Histograms = Family::new_with_constructor(durations);
         registry.register(
@@ -237,21 +254,25 @@ impl Metrics {
         Metrics {
             registry,
             operations,
+            failures,
             durations,
             bytes,
             gauges,
             peers,
             upkeep,
+            activity: Activity::default(),
         }
     }
 
-    /// An operation of `kind` starts: ended by [`Operation::end`].
-    pub fn start(self: &Arc<Self>, kind: Kind) -> Operation {
+    /// An operation of `kind` on `what` starts: ended by [`Operation::end`].
+    pub fn start(self: &Arc<Self>, kind: Kind, what: String) -> Operation {
         self.count(kind, "started");
         Operation {
+            id: self.activity.start(kind, what),
             metrics: self.clone(),
             kind,
             started: Instant::now(),
+            ended: false,
         }
     }
 
@@ -348,26 +369,74 @@ impl Metrics {
     }
 }
 
-/// An operation being counted.
+/// An operation being counted and logged. One dropped before it ended (its HTTP client went
+/// away) counts as failed.
 pub struct Operation {
     metrics: Arc<Metrics>,
+    /// Its record in the activity log, if it has one.
+    id: Option<u64>,
     kind: Kind,
     started: Instant,
+    ended: bool,
 }
 
 impl Operation {
-    /// Counts the operation's end, and how long it took.
-    pub fn end(self, succeeded: bool) {
-        let outcome = match succeeded {
-            true => "succeeded",
-            false => "failed",
-        };
-        self.metrics.count(self.kind, outcome);
-        let labels = KindLabels {
-            kind: self.kind.label(),
-        };
+    /// How far it got: `done` bytes of `total` in `phase`.
+    pub fn progress(&self, phase: &'static str, done: u64, total: Option<u64>) {
+        if let Some(id) = self.id {
+            self.metrics.activity.progress(id, phase, done, total);
+        }
+    }
+
+    /// Counts the operation's end, why it failed if it did, and how long it took.
+    pub(super) fn end(mut self, result: Result<(), &ApiError>) {
+        self.finish(result.map_err(|e| (reason(e.status), e.message.clone())));
+    }
+
+    fn finish(&mut self, result: Result<(), (&'static str, String)>) {
+        self.ended = true;
+        let kind = self.kind.label();
+        match &result {
+            Ok(()) => self.metrics.count(self.kind, "succeeded"),
+            Err((reason, _)) => {
+                self.metrics.count(self.kind, "failed");
+                let labels = FailureLabels { kind, reason };
+                self.metrics.failures.get_or_create(&labels).inc();
+            }
+        }
         let took = self.started.elapsed().as_secs_f64();
+        let labels = KindLabels { kind };
         self.metrics.durations.get_or_create(&labels).observe(took);
+        if let Some(id) = self.id {
+            let outcome = result.map_err(|(_, message)| message);
+            self.metrics.activity.end(id, outcome);
+        }
+    }
+}
+
+impl Drop for Operation {
+    fn drop(&mut self) {
+        if !self.ended {
+            let why = "the HTTP client went away before it ended".to_owned();
+            self.finish(Err(("abandoned", why)));
+        }
+    }
+}
+
+/// A failure's reason label, from the status the gateway answered it with.
+fn reason(status: StatusCode) -> &'static str {
+    match status {
+        StatusCode::BAD_REQUEST => "invalid_request",
+        StatusCode::NOT_FOUND => "not_found",
+        StatusCode::CONFLICT => "cancelled",
+        StatusCode::GONE => "not_enough_shares",
+        StatusCode::PAYLOAD_TOO_LARGE => "too_large",
+        StatusCode::UNPROCESSABLE_ENTITY => "corrupt",
+        StatusCode::BAD_GATEWAY => "bad_peer",
+        StatusCode::SERVICE_UNAVAILABLE => "unavailable",
+        StatusCode::GATEWAY_TIMEOUT => "deadline",
+        StatusCode::INSUFFICIENT_STORAGE => "disk_full",
+        _ => "internal",
     }
 }
 

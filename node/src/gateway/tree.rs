@@ -49,6 +49,15 @@ impl Tree {
         })
     }
 
+    /// The roots a path may start from: `cairn` (the node's own), then the added aliases.
+    pub(super) fn roots(&self) -> Result<Vec<String>, ApiError> {
+        let added =
+            nodedir::added_aliases(&self.dir).map_err(|e| ApiError::internal(format!("{e:#}")))?;
+        let mut roots = vec![nodedir::ROOT_ALIAS.to_owned()];
+        roots.extend(added.into_keys());
+        Ok(roots)
+    }
+
     fn parse(&self, text: &str) -> Result<TreePath, ApiError> {
         let (alias, rest) = match text.split_once(':') {
             Some((alias, rest)) if !alias.contains('/') => (alias, rest),

@@ -45,9 +45,16 @@ pub(super) async fn check(
         repair: q.repair,
         add_lease: q.add_lease,
     };
-    let operation = g.metrics.start(super::metrics::Kind::Check);
+    let what = match (actions.verify, actions.repair) {
+        (true, true) => "verify and repair",
+        (true, false) => "verify",
+        (false, true) => "check and repair",
+        (false, false) => "check",
+    };
+    let what = format!("{what} {}", super::cap_label(&q.cap));
+    let operation = g.metrics.start(super::metrics::Kind::Check, what);
     let checked = check_file(&g, &q.cap, actions).await;
-    operation.end(checked.is_ok());
+    operation.end(checked.as_ref().map(|_| ()));
     checked.map(Json)
 }
 
