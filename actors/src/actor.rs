@@ -61,6 +61,22 @@ pub enum Service {
     Repair(OpId),
 }
 
+impl Service {
+    /// What kind of service it is, in a word (the same for every operation of one kind).
+    pub fn kind(self) -> &'static str {
+        match self {
+            Service::Introducer => "introducer",
+            Service::Storage => "storage",
+            Service::Vdrive => "vdrive",
+            Service::Client => "client",
+            Service::Upload(_) => "upload",
+            Service::Download(_) => "download",
+            Service::Check(_) => "check",
+            Service::Repair(_) => "repair",
+        }
+    }
+}
+
 /// Where an actor lives: a node and one of its services.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Addr {

@@ -184,6 +184,17 @@ impl Node {
         )
     }
 
+    /// Inputs waiting in the actors' mailboxes, by kind of service (the actors of one kind
+    /// of operation added together): a service that falls behind shows here first.
+    pub fn mailbox_depths(&self) -> std::collections::BTreeMap<&'static str, usize> {
+        let mut depths = std::collections::BTreeMap::new();
+        for (service, slot) in lock(&self.shared.actors).iter() {
+            let waiting = slot.mailbox.max_capacity() - slot.mailbox.capacity();
+            *depths.entry(service.kind()).or_insert(0) += waiting;
+        }
+        depths
+    }
+
     /// How many actors were restarted after a panic.
     pub fn restarts(&self) -> u64 {
         self.shared.restarts.load(Ordering::Relaxed)

@@ -328,7 +328,39 @@ fn the_metrics_count_exactly_the_operations_done() {
         "{text}"
     );
     assert!(metric(&text, "cairn_resident_memory_bytes") > 1e6);
+    // Per peer, and per kind of actor: the introducer is a peer, connected and dialled.
+    let peer_lines = |name: &str| text.lines().filter(|l| l.starts_with(name)).count();
+    assert!(peer_lines("cairn_peer_connected{peer=") >= 1, "{text}");
+    assert!(peer_lines("cairn_peer_dials{peer=") >= 1, "{text}");
+    assert_eq!(
+        metric(&text, "cairn_actor_mailbox_depth{service=\"client\"}"),
+        0.0,
+        "{text}"
+    );
+    assert_eq!(
+        peer_lines("cairn_actor_mailbox_depth{service=\"storage\"}"),
+        1
+    );
     assert!(metric(&text, "cairn_storage_used_bytes") >= 50_000.0);
+    // Every series the operator's Grafana dashboard draws is one the node serves.
+    let dashboard = fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../contrib/grafana-dashboard.json"),
+    )
+    .expect("the dashboard");
+    // (A family yet to have a sample, such as the last upkeep run's, is declared all the same.)
+    let served = |name: &str| {
+        let declared = format!("# TYPE {name} ");
+        text.lines()
+            .any(|l| l.starts_with(name) || l.starts_with(&declared))
+    };
+    for word in dashboard.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+        if word.starts_with("cairn_") {
+            assert!(
+                served(word),
+                "the dashboard draws {word}, which is not served"
+            );
+        }
+    }
     // Without credentials: refused (unless [gateway] metrics_public = true).
     let url = fs::read_to_string(Path::new(&node).join("node.url")).unwrap();
     let refused = std::net::TcpStream::connect(url.trim().trim_start_matches("http://"))

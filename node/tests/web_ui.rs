@@ -205,14 +205,26 @@ fn names(node: &str, path: &str) -> Vec<String> {
     listed.lines().map(str::to_owned).collect()
 }
 
-/// A page, of another origin, that tries to remove `target` from the gateway at `port` and
-/// to read its tree, and says how that went in its title.
+/// A page, of another origin, that tries everything the UI can do to the gateway at `port`
+/// (remove, rename and make names under `target`, upload, check, read the tree, download),
+/// and says in its title how each went.
 fn hostile_page(port: u16, target: &str) -> String {
     let gateway = format!("http://127.0.0.1:{port}");
-    let unlink = format!(
-        "{gateway}/vdrive/unlink?path={}",
-        percent_encoding::utf8_percent_encode(target, percent_encoding::NON_ALPHANUMERIC)
+    let q = |text: &str| {
+        percent_encoding::utf8_percent_encode(text, percent_encoding::NON_ALPHANUMERIC).to_string()
+    };
+    let file = format!("{target}/keep.bin");
+    let unlink = format!("{gateway}/vdrive/unlink?path={}", q(&file));
+    let rename = format!(
+        "{gateway}/vdrive/rename?from={}&to={}",
+        q(&file),
+        q(&format!("{target}/moved.bin"))
     );
+    let mkdir = format!(
+        "{gateway}/vdrive/mkdir?path={}",
+        q(&format!("{target}/planted"))
+    );
+    let check = format!("{gateway}/check?cap=URI%3ALIT%3Anbswy3dp");
     format!(
         r#"<!doctype html><title>waiting</title>
 <form id="f" method="POST" action="{unlink}" target="sink"></form>
@@ -227,9 +239,15 @@ async function attempt(name, request) {{
     results.push(name + ":blocked");
   }}
 }}
+const blind = {{ method: "POST", mode: "no-cors", credentials: "include" }};
 (async () => {{
-  await attempt("unlink", () => fetch("{unlink}", {{ method: "POST", mode: "no-cors", credentials: "include" }}));
+  await attempt("unlink", () => fetch("{unlink}", blind));
+  await attempt("rename", () => fetch("{rename}", blind));
+  await attempt("mkdir", () => fetch("{mkdir}", blind));
+  await attempt("check", () => fetch("{check}", blind));
+  await attempt("upload", () => fetch("{gateway}/uri", {{ method: "PUT", body: "planted", credentials: "include" }}));
   await attempt("read", () => fetch("{gateway}/vdrive/list?path=%2F", {{ credentials: "include" }}));
+  await attempt("download", () => fetch("{gateway}/uri/URI%3ALIT%3Anbswy3dp", {{ credentials: "include" }}));
   document.getElementById("f").submit();
   setTimeout(() => {{ document.title = "done " + results.join(" "); }}, 500);
 }})();
@@ -494,7 +512,13 @@ async fn browse(ui: &Ui, node: &str, tmp: &Path) {
 /// Pages of other origins, and a stored page in the gateway's own, go after
 /// `/target/keep.bin`.
 async fn attack(ui: &Ui, node: &str, port: u16) {
-    let page_port = serve_page(hostile_page(port, "/target/keep.bin"));
+    let page_port = serve_page(hostile_page(port, "/target"));
+    let started = |text: &str| {
+        let series = "cairn_operations_total{kind=\"check\",outcome=\"started\"} ";
+        let line = text.lines().find_map(|l| l.strip_prefix(series));
+        line.map(str::to_owned).unwrap_or_default()
+    };
+    let checks_before = started(&ok(&["-d", node, "metrics"]));
     // A foreign name (another site), and another port of 127.0.0.1 (the same site: the
     // session's cookie goes along).
     for origin in [
@@ -511,10 +535,18 @@ async fn attack(ui: &Ui, node: &str, port: u16) {
         )
         .await;
         let title = ui.browser.title().await.unwrap();
-        assert!(title.contains("read:blocked"), "{origin}: {title}");
+        for read in ["upload:blocked", "read:blocked", "download:blocked"] {
+            assert!(title.contains(read), "{origin}: {title}");
+        }
         tokio::time::sleep(Duration::from_millis(500)).await; // the form's POST lands
         assert_eq!(names(node, "/target"), ["keep.bin"], "{origin}: {title}");
     }
+    let checks_after = started(&ok(&["-d", node, "metrics"]));
+    assert_eq!(
+        checks_before, checks_after,
+        "no check ran for a hostile page"
+    );
+    assert!(!ok(&["-d", node, "ls", "/"]).contains("planted"));
 
     // A stored HTML file with a script, opened from the gateway: it never runs.
     let evil = r#"<!doctype html><title>stored</title><script>

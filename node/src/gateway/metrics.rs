@@ -17,6 +17,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -26,6 +27,8 @@ pub enum Kind {
     Upload,
     Download,
     Check,
+    /// A check that repairs what it finds missing or bad.
+    Repair,
 }
 
 impl Kind {
@@ -34,6 +37,7 @@ impl Kind {
             Kind::Upload => "upload",
             Kind::Download => "download",
             Kind::Check => "check",
+            Kind::Repair => "repair",
         }
     }
 }
@@ -77,6 +81,18 @@ struct StateLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PeerLabels {
+    /// The peer's node id.
+    peer: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ServiceLabels {
+    /// The kind of actor: client, storage, vdrive, introducer, upload, download, ...
+    service: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RunLabels {
     /// renewal or repair.
     kind: &'static str,
@@ -95,6 +111,9 @@ pub struct Metrics {
     bytes: Family<DirectionLabels, Counter>,
     gauges: Gauges,
     peers: Family<StateLabels, Gauge>,
+    peer_connected: Family<PeerLabels, Gauge>,
+    peer_dials: Family<PeerLabels, Gauge>,
+    mailboxes: Family<ServiceLabels, Gauge>,
     upkeep: Family<RunLabels, Gauge>,
     /// The same operations, one by one.
     pub activity: Activity,
@@ -111,13 +130,15 @@ struct Gauges {
     storage_shares: Gauge,
     storage_used: Gauge,
     storage_free: Gauge,
+    storage_reserved: Gauge,
     storage_leases: Gauge,
     storage_incoming: Gauge,
     collector_files: Gauge,
     collector_removed: Gauge,
     collector_freed: Gauge,
     collector_lapsing: Gauge,
-    peer_dials: Gauge,
+    collector_current_files: Gauge,
+    upkeep_running_files: Gauge,
 }
 
 fn durations() -> Histogram {
@@ -159,7 +180,7 @@ impl Metrics {
         );
         let gauges = Gauges::default();
         let g = &gauges;
-        let each: [(&str, &str, &Gauge); 15] = [
+        let each: [(&str, &str, &Gauge); 17] = [
             (
                 "servers_known",
                 "Storage servers the client knows of",
@@ -201,6 +222,11 @@ impl Metrics {
                 &g.storage_free,
             ),
             (
+                "storage_reserved_bytes",
+                "Free space the storage server never fills ([storage] reserved_space)",
+                &g.storage_reserved,
+            ),
+            (
                 "storage_leases",
                 "Leases recorded, over all files held",
                 &g.storage_leases,
@@ -231,9 +257,14 @@ impl Metrics {
                 &g.collector_lapsing,
             ),
             (
-                "peer_dials",
-                "Dials made to the peers the transport knows, in all",
-                &g.peer_dials,
+                "collector_current_pass_files",
+                "Files the collection pass under way has examined (0: none under way)",
+                &g.collector_current_files,
+            ),
+            (
+                "upkeep_running_files",
+                "Files the scheduled renewal or repair run under way has done (0: none)",
+                &g.upkeep_running_files,
             ),
         ];
         for (name, help, gauge) in each {
@@ -244,6 +275,24 @@ impl Metrics {
             "peers",
             "Peers the transport knows, by connection state",
             peers.clone(),
+        );
+        let peer_connected = Family::<PeerLabels, Gauge>::default();
+        registry.register(
+            "peer_connected",
+            "1 while the transport has a live connection to the peer",
+            peer_connected.clone(),
+        );
+        let peer_dials = Family::<PeerLabels, Gauge>::default();
+        registry.register(
+            "peer_dials",
+            "Dials made to the peer since the node started (connects and reconnects)",
+            peer_dials.clone(),
+        );
+        let mailboxes = Family::<ServiceLabels, Gauge>::default();
+        registry.register(
+            "actor_mailbox_depth",
+            "Inputs waiting in the actors' mailboxes, by kind of actor",
+            mailboxes.clone(),
         );
         let upkeep = Family::<RunLabels, Gauge>::default();
         registry.register(
@@ -259,6 +308,9 @@ impl Metrics {
             bytes,
             gauges,
             peers,
+            peer_connected,
+            peer_dials,
+            mailboxes,
             upkeep,
             activity: Activity::default(),
         }
@@ -295,11 +347,13 @@ impl Metrics {
             .inc_by(n);
     }
 
-    /// The text a scrape gets, with the gauges set from `status` and the transport's `peers`.
+    /// The text a scrape gets, with the gauges set from `status`, the transport's `peers` and
+    /// the actors' `mailboxes`.
     fn encode(
         &self,
         status: &api::Status,
         peers: &[cairn_net::PeerStatus],
+        mailboxes: &BTreeMap<&'static str, usize>,
     ) -> Result<String, std::fmt::Error> {
         let g = &self.gauges;
         let set = |gauge: &Gauge, value: u64| {
@@ -317,6 +371,7 @@ impl Metrics {
             set(&g.storage_shares, s.figures.shares);
             set(&g.storage_used, s.figures.used_bytes);
             set(&g.storage_free, s.figures.free_space);
+            set(&g.storage_reserved, s.reserved_bytes);
             set(&g.storage_leases, s.leases as u64);
             set(&g.storage_incoming, s.incoming_shares as u64);
             if let Some(pass) = &s.collector.last {
@@ -325,6 +380,11 @@ impl Metrics {
                 set(&g.collector_freed, pass.bytes_freed);
                 set(&g.collector_lapsing, pass.shares_lapsing);
             }
+            let current = s.collector.current.as_ref();
+            set(
+                &g.collector_current_files,
+                current.map_or(0, |p| p.files_examined),
+            );
         }
         self.peers.clear();
         for state in ["connected", "connecting", "backoff", "idle"] {
@@ -337,7 +397,29 @@ impl Metrics {
             };
             set(&self.peers.get_or_create(&labels), count as u64);
         }
-        set(&g.peer_dials, peers.iter().map(|p| p.dials).sum());
+        // Peers come and go: only those the transport knows now are shown.
+        self.peer_connected.clear();
+        self.peer_dials.clear();
+        for peer in peers {
+            let labels = PeerLabels {
+                peer: peer.id.to_string(),
+            };
+            let up = peer.state == cairn_net::transport::PeerState::Connected;
+            set(&self.peer_connected.get_or_create(&labels), u64::from(up));
+            set(&self.peer_dials.get_or_create(&labels), peer.dials);
+        }
+        self.mailboxes.clear();
+        for (&service, &depth) in mailboxes {
+            set(
+                &self.mailboxes.get_or_create(&ServiceLabels { service }),
+                depth as u64,
+            );
+        }
+        let running = status.upkeep.as_ref().and_then(|u| u.running.as_ref());
+        set(
+            &g.upkeep_running_files,
+            running.map_or(0, |r| r.summary.objects),
+        );
         let runs = status
             .upkeep
             .as_ref()
@@ -453,7 +535,7 @@ pub(super) async fn metrics(State(g): State<Arc<Gateway>>) -> Result<Response, A
     let status = status(State(g.clone())).await?.0;
     let text = g
         .metrics
-        .encode(&status, &g.transport.peers())
+        .encode(&status, &g.transport.peers(), &g.node.mailbox_depths())
         .map_err(|e| ApiError::internal(format!("cannot encode the metrics: {e}")))?;
     let content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8";
     Ok(([(header::CONTENT_TYPE, content_type)], text).into_response())

@@ -52,7 +52,11 @@ pub(super) async fn check(
         (false, false) => "check",
     };
     let what = format!("{what} {}", super::cap_label(&q.cap));
-    let operation = g.metrics.start(super::metrics::Kind::Check, what);
+    let kind = match actions.repair {
+        true => super::metrics::Kind::Repair,
+        false => super::metrics::Kind::Check,
+    };
+    let operation = g.metrics.start(kind, what);
     let checked = check_file(&g, &q.cap, actions).await;
     operation.end(checked.as_ref().map(|_| ()));
     checked.map(Json)
