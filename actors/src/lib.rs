@@ -23,6 +23,7 @@ pub mod ids;
 pub mod introducer;
 pub mod local;
 pub mod memstore;
+pub mod mutants;
 pub mod placement;
 pub mod protocol;
 pub mod reader;

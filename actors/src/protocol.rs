@@ -133,6 +133,21 @@ pub enum Request {
     },
 }
 
+impl Request {
+    /// Whether carrying the request out may change the server's state. Such a request is
+    /// carried out once: a duplicate of it gets the first answer again, from the server's
+    /// reply cache ([`crate::replies`]). Reads, lookups and listings are simply done again.
+    pub fn changes(&self) -> bool {
+        !matches!(
+            self,
+            Request::Read { .. }
+                | Request::List { .. }
+                | Request::Vdrive(VdriveOp::List { .. } | VdriveOp::Lookup { .. })
+                | Request::DirRead { .. }
+        )
+    }
+}
+
 /// The answer to a [`Request`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Response {

@@ -90,7 +90,9 @@ impl ReplyCache {
             return None;
         }
         self.forget_expired(now);
-        if changes && self.resend(ctx, from, id) {
+        let forgets =
+            crate::mutants::active(crate::mutants::Mutant::ReplyCacheReexecutesDuplicates);
+        if changes && !forgets && self.resend(ctx, from, id) {
             return None;
         }
         Some(Admitted {

@@ -364,8 +364,7 @@ impl StorageServer {
         body: Request,
         ctx: &mut Context<'_>,
     ) {
-        // Reads and lists change nothing (and their answers can be large).
-        let changes = !matches!(body, Request::Read { .. } | Request::List { .. });
+        let changes = body.changes();
         let Some(request) = self.answered.admit(ctx, from, id, deadline, changes) else {
             return;
         };

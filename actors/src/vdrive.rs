@@ -281,12 +281,7 @@ impl Vdrive {
         body: Request,
         ctx: &mut Context<'_>,
     ) {
-        // Lookups and listings change nothing (and a listing can be large).
-        let changes = !matches!(
-            body,
-            Request::Vdrive(VdriveOp::List { .. } | VdriveOp::Lookup { .. })
-                | Request::DirRead { .. }
-        );
+        let changes = body.changes();
         let Some(request) = self.answered.admit(ctx, from, id, deadline, changes) else {
             return;
         };
@@ -355,6 +350,10 @@ impl Vdrive {
         let accepted = self
             .dirs
             .check(writer, si, write_enabler, expected, record)?;
+        if crate::mutants::active(crate::mutants::Mutant::VdriveAcksBeforeJournal) {
+            let _ = self.dirs.apply(accepted.0);
+            return Ok(());
+        }
         let logged = encode(&Logged::Dir(accepted.0.clone()));
         if let Err(e) = self.journal.append(&logged) {
             tracing::warn!("vdrive: journal append failed, re-reading the journal: {e}");

@@ -16,15 +16,26 @@
 //! - every operation ends within its deadline;
 //! - no actor panics, and every message survives its wire encoding;
 //! - no honest server accepts a write, close or abort from anyone but the upload's owner
-//!   (the byzantine peers among the servers and clients try, all run long).
+//!   (the byzantine peers among the servers and clients try, all run long);
+//! - every share an upload's receipt says was placed on an honest server is on that
+//!   server's disk, complete, at the end; every receipt's happiness is what its placement
+//!   shows, and at least what was asked;
+//! - a storage or vdrive server answers a duplicate of a request that changes something
+//!   exactly as it answered the request (unless it restarted in between, losing its reply
+//!   cache).
+//!
+//! [`ChaosConfig::mutant`] plants one of [`Mutant`]'s bugs for the run (mutation testing:
+//! `tests/mutants.rs` shows each is caught).
 
+mod answers;
 pub(crate) mod grid;
 mod workload;
 
 pub use grid::REQUEST_TIMEOUT;
 
-use crate::faults::{FaultKind, FaultPlan, FaultRates};
+use crate::faults::{Fault, FaultKind, FaultPlan, FaultRates};
 use crate::{World, WorldConfig};
+pub use cairn_actors::mutants::Mutant;
 use cairn_actors::Time;
 use grid::Grid;
 use serde::Serialize;
@@ -48,6 +59,8 @@ pub struct ChaosConfig {
     pub faults: bool,
     /// Keep a readable trace (for replaying a failing seed).
     pub trace: bool,
+    /// A bug to plant in the actors for the run (needs the `mutants` feature).
+    pub mutant: Option<Mutant>,
 }
 
 impl Default for ChaosConfig {
@@ -61,6 +74,7 @@ impl Default for ChaosConfig {
             chaos: Duration::from_secs(300),
             faults: true,
             trace: false,
+            mutant: None,
         }
     }
 }
@@ -133,6 +147,7 @@ impl ChaosConfig {
 /// Runs the chaos scenario for `seed`.
 pub fn run(seed: u64, config: &ChaosConfig) -> ChaosReport {
     let wall = Instant::now();
+    let _mutant = cairn_actors::mutants::activate(config.mutant);
     let world_config = WorldConfig {
         seed,
         chaos: true,
@@ -144,15 +159,19 @@ pub fn run(seed: u64, config: &ChaosConfig) -> ChaosReport {
     let workload = Workload::new(seed, &grid, config);
     let mut world = World::new(world_config, workload);
     grid.populate(&mut world);
+    // The servers faults strike are the honest ones: their answers are held to the rule.
+    let answers = answers::Answers::tap(&mut world, grid.faultable_nodes());
 
     let chaos_start = Time(0).after(Duration::from_secs(5));
     let chaos_end = chaos_start.after(config.chaos);
+    let mut schedule = Vec::new();
     if config.faults {
         let plan = fault_plan(&grid, chaos_start, chaos_end);
-        if let Err(e) = world.schedule_fault_plan(&plan) {
-            world
+        match world.schedule_fault_plan(&plan) {
+            Ok(drawn) => schedule = drawn,
+            Err(e) => world
                 .user_mut()
-                .violation(format!("the fault plan could not be scheduled: {e}"));
+                .violation(format!("the fault plan could not be scheduled: {e}")),
         }
     }
     Workload::schedule_start(&mut world, chaos_start);
@@ -160,9 +179,14 @@ pub fn run(seed: u64, config: &ChaosConfig) -> ChaosReport {
     // Heal: the plan undoes every lasting fault by its end. Let servers re-announce and
     // in-flight operations finish, then check what must hold on a calm grid.
     world.run_for(Duration::from_secs(120));
-    Workload::final_checks(&mut world, &grid);
+    schedule.extend(Workload::final_checks(&mut world, &grid));
 
     let mut report = world.user_mut().report(seed);
+    let crashes = schedule.iter().filter_map(|(at, fault)| match fault {
+        Fault::Crash { node } | Fault::TornWrite { node } => Some((*node, *at)),
+        _ => None,
+    });
+    report.violations.extend(answers.differing(crashes));
     for incident in world.incidents() {
         report.violations.push(format!("{incident:?}"));
     }

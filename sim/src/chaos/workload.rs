@@ -17,12 +17,13 @@ use crate::{derive_rng, LocalUser, UserIo, World};
 use cairn_actors::local::{
     DirChange, DirOpError, DirReply, DirRequest, LocalId, LocalRequest, LocalResponse,
 };
-use cairn_actors::{Addr, NodeId, ShareNum, Time};
+use cairn_actors::placement::happiness;
+use cairn_actors::{Addr, NodeId, ShareNum, StorageIndex, Time};
 use cairn_codec::dirnode::{ChildKind, DirCap, DirWriteCap, Entry};
 use cairn_codec::{ChkCap, EncodingParams};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 /// An operation must end (succeed or fail) within this.
@@ -84,6 +85,8 @@ pub struct Workload {
     files: Vec<Vec<u8>>,
     /// Caps of uploads that succeeded, by file.
     uploaded: BTreeMap<usize, ChkCap>,
+    /// Every share a successful upload's receipt says was placed, and where: it must stay.
+    placed: BTreeSet<(StorageIndex, ShareNum, NodeId)>,
     ops: BTreeMap<LocalId, (usize, Time, Op)>,
     remaining: Vec<usize>,
     dirs: Vec<Dirs>,
@@ -118,6 +121,7 @@ impl Workload {
                 .map(|i| grid.client_addr(i))
                 .collect(),
             files,
+            placed: BTreeSet::new(),
             uploaded: BTreeMap::new(),
             ops: BTreeMap::new(),
             remaining: vec![config.ops_per_client; grid.clients.len()],
@@ -294,11 +298,19 @@ impl Workload {
         match response {
             LocalResponse::Uploaded(Ok(receipt)) => {
                 self.counts.uploads_ok += 1;
-                if receipt.happiness < HAPPY {
+                // Servers holding distinct shares, recounted from where the receipt says
+                // they are.
+                let shown = happiness(&receipt.placement);
+                if receipt.happiness < HAPPY || shown != receipt.happiness {
                     self.violation(format!(
-                        "an upload reported success at happiness {}",
+                        "an upload reported success at happiness {}, and its placement shows {shown}",
                         receipt.happiness
                     ));
+                }
+                let si = receipt.cap.key.storage_index();
+                for (&share, servers) in &receipt.placement {
+                    self.placed
+                        .extend(servers.iter().map(|&server| (si, share, server)));
                 }
                 if let Some(earlier) = self.uploaded.insert(file, receipt.cap.clone()) {
                     if earlier != receipt.cap {
@@ -479,10 +491,12 @@ impl Workload {
         }
     }
 
-    /// After the faults: crash and restart the vdrive, then download every file the disks
-    /// can still rebuild and look up every vdrive path whose state is known. Runs the world
-    /// until those end.
-    pub fn final_checks(world: &mut World<Workload>, grid: &Grid) {
+    /// After the faults: check that every share placed is still on its server's disk;
+    /// crash and restart the vdrive, then download every file the disks can still rebuild
+    /// and look up every vdrive path whose state is known. Runs the world until those end.
+    /// Returns the faults it scheduled.
+    pub fn final_checks(world: &mut World<Workload>, grid: &Grid) -> Vec<(Time, Fault)> {
+        lost_shares(world, grid);
         let now = world.now();
         let restarts = [
             (
@@ -498,7 +512,7 @@ impl Workload {
                 },
             ),
         ];
-        for (at, fault) in restarts {
+        for (at, fault) in restarts.clone() {
             if let Err(e) = world.schedule_fault(at, fault) {
                 world
                     .user_mut()
@@ -542,6 +556,7 @@ impl Workload {
         }
         let deadline = at.after(OP_DEADLINE);
         world.run_until_or(deadline, |w| w.user().ops.is_empty());
+        restarts.into()
     }
 
     fn track(
@@ -657,6 +672,30 @@ impl Model {
             )),
             _ => None,
         }
+    }
+}
+
+/// Records a violation for every share a receipt placed on an honest server that is not on
+/// its disk, complete: a close is acknowledged only once the share is durable, nothing in
+/// the scenario deletes a complete share, and bit rot changes bytes but keeps the share.
+fn lost_shares(world: &mut World<Workload>, grid: &Grid) {
+    let honest: BTreeSet<NodeId> = grid.storage.iter().map(|(id, _)| *id).collect();
+    let lost: Vec<String> = world
+        .user()
+        .placed
+        .iter()
+        .filter(|(_, _, server)| honest.contains(server))
+        .filter(|&&(si, share, server)| {
+            world
+                .disk(server)
+                .is_none_or(|disk| disk.share(si, share).is_none())
+        })
+        .map(|(si, share, server)| {
+            format!("share {share:?} of {si:?} was placed on {server:?} (its upload succeeded), but is not on its disk")
+        })
+        .collect();
+    for violation in lost {
+        world.user_mut().violation(violation);
     }
 }
 

@@ -1,0 +1,111 @@
+//! Mutation testing of the chaos scenario: each of the actors' planted bugs
+//! (`cairn_actors::mutants`) must be caught by the chaos invariants within a stated number
+//! of seeds — proof that a clean chaos run means something. The seeds that catch each are
+//! facts of the deterministic simulator. How often each is caught over many seeds (the
+//! README's table) is measured by hand:
+//!
+//! ```sh
+//! CAIRN_MUTANT_SEEDS=100 cargo test --release --test mutants -- --ignored --nocapture
+//! ```
+
+use cairn::sim::chaos::{self, ChaosConfig, Mutant};
+
+/// For each mutant, the most seeds (from seed 0) the invariants may need to catch it.
+const BUDGET: [(Mutant, u64); 5] = [
+    (Mutant::VdriveAcksBeforeJournal, 10),
+    (Mutant::StorageAcksCloseBeforeCommit, 10),
+    (Mutant::DownloaderSkipsBlockHash, 10),
+    (Mutant::UploaderCountsSharesAsHappiness, 10),
+    (Mutant::ReplyCacheReexecutesDuplicates, 10),
+];
+
+/// The first seed below `budget` whose run with `mutant` breaks an invariant, and the first
+/// violation it reports.
+fn first_catch(mutant: Mutant, budget: u64) -> Option<(u64, String)> {
+    let config = ChaosConfig {
+        mutant: Some(mutant),
+        ..ChaosConfig::default()
+    };
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
+    let mut start = 0;
+    while start < budget {
+        let end = (start + workers).min(budget);
+        let mut caught = None;
+        chaos::run_seeds(start..end, &config, |report| {
+            if caught.is_none() {
+                if let Some(violation) = report.violations.first() {
+                    caught = Some((report.seed, violation.clone()));
+                }
+            }
+        });
+        if caught.is_some() {
+            return caught;
+        }
+        start = end;
+    }
+    None
+}
+
+#[test]
+fn every_planted_bug_is_caught_by_the_chaos_invariants() {
+    let mut missed = Vec::new();
+    println!("| mutant | caught at seed (budget) | first violation |");
+    println!("|---|---|---|");
+    for (mutant, budget) in BUDGET {
+        match first_catch(mutant, budget) {
+            Some((seed, violation)) => {
+                let shown: String = violation.chars().take(140).collect();
+                println!("| {mutant:?} | {seed} ({budget}) | {shown} |");
+            }
+            None => {
+                println!("| {mutant:?} | not caught ({budget}) | |");
+                missed.push(mutant);
+            }
+        }
+    }
+    assert!(
+        missed.is_empty(),
+        "not caught within their budget: {missed:?}"
+    );
+    assert_eq!(BUDGET.len(), Mutant::ALL.len(), "every mutant has a budget");
+}
+
+#[test]
+#[ignore = "by hand: runs every mutant over many seeds"]
+fn catch_rates() {
+    let seeds: u64 = std::env::var("CAIRN_MUTANT_SEEDS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(50);
+    println!("| mutant | seeds that caught it, of {seeds} | what caught it (first seed's) |");
+    println!("|---|---|---|");
+    for mutant in Mutant::ALL {
+        let config = ChaosConfig {
+            mutant: Some(mutant),
+            ..ChaosConfig::default()
+        };
+        let (mut caught, mut first) = (0, None);
+        chaos::run_seeds(0..seeds, &config, |report| {
+            if let Some(violation) = report.violations.first() {
+                caught += 1;
+                first.get_or_insert_with(|| violation.chars().take(100).collect::<String>());
+            }
+        });
+        println!("| {mutant:?} | {caught} | {} |", first.unwrap_or_default());
+    }
+}
+
+#[test]
+fn with_no_mutant_planted_the_switch_is_off() {
+    // The same seed with and without an explicit `None` runs the same.
+    let plain = chaos::run(3, &ChaosConfig::default());
+    let none = chaos::run(
+        3,
+        &ChaosConfig {
+            mutant: None,
+            ..ChaosConfig::default()
+        },
+    );
+    assert_eq!(plain.digest, none.digest);
+    assert!(plain.violations.is_empty(), "{:?}", plain.violations);
+}
