@@ -109,3 +109,58 @@ fn with_no_mutant_planted_the_switch_is_off() {
     assert_eq!(plain.digest, none.digest);
     assert!(plain.violations.is_empty(), "{:?}", plain.violations);
 }
+
+#[test]
+fn a_failing_run_shrinks_to_the_few_faults_that_matter_and_replays() {
+    // Skipping block hashes shows only when bit rot hits a block a download uses.
+    let config = ChaosConfig {
+        mutant: Some(Mutant::DownloaderSkipsBlockHash),
+        ..ChaosConfig::default()
+    };
+    let (seed, _) = first_catch(Mutant::DownloaderSkipsBlockHash, 10).expect("caught");
+    let mut trials = 0;
+    let scenario = chaos::shrink(seed, &config, |_| trials += 1).expect("the seed fails");
+    println!(
+        "seed {seed}: {} of {} fault episodes, {} operations a client, {trials} steps: {}",
+        scenario.episodes.len(),
+        scenario.episodes_drawn,
+        scenario.ops_per_client,
+        scenario.violation
+    );
+    assert_eq!(scenario.invariant, "recoverable", "{}", scenario.violation);
+    assert!(
+        !scenario.episodes.is_empty() && scenario.episodes.len() <= 3,
+        "{} episodes left of {}",
+        scenario.episodes.len(),
+        scenario.episodes_drawn
+    );
+    assert!(scenario.ops_per_client < config.ops_per_client);
+
+    // The scenario, written down and read back, replays the failure exactly.
+    let text = serde_json::to_string(&scenario).expect("a scenario serialises");
+    let read: chaos::Scenario = serde_json::from_str(&text).expect("and reads back");
+    assert_eq!(read, scenario);
+    let replay = chaos::run(seed, &read.config(&config));
+    assert!(
+        replay.violations.contains(&scenario.violation),
+        "{:?}",
+        replay.violations
+    );
+    assert!(
+        replay
+            .schedule
+            .iter()
+            .any(|(_, f)| matches!(f, cairn::sim::Fault::BitRot { .. })),
+        "bit rot is what it takes: {:?}",
+        replay.schedule
+    );
+    // Without the mutant, the same scenario is clean.
+    let fixed = chaos::run(
+        seed,
+        &ChaosConfig {
+            mutant: None,
+            ..read.config(&config)
+        },
+    );
+    assert!(fixed.violations.is_empty(), "{:?}", fixed.violations);
+}

@@ -1,8 +1,9 @@
 //! `cairn sim`: runs the deterministic simulator.
 
 use anyhow::{bail, Context, Result};
-use cairn_sim::chaos::{self, ChaosConfig, ChaosReport};
+use cairn_sim::chaos::{self, ChaosConfig, ChaosReport, Scenario};
 use std::ops::Range;
+use std::path::PathBuf;
 
 /// Run simulations of a whole grid under faults (deterministic: a seed replays exactly).
 #[derive(clap::Args)]
@@ -24,7 +25,11 @@ enum SimCommand {
 /// unsynced writes, torn writes, bit rot, full disks); then heal and check the invariants.
 ///
 /// Prints one line (or JSON object) per seed with its trace digest. Exits non-zero if any
-/// seed violated an invariant, printing the command that replays it.
+/// seed violated an invariant, printing the commands that replay and shrink it.
+///
+/// `--seed S --shrink` cuts a failing seed's run down to the fewest fault episodes (a fault
+/// and what undoes it) and operations that still break the same invariant, prints them,
+/// and writes the scenario to a file that `--replay FILE` runs again.
 #[derive(clap::Args)]
 struct ChaosArgs {
     /// Run this one seed.
@@ -42,6 +47,15 @@ struct ChaosArgs {
     /// Run the same workload without faults.
     #[arg(long)]
     no_faults: bool,
+    /// Shrink the failing run of --seed to a minimal one (see above).
+    #[arg(long, requires = "seed", conflicts_with_all = ["no_faults", "replay"])]
+    shrink: bool,
+    /// Where --shrink writes the scenario [default: chaos-seed-SEED.json].
+    #[arg(long, value_name = "FILE", requires = "shrink")]
+    scenario_out: Option<PathBuf>,
+    /// Run the scenario in FILE, as --shrink wrote it.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["seed", "seeds", "no_faults"])]
+    replay: Option<PathBuf>,
     /// Malicious storage servers among the 20 honest ones: they accept shares and keep none,
     /// lie about what they hold, serve garbage, and attack other servers' uploads and the
     /// introducer (see SECURITY.md).
@@ -62,19 +76,69 @@ pub fn run(args: SimArgs) -> Result<bool> {
         (None, Some(range)) => parse_range(range)?,
         (None, None) => 0..1,
     };
-    let config = ChaosConfig {
+    let mut config = ChaosConfig {
         trace: args.trace,
         faults: !args.no_faults,
         byzantine_servers: args.byzantine_servers,
         byzantine_clients: args.byzantine_clients,
         ..ChaosConfig::default()
     };
+    if let Some(file) = &args.replay {
+        let text = std::fs::read_to_string(file)
+            .with_context(|| format!("cannot read the scenario {}", file.display()))?;
+        let scenario: Scenario = serde_json::from_str(&text)
+            .with_context(|| format!("{} is not a chaos scenario", file.display()))?;
+        config = scenario.config(&config);
+        let report = chaos::run(scenario.seed, &config);
+        print_report(&report, args.json, args.trace, false);
+        if !report.violations.is_empty() {
+            let file = file.display();
+            eprintln!(
+                "replay with: RUST_LOG=cairn_sim=debug cairn sim chaos --replay {file} --trace"
+            );
+        }
+        return Ok(report.violations.is_empty());
+    }
+    if args.shrink {
+        return shrink(seeds.start, &config, args.scenario_out);
+    }
     let mut clean = true;
     chaos::run_seeds(seeds, &config, |report| {
         clean &= report.violations.is_empty();
-        print_report(&report, args.json, args.trace);
+        print_report(&report, args.json, args.trace, true);
     });
     Ok(clean)
+}
+
+/// `--shrink`: cuts `seed`'s failing run down, shows what is left and writes it to a file.
+fn shrink(seed: u64, config: &ChaosConfig, out: Option<PathBuf>) -> Result<bool> {
+    let Some(scenario) = chaos::shrink(seed, config, |step| eprintln!("shrinking: {step}")) else {
+        println!("seed {seed} breaks no invariant: nothing to shrink");
+        return Ok(true);
+    };
+    let out = out.unwrap_or_else(|| PathBuf::from(format!("chaos-seed-{seed}.json")));
+    let text = serde_json::to_string_pretty(&scenario)?;
+    std::fs::write(&out, text + "\n")
+        .with_context(|| format!("cannot write the scenario to {}", out.display()))?;
+    let report = chaos::run(seed, &scenario.config(config));
+    println!(
+        "seed {seed} shrunk to {} of its {} fault episodes and {} operations a client; it \
+         still breaks [{}]:\n  {}\nits faults:",
+        scenario.episodes.len(),
+        scenario.episodes_drawn,
+        scenario.ops_per_client,
+        scenario.invariant,
+        scenario.violation
+    );
+    for (at, fault) in &report.schedule {
+        println!("  at {:.3} s: {fault:?}", at.0 as f64 / 1e9);
+    }
+    println!(
+        "written to {}; replay with: RUST_LOG=cairn_sim=debug cairn sim chaos --replay {} --trace",
+        out.display(),
+        out.display()
+    );
+    Ok(false)
 }
 
 fn parse_range(text: &str) -> Result<Range<u64>> {
@@ -93,7 +157,8 @@ fn parse_range(text: &str) -> Result<Range<u64>> {
     Ok(a..b)
 }
 
-fn print_report(report: &ChaosReport, json: bool, trace: bool) {
+/// Prints a seed's report; with `commands`, and if it failed, how to replay and shrink it.
+fn print_report(report: &ChaosReport, json: bool, trace: bool, commands: bool) {
     if trace {
         for line in &report.trace {
             println!("{line}");
@@ -128,11 +193,16 @@ fn print_report(report: &ChaosReport, json: bool, trace: bool) {
     for v in &report.violations {
         eprintln!("seed {}: violation: {v}", report.seed);
     }
-    if !report.violations.is_empty() {
+    if commands && !report.violations.is_empty() {
         eprintln!(
             "seed {}: replay with: {}",
             report.seed,
             report.replay_command()
+        );
+        eprintln!(
+            "seed {}: shrink with: {}",
+            report.seed,
+            report.shrink_command()
         );
     }
 }

@@ -54,3 +54,56 @@ fn a_bad_seed_range_is_a_clear_error() {
         );
     }
 }
+
+#[test]
+fn a_clean_seed_has_nothing_to_shrink_and_a_scenario_file_replays() {
+    let out = cairn(&["sim", "chaos", "--seed", "3", "--shrink"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("nothing to shrink"), "{said}");
+
+    // A scenario keeps some of the seed's fault episodes: it runs them, and only them.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("scenario.json");
+    let scenario = serde_json::json!({
+        "seed": 3, "byzantine_servers": 2, "byzantine_clients": 1, "ops_per_client": 3,
+        "episodes": [0, 2], "episodes_drawn": 40,
+        "invariant": "recoverable", "violation": "(written by hand)",
+    });
+    std::fs::write(&file, scenario.to_string()).unwrap();
+    let path = file.to_str().unwrap();
+    let out = cairn(&["sim", "chaos", "--replay", path, "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["seed"], 3);
+    assert_eq!(report["violations"], serde_json::json!([]));
+    let faults: u64 = report["faults"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|n| n.as_u64().unwrap())
+        .sum();
+    // Two episodes (a crash with its power loss and restart is the longest, three faults),
+    // and the final checks' restart of the vdrive (two).
+    assert!((3..=8).contains(&faults), "{report}");
+    let uploads = report["operations"]["uploads"].as_u64().unwrap();
+    assert!(
+        (1..=9).contains(&uploads),
+        "3 operations for each of 3 clients: {report}"
+    );
+
+    // A file that is not a scenario: a clear error.
+    std::fs::write(&file, "{\"seed\": \"three\"}").unwrap();
+    let out = cairn(&["sim", "chaos", "--replay", path]);
+    assert_eq!(out.status.code(), Some(1));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("is not a chaos scenario"), "{said}");
+}

@@ -33,15 +33,69 @@ mod workload;
 
 pub use grid::REQUEST_TIMEOUT;
 
-use crate::faults::{Fault, FaultKind, FaultPlan, FaultRates};
+use crate::faults::{self, Fault, FaultKind, FaultPlan, FaultRates};
 use crate::{World, WorldConfig};
 pub use cairn_actors::mutants::Mutant;
 use cairn_actors::Time;
 use grid::Grid;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 use workload::Workload;
+
+/// The invariant a violation breaks. Each violation's line starts with its name in
+/// brackets (`[recoverable] file 7 could be rebuilt ...`): shrinking keeps a run failing
+/// the same way by it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Invariant {
+    /// A download returns exactly the uploaded bytes, or a typed error.
+    ExactBytes,
+    /// A file whose shares still decode downloads from the healed grid.
+    Recoverable,
+    /// Acknowledged directory changes hold; the vdrive's records verify and never go back.
+    Directories,
+    /// Every operation is answered as asked, within its deadline.
+    Answered,
+    /// An upload's receipt is true: its happiness, its shares on their disks, one cap a file.
+    Receipts,
+    /// A duplicate of a change gets the change's answer.
+    SameAnswer,
+    /// No actor panics, and every message survives its wire encoding.
+    Incidents,
+    /// No honest server takes a write, close or abort from anyone but the upload's owner.
+    OwnersOnly,
+    /// The scenario itself could be set up (its faults and operations scheduled).
+    Harness,
+}
+
+impl Invariant {
+    pub fn name(self) -> &'static str {
+        match self {
+            Invariant::ExactBytes => "exact-bytes",
+            Invariant::Recoverable => "recoverable",
+            Invariant::Directories => "directories",
+            Invariant::Answered => "answered",
+            Invariant::Receipts => "receipts",
+            Invariant::SameAnswer => "same-answer",
+            Invariant::Incidents => "incidents",
+            Invariant::OwnersOnly => "owners-only",
+            Invariant::Harness => "harness",
+        }
+    }
+
+    /// A violation's line: the invariant's name in brackets, then what happened.
+    pub fn line(self, what: &str) -> String {
+        format!("[{}] {what}", self.name())
+    }
+}
+
+/// The name of the invariant a violation's line breaks.
+pub fn invariant_of(violation: &str) -> Option<&str> {
+    violation
+        .strip_prefix('[')?
+        .split_once(']')
+        .map(|(name, _)| name)
+}
 
 /// The scenario's knobs; [`ChaosConfig::default`] is the standard scenario.
 #[derive(Clone, Debug)]
@@ -61,6 +115,9 @@ pub struct ChaosConfig {
     pub trace: bool,
     /// A bug to plant in the actors for the run (needs the `mutants` feature).
     pub mutant: Option<Mutant>,
+    /// Which of the seed's fault episodes happen, by their place in the order drawn
+    /// ([`FaultPlan::draw_episodes`]); `None`: all. A shrunk run ([`shrink`]) keeps few.
+    pub episodes: Option<Vec<usize>>,
 }
 
 impl Default for ChaosConfig {
@@ -75,6 +132,7 @@ impl Default for ChaosConfig {
             faults: true,
             trace: false,
             mutant: None,
+            episodes: None,
         }
     }
 }
@@ -90,6 +148,11 @@ pub struct ChaosReport {
     pub operations: OperationCounts,
     /// Faults injected, by kind.
     pub faults: BTreeMap<String, u64>,
+    /// Fault episodes the seed drew (each a fault and what undoes it), and the schedule of
+    /// those that ran.
+    pub fault_episodes: usize,
+    #[serde(skip)]
+    pub schedule: Vec<(Time, Fault)>,
     /// Attack messages the byzantine peers sent.
     pub attacks: u64,
     pub events: u64,
@@ -123,6 +186,131 @@ impl ChaosReport {
             self.seed, self.flags
         )
     }
+
+    /// The command that shrinks this seed's failing run to a minimal one.
+    pub fn shrink_command(&self) -> String {
+        format!(
+            "cairn sim chaos --seed {}{} --shrink",
+            self.seed, self.flags
+        )
+    }
+}
+
+/// A run of the chaos scenario, written down so that it can be run again: the seed, the
+/// knobs, and which of its fault episodes happen. [`shrink`] makes one of a failing seed;
+/// `cairn sim chaos --replay FILE` runs it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Scenario {
+    pub seed: u64,
+    pub byzantine_servers: usize,
+    pub byzantine_clients: usize,
+    pub ops_per_client: usize,
+    /// The fault episodes that happen (their places in the order drawn), of how many the
+    /// seed drew.
+    pub episodes: Vec<usize>,
+    pub episodes_drawn: usize,
+    /// The invariant the run breaks, and how (its first violation of it).
+    pub invariant: String,
+    pub violation: String,
+}
+
+impl Scenario {
+    /// The configuration that runs this scenario (the rest as in `base`).
+    pub fn config(&self, base: &ChaosConfig) -> ChaosConfig {
+        ChaosConfig {
+            byzantine_servers: self.byzantine_servers,
+            byzantine_clients: self.byzantine_clients,
+            ops_per_client: self.ops_per_client,
+            faults: true,
+            episodes: Some(self.episodes.clone()),
+            ..base.clone()
+        }
+    }
+}
+
+/// Cuts a failing run of `seed` down to a minimal one that breaks the same invariant: drops
+/// fault episodes (halves, then quarters, ..., then one at a time, while the run still
+/// fails; a greedy delta debugging), then makes each client do as few operations as still
+/// fails. Every trial is a full deterministic run; `progress` hears of each. `None` if the
+/// seed does not fail.
+pub fn shrink(seed: u64, config: &ChaosConfig, mut progress: impl FnMut(&str)) -> Option<Scenario> {
+    let config = ChaosConfig {
+        trace: false,
+        ..config.clone()
+    };
+    let first = run(seed, &config);
+    let violation = first.violations.first()?.clone();
+    let invariant = invariant_of(&violation).unwrap_or_default().to_owned();
+    let mut scenario = Scenario {
+        seed,
+        byzantine_servers: config.byzantine_servers,
+        byzantine_clients: config.byzantine_clients,
+        ops_per_client: config.ops_per_client,
+        episodes: match &config.episodes {
+            Some(kept) => kept.clone(),
+            None => (0..first.fault_episodes).collect(),
+        },
+        episodes_drawn: first.fault_episodes,
+        invariant,
+        violation,
+    };
+    progress(&format!(
+        "seed {seed} breaks [{}] with {} fault episodes and {} operations a client",
+        scenario.invariant,
+        scenario.episodes.len(),
+        scenario.ops_per_client
+    ));
+    // The first violation of the same invariant, if the candidate still fails so.
+    let broken = scenario.invariant.clone();
+    let fails = |candidate: &Scenario| {
+        let report = run(seed, &candidate.config(&config));
+        let violation = report
+            .violations
+            .into_iter()
+            .find(|v| invariant_of(v) == Some(broken.as_str()));
+        violation
+    };
+    let mut chunk = scenario.episodes.len().div_ceil(2).max(1);
+    loop {
+        let mut at = 0;
+        while at < scenario.episodes.len() {
+            let mut candidate = scenario.clone();
+            let end = (at + chunk).min(candidate.episodes.len());
+            candidate.episodes.drain(at..end);
+            match fails(&candidate) {
+                Some(violation) => {
+                    scenario = Scenario {
+                        violation,
+                        ..candidate
+                    };
+                    progress(&format!(
+                        "{} fault episodes still fail",
+                        scenario.episodes.len()
+                    ));
+                }
+                None => at += chunk,
+            }
+        }
+        if chunk == 1 {
+            break;
+        }
+        chunk = chunk.div_ceil(2);
+    }
+    for ops in 1..scenario.ops_per_client {
+        let candidate = Scenario {
+            ops_per_client: ops,
+            ..scenario.clone()
+        };
+        if let Some(violation) = fails(&candidate) {
+            scenario = Scenario {
+                violation,
+                ..candidate
+            };
+            progress(&format!("{ops} operations a client still fail"));
+            break;
+        }
+    }
+    Some(scenario)
 }
 
 impl ChaosConfig {
@@ -164,16 +352,28 @@ pub fn run(seed: u64, config: &ChaosConfig) -> ChaosReport {
 
     let chaos_start = Time(0).after(Duration::from_secs(5));
     let chaos_end = chaos_start.after(config.chaos);
-    let mut schedule = Vec::new();
+    let (mut schedule, mut fault_episodes) = (Vec::new(), 0);
     if config.faults {
         let plan = fault_plan(&grid, chaos_start, chaos_end);
-        match world.schedule_fault_plan(&plan) {
-            Ok(drawn) => schedule = drawn,
-            Err(e) => world
-                .user_mut()
-                .violation(format!("the fault plan could not be scheduled: {e}")),
+        let episodes = world.draw_fault_episodes(&plan);
+        fault_episodes = episodes.len();
+        let kept = |i: &usize| config.episodes.as_ref().is_none_or(|kept| kept.contains(i));
+        schedule = faults::schedule(
+            episodes
+                .into_iter()
+                .enumerate()
+                .filter(|(i, _)| kept(i))
+                .map(|(_, episode)| episode),
+        );
+        if let Err(e) = world.schedule_faults(&schedule) {
+            schedule.clear();
+            world.user_mut().violation(
+                Invariant::Harness,
+                format!("the fault plan could not be scheduled: {e}"),
+            );
         }
     }
+    let planned = schedule.clone();
     Workload::schedule_start(&mut world, chaos_start);
     world.run_until(chaos_end);
     // Heal: the plan undoes every lasting fault by its end. Let servers re-announce and
@@ -188,16 +388,23 @@ pub fn run(seed: u64, config: &ChaosConfig) -> ChaosReport {
     });
     report.violations.extend(answers.differing(crashes));
     for incident in world.incidents() {
-        report.violations.push(format!("{incident:?}"));
+        report
+            .violations
+            .push(Invariant::Incidents.line(&format!("{incident:?}")));
     }
     {
         let ledger = grid
             .ledger
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        report.violations.extend(ledger.breaches.iter().cloned());
+        let breaches = ledger.breaches.iter();
+        report
+            .violations
+            .extend(breaches.map(|b| Invariant::OwnersOnly.line(b)));
         report.attacks = ledger.attacks.values().sum();
     }
+    report.fault_episodes = fault_episodes;
+    report.schedule = planned;
     report.digest = world.digest();
     report.events = world.counters().events;
     report.faults = fault_counts(&world);

@@ -208,20 +208,36 @@ impl FaultPlan {
 
     /// Draws the schedule, sorted by time.
     pub fn draw(&self, rng: &mut ChaCha8Rng) -> Vec<(Time, Fault)> {
+        schedule(self.draw_episodes(rng))
+    }
+
+    /// Draws the schedule as episodes, in the order drawn: each is one fault and what
+    /// undoes it (a crash and its restart, a partition and its heal, ...), so that any
+    /// subset of them is a schedule that leaves the grid whole at its end (what shrinking
+    /// a failing run removes).
+    pub fn draw_episodes(&self, rng: &mut ChaCha8Rng) -> Vec<Episode> {
         let mut drawing = Drawing {
             plan: self,
             rng,
             out: Vec::new(),
+            episodes: Vec::new(),
             down_until: BTreeMap::new(),
             busy_until: BTreeMap::new(),
         };
         drawing.run();
-        let mut out = drawing.out;
-        // Stable: faults drawn for the same instant keep their order (power loss before
-        // its crash).
-        out.sort_by_key(|(at, _)| *at);
-        out
+        drawing.episodes
     }
+}
+
+/// One fault and the faults that undo it, each at its time.
+pub type Episode = Vec<(Time, Fault)>;
+
+/// `episodes` as one schedule, sorted by time; faults drawn for the same instant keep their
+/// order (a power loss before its crash).
+pub fn schedule(episodes: impl IntoIterator<Item = Episode>) -> Vec<(Time, Fault)> {
+    let mut out: Vec<(Time, Fault)> = episodes.into_iter().flatten().collect();
+    out.sort_by_key(|(at, _)| *at); // stable
+    out
 }
 
 /// What one lasting fault occupies, so that two of a kind never overlap (the second's
@@ -239,7 +255,9 @@ enum Slot {
 struct Drawing<'a> {
     plan: &'a FaultPlan,
     rng: &'a mut ChaCha8Rng,
+    /// The faults of the episode being drawn.
     out: Vec<(Time, Fault)>,
+    episodes: Vec<Episode>,
     down_until: BTreeMap<NodeId, Time>,
     busy_until: BTreeMap<Slot, Time>,
 }
@@ -276,6 +294,9 @@ impl Drawing<'_> {
             let pick = self.rng.gen::<f64>() * total;
             let kind = pick_weighted(&weights, pick);
             self.draw_one(kind, now);
+            if !self.out.is_empty() {
+                self.episodes.push(std::mem::take(&mut self.out));
+            }
         }
     }
 

@@ -3,6 +3,7 @@
 //! cache's promise, which is what makes retries and duplicated messages safe). Only a
 //! restart of the server, which empties the cache, excuses a different answer.
 
+use super::Invariant;
 use crate::{LocalUser, World};
 use cairn_actors::protocol::{Message, RequestId, Response};
 use cairn_actors::{Addr, NodeId, Service, Time};
@@ -95,11 +96,12 @@ impl Watch {
                     .any(|&(node, at)| node == d.server.node && start <= at && at <= end)
             })
             .map(|d| {
-                format!(
+                let what = format!(
                     "{:?} answered request {:?} from {:?} with {:?} at {:?}, then its duplicate \
                      with {:?} at {:?}",
                     d.server, d.id, d.requester, d.first.1, d.first.0, d.later.1, d.later.0
-                )
+                );
+                Invariant::SameAnswer.line(&what)
             })
             .collect()
     }

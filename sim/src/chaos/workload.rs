@@ -11,7 +11,7 @@
 //! that does not verify, or an older version than one seen, is a violation.
 
 use super::grid::{Grid, UPLOAD_DEADLINE};
-use super::{ChaosConfig, ChaosReport, OperationCounts};
+use super::{ChaosConfig, ChaosReport, Invariant, OperationCounts};
 use crate::faults::Fault;
 use crate::{derive_rng, LocalUser, UserIo, World};
 use cairn_actors::local::{
@@ -141,15 +141,16 @@ impl Workload {
             ));
             let (addr, id, request) = world.user_mut().next_op(client, at);
             if let Err(e) = world.schedule_local(at, addr, id, request) {
-                world
-                    .user_mut()
-                    .violation(format!("could not schedule an operation: {e}"));
+                world.user_mut().violation(
+                    Invariant::Harness,
+                    format!("could not schedule an operation: {e}"),
+                );
             }
         }
     }
 
-    pub fn violation(&mut self, what: String) {
-        self.violations.push(what);
+    pub fn violation(&mut self, invariant: Invariant, what: String) {
+        self.violations.push(invariant.line(&what));
     }
 
     /// Picks client `client`'s next operation, starting at `at`.
@@ -302,7 +303,7 @@ impl Workload {
                 // they are.
                 let shown = happiness(&receipt.placement);
                 if receipt.happiness < HAPPY || shown != receipt.happiness {
-                    self.violation(format!(
+                    self.violation(Invariant::Receipts, format!(
                         "an upload reported success at happiness {}, and its placement shows {shown}",
                         receipt.happiness
                     ));
@@ -314,12 +315,18 @@ impl Workload {
                 }
                 if let Some(earlier) = self.uploaded.insert(file, receipt.cap.clone()) {
                     if earlier != receipt.cap {
-                        self.violation(format!("file {file} got two different caps"));
+                        self.violation(
+                            Invariant::Receipts,
+                            format!("file {file} got two different caps"),
+                        );
                     }
                 }
             }
             LocalResponse::Uploaded(Err(_)) => {}
-            other => self.violation(format!("an upload was answered with {other:?}")),
+            other => self.violation(
+                Invariant::Answered,
+                format!("an upload was answered with {other:?}"),
+            ),
         }
     }
 
@@ -335,18 +342,18 @@ impl Workload {
             LocalResponse::Downloaded(Ok(receipt)) => {
                 self.counts.downloads_ok += 1;
                 if received != &expected[..] || receipt.bytes != expected.len() as u64 {
-                    self.violation(format!(
+                    self.violation(Invariant::ExactBytes, format!(
                         "a download of file {file} succeeded with {} bytes that are not the {} uploaded",
                         received.len(),
                         expected.len()
                     ));
                 }
             }
-            LocalResponse::Downloaded(Err(e)) if final_check => self.violation(format!(
+            LocalResponse::Downloaded(Err(e)) if final_check => self.violation(Invariant::Recoverable, format!(
                 "file {file} could be rebuilt from the shares on disk, but downloading it from a healed grid failed: {e}"
             )),
             LocalResponse::Downloaded(Err(_)) => {}
-            other => self.violation(format!("a download was answered with {other:?}")),
+            other => self.violation(Invariant::Answered, format!("a download was answered with {other:?}")),
         }
     }
 
@@ -360,9 +367,10 @@ impl Workload {
         response: LocalResponse,
     ) {
         let LocalResponse::Dir(result) = response else {
-            return self.violation(format!(
-                "a directory operation was answered with {response:?}"
-            ));
+            return self.violation(
+                Invariant::Answered,
+                format!("a directory operation was answered with {response:?}"),
+            );
         };
         // A create that finds its directory made (the shared one, by another client) did what
         // was asked too.
@@ -418,7 +426,10 @@ impl Workload {
             } else {
                 "its root"
             };
-            self.violation(format!("client {client}, {whose}: {what}"));
+            self.violation(
+                Invariant::Directories,
+                format!("client {client}, {whose}: {what}"),
+            );
         }
     }
 
@@ -478,10 +489,10 @@ impl Workload {
     pub fn report(&mut self, seed: u64) -> ChaosReport {
         let now_pending: Vec<String> = self.ops.keys().map(|id| format!("{id:?}")).collect();
         if !now_pending.is_empty() {
-            self.violation(format!(
-                "operations never ended: {}",
-                now_pending.join(", ")
-            ));
+            self.violation(
+                Invariant::Answered,
+                format!("operations never ended: {}", now_pending.join(", ")),
+            );
         }
         ChaosReport {
             seed,
@@ -514,9 +525,10 @@ impl Workload {
         ];
         for (at, fault) in restarts.clone() {
             if let Err(e) = world.schedule_fault(at, fault) {
-                world
-                    .user_mut()
-                    .violation(format!("could not restart the vdrive: {e}"));
+                world.user_mut().violation(
+                    Invariant::Harness,
+                    format!("could not restart the vdrive: {e}"),
+                );
             }
         }
         // Clients re-subscribe within their interval; give them that, then check.
@@ -549,9 +561,10 @@ impl Workload {
         }
         for (addr, id, request) in requests {
             if let Err(e) = world.schedule_local(at, addr, id, request) {
-                world
-                    .user_mut()
-                    .violation(format!("could not schedule a final check: {e}"));
+                world.user_mut().violation(
+                    Invariant::Harness,
+                    format!("could not schedule a final check: {e}"),
+                );
             }
         }
         let deadline = at.after(OP_DEADLINE);
@@ -695,7 +708,7 @@ fn lost_shares(world: &mut World<Workload>, grid: &Grid) {
         })
         .collect();
     for violation in lost {
-        world.user_mut().violation(violation);
+        world.user_mut().violation(Invariant::Receipts, violation);
     }
 }
 
@@ -728,13 +741,19 @@ fn rebuildable_files(world: &World<Workload>, grid: &Grid) -> Vec<usize> {
 impl LocalUser for Workload {
     fn on_reply(&mut self, _from: Addr, to: LocalId, response: LocalResponse, io: &mut UserIo<'_>) {
         let Some((client, started, op)) = self.ops.remove(&to) else {
-            return self.violation(format!("a reply to {to:?}, which is not in flight"));
+            return self.violation(
+                Invariant::Answered,
+                format!("a reply to {to:?}, which is not in flight"),
+            );
         };
         if io.now().since(started) > OP_DEADLINE {
-            self.violation(format!(
-                "{to:?} took {:?}, over its {OP_DEADLINE:?} deadline",
-                io.now().since(started)
-            ));
+            self.violation(
+                Invariant::Answered,
+                format!(
+                    "{to:?} took {:?}, over its {OP_DEADLINE:?} deadline",
+                    io.now().since(started)
+                ),
+            );
         }
         let final_check = match op {
             Op::Upload { file } => {
@@ -767,25 +786,27 @@ impl LocalUser for Workload {
 
     fn on_output(&mut self, from: Addr, to: LocalId, data: Vec<u8>, io: &mut UserIo<'_>) {
         let Some((_, _, Op::Download { file, received, .. })) = self.ops.get_mut(&to) else {
-            return self.violation(format!(
-                "output for {to:?}, which is not a download in flight"
-            ));
+            return self.violation(
+                Invariant::Answered,
+                format!("output for {to:?}, which is not a download in flight"),
+            );
         };
         let (file, at) = (*file, received.len());
         let wrong = self.files[file].get(at..at + data.len()) != Some(&data[..]);
         received.extend_from_slice(&data);
         if wrong {
             let n = data.len();
-            self.violation(format!("download {to:?} of file {file} output {n} bytes at offset {at} that were never uploaded there"));
+            self.violation(Invariant::ExactBytes, format!("download {to:?} of file {file} output {n} bytes at offset {at} that were never uploaded there"));
         }
         io.drained(from);
     }
 
     fn on_pull(&mut self, from: Addr, id: LocalId, offset: u64, max: usize, io: &mut UserIo<'_>) {
         let Some((_, _, Op::Upload { file })) = self.ops.get(&id) else {
-            return self.violation(format!(
-                "a pull for {id:?}, which is not an upload in flight"
-            ));
+            return self.violation(
+                Invariant::Answered,
+                format!("a pull for {id:?}, which is not an upload in flight"),
+            );
         };
         let data = &self.files[*file];
         let start = (offset as usize).min(data.len());

@@ -163,14 +163,27 @@ impl<U: LocalUser> World<U> {
         plan: &FaultPlan,
     ) -> Result<Vec<(Time, Fault)>, SimError> {
         let schedule = plan.draw(&mut self.fault_rng);
-        for (at, fault) in &schedule {
+        self.schedule_faults(&schedule)?;
+        Ok(schedule)
+    }
+
+    /// Draws `plan`'s faults from the run's fault generator, as episodes
+    /// ([`FaultPlan::draw_episodes`]), and schedules none of them: a run that keeps only
+    /// some (a shrinking run) schedules those with [`World::schedule_faults`].
+    pub fn draw_fault_episodes(&mut self, plan: &FaultPlan) -> Vec<crate::faults::Episode> {
+        plan.draw_episodes(&mut self.fault_rng)
+    }
+
+    /// Schedules every fault of `schedule`, or none if any is invalid.
+    pub fn schedule_faults(&mut self, schedule: &[(Time, Fault)]) -> Result<(), SimError> {
+        for (at, fault) in schedule {
             self.check_time(*at)?;
             self.check_fault(fault)?;
         }
-        for (at, fault) in &schedule {
+        for (at, fault) in schedule {
             self.agenda.push(*at, Event::Fault(fault.clone()));
         }
-        Ok(schedule)
+        Ok(())
     }
 
     /// Schedules local request `id` to the actor at `to`, at `at`.
