@@ -2,8 +2,11 @@
 
 use anyhow::{bail, Context, Result};
 use cairn_sim::chaos::{self, ChaosConfig, ChaosReport, Scenario};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{IsTerminal, Seek, Write};
 use std::ops::Range;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Run simulations of a whole grid under faults (deterministic: a seed replays exactly).
 #[derive(clap::Args)]
@@ -53,6 +56,10 @@ struct ChaosArgs {
     /// Where --shrink writes the scenario [default: chaos-seed-SEED.json].
     #[arg(long, value_name = "FILE", requires = "shrink")]
     scenario_out: Option<PathBuf>,
+    /// Append each seed's report (a JSON line) to FILE, and skip the seeds FILE has
+    /// already: a long run stopped part-way goes on where it stopped when run again.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["shrink", "replay"])]
+    log: Option<PathBuf>,
     /// Run the scenario in FILE, as --shrink wrote it.
     #[arg(long, value_name = "FILE", conflicts_with_all = ["seed", "seeds", "no_faults"])]
     replay: Option<PathBuf>,
@@ -102,12 +109,190 @@ pub fn run(args: SimArgs) -> Result<bool> {
     if args.shrink {
         return shrink(seeds.start, &config, args.scenario_out);
     }
-    let mut clean = true;
-    chaos::run_seeds(seeds, &config, |report| {
-        clean &= report.violations.is_empty();
-        print_report(&report, args.json, args.trace, true);
-    });
-    Ok(clean)
+    let mut summary = Summary::default();
+    let mut log = None;
+    let mut done = BTreeSet::new();
+    if let Some(path) = &args.log {
+        let kept;
+        (done, kept) = logged(path, &seeds, &mut summary)?;
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(false)
+            .open(path)
+            .with_context(|| format!("cannot open the log {}", path.display()))?;
+        // Cut off a line a killed run left half-written, and go on after the rest.
+        file.set_len(kept)?;
+        file.seek(std::io::SeekFrom::End(0))?;
+        log = Some(std::io::BufWriter::new(file));
+    }
+    let bar = progress_bar(seeds.end - seeds.start, done.len() as u64);
+    for range in missing(&seeds, &done) {
+        let mut failed: Option<std::io::Error> = None;
+        chaos::run_seeds(range, &config, |report| {
+            summary.add(&report);
+            if let (Some(log), None) = (&mut log, &failed) {
+                let line = serde_json::to_string(&report).expect("a report serialises");
+                let written = writeln!(log, "{line}").and_then(|()| log.flush());
+                failed = written.err();
+            }
+            bar.suspend(|| print_report(&report, args.json, args.trace, true));
+            bar.inc(1);
+        });
+        if let Some(e) = failed {
+            return Err(e).context("cannot write to the log");
+        }
+    }
+    bar.finish_and_clear();
+    if seeds.end - seeds.start > 1 {
+        summary.print(&seeds);
+    }
+    Ok(summary.violated.is_empty())
+}
+
+/// What a range of seeds did, in all.
+#[derive(Default)]
+struct Summary {
+    seeds: u64,
+    violated: Vec<u64>,
+    operations: BTreeMap<&'static str, (u64, u64)>,
+    faults: BTreeMap<String, u64>,
+    events: u64,
+    started: Option<std::time::Instant>,
+}
+
+impl Summary {
+    fn add(&mut self, report: &ChaosReport) {
+        self.started.get_or_insert_with(std::time::Instant::now);
+        self.seeds += 1;
+        if !report.violations.is_empty() {
+            self.violated.push(report.seed);
+        }
+        let o = &report.operations;
+        for (kind, total, ok) in [
+            ("uploads", o.uploads, o.uploads_ok),
+            ("downloads", o.downloads, o.downloads_ok),
+            ("directory operations", o.vdrive, o.vdrive_ok),
+        ] {
+            let entry = self.operations.entry(kind).or_default();
+            entry.0 += total;
+            entry.1 += ok;
+        }
+        for (kind, n) in &report.faults {
+            *self.faults.entry(kind.clone()).or_default() += n;
+        }
+        self.events += report.events;
+    }
+
+    fn print(&self, seeds: &Range<u64>) {
+        let ops: Vec<String> = (self.operations.iter())
+            .map(|(kind, (total, ok))| format!("{kind} {ok}/{total} ok"))
+            .collect();
+        let faults: Vec<String> = (self.faults.iter())
+            .map(|(kind, n)| format!("{kind} {n}"))
+            .collect();
+        let violated = match self.violated.len() {
+            0 => "none".to_owned(),
+            n => {
+                let shown: Vec<String> =
+                    self.violated.iter().take(20).map(u64::to_string).collect();
+                format!(
+                    "{n} (seeds {}{})",
+                    shown.join(", "),
+                    if n > 20 { ", ..." } else { "" }
+                )
+            }
+        };
+        eprintln!(
+            "seeds {}..{}: {} run, violated: {violated}\n  operations: {}\n  faults: {}\n  events: {}",
+            seeds.start,
+            seeds.end,
+            self.seeds,
+            ops.join(", "),
+            faults.join(", "),
+            self.events,
+        );
+    }
+}
+
+/// The seeds of `range` that the log at `path` has reports of (their reports counted into
+/// `summary`; none if it does not exist yet), and how many of its bytes are whole lines.
+fn logged(path: &Path, range: &Range<u64>, summary: &mut Summary) -> Result<(BTreeSet<u64>, u64)> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((BTreeSet::new(), 0)),
+        Err(e) => return Err(e).with_context(|| format!("cannot read the log {}", path.display())),
+    };
+    // A run killed mid-write leaves a partial last line: that seed runs again.
+    let whole = text.rfind('\n').map_or(0, |end| end + 1);
+    let mut done = BTreeSet::new();
+    for (n, line) in text[..whole].lines().enumerate() {
+        let report: LoggedReport = serde_json::from_str(line)
+            .with_context(|| format!("{} line {} is not a chaos report", path.display(), n + 1))?;
+        if range.contains(&report.seed) && done.insert(report.seed) {
+            summary.add(&report.into());
+        }
+    }
+    Ok((done, whole as u64))
+}
+
+/// A report as the log holds it.
+#[derive(serde::Deserialize)]
+struct LoggedReport {
+    seed: u64,
+    violations: Vec<String>,
+    operations: chaos::OperationCounts,
+    faults: BTreeMap<String, u64>,
+    events: u64,
+}
+
+impl From<LoggedReport> for ChaosReport {
+    fn from(logged: LoggedReport) -> Self {
+        ChaosReport {
+            seed: logged.seed,
+            violations: logged.violations,
+            operations: logged.operations,
+            faults: logged.faults,
+            events: logged.events,
+            ..ChaosReport::default()
+        }
+    }
+}
+
+/// The runs of seeds in `range` not in `done`.
+fn missing(range: &Range<u64>, done: &BTreeSet<u64>) -> Vec<Range<u64>> {
+    let mut runs = Vec::new();
+    let mut start = None;
+    for seed in range.clone() {
+        match (done.contains(&seed), start) {
+            (false, None) => start = Some(seed),
+            (true, Some(from)) => {
+                runs.push(from..seed);
+                start = None;
+            }
+            _ => {}
+        }
+    }
+    if let Some(from) = start {
+        runs.push(from..range.end);
+    }
+    runs
+}
+
+/// A bar over the seeds, on a terminal only.
+fn progress_bar(total: u64, done: u64) -> ProgressBar {
+    let target = match std::io::stderr().is_terminal() && total > 1 {
+        true => ProgressDrawTarget::stderr(),
+        false => ProgressDrawTarget::hidden(),
+    };
+    let bar = ProgressBar::with_draw_target(Some(total), target);
+    if let Ok(style) = ProgressStyle::with_template(
+        "{elapsed_precise} [{bar:40}] {pos}/{len} seeds, {per_sec}, {eta} left",
+    ) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.set_position(done);
+    bar
 }
 
 /// `--shrink`: cuts `seed`'s failing run down, shows what is left and writes it to a file.

@@ -107,3 +107,70 @@ fn a_clean_seed_has_nothing_to_shrink_and_a_scenario_file_replays() {
     let said = String::from_utf8_lossy(&out.stderr);
     assert!(said.contains("is not a chaos scenario"), "{said}");
 }
+
+#[test]
+fn a_long_run_logs_each_seed_and_goes_on_where_it_was_stopped() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("run.jsonl");
+    let log_arg = log.to_str().unwrap();
+    let out = cairn(&["sim", "chaos", "--seeds", "10..13", "--log", log_arg]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("seeds 10..13: 3 run, violated: none"),
+        "{said}"
+    );
+    assert!(
+        said.contains("uploads") && said.contains("faults: "),
+        "{said}"
+    );
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(text.lines().count(), 3);
+
+    // Killed while writing seed 12's line: the half line is cut off and seed 12 runs again,
+    // with the seeds after it; the seeds logged whole do not.
+    let cut = text
+        .lines()
+        .take(2)
+        .map(|l| format!("{l}\n"))
+        .collect::<String>()
+        + "{\"seed\": 12, \"dig";
+    std::fs::write(&log, cut).unwrap();
+    let out = cairn(&["sim", "chaos", "--seeds", "10..15", "--log", log_arg]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ran: Vec<u64> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| {
+            l.split(':')
+                .next()
+                .unwrap()
+                .trim_start_matches("seed ")
+                .parse()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(ran, [12, 13, 14]);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("seeds 10..15: 5 run, violated: none"),
+        "{said}"
+    );
+    let seeds: Vec<u64> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["seed"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(seeds, [10, 11, 12, 13, 14]);
+}

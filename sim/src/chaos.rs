@@ -167,7 +167,7 @@ pub struct ChaosReport {
 }
 
 /// How many operations of each kind were attempted and succeeded.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct OperationCounts {
     pub uploads: u64,
     pub uploads_ok: u64,
