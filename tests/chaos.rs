@@ -7,6 +7,12 @@ use std::time::Instant;
 
 /// How many seeds every test run checks.
 const SEEDS: u64 = 200;
+/// The least fraction of uploads, downloads and directory operations that succeed over the
+/// seeds, faults and all (3,000 seeds from 200 on: 0.991, 0.977, 0.929).
+const SUCCESS_FLOORS: (f64, f64, f64) = (0.95, 0.93, 0.85);
+/// The least times each kind of fault fires over the seeds (the rarest, torn writes, fires
+/// about 570 times in 200 seeds).
+const FAULTS_FIRED: u64 = 400;
 
 #[test]
 fn the_same_seed_gives_the_same_digest_and_neighbours_differ() {
@@ -67,11 +73,23 @@ fn chaos_seeds_are_clean() {
         violated.join("\n")
     );
     assert!(ops[0] > SEEDS && ops[2] > SEEDS, "the workload ran");
+    // Faults excuse failures, up to a point: most operations still succeed.
+    for (kind, (total, ok), floor) in [
+        ("uploads", (ops[0], ops[1]), SUCCESS_FLOORS.0),
+        ("downloads", (ops[2], ops[3]), SUCCESS_FLOORS.1),
+        ("directory operations", (ops[4], ops[5]), SUCCESS_FLOORS.2),
+    ] {
+        let fraction = ok as f64 / total as f64;
+        assert!(
+            fraction >= floor,
+            "{kind}: {ok} of {total} succeeded ({fraction:.3}), under the floor of {floor}"
+        );
+    }
     for kind in FaultKind::ALL {
         let fired = faults.get(&format!("{kind:?}")).copied().unwrap_or(0);
         assert!(
-            fired > 0,
-            "no {kind:?} fault fired in {SEEDS} seeds: {faults:?}"
+            fired >= FAULTS_FIRED,
+            "{kind:?} fired {fired} times in {SEEDS} seeds, under {FAULTS_FIRED}: {faults:?}"
         );
     }
     assert!(

@@ -25,7 +25,8 @@ enum SimCommand {
 /// clients uploading, downloading and using the vdrive, among 2 malicious servers and a
 /// malicious client, while every kind of fault is injected
 /// (crashes and restarts, partitions, loss, duplication, delay spikes, slow nodes, lost
-/// unsynced writes, torn writes, bit rot, full disks); then heal and check the invariants.
+/// unsynced writes, torn writes, bit rot, full disks, clock jumps); then heal and check the
+/// invariants.
 ///
 /// Prints one line (or JSON object) per seed with its trace digest. Exits non-zero if any
 /// seed violated an invariant, printing the commands that replay and shrink it.

@@ -430,6 +430,7 @@ fn fault_plan(grid: &Grid, start: Time, end: Time) -> FaultPlan {
         torn_write: 0.01,
         bit_rot: 0.02,
         disk_full: 0.01,
+        clock_jump: 0.01,
     };
     plan.max_down = 4;
     plan.max_probability = 0.2;

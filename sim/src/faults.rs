@@ -49,6 +49,10 @@ pub enum Fault {
     BitRot { node: NodeId, count: u32 },
     /// The node's disk is full (every write fails) or no longer.
     DiskFull { node: NodeId, full: bool },
+    /// The node's clock jumps to read `ahead` nanoseconds ahead of true time (behind, if
+    /// negative; right again, if 0): what its actors see as now. Timers already set still
+    /// fire after their durations, as a monotonic timer does.
+    SetClock { node: NodeId, ahead: i64 },
 }
 
 /// A fault's kind, without its parameters (for counting and for rates).
@@ -66,11 +70,12 @@ pub enum FaultKind {
     TornWrite,
     BitRot,
     DiskFull,
+    SetClock,
 }
 
 impl FaultKind {
     /// Every kind, in declaration order.
-    pub const ALL: [FaultKind; 12] = [
+    pub const ALL: [FaultKind; 13] = [
         FaultKind::Crash,
         FaultKind::Restart,
         FaultKind::Partition,
@@ -83,6 +88,7 @@ impl FaultKind {
         FaultKind::TornWrite,
         FaultKind::BitRot,
         FaultKind::DiskFull,
+        FaultKind::SetClock,
     ];
 }
 
@@ -102,6 +108,7 @@ impl Fault {
             Fault::TornWrite { .. } => FaultKind::TornWrite,
             Fault::BitRot { .. } => FaultKind::BitRot,
             Fault::DiskFull { .. } => FaultKind::DiskFull,
+            Fault::SetClock { .. } => FaultKind::SetClock,
         }
     }
 
@@ -114,7 +121,8 @@ impl Fault {
             | Fault::LoseUnsyncedWrites { node }
             | Fault::TornWrite { node }
             | Fault::BitRot { node, .. }
-            | Fault::DiskFull { node, .. } => (std::slice::from_ref(node), &[]),
+            | Fault::DiskFull { node, .. }
+            | Fault::SetClock { node, .. } => (std::slice::from_ref(node), &[]),
             Fault::Partition { a, b, .. } => (a, b),
             Fault::Heal
             | Fault::SetLoss { .. }
@@ -146,6 +154,8 @@ pub struct FaultRates {
     pub torn_write: f64,
     pub bit_rot: f64,
     pub disk_full: f64,
+    /// A node's clock jumps ahead or behind, and is set right again after a while.
+    pub clock_jump: f64,
 }
 
 /// Draws a random fault schedule: which faults, when, on which nodes, with what parameters.
@@ -183,6 +193,8 @@ pub struct FaultPlan {
     pub max_slow: u32,
     /// The most bits one bit-rot fault flips.
     pub max_bit_rot: u32,
+    /// The farthest a clock jumps, ahead or behind.
+    pub max_clock_jump: Duration,
 }
 
 impl FaultPlan {
@@ -203,6 +215,7 @@ impl FaultPlan {
             max_spike: Duration::from_secs(2),
             max_slow: 10,
             max_bit_rot: 8,
+            max_clock_jump: Duration::from_secs(120),
         }
     }
 
@@ -250,6 +263,7 @@ enum Slot {
     Spike,
     Slow(NodeId),
     Full(NodeId),
+    Clock(NodeId),
 }
 
 struct Drawing<'a> {
@@ -275,6 +289,7 @@ impl Drawing<'_> {
             rates.torn_write,
             rates.bit_rot,
             rates.disk_full,
+            rates.clock_jump,
         ]
         .map(|r| r.max(0.0));
         let total: f64 = weights.iter().sum();
@@ -310,7 +325,8 @@ impl Drawing<'_> {
             5 => self.slow(now),
             6 => self.crash(now, true),
             7 => self.bit_rot(now),
-            _ => self.disk_full(now),
+            8 => self.disk_full(now),
+            _ => self.clock_jump(now),
         }
     }
 
@@ -401,6 +417,22 @@ impl Drawing<'_> {
         self.busy_until.insert(slot, until);
     }
 
+    fn clock_jump(&mut self, now: Time) {
+        let Some(node) = self.random_node() else {
+            return;
+        };
+        if !self.free(Slot::Clock(node), now) {
+            return;
+        }
+        let span = self.plan.max_clock_jump.as_nanos().min(i64::MAX as u128) as i64;
+        let ahead = self.rng.gen_range(-span..=span);
+        let duration = self.between(self.plan.duration);
+        let until = self.until(now, duration);
+        self.out.push((now, Fault::SetClock { node, ahead }));
+        self.out.push((until, Fault::SetClock { node, ahead: 0 }));
+        self.busy_until.insert(Slot::Clock(node), until);
+    }
+
     fn spike(&mut self, now: Time) {
         if !self.free(Slot::Spike, now) {
             return;
@@ -487,6 +519,7 @@ mod tests {
             torn_write: 0.02,
             bit_rot: 0.05,
             disk_full: 0.05,
+            clock_jump: 0.05,
         };
         plan
     }
@@ -519,5 +552,34 @@ mod tests {
             }
         }
         assert!(down.is_empty());
+        // Every clock that jumps is set right again, within the plan.
+        let mut off = BTreeMap::new();
+        for (_, fault) in &one {
+            if let Fault::SetClock { node, ahead } = fault {
+                assert!(ahead.unsigned_abs() <= plan.max_clock_jump.as_nanos() as u64);
+                match *ahead {
+                    0 => assert!(off.remove(node).is_some(), "set right, not wrong"),
+                    _ => assert!(off.insert(*node, ()).is_none(), "one jump at a time"),
+                }
+            }
+        }
+        assert!(count(FaultKind::SetClock) > 5 && off.is_empty(), "{one:?}");
+    }
+
+    #[test]
+    fn episodes_are_the_schedule_in_parts_each_undoing_itself() {
+        let plan = plan();
+        let episodes = plan.draw_episodes(&mut ChaCha8Rng::seed_from_u64(9));
+        assert_eq!(
+            schedule(episodes.clone()),
+            plan.draw(&mut ChaCha8Rng::seed_from_u64(9))
+        );
+        for episode in &episodes {
+            let count = |kind: FaultKind| episode.iter().filter(|(_, f)| f.kind() == kind).count();
+            let starts = count(FaultKind::Crash) + count(FaultKind::TornWrite);
+            assert_eq!(starts, count(FaultKind::Restart), "{episode:?}");
+            assert_eq!(count(FaultKind::Partition), count(FaultKind::Heal));
+            assert_eq!(count(FaultKind::SetClock) % 2, 0, "{episode:?}");
+        }
     }
 }

@@ -130,6 +130,16 @@ pub(crate) struct Node {
     pub disk: SimDisk,
     /// The next crash is a power loss ([`crate::Fault::LoseUnsyncedWrites`]).
     pub power_loss_armed: bool,
+    /// How far ahead of true time the node's clock reads, in nanoseconds (behind if
+    /// negative; [`crate::Fault::SetClock`]). It outlives crashes, as a hardware clock does.
+    pub clock_ahead: i64,
+}
+
+impl Node {
+    /// What the node's clock reads when true time is `now`.
+    pub fn clock(&self, now: cairn_actors::Time) -> cairn_actors::Time {
+        cairn_actors::Time(now.0.saturating_add_signed(self.clock_ahead))
+    }
 }
 
 /// Whether a node is up, and which incarnation runs: what every message send and delivery

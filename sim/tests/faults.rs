@@ -89,6 +89,43 @@ fn a_one_way_partition_drops_only_one_direction() {
 }
 
 #[test]
+fn a_clock_that_jumps_changes_what_actors_read_but_not_when_timers_fire() {
+    let (mut world, pongs) = ticking_pair(WorldConfig::default());
+    let hour = 3600 * SEC;
+    let jump = |ahead| Fault::SetClock {
+        node: node(0),
+        ahead,
+    };
+    world
+        .schedule_fault(Time(100 * MS), jump(hour as i64))
+        .unwrap();
+    world
+        .schedule_fault(Time(300 * MS), jump(-(50 * MS as i64)))
+        .unwrap();
+    world.schedule_fault(Time(400 * MS), jump(0)).unwrap();
+    world.run_until(Time(500 * MS));
+    let seen = read(&pongs);
+    let read_in = |from: u64, to: u64| {
+        seen.iter()
+            .filter(|(t, _)| (from..to).contains(&t.0))
+            .count()
+    };
+    // The pinger's clock reads an hour ahead, then 50 ms behind, then right; its timers,
+    // set for 10 ms each, keep firing every 10 ms all along (one pong a tick).
+    assert!(
+        (18..=21).contains(&read_in(hour + 100 * MS, hour + 300 * MS)),
+        "{seen:?}"
+    );
+    assert!((8..=11).contains(&read_in(250 * MS, 350 * MS)), "{seen:?}");
+    assert_eq!(
+        seen.len(),
+        50,
+        "a tick every 10 ms, whatever the clock says: {seen:?}"
+    );
+    assert_eq!(world.counters().faults_of(FaultKind::SetClock), 3);
+}
+
+#[test]
 fn loss_and_duplication_faults_change_what_arrives() {
     let (mut world, pongs) = ticking_pair(WorldConfig::default());
     world
@@ -368,6 +405,7 @@ fn plan_world(seed: u64) -> World {
         torn_write: 0.2,
         bit_rot: 0.5,
         disk_full: 0.0,
+        clock_jump: 0.3,
     };
     plan.downtime = (Duration::from_millis(100), Duration::from_secs(2));
     plan.duration = (Duration::from_millis(100), Duration::from_secs(3));

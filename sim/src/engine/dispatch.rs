@@ -173,8 +173,10 @@ impl<U: LocalUser> World<U> {
     ) -> Result<(), Input> {
         let now = self.now;
         let me = Addr::new(self.nodes.id(ix), service);
-        let Some(Hosted { actor, rng, .. }) = self.nodes.get_mut(ix).actors.get_mut(&service)
-        else {
+        let node = self.nodes.get_mut(ix);
+        // The actor sees the node's clock, which may be ahead or behind.
+        let clock = node.clock(now);
+        let Some(Hosted { actor, rng, .. }) = node.actors.get_mut(&service) else {
             return Err(input);
         };
         self.trace.record(now, record);
@@ -182,7 +184,7 @@ impl<U: LocalUser> World<U> {
         // tenth of the run); a nested dispatch (a spawn's start) finds it taken and makes
         // its own.
         let buffer = std::mem::take(&mut self.effects);
-        let mut ctx = Context::with_buffer(now, me, rng, buffer);
+        let mut ctx = Context::with_buffer(clock, me, rng, buffer);
         let outcome = panic::catch_unwind(AssertUnwindSafe(|| actor.handle(input, &mut ctx)));
         let mut effects = ctx.into_effects();
         match outcome {
@@ -311,8 +313,12 @@ impl<U: LocalUser> World<U> {
     }
 
     /// Sets (or moves) a timer: a new generation makes any earlier event for it stale.
+    /// Sets a timer for `at` by the node's clock: it fires after as long as that is from the
+    /// clock's now, whatever the clock does meanwhile (a monotonic timer's promise).
     fn set_timer(&mut self, me: Spot, id: TimerId, at: Time) {
-        let Some(hosted) = self.nodes.get_mut(me.node).actors.get_mut(&me.service) else {
+        let node = self.nodes.get_mut(me.node);
+        let after = at.since(node.clock(self.now));
+        let Some(hosted) = node.actors.get_mut(&me.service) else {
             return;
         };
         self.timer_generation += 1;
@@ -324,7 +330,7 @@ impl<U: LocalUser> World<U> {
             id,
             generation,
         };
-        self.agenda.push(at.max(self.now), event);
+        self.agenda.push(self.now.after(after), event);
     }
 
     fn cancel_timer(&mut self, me: Spot, id: TimerId) {

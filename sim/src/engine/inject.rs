@@ -45,6 +45,9 @@ impl<U: LocalUser> World<U> {
             Fault::DiskFull { node, full } => {
                 self.on_node(node, |w, ix| w.nodes.get(ix).disk.set_full(full))
             }
+            Fault::SetClock { node, ahead } => {
+                self.on_node(node, |w, ix| w.nodes.get_mut(ix).clock_ahead = ahead)
+            }
         }
     }
 

@@ -122,6 +122,7 @@ impl<U: LocalUser> World<U> {
                 factory: Box::new(factory),
                 disk,
                 power_loss_armed: false,
+                clock_ahead: 0,
             },
         );
         self.network.add_node(ix);
