@@ -15,7 +15,7 @@ const BUDGET: [(Mutant, u64); 5] = [
     (Mutant::VdriveAcksBeforeJournal, 10),
     (Mutant::StorageAcksCloseBeforeCommit, 10),
     (Mutant::DownloaderSkipsBlockHash, 10),
-    (Mutant::UploaderCountsSharesAsHappiness, 10),
+    (Mutant::UploaderCountsSharesAsHappiness, 20),
     (Mutant::ReplyCacheReexecutesDuplicates, 10),
 ];
 

@@ -431,6 +431,7 @@ fn fault_plan(grid: &Grid, start: Time, end: Time) -> FaultPlan {
         bit_rot: 0.02,
         disk_full: 0.01,
         clock_jump: 0.01,
+        degraded_link: 0.02,
     };
     plan.max_down = 4;
     plan.max_probability = 0.2;

@@ -53,6 +53,14 @@ pub enum Fault {
     /// negative; right again, if 0): what its actors see as now. Timers already set still
     /// fire after their durations, as a monotonic timer does.
     SetClock { node: NodeId, ahead: i64 },
+    /// The link between `a` and `b` loses `loss` of its messages, both ways, and delays them
+    /// by `extra` more (`loss` 0 and `extra` zero: whole again).
+    DegradeLink {
+        a: NodeId,
+        b: NodeId,
+        loss: f64,
+        extra: Duration,
+    },
 }
 
 /// A fault's kind, without its parameters (for counting and for rates).
@@ -71,11 +79,12 @@ pub enum FaultKind {
     BitRot,
     DiskFull,
     SetClock,
+    DegradeLink,
 }
 
 impl FaultKind {
     /// Every kind, in declaration order.
-    pub const ALL: [FaultKind; 13] = [
+    pub const ALL: [FaultKind; 14] = [
         FaultKind::Crash,
         FaultKind::Restart,
         FaultKind::Partition,
@@ -89,6 +98,7 @@ impl FaultKind {
         FaultKind::BitRot,
         FaultKind::DiskFull,
         FaultKind::SetClock,
+        FaultKind::DegradeLink,
     ];
 }
 
@@ -109,12 +119,14 @@ impl Fault {
             Fault::BitRot { .. } => FaultKind::BitRot,
             Fault::DiskFull { .. } => FaultKind::DiskFull,
             Fault::SetClock { .. } => FaultKind::SetClock,
+            Fault::DegradeLink { .. } => FaultKind::DegradeLink,
         }
     }
 
     /// The nodes this fault names.
     pub fn nodes(&self) -> impl Iterator<Item = NodeId> + '_ {
         let (a, b): (&[NodeId], &[NodeId]) = match self {
+            Fault::DegradeLink { a, b, .. } => (std::slice::from_ref(a), std::slice::from_ref(b)),
             Fault::Crash { node }
             | Fault::Restart { node }
             | Fault::SlowNode { node, .. }
@@ -136,6 +148,7 @@ impl Fault {
     pub(crate) fn probability(&self) -> Option<f64> {
         match self {
             Fault::SetLoss { p } | Fault::SetDuplication { p } => Some(*p),
+            Fault::DegradeLink { loss, .. } => Some(*loss),
             _ => None,
         }
     }
@@ -156,6 +169,8 @@ pub struct FaultRates {
     pub disk_full: f64,
     /// A node's clock jumps ahead or behind, and is set right again after a while.
     pub clock_jump: f64,
+    /// The link between two nodes (clients too) turns lossy and slow for a while.
+    pub degraded_link: f64,
 }
 
 /// Draws a random fault schedule: which faults, when, on which nodes, with what parameters.
@@ -264,6 +279,7 @@ enum Slot {
     Slow(NodeId),
     Full(NodeId),
     Clock(NodeId),
+    Link(NodeId, NodeId),
 }
 
 struct Drawing<'a> {
@@ -290,6 +306,7 @@ impl Drawing<'_> {
             rates.bit_rot,
             rates.disk_full,
             rates.clock_jump,
+            rates.degraded_link,
         ]
         .map(|r| r.max(0.0));
         let total: f64 = weights.iter().sum();
@@ -326,7 +343,8 @@ impl Drawing<'_> {
             6 => self.crash(now, true),
             7 => self.bit_rot(now),
             8 => self.disk_full(now),
-            _ => self.clock_jump(now),
+            9 => self.clock_jump(now),
+            _ => self.degrade_link(now),
         }
     }
 
@@ -433,6 +451,37 @@ impl Drawing<'_> {
         self.busy_until.insert(Slot::Clock(node), until);
     }
 
+    /// Two nodes of `partitioned` (clients included) and the link between them.
+    fn degrade_link(&mut self, now: Time) {
+        let nodes = &self.plan.partitioned;
+        if nodes.len() < 2 {
+            return;
+        }
+        let a = nodes[index_below(self.rng, nodes.len())];
+        let mut b = nodes[index_below(self.rng, nodes.len() - 1)];
+        if b == a {
+            b = nodes[nodes.len() - 1];
+        }
+        let slot = Slot::Link(a.min(b), a.max(b));
+        if !self.free(slot, now) {
+            return;
+        }
+        let loss = self.rng.gen::<f64>() * self.plan.max_probability.clamp(0.0, 1.0);
+        let extra = self.between((Duration::ZERO, self.plan.max_spike));
+        let duration = self.between(self.plan.duration);
+        let until = self.until(now, duration);
+        self.out
+            .push((now, Fault::DegradeLink { a, b, loss, extra }));
+        let whole = Fault::DegradeLink {
+            a,
+            b,
+            loss: 0.0,
+            extra: Duration::ZERO,
+        };
+        self.out.push((until, whole));
+        self.busy_until.insert(slot, until);
+    }
+
     fn spike(&mut self, now: Time) {
         if !self.free(Slot::Spike, now) {
             return;
@@ -520,6 +569,7 @@ mod tests {
             bit_rot: 0.05,
             disk_full: 0.05,
             clock_jump: 0.05,
+            degraded_link: 0.05,
         };
         plan
     }
@@ -580,6 +630,7 @@ mod tests {
             assert_eq!(starts, count(FaultKind::Restart), "{episode:?}");
             assert_eq!(count(FaultKind::Partition), count(FaultKind::Heal));
             assert_eq!(count(FaultKind::SetClock) % 2, 0, "{episode:?}");
+            assert_eq!(count(FaultKind::DegradeLink) % 2, 0, "{episode:?}");
         }
     }
 }

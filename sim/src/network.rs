@@ -124,6 +124,9 @@ pub struct Network {
     fault_duplicate: f64,
     spike_extra: Duration,
     spike_until: Time,
+    /// Links between two nodes that faults made lossy and slow (both ways): the pair, lower
+    /// index first, and the loss and extra delay.
+    degraded: HashMap<(u32, u32), (f64, Duration), FastBuild>,
     last_arrival: HashMap<(u32, u32), Time, FastBuild>,
 }
 
@@ -139,6 +142,7 @@ impl Network {
             fault_duplicate: 0.0,
             spike_extra: Duration::ZERO,
             spike_until: Time(0),
+            degraded: HashMap::default(),
             last_arrival: HashMap::default(),
         }
     }
@@ -184,7 +188,9 @@ impl Network {
             return Route::Drop(DropReason::Partitioned);
         }
         let params = *self.overrides.get(&(from, to)).unwrap_or(&self.config.link);
-        if chance(rng, either(params.loss, self.fault_loss)) {
+        let pair = (from.min(to), from.max(to));
+        let (link_loss, link_extra) = self.degraded.get(&pair).copied().unwrap_or_default();
+        if chance(rng, either(either(params.loss, self.fault_loss), link_loss)) {
             return Route::Drop(DropReason::Lost);
         }
         let slow = self.slowness(from, to);
@@ -194,6 +200,7 @@ impl Network {
         if now < self.spike_until {
             flight += self.spike_extra;
         }
+        flight += link_extra;
         let mut at = self.keep_order(from, to, sent.after(flight));
         if chance(rng, params.reorder) {
             at = at.after(uniform(rng, params.reorder_delay));
@@ -269,6 +276,16 @@ impl Network {
     pub(crate) fn spike(&mut self, extra: Duration, until: Time) {
         self.spike_extra = extra;
         self.spike_until = until;
+    }
+
+    /// Makes the link between `a` and `b` lose `loss` of its messages both ways and delay
+    /// them by `extra` more (0 and zero: the link is whole again).
+    pub(crate) fn degrade(&mut self, a: u32, b: u32, loss: f64, extra: Duration) {
+        let pair = (a.min(b), a.max(b));
+        match loss > 0.0 || !extra.is_zero() {
+            true => self.degraded.insert(pair, (loss, extra)),
+            false => self.degraded.remove(&pair),
+        };
     }
 
     /// Makes a node `factor` times slower on the network (1: normal).

@@ -126,6 +126,38 @@ fn a_clock_that_jumps_changes_what_actors_read_but_not_when_timers_fire() {
 }
 
 #[test]
+fn a_degraded_link_loses_and_delays_only_its_own_messages() {
+    let (mut world, pongs) = ticking_pair(WorldConfig::default());
+    let degrade = |loss, extra| Fault::DegradeLink {
+        a: node(1),
+        b: node(0),
+        loss,
+        extra,
+    };
+    world
+        .schedule_fault(Time(100 * MS), degrade(1.0, Duration::ZERO))
+        .unwrap();
+    world
+        .schedule_fault(Time(200 * MS), degrade(0.0, Duration::from_millis(500)))
+        .unwrap();
+    world
+        .schedule_fault(Time(300 * MS), degrade(0.0, Duration::ZERO))
+        .unwrap();
+    world.run_until(Time(2 * SEC));
+    // Cut off; then half a second late (the pings of 200-300 ms arrive at 700-800 ms,
+    // when the link is whole again, and their pongs come among the others'); then whole.
+    assert!(pongs_between(&pongs, 0, 100 * MS) >= 9);
+    assert_eq!(pongs_between(&pongs, 102 * MS, 300 * MS), 0);
+    assert!(pongs_between(&pongs, 302 * MS, 400 * MS) >= 9);
+    assert!(pongs_between(&pongs, 702 * MS, 800 * MS) >= 18);
+    assert!(world.counters().dropped(DropReason::Lost) >= 9);
+    assert_eq!(world.counters().faults_of(FaultKind::DegradeLink), 3);
+    assert!(world
+        .schedule_fault(Time(3 * SEC), degrade(1.5, Duration::ZERO))
+        .is_err());
+}
+
+#[test]
 fn loss_and_duplication_faults_change_what_arrives() {
     let (mut world, pongs) = ticking_pair(WorldConfig::default());
     world
@@ -406,6 +438,7 @@ fn plan_world(seed: u64) -> World {
         bit_rot: 0.5,
         disk_full: 0.0,
         clock_jump: 0.3,
+        degraded_link: 0.3,
     };
     plan.downtime = (Duration::from_millis(100), Duration::from_secs(2));
     plan.duration = (Duration::from_millis(100), Duration::from_secs(3));

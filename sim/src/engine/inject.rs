@@ -45,6 +45,11 @@ impl<U: LocalUser> World<U> {
             Fault::DiskFull { node, full } => {
                 self.on_node(node, |w, ix| w.nodes.get(ix).disk.set_full(full))
             }
+            Fault::DegradeLink { a, b, loss, extra } => {
+                if let (Some(a), Some(b)) = (self.nodes.index_of(a), self.nodes.index_of(b)) {
+                    self.network.degrade(a, b, loss, extra);
+                }
+            }
             Fault::SetClock { node, ahead } => {
                 self.on_node(node, |w, ix| w.nodes.get_mut(ix).clock_ahead = ahead)
             }
