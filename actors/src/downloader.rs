@@ -14,7 +14,10 @@
 //!
 //! A share that fails a check is reported to its server (a corruption advisory) and
 //! replaced by another holder of the same share or another share, at any phase; a server
-//! that does not answer in time is given up for that share. No byte is output before it
+//! that does not answer in time is given up for that share. A copy whose only fault is a bad
+//! block (bit rot strikes one place) is good for the other segments: once the stream is
+//! past the bad one, the copy is a candidate again, so scattered rot in many shares still
+//! leaves a file readable wherever each segment has `k` good blocks. No byte is output before it
 //! verified. Requests go through one [`Requests`] table (one sweep timer).
 //!
 //! Memory: the current segment's blocks and one decoded segment waiting to be drained, plus
@@ -27,6 +30,7 @@ use crate::protocol::{Message, Request, RequestId, Response};
 use crate::reader::{self, Progress, ShareReader};
 use crate::requests::Requests;
 use cairn_codec::verify::{Rejection, SegmentDecoder};
+use cairn_codec::ShareCheck;
 use cairn_codec::{ChkCap, VerifierCap};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -52,6 +56,9 @@ pub struct Downloader {
     candidates: BTreeMap<ShareNum, Vec<NodeId>>,
     /// At most `k` shares being read: being proved, or proved and serving blocks.
     readers: BTreeMap<ShareNum, ShareReader>,
+    /// Copies set aside for a bad block: the share, its holder, and the segment it failed
+    /// (candidates again once the stream is past it).
+    damaged: Vec<(ShareNum, NodeId, u64)>,
     faults: Vec<String>,
 }
 
@@ -112,6 +119,7 @@ impl Downloader {
             listing: BTreeSet::new(),
             candidates: BTreeMap::new(),
             readers: BTreeMap::new(),
+            damaged: Vec::new(),
             faults: Vec::new(),
         }
     }
@@ -328,6 +336,9 @@ impl Downloader {
         if let Phase::Streaming(stream) = &mut self.phase {
             stream.blocks.remove(&share);
         }
+        if let ShareCheck::Block { segment } = rejection.check {
+            self.damaged.push((share, server, segment));
+        }
         let line = reader::fault_line(share, server, &rejection);
         tracing::debug!(%line, "download set a share aside");
         self.faults.push(line);
@@ -370,7 +381,21 @@ impl Downloader {
         stream.blocks.clear();
         stream.segment += 1;
         stream.ready = Some(plaintext);
+        let next = stream.segment;
+        self.restore_damaged(next);
         self.flush(ctx);
+    }
+
+    /// Copies set aside for a bad block of a segment before `segment` may serve it: they
+    /// are candidates again (after the holders not yet tried).
+    fn restore_damaged(&mut self, segment: u64) {
+        let (restored, waiting) = std::mem::take(&mut self.damaged)
+            .into_iter()
+            .partition(|&(_, _, bad)| bad < segment);
+        self.damaged = waiting;
+        for (share, server, _) in restored {
+            self.candidates.entry(share).or_default().push(server);
+        }
     }
 
     /// Starts reading the current segment's block from every proved, idle share that has

@@ -105,7 +105,8 @@ pub struct ChaosConfig {
     /// Malicious storage servers and clients among them ([`crate::byzantine`]).
     pub byzantine_servers: usize,
     pub byzantine_clients: usize,
-    /// Operations each client runs during the chaos phase.
+    /// The most operations each client starts. Clients keep the grid busy: each starts its
+    /// next operation a short pause after the last ends, for as long as faults are injected.
     pub ops_per_client: usize,
     /// How long faults are injected.
     pub chaos: Duration,
@@ -127,7 +128,7 @@ impl Default for ChaosConfig {
             clients: 3,
             byzantine_servers: 2,
             byzantine_clients: 1,
-            ops_per_client: 8,
+            ops_per_client: 60,
             chaos: Duration::from_secs(300),
             faults: true,
             trace: false,
@@ -296,7 +297,9 @@ pub fn shrink(seed: u64, config: &ChaosConfig, mut progress: impl FnMut(&str)) -
         }
         chunk = chunk.div_ceil(2);
     }
-    for ops in 1..scenario.ops_per_client {
+    // Fewer operations, from one up in steps of half again.
+    let mut ops = 1;
+    while ops < scenario.ops_per_client {
         let candidate = Scenario {
             ops_per_client: ops,
             ..scenario.clone()
@@ -309,6 +312,7 @@ pub fn shrink(seed: u64, config: &ChaosConfig, mut progress: impl FnMut(&str)) -
             progress(&format!("{ops} operations a client still fail"));
             break;
         }
+        ops = (ops * 3 / 2).max(ops + 1);
     }
     Some(scenario)
 }
@@ -332,6 +336,9 @@ impl ChaosConfig {
     }
 }
 
+/// When faults start (the grid has formed by then).
+pub(crate) const CHAOS_START: Duration = Duration::from_secs(5);
+
 /// Runs the chaos scenario for `seed`.
 pub fn run(seed: u64, config: &ChaosConfig) -> ChaosReport {
     let wall = Instant::now();
@@ -350,7 +357,7 @@ pub fn run(seed: u64, config: &ChaosConfig) -> ChaosReport {
     // The servers faults strike are the honest ones: their answers are held to the rule.
     let answers = answers::Answers::tap(&mut world, grid.faultable_nodes());
 
-    let chaos_start = Time(0).after(Duration::from_secs(5));
+    let chaos_start = Time(0).after(CHAOS_START);
     let chaos_end = chaos_start.after(config.chaos);
     let (mut schedule, mut fault_episodes) = (Vec::new(), 0);
     if config.faults {

@@ -89,6 +89,8 @@ pub struct Workload {
     placed: BTreeSet<(StorageIndex, ShareNum, NodeId)>,
     ops: BTreeMap<LocalId, (usize, Time, Op)>,
     remaining: Vec<usize>,
+    /// Clients start operations until the faults end.
+    busy_until: Time,
     dirs: Vec<Dirs>,
     /// The directory every client writes into (made before the run, as a setup step).
     shared: DirWriteCap,
@@ -125,6 +127,7 @@ impl Workload {
             uploaded: BTreeMap::new(),
             ops: BTreeMap::new(),
             remaining: vec![config.ops_per_client; grid.clients.len()],
+            busy_until: Time(0).after(super::CHAOS_START + config.chaos),
             dirs,
             shared,
             next_id: 1,
@@ -585,14 +588,15 @@ impl Workload {
         (self.clients[client], id, request)
     }
 
-    /// Schedules the client's next operation after a pause, if it has any left.
+    /// Schedules the client's next operation after a short pause, if it has any left and the
+    /// faults go on.
     fn continue_client(&mut self, client: usize, io: &mut UserIo<'_>) {
-        if self.remaining[client] == 0 {
+        if self.remaining[client] == 0 || io.now() >= self.busy_until {
             return;
         }
         let at = io
             .now()
-            .after(Duration::from_millis(self.rng.gen_range(500..20_000)));
+            .after(Duration::from_millis(self.rng.gen_range(100..5_000)));
         let (addr, id, request) = self.next_op(client, at);
         io.request(at, addr, id, request);
     }
