@@ -629,28 +629,39 @@ pub(crate) fn relative(secs: u64) -> String {
 }
 
 /// The scheduled renewal and repair lines of `status`.
-fn print_upkeep(u: &api::Upkeep) {
-    let every = |secs: Option<u64>| match secs {
+/// How often a scheduled run happens: "every 1day", or "off".
+pub(crate) fn every(secs: Option<u64>) -> String {
+    match secs {
         Some(s) => format!(
             "every {}",
             humantime::format_duration(std::time::Duration::from_secs(s))
         ),
         None => "off".to_owned(),
-    };
-    let run =
-        |r: &api::UpkeepRun| {
-            let s = &r.summary;
-            let when = relative(r.finished.unwrap_or(r.started));
-            match &r.error {
-                Some(e) => format!("{when}: failed: {e}"),
-                None => format!(
-                "{when}: {} files, {} healthy, {} unhealthy, {} unrecoverable, {} repaired, {} \
-                 errors; {} leases renewed",
-                s.objects, s.healthy, s.unhealthy, s.unrecoverable, s.repaired, s.errors,
-                s.leases_renewed
-            ),
-            }
-        };
+    }
+}
+
+/// A scheduled run, for a person: when it ended (or started), and what it found.
+pub(crate) fn describe_run(r: &api::UpkeepRun) -> String {
+    let s = &r.summary;
+    let when = relative(r.finished.unwrap_or(r.started));
+    match &r.error {
+        Some(e) => format!("{when}: failed: {e}"),
+        None => format!(
+            "{when}: {} files, {} healthy, {} unhealthy, {} unrecoverable, {} repaired, {} \
+             errors; {} leases renewed",
+            s.objects,
+            s.healthy,
+            s.unhealthy,
+            s.unrecoverable,
+            s.repaired,
+            s.errors,
+            s.leases_renewed
+        ),
+    }
+}
+
+fn print_upkeep(u: &api::Upkeep) {
+    let run = describe_run;
     println!("leases:     renewed {}", every(u.renewal_interval_secs));
     if let Some(r) = &u.last_renewal {
         println!("  last renewal {}", run(r));

@@ -18,7 +18,7 @@
 use super::activity::Record;
 use super::{status, tree, ApiError, Gateway};
 use crate::api;
-use crate::commands::{listing_time, relative};
+use crate::commands::{describe_run, every, listing_time, relative};
 use axum::extract::{Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -304,25 +304,7 @@ fn own_storage(storage: &api::OwnStorage) -> Markup {
 }
 
 fn upkeep_section(u: &api::Upkeep) -> Markup {
-    let every = |secs: Option<u64>| match secs {
-        Some(s) => format!(
-            "every {}",
-            humantime::format_duration(Duration::from_secs(s))
-        ),
-        None => "off".to_owned(),
-    };
-    let run = |r: &api::UpkeepRun| {
-        let s = &r.summary;
-        let when = relative(r.finished.unwrap_or(r.started));
-        match &r.error {
-            Some(e) => format!("{when}: failed: {e}"),
-            None => format!(
-                "{when}: {} files, {} healthy, {} unhealthy, {} unrecoverable, {} repaired, \
-                 {} errors",
-                s.objects, s.healthy, s.unhealthy, s.unrecoverable, s.repaired, s.errors
-            ),
-        }
-    };
+    let run = describe_run;
     html! {
         section {
             h2 { "Upkeep" }
